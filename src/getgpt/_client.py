@@ -1,0 +1,453 @@
+"""The GetGpt clients.
+
+:class:`BaseClient` holds every decision that needs no I/O -- the URL, the request body, when
+to retry and for how long to wait, how a failed response becomes a typed error.
+:class:`Client` and :class:`AsyncClient` are thin shells that only send and read, both driving
+the same sans-IO :class:`~getgpt.reply.ReplyParser`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import httpx
+import msgspec
+
+from . import envelope
+from .errors import (
+    CloudflareBlocked,
+    GetGptError,
+    ProtocolError,
+    RateLimitError,
+    StatusError,
+    Timeout,
+    TransportError,
+)
+from .reply import Reply, ReplyParser, Usage
+from .request import Message, build_request, encode
+from .sse import DEFAULT_MAX_EVENT_SIZE
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "AsyncChatStream",
+    "AsyncClient",
+    "BaseClient",
+    "ChatStream",
+    "Client",
+]
+
+#: The address of the original service, the seed's ``url``.
+DEFAULT_BASE_URL = "https://chat.getgpt.world/"
+#: As the openai SDK: 10 minutes in all, 5 seconds to connect.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+# Statuses worth another try: the request never reached a model, or the server asks us to wait.
+_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_EXCERPT = 2048
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 8.0
+_CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
+
+Messages = Iterable[Mapping[str, Any] | Message]
+
+
+def base_url_from(value: str | None) -> str:
+    """The base URL to use: ``value``, else ``GETGPT_BASE_URL``, else the seed's; ends in ``/``."""
+    url = value or os.environ.get("GETGPT_BASE_URL") or DEFAULT_BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+class BaseClient:
+    """Configuration and every decision that needs no I/O."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_wait: float = 60.0,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url_from(base_url)
+        self.url = self.base_url + "api/chat/stream"
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.max_event_size = max_event_size
+        self.headers = {
+            "Content-Type": "application/json",
+            "Referer": self.base_url,
+            "User-Agent": USER_AGENT,
+            **(headers or {}),
+        }
+
+    def _body(self, messages: Messages, params: Mapping[str, Any]) -> bytes:
+        """The POST body: the validated request, sealed in the envelope."""
+        signature = envelope.encrypt(encode(build_request(messages, **params)).decode())
+        return b'{"signature":"' + signature.encode() + b'"}'
+
+    def _retry_delay(
+        self, attempt: int, status: int | None, headers: httpx.Headers | None
+    ) -> float:
+        """Seconds to wait before attempt ``attempt + 1``, or -1 to give up.
+
+        ``status`` is None for a connection that failed before any response.
+        """
+        if attempt >= self.max_retries or (status is not None and status not in _RETRY_STATUSES):
+            return -1
+        asked = _retry_after(headers) if headers is not None else None
+        if asked is not None:
+            return asked if asked <= self.max_retry_wait else -1
+        return min(_BACKOFF_BASE * 2**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> StatusError:
+        status = response.status_code
+        excerpt = body[:_EXCERPT].decode("utf-8", "replace")
+        detail = _error_message(body) or excerpt.strip()[:200] or response.reason_phrase
+        message = f"HTTP {status} from {self.url}: {detail}"
+        if _is_cloudflare(response, body):
+            return CloudflareBlocked(
+                f"HTTP {status} from {self.url}: blocked by a Cloudflare challenge page",
+                status_code=status,
+                body=excerpt,
+            )
+        if status == 429:
+            return RateLimitError(message, body=excerpt, retry_after=_retry_after(response.headers))
+        return StatusError(message, status_code=status, body=excerpt)
+
+    def _is_json(self, response: httpx.Response) -> bool:
+        """True when the reply is one JSON object rather than an event stream."""
+        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind == "text/html":
+            raise ProtocolError(f"expected an event stream from {self.url}, got an HTML page")
+        return kind == "application/json"
+
+    def _transport_error(self, exc: httpx.TransportError, partial: str = "") -> TransportError:
+        what = type(exc).__name__
+        detail = str(exc) or what
+        if isinstance(exc, httpx.TimeoutException):
+            return Timeout(f"timed out talking to {self.url} ({what}): {detail}", partial=partial)
+        return TransportError(
+            f"connection to {self.url} failed ({what}): {detail}", partial=partial
+        )
+
+
+T = TypeVar("T")
+
+
+class _StreamBase(Generic[T]):
+    """What a stream tells beside its text pieces."""
+
+    def __init__(self, parser: ReplyParser, pieces: T) -> None:
+        self._parser = parser
+        self._pieces = pieces
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._parser.text
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the model stopped, once the server has said it."""
+        return self._parser.finish_reason
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token counts, if the server sent them."""
+        return self._parser.usage
+
+    def reply(self) -> Reply:
+        """The text so far, with ``finish_reason`` and ``usage``."""
+        return self._parser.reply()
+
+
+class ChatStream(_StreamBase[Iterator[str]], Iterator[str]):
+    """The text pieces of a reply, as they arrive. Closing it, or leaving ``with``, ends the request."""
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def close(self) -> None:
+        self._pieces.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncChatStream(_StreamBase[AsyncIterator[str]], AsyncIterator[str]):
+    """The text pieces of a reply, as they arrive. ``aclose()``, or leaving ``async with``, ends it."""
+
+    async def __anext__(self) -> str:
+        return await self._pieces.__anext__()
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    async def aclose(self) -> None:
+        await self._pieces.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Client(BaseClient):
+    """A synchronous GetGpt client; reuses connections across calls.
+
+    ``proxy``, ``verify`` and ``transport`` go to the underlying :class:`httpx.Client`; pass
+    ``http_client`` to supply one ready-made.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        proxy: str | None = None,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+        http_client: httpx.Client | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(base_url, **options)
+        self._http = http_client or httpx.Client(
+            timeout=self.timeout, proxy=proxy, verify=verify, transport=transport
+        )
+
+    def stream(self, messages: Messages, **params: Any) -> ChatStream:
+        """Send a chat request; iterate the result for the reply's text pieces as they arrive."""
+        body = self._body(messages, params)
+        parser = ReplyParser(self.max_event_size)
+        return ChatStream(parser, self._pieces(body, parser))
+
+    def complete(self, messages: Messages, **params: Any) -> Reply:
+        """Send a chat request and return the whole reply."""
+        with self.stream(messages, **params) as chat:
+            for _ in chat:
+                pass
+            return chat.reply()
+
+    def _pieces(self, body: bytes, parser: ReplyParser) -> Iterator[str]:
+        response = self._send(body)
+        try:
+            if self._is_json(response):
+                yield from parser.feed_json(response.read())
+                return
+            for chunk in response.iter_bytes():
+                pieces = parser.feed(chunk)
+                if pieces:
+                    yield from pieces
+            yield from parser.close()
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, parser.text) from exc
+        except GetGptError as exc:
+            exc.partial = exc.partial or parser.text
+            raise
+        finally:
+            response.close()
+
+    def _send(self, body: bytes) -> httpx.Response:
+        attempt = 0
+        while True:
+            request = self._http.build_request("POST", self.url, content=body, headers=self.headers)
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                delay = self._retry_delay(attempt, None, None)
+                if delay < 0:
+                    raise self._transport_error(exc) from exc
+            else:
+                if response.is_success:
+                    return response
+                try:
+                    excerpt = _read_excerpt(response)
+                finally:
+                    response.close()
+                delay = self._retry_delay(attempt, response.status_code, response.headers)
+                if delay < 0:
+                    raise self._status_error(response, excerpt)
+            attempt += 1
+            time.sleep(delay)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(BaseClient):
+    """An asyncio GetGpt client; reuses connections across calls. See :class:`Client`."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        proxy: str | None = None,
+        verify: bool | str = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(base_url, **options)
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self.timeout, proxy=proxy, verify=verify, transport=transport
+        )
+
+    def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
+        """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
+        body = self._body(messages, params)
+        parser = ReplyParser(self.max_event_size)
+        return AsyncChatStream(parser, self._pieces(body, parser))
+
+    async def complete(self, messages: Messages, **params: Any) -> Reply:
+        """Send a chat request and return the whole reply."""
+        async with self.stream(messages, **params) as chat:
+            async for _ in chat:
+                pass
+            return chat.reply()
+
+    async def _pieces(self, body: bytes, parser: ReplyParser) -> AsyncIterator[str]:
+        response = await self._send(body)
+        try:
+            if self._is_json(response):
+                for piece in parser.feed_json(await response.aread()):
+                    yield piece
+                return
+            async for chunk in response.aiter_bytes():
+                for piece in parser.feed(chunk):
+                    yield piece
+            for piece in parser.close():
+                yield piece
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, parser.text) from exc
+        except GetGptError as exc:
+            exc.partial = exc.partial or parser.text
+            raise
+        finally:
+            await response.aclose()
+
+    async def _send(self, body: bytes) -> httpx.Response:
+        attempt = 0
+        while True:
+            request = self._http.build_request("POST", self.url, content=body, headers=self.headers)
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                delay = self._retry_delay(attempt, None, None)
+                if delay < 0:
+                    raise self._transport_error(exc) from exc
+            else:
+                if response.is_success:
+                    return response
+                try:
+                    excerpt = await _aread_excerpt(response)
+                finally:
+                    await response.aclose()
+                delay = self._retry_delay(attempt, response.status_code, response.headers)
+                if delay < 0:
+                    raise self._status_error(response, excerpt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def _read_excerpt(response: httpx.Response) -> bytes:
+    excerpt = b""
+    try:
+        for chunk in response.iter_bytes():
+            excerpt += chunk
+            if len(excerpt) >= _EXCERPT:
+                break
+    except httpx.HTTPError:
+        pass  # the status alone is the error; a broken body adds nothing
+    return excerpt
+
+
+async def _aread_excerpt(response: httpx.Response) -> bytes:
+    excerpt = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            excerpt += chunk
+            if len(excerpt) >= _EXCERPT:
+                break
+    except httpx.HTTPError:
+        pass  # the status alone is the error; a broken body adds nothing
+    return excerpt
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _error_message(body: bytes) -> str | None:
+    """The ``message`` of an OpenAI-style ``{"error": {...}}`` body, if it is one."""
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    error = value.get("error") if isinstance(value, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return None
+
+
+def _is_cloudflare(response: httpx.Response, body: bytes) -> bool:
+    # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
+    # challenge header or an HTML page that names Cloudflare marks a block.
+    if response.status_code not in (403, 503):
+        return False
+    if response.headers.get("cf-mitigated", "").lower() == "challenge":
+        return True
+    head = body[:_EXCERPT].lower()
+    return head.lstrip()[:1] == b"<" and any(marker in head for marker in _CLOUDFLARE_MARKERS)

@@ -1,0 +1,278 @@
+"""The reply: a stream of OpenAI ``chat.completion.chunk`` events, parsed without I/O.
+
+:class:`ReplyParser` takes the bytes of a response body as they arrive and returns the text
+pieces they complete; the sync and async clients, and the server's ``getgpt`` backend, all drive
+the same parser. It also reads a whole non-streamed ``chat.completion`` object.
+
+Speed: a chat stream repeats one JSON shape in which only the content string changes. After a
+full, typed decode of a content chunk, the parser learns that chunk's bytes before and after the
+content string and proves the template with a probe decode. Later events with the same prefix
+and suffix and a plain string in between (no quote, backslash or control character) yield that
+string without a JSON decode; any other event takes the full decode, so results are identical.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from .errors import IncompleteStream, ProtocolError, RemoteError
+from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
+
+__all__ = ["Reply", "ReplyParser", "Usage"]
+
+
+class Usage(msgspec.Struct, frozen=True):
+    """Token counts, when the server reports them."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class _Text(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Text | None = None
+    message: _Text | None = None  # a non-streamed chat.completion
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: Usage | None = None
+    error: Any = None
+
+
+class Reply(str):
+    """The whole text of a reply, with what the server said about it."""
+
+    finish_reason: str | None
+    usage: Usage | None
+
+    def __new__(
+        cls, text: str, finish_reason: str | None = None, usage: Usage | None = None
+    ) -> Reply:
+        self = super().__new__(cls, text)
+        self.finish_reason = finish_reason
+        self.usage = usage
+        return self
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_decode_any = msgspec.json.Decoder().decode
+# Two probes: one could match by chance a constant content elsewhere in the template.
+_PROBES = ("p", "q")
+# A stream whose chunks never share a template stops paying for the attempt after a few tries.
+_LESSONS = 8
+# Bytes that may not stand bare inside a JSON string, or that would end or escape it.
+_UNSAFE = bytes(range(0x20)) + b'"\\'
+_COMPACT_EVERY = 4096
+
+
+class ReplyParser:
+    """Sans-IO parser of a chat reply; see the module docstring."""
+
+    __slots__ = (
+        "_blocks",
+        "_lessons",
+        "_pieces",
+        "_prefix",
+        "_sse",
+        "_suffix",
+        "_tail",
+        "done",
+        "finish_reason",
+        "usage",
+    )
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        self._sse = SSEDecoder(max_event_size)
+        self._pieces: list[str] = []
+        self._blocks: list[str] = []  # _pieces joined now and then, so memory stays compact
+        self._prefix = b"\x00"  # no JSON event starts with NUL: matches nothing until learned
+        self._suffix = b""
+        self._tail = 0
+        self._lessons = _LESSONS
+        #: True once ``[DONE]`` has been seen.
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    @property
+    def text(self) -> str:
+        """All the text received so far."""
+        return "".join(self._blocks) + "".join(self._pieces)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the server has said the reply is over (``[DONE]`` or a ``finish_reason``)."""
+        return self.done or self.finish_reason is not None
+
+    def reply(self) -> Reply:
+        return Reply(self.text, self.finish_reason, self.usage)
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """Add bytes of the response body; return the text pieces they complete."""
+        try:
+            events = self._sse.decode(chunk)
+        except ProtocolError as exc:
+            exc.partial = self.text
+            raise
+        return self._events(events) if events else []
+
+    def close(self) -> list[str]:
+        """The body has ended: return any last pieces, or raise if the reply was cut short."""
+        try:
+            pieces = self._events(self._sse.flush())
+        except ProtocolError:
+            # Bytes cut off mid-event: what matters is that the reply was cut short.
+            pieces = []
+        if not self.complete:
+            raise IncompleteStream(
+                "the server closed the stream before [DONE] or a finish_reason",
+                partial=self.text,
+            )
+        return pieces
+
+    def feed_json(self, body: bytes) -> list[str]:
+        """Read a whole non-streamed reply (a ``chat.completion`` JSON object)."""
+        pieces = self._events([body])
+        if self.finish_reason is None:
+            self.finish_reason = "stop"  # a whole JSON reply is complete by construction
+        return pieces
+
+    def _events(self, events: list[bytes]) -> list[str]:
+        out: list[str] = []
+        if self.done:
+            return out
+        prefix, suffix, tail = self._prefix, self._suffix, self._tail
+        shortest = tail + len(suffix)
+        for data in events:
+            if data.startswith(prefix) and data.endswith(suffix) and len(data) > shortest:
+                middle = data[tail : len(data) - len(suffix)]
+                if len(middle.translate(None, _UNSAFE)) == len(middle):
+                    try:
+                        out.append(middle.decode())
+                        continue
+                    except UnicodeDecodeError:
+                        pass  # the full decode below names the problem
+            self._full(data, out)
+            if self.done:
+                break
+            prefix, suffix, tail = self._prefix, self._suffix, self._tail
+            shortest = tail + len(suffix)
+        if out:
+            pieces = self._pieces
+            pieces += out
+            if len(pieces) > _COMPACT_EVERY:
+                self._blocks.append("".join(pieces))
+                pieces.clear()
+        return out
+
+    def _full(self, data: bytes, out: list[str]) -> None:
+        try:
+            chunk = _decode_chunk(data)
+        except msgspec.ValidationError:
+            chunk = self._lenient(data, out)
+        except msgspec.DecodeError:
+            self._not_json(data, out)
+            return
+        if chunk.error is not None:
+            raise _remote_error(chunk.error, self._text(out))
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if not chunk.choices:
+            return
+        choice = chunk.choices[0]
+        text = choice.delta if choice.delta is not None else choice.message
+        if text is not None and text.content:
+            out.append(text.content)
+            if choice.finish_reason is None and chunk.usage is None and self._lessons:
+                self._learn(data, text.content)
+        if choice.finish_reason is not None:
+            self.finish_reason = choice.finish_reason
+
+    def _learn(self, data: bytes, content: str) -> None:
+        self._lessons -= 1
+        raw = content.encode()
+        if len(raw.translate(None, _UNSAFE)) != len(raw):
+            return
+        found = list(re.finditer(rb'"content"\s*:\s*"(' + re.escape(raw) + rb')"', data))
+        if len(found) != 1:
+            return
+        prefix = data[: found[0].start(1)]
+        suffix = data[found[0].end(1) :]
+        # Prove the template: each probe must come back as the content, and nothing else be set.
+        for probe in _PROBES:
+            try:
+                chunk = _decode_chunk(prefix + probe.encode() + suffix)
+            except msgspec.MsgspecError:
+                return
+            choice = chunk.choices[0] if chunk.choices else None
+            if (
+                chunk.error is not None
+                or chunk.usage is not None
+                or choice is None
+                or choice.delta is None
+                or choice.delta.content != probe
+                or choice.finish_reason is not None
+            ):
+                return
+        self._prefix, self._suffix, self._tail = prefix, suffix, len(prefix)
+
+    def _not_json(self, data: bytes, out: list[str]) -> None:
+        stripped = data.strip()
+        if stripped == b"[DONE]":
+            self.done = True
+        elif stripped:  # an empty data line carries nothing
+            raise ProtocolError(
+                f"server-sent event is not JSON: {data[:200]!r}", partial=self._text(out)
+            )
+
+    def _lenient(self, data: bytes, out: list[str]) -> _Chunk:
+        # The typed decode failed on a field's type: read what we can from the generic value.
+        try:
+            value = _decode_any(data)
+        except msgspec.DecodeError:
+            self._not_json(data, out)
+            return _Chunk()
+        if not isinstance(value, dict):
+            raise ProtocolError(
+                f"server-sent event is not a JSON object: {data[:200]!r}", partial=self._text(out)
+            )
+        chunk = _Chunk(error=value.get("error"))
+        choices = value.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            first = choices[0]
+            body = first.get("delta") or first.get("message")
+            content = body.get("content") if isinstance(body, dict) else None
+            reason = first.get("finish_reason")
+            chunk.choices = [
+                _Choice(
+                    delta=_Text(content if isinstance(content, str) else None),
+                    finish_reason=reason if isinstance(reason, str) else None,
+                )
+            ]
+        return chunk
+
+    def _text(self, out: list[str]) -> str:
+        return self.text + "".join(out)
+
+
+def _remote_error(error: Any, partial: str) -> RemoteError:
+    if isinstance(error, dict):
+        message = error.get("message")
+        kind = error.get("type")
+        code = error.get("code")
+        return RemoteError(
+            str(message) if message is not None else "the server reported an error",
+            type=str(kind) if kind is not None else None,
+            code=code if isinstance(code, (str, int)) else None,
+            partial=partial,
+        )
+    return RemoteError(str(error), partial=partial)

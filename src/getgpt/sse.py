@@ -1,0 +1,113 @@
+"""A sans-IO, incremental decoder for Server-Sent Events.
+
+Feed it the bytes of a response as they arrive with :meth:`SSEDecoder.decode`; it returns the
+``data`` of each event completed so far. Call :meth:`SSEDecoder.flush` at the end of the stream.
+The same object serves the sync and the async client, and the server's tests.
+
+Lines end at CR, LF or CRLF only -- never at the other characters ``str.splitlines`` treats as
+line breaks (U+2028 and friends can appear inside JSON text) -- and a CRLF split across two reads
+is one line end. Decoding stays bytes until a caller parses the data, so a multi-byte UTF-8
+character split across reads needs no special care.
+"""
+
+from __future__ import annotations
+
+from .errors import ProtocolError
+
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEDecoder"]
+
+#: Largest event accepted, in bytes, unless the decoder is told otherwise.
+DEFAULT_MAX_EVENT_SIZE = 1 << 20
+
+
+class SSEDecoder:
+    """Turns a byte stream into the ``data`` payloads of its events, as ``bytes``.
+
+    The event type, ``id`` and ``retry`` fields are accepted and ignored: the chat protocol carries
+    everything in ``data``. Comment lines (``:...``) are skipped. Multi-line ``data`` is joined
+    with ``\\n`` as the SSE standard says.
+    """
+
+    __slots__ = ("_buf", "_lf_pending", "_max", "_scanned")
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        self._buf = bytearray()
+        self._max = max_event_size
+        # A read ended in CR: if the next begins with LF, that LF belongs to the same line end.
+        self._lf_pending = False
+        # How much of _buf is known to hold no event boundary, so each byte is searched once.
+        self._scanned = 0
+
+    def decode(self, chunk: bytes) -> list[bytes]:
+        """Add ``chunk``; return the data of every event it completes, in order."""
+        if self._lf_pending and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._lf_pending = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        elif chunk:
+            self._lf_pending = False
+        buf = self._buf
+        if not buf and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+            # The common case: a read holding whole events, nothing held over.
+            return self._events(chunk.split(b"\n\n")[:-1], len(chunk))
+        buf += chunk
+        end = buf.rfind(b"\n\n", max(self._scanned - 1, 0))
+        if end < 0:
+            self._scanned = len(buf)
+            if len(buf) > self._max:
+                self._too_large(len(buf))
+            return []
+        complete = bytes(buf[:end])
+        del buf[: end + 2]
+        self._scanned = 0
+        if len(buf) > self._max:
+            self._too_large(len(buf))
+        return self._events(complete.split(b"\n\n"), end)
+
+    def flush(self) -> list[bytes]:
+        """End of stream: return the data of a last event that lacked its closing blank line."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._scanned = 0
+        self._lf_pending = False
+        return self._events([rest.rstrip(b"\n")], len(rest)) if rest.strip() else []
+
+    def _events(self, blocks: list[bytes], size: int) -> list[bytes]:
+        out: list[bytes] = []
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                out.append(block[6:])
+            elif block:
+                self._block(block, out)
+        if size > self._max:  # only then can one event be over the limit
+            for data in out:
+                if len(data) > self._max:
+                    self._too_large(len(data))
+        return out
+
+    @staticmethod
+    def _block(block: bytes, out: list[bytes]) -> None:
+        # The full field grammar, for events that are not a single `data: ` line.
+        data: list[bytes] | None = None
+        if block[:3] == b"\xef\xbb\xbf":
+            block = block[3:]  # a byte-order mark may open the stream
+        for line in block.split(b"\n"):
+            if not line or line[:1] == b":":
+                continue
+            name, colon, value = line.partition(b":")
+            if name != b"data":
+                continue  # event, id, retry and unknown fields carry nothing we use
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            if data is None:
+                data = [value]
+            else:
+                data.append(value)
+        if data is not None:
+            out.append(b"\n".join(data))
+
+    def _too_large(self, size: int) -> None:
+        raise ProtocolError(
+            f"server-sent event of {size} bytes exceeds the limit of {self._max} bytes"
+        )
