@@ -22,9 +22,7 @@ def free_port() -> int:
 def serve(app: Any, **options: Any) -> Iterator[str]:
     """Run ``app`` under a real uvicorn server in a thread; yield its base URL (ending in ``/``)."""
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

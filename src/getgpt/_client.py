@@ -100,9 +100,7 @@ class BaseClient:
         signature = envelope.encrypt(encode(build_request(messages, **params)).decode())
         return b'{"signature":"' + signature.encode() + b'"}'
 
-    def _retry_delay(
-        self, attempt: int, status: int | None, headers: httpx.Headers | None
-    ) -> float:
+    def _retry_delay(self, attempt: int, status: int | None, headers: httpx.Headers | None) -> float:
         """Seconds to wait before attempt ``attempt + 1``, or -1 to give up.
 
         ``status`` is None for a connection that failed before any response.
@@ -112,7 +110,7 @@ class BaseClient:
         asked = _retry_after(headers) if headers is not None else None
         if asked is not None:
             return asked if asked <= self.max_retry_wait else -1
-        return min(_BACKOFF_BASE * 2**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
+        return min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
 
     def _status_error(self, response: httpx.Response, body: bytes) -> StatusError:
         status = response.status_code
@@ -131,7 +129,7 @@ class BaseClient:
 
     def _is_json(self, response: httpx.Response) -> bool:
         """True when the reply is one JSON object rather than an event stream."""
-        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        kind: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind == "text/html":
             raise ProtocolError(f"expected an event stream from {self.url}, got an HTML page")
         return kind == "application/json"
@@ -141,9 +139,7 @@ class BaseClient:
         detail = str(exc) or what
         if isinstance(exc, httpx.TimeoutException):
             return Timeout(f"timed out talking to {self.url} ({what}): {detail}", partial=partial)
-        return TransportError(
-            f"connection to {self.url} failed ({what}): {detail}", partial=partial
-        )
+        return TransportError(f"connection to {self.url} failed ({what}): {detail}", partial=partial)
 
 
 T = TypeVar("T")

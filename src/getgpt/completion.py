@@ -27,7 +27,9 @@ class ChatCompletion:
         and called ``sys.exit``, this raises :class:`~getgpt.errors.ValidationError`.
         """
         if provider is None:
-            from .providers import GetGpt as provider
+            from .providers import GetGpt
+
+            provider = GetGpt
         name = getattr(model, "name", model)
         if not isinstance(name, str):
             raise ValidationError(f"model must be a name, not {type(model).__name__}")

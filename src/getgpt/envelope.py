@@ -53,8 +53,7 @@ def decrypt(signature: str) -> str:
     body, key, iv = raw[:-_TAIL], raw[-_TAIL:-16], raw[-16:]
     if len(body) % _BLOCK_HEX:
         raise SignatureError(
-            "signature's ciphertext is not a whole number of 16-byte blocks "
-            f"({len(body)} hex characters)"
+            f"signature's ciphertext is not a whole number of 16-byte blocks ({len(body)} hex characters)"
         )
     decryptor = Cipher(AES(key), CBC(iv)).decryptor()
     padded = decryptor.update(bytes.fromhex(body.decode("ascii"))) + decryptor.finalize()

@@ -9,7 +9,7 @@ so a failure never silently loses the part of the answer that did arrive.
     ├── StatusError             The server answered with a non-2xx status; carries it and a body excerpt.
     │   ├── RateLimitError      Status 429: the server asks us to slow down (see ``retry_after``).
     │   └── CloudflareBlocked   A Cloudflare challenge or block page came back instead of the API.
-    ├── ProtocolError           The reply broke the protocol: not SSE, a malformed event, or an event too large.
+    ├── ProtocolError           The reply broke the protocol: a malformed or oversized event.
     │   └── IncompleteStream    The server closed the stream before ``[DONE]`` or a ``finish_reason``.
     ├── RemoteError             The server reported an error inside the stream: ``data: {"error": ...}``.
     ├── SignatureError          A signature (the request envelope) is malformed and cannot be decrypted.
@@ -56,9 +56,7 @@ class Timeout(TransportError, builtins.TimeoutError):
 class StatusError(GetGptError):
     """The server answered with a non-2xx status; carries it and a body excerpt."""
 
-    def __init__(
-        self, message: str, *, status_code: int, body: str = "", partial: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, status_code: int, body: str = "", partial: str = "") -> None:
         super().__init__(message, partial=partial)
         self.status_code = status_code
         #: At most the first couple of kilobytes of the response body, decoded leniently.
@@ -86,7 +84,7 @@ class CloudflareBlocked(StatusError):
 
 
 class ProtocolError(GetGptError):
-    """The reply broke the protocol: not SSE, a malformed event, or an event too large."""
+    """The reply broke the protocol: a malformed or oversized event."""
 
 
 class IncompleteStream(ProtocolError):

@@ -54,9 +54,7 @@ class Reply(str):
     finish_reason: str | None
     usage: Usage | None
 
-    def __new__(
-        cls, text: str, finish_reason: str | None = None, usage: Usage | None = None
-    ) -> Reply:
+    def __new__(cls, text: str, finish_reason: str | None = None, usage: Usage | None = None) -> Reply:
         self = super().__new__(cls, text)
         self.finish_reason = finish_reason
         self.usage = usage
@@ -230,9 +228,7 @@ class ReplyParser:
         if stripped == b"[DONE]":
             self.done = True
         elif stripped:  # an empty data line carries nothing
-            raise ProtocolError(
-                f"server-sent event is not JSON: {data[:200]!r}", partial=self._text(out)
-            )
+            raise ProtocolError(f"server-sent event is not JSON: {data[:200]!r}", partial=self._text(out))
 
     def _lenient(self, data: bytes, out: list[str]) -> _Chunk:
         # The typed decode failed on a field's type: read what we can from the generic value.

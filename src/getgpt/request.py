@@ -29,18 +29,11 @@ __all__ = [
 DEFAULT_MODEL = "gpt-3.5-turbo"
 
 
-def _number(lo: float, hi: float) -> Any:
-    # int and float both: a default of 1 must stay `1` on the wire, not `1.0`.
-    return Union[  # noqa: UP007 - msgspec needs the Annotated members of a typing.Union
-        Annotated[int, msgspec.Meta(ge=int(lo), le=int(hi))],
-        Annotated[float, msgspec.Meta(ge=lo, le=hi)],
-    ]
-
-
 Role = Literal["system", "user", "assistant"]
-Penalty = _number(-2, 2)
-Temperature = _number(0, 2)
-TopP = _number(0, 1)
+# int and float both, so a default of 1 stays `1` on the wire and never becomes `1.0`.
+Penalty = Union[Annotated[int, msgspec.Meta(ge=-2, le=2)], Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]]  # noqa: UP007
+Temperature = Union[Annotated[int, msgspec.Meta(ge=0, le=2)], Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]]  # noqa: UP007
+TopP = Union[Annotated[int, msgspec.Meta(ge=0, le=1)], Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]]  # noqa: UP007
 MaxTokens = Annotated[int, msgspec.Meta(ge=1)]
 Model = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -98,9 +91,7 @@ def build_request(messages: Iterable[Mapping[str, Any] | Message], **params: Any
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
         raise ValidationError("messages must be a list of {'role': ..., 'content': ...} objects")
     fields: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
-    fields["messages"] = [
-        msgspec.structs.asdict(m) if isinstance(m, Message) else m for m in messages
-    ]
+    fields["messages"] = [msgspec.structs.asdict(m) if isinstance(m, Message) else m for m in messages]
     try:
         return msgspec.convert(fields, ChatRequest)
     except msgspec.ValidationError as exc:

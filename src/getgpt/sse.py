@@ -108,6 +108,4 @@ class SSEDecoder:
             out.append(b"\n".join(data))
 
     def _too_large(self, size: int) -> None:
-        raise ProtocolError(
-            f"server-sent event of {size} bytes exceeds the limit of {self._max} bytes"
-        )
+        raise ProtocolError(f"server-sent event of {size} bytes exceeds the limit of {self._max} bytes")
