@@ -48,6 +48,8 @@ def decrypt(signature: str) -> str:
         raise SignatureError(
             f"signature is too short: {len(raw)} characters, at least {_BLOCK_HEX + _TAIL} needed"
         )
+    if len(raw) % 2:
+        raise SignatureError(f"signature has an odd number of hex digits ({len(raw)})")
     if not _HEX_DIGITS.issuperset(raw):
         raise SignatureError("signature must contain only hex digits")
     body, key, iv = raw[:-_TAIL], raw[-_TAIL:-16], raw[-16:]
