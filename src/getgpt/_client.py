@@ -426,9 +426,10 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 def _error_message(body: bytes) -> str | None:
     """The ``message`` of an OpenAI-style ``{"error": {...}}`` body, if it is one."""
+    # A hostile body may hold invalid UTF-8 or nest past msgspec's depth limit.
     try:
         value = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     error = value.get("error") if isinstance(value, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):

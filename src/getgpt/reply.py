@@ -177,9 +177,11 @@ class ReplyParser:
             chunk = _decode_chunk(data)
         except msgspec.ValidationError:
             chunk = self._lenient(data, out)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8
             self._not_json(data, out)
             return
+        except RecursionError:  # msgspec's answer to JSON nested past ~1000 levels
+            raise self._too_deep(data, out) from None
         if chunk.error is not None:
             raise _remote_error(chunk.error, self._text(out))
         if chunk.usage is not None:
@@ -234,9 +236,11 @@ class ReplyParser:
         # The typed decode failed on a field's type: read what we can from the generic value.
         try:
             value = _decode_any(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             self._not_json(data, out)
             return _Chunk()
+        except RecursionError:
+            raise self._too_deep(data, out) from None
         if not isinstance(value, dict):
             raise ProtocolError(
                 f"server-sent event is not a JSON object: {data[:200]!r}", partial=self._text(out)
@@ -255,6 +259,11 @@ class ReplyParser:
                 )
             ]
         return chunk
+
+    def _too_deep(self, data: bytes, out: list[str]) -> ProtocolError:
+        return ProtocolError(
+            f"server-sent event nests JSON too deeply: {data[:200]!r}", partial=self._text(out)
+        )
 
     def _text(self, out: list[str]) -> str:
         return self.text + "".join(out)

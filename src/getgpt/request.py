@@ -111,3 +111,5 @@ def parse_request(data: bytes | str) -> ChatRequest:
         raise _invalid(exc) from None
     except msgspec.DecodeError as exc:
         raise ValidationError(f"chat request is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:  # msgspec's error for invalid UTF-8 inside a string
+        raise ValidationError("chat request is not valid UTF-8") from None
