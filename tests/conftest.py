@@ -9,7 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from .scripted import Live
 
 
 def free_port() -> int:
@@ -36,3 +41,12 @@ def serve(app: Any, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def live() -> Iterator[tuple[Live, str]]:
+    """The scripted server of tests/scripted.py on a loopback port."""
+    script = Live()
+    app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
+    with serve(app) as url:
+        yield script, url

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 import getgpt
 from getgpt import (
@@ -29,8 +24,7 @@ from getgpt import (
 )
 from getgpt.request import parse_request
 
-from .conftest import serve
-from .test_reply import chunk, stream_of
+from .scripted import Live, chunk, stream_of
 
 HI = [{"role": "user", "content": "Hi"}]
 SSE = {"content-type": "text/event-stream"}
@@ -232,51 +226,6 @@ def test_async_client_decisions() -> None:
 
 
 # --- against a real server ---------------------------------------------------------------------
-
-
-class Live:
-    """A small scripted GetGpt server: each request's last message says what to do."""
-
-    def __init__(self) -> None:
-        self.peers: list[tuple[str, int]] = []
-        self.release = threading.Event()
-        self.disconnected = threading.Event()
-
-    async def chat(self, request: Request) -> Response:
-        self.peers.append(request.scope["client"])
-        body = await request.json()
-        text = parse_request(getgpt.decrypt(body["signature"])).messages[-1].content
-
-        async def events() -> AsyncIterator[bytes]:
-            yield chunk()
-            if text == "wait":
-                yield chunk("first")
-                # Hold the stream until the test has seen the first piece.
-                while not self.release.is_set():
-                    await asyncio.sleep(0.01)
-                yield chunk("second")
-            elif text == "endless":
-                try:
-                    for i in range(10_000):
-                        yield chunk(f"{i} ")
-                        await asyncio.sleep(0.01)
-                finally:
-                    self.disconnected.set()
-            else:
-                for piece in text.split(" "):
-                    yield chunk(piece + " ")
-            yield chunk(finish="stop")
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(events(), status_code=201, media_type="text/event-stream")
-
-
-@pytest.fixture
-def live() -> Iterator[tuple[Live, str]]:
-    script = Live()
-    app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
-    with serve(app) as url:
-        yield script, url
 
 
 def test_pieces_arrive_as_they_are_sent(live: tuple[Live, str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,25 +11,7 @@ from hypothesis import strategies as st
 from getgpt import IncompleteStream, ProtocolError, RemoteError, Usage
 from getgpt.reply import ReplyParser
 
-
-def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> bytes:
-    delta = {"role": "assistant"} if content is None and finish is None else {}
-    if content is not None:
-        delta["content"] = content
-    body = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-3.5-turbo",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        **extra,
-    }
-    return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
-
-
-def stream_of(pieces: list[str], done: bool = True) -> bytes:
-    body = chunk() + b"".join(chunk(p) for p in pieces) + chunk(finish="stop")
-    return body + (b"data: [DONE]\n\n" if done else b"")
+from .scripted import chunk, stream_of
 
 
 def parse(stream: bytes, cuts: list[int] | None = None) -> tuple[list[str], ReplyParser]:

@@ -1,0 +1,74 @@
+"""A small scripted GetGpt server for the client's tests: the last message says what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+import getgpt
+from getgpt.request import parse_request
+
+
+def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> bytes:
+    """One OpenAI-style ``chat.completion.chunk`` event."""
+    delta = {"role": "assistant"} if content is None and finish is None else {}
+    if content is not None:
+        delta["content"] = content
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "gpt-3.5-turbo",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+    return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+
+
+def stream_of(pieces: list[str], done: bool = True) -> bytes:
+    """A whole reply: role chunk, content chunks, finish chunk and (unless told) ``[DONE]``."""
+    body = chunk() + b"".join(chunk(p) for p in pieces) + chunk(finish="stop")
+    return body + (b"data: [DONE]\n\n" if done else b"")
+
+
+class Live:
+    """Words are echoed back one chunk each; "wait" holds the stream; "endless" runs until cut off."""
+
+    def __init__(self) -> None:
+        self.peers: list[tuple[str, int]] = []
+        self.release = threading.Event()
+        self.disconnected = threading.Event()
+
+    async def chat(self, request: Request) -> Response:
+        self.peers.append(request.scope["client"])
+        body = await request.json()
+        text = parse_request(getgpt.decrypt(body["signature"])).messages[-1].content
+
+        async def events() -> AsyncIterator[bytes]:
+            yield chunk()
+            if text == "wait":
+                yield chunk("first")
+                # Hold the stream until the test has seen the first piece.
+                while not self.release.is_set():
+                    await asyncio.sleep(0.01)
+                yield chunk("second")
+            elif text == "endless":
+                try:
+                    for i in range(10_000):
+                        yield chunk(f"{i} ")
+                        await asyncio.sleep(0.01)
+                finally:
+                    self.disconnected.set()
+            else:
+                for piece in text.split(" "):
+                    yield chunk(piece + " ")
+            yield chunk(finish="stop")
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), status_code=201, media_type="text/event-stream")

@@ -1,0 +1,69 @@
+"""The g4f-era face: getgpt.providers.GetGpt and getgpt.ChatCompletion."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import pytest
+
+import getgpt
+from getgpt import ChatCompletion, ValidationError
+from getgpt.providers import GetGpt
+
+from .scripted import Live
+
+HELLO = [{"role": "user", "content": "Привет, как дела?"}]
+
+
+def test_module_attributes_as_in_the_seed() -> None:
+    assert GetGpt.url == "https://chat.getgpt.world/"
+    assert GetGpt.model == ["gpt-3.5-turbo"]
+    assert GetGpt.supports_stream is True and GetGpt.needs_auth is False
+    assert GetGpt.params == "g4f.Providers.GetGpt supports: (model: str, messages: list, stream: bool)"
+    assert inspect.isgeneratorfunction(GetGpt._create_completion)
+
+
+@pytest.fixture
+def server(live: tuple[Live, str], monkeypatch: pytest.MonkeyPatch) -> Live:
+    script, url = live
+    monkeypatch.setenv("GETGPT_BASE_URL", url)
+    return script
+
+
+def test_create_completion_streams_from_the_configured_server(server: Live) -> None:
+    pieces = list(GetGpt._create_completion(model="gpt-3.5-turbo", messages=HELLO, stream=True))
+    assert pieces == ["Привет, ", "как ", "дела? "]
+
+
+def test_g4f_keyword_arguments_are_sent_or_ignored(server: Live) -> None:
+    # g4f handed every provider the same kwargs; the original ignored those it did not know.
+    out = GetGpt._create_completion("gpt-3.5-turbo", HELLO, True, temperature=0.5, auth="x", proxy=None)
+    assert "".join(out) == "Привет, как дела? "
+
+
+def test_chat_completion_create(server: Live) -> None:
+    assert ChatCompletion.create("gpt-3.5-turbo", HELLO) == "Привет, как дела? "
+    streamed = ChatCompletion.create(types.SimpleNamespace(name="gpt-3.5-turbo"), HELLO, GetGpt, stream=True)
+    assert not isinstance(streamed, str) and "".join(streamed) == "Привет, как дела? "
+
+
+def test_chat_completion_typed_errors_instead_of_exit() -> None:
+    no_stream = types.ModuleType("getgpt.providers.Quiet")
+    no_stream.supports_stream = False  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="Quiet does not support streaming"):
+        ChatCompletion.create("m", HELLO, provider=no_stream, stream=True)
+    locked = types.ModuleType("getgpt.providers.Locked")
+    locked.needs_auth = True  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="Locked requires authentication"):
+        ChatCompletion.create("m", HELLO, provider=locked)
+    with pytest.raises(ValidationError, match="model must be a name"):
+        ChatCompletion.create(42, HELLO)
+
+
+def test_errors_are_typed_not_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import free_port
+
+    monkeypatch.setenv("GETGPT_BASE_URL", f"http://127.0.0.1:{free_port()}/")
+    with pytest.raises(getgpt.TransportError):
+        ChatCompletion.create("gpt-3.5-turbo", HELLO)
