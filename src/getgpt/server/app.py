@@ -1,0 +1,249 @@
+"""The ASGI application: the GetGpt endpoint, the OpenAI-compatible gateway, health, the web page.
+
+Routes:
+
+- ``POST /api/chat/stream`` -- the GetGpt protocol: ``{"signature": ...}`` in, an event stream of
+  ``chat.completion.chunk`` events out with status 200 (the original service answered 201; clients
+  accept any 2xx), or one ``chat.completion`` JSON object when the request says ``"stream": false``.
+- ``POST /v1/chat/completions`` and ``GET /v1/models`` -- OpenAI's API, for the openai SDK and friends.
+- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``.
+- ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
+
+The two chat endpoints are plain ASGI callables that :class:`GetGptApp` calls directly, past
+Starlette's middleware stack, as long as no middleware was added; the other routes, and the chat
+endpoints too once middleware exists (CORS, say), go through Starlette as usual.
+
+Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
+run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
+the body is read; ``chat_checks`` -- ``async def check(scope, request) -> None`` -- run on the parsed
+:class:`~getgpt.request.ChatRequest`. A check refuses a request by raising
+:class:`~getgpt.server.errors.ApiError` (its ``headers`` go on the answer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from ..request import ChatRequest
+from .backends import Backend, make_backend
+from .body import ClientGone, read_json_body
+from .config import ServerConfig
+from .errors import ApiError
+from .incoming import parse_envelope, parse_openai
+from .metrics import Metrics
+from .pump import Reply, deliver
+from .respond import send_error
+from .wire import Outcome
+
+__all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
+
+log = logging.getLogger("getgpt.server")
+
+RequestCheck = Callable[[Scope], Awaitable[None]]
+ChatCheck = Callable[[Scope, ChatRequest], Awaitable[None]]
+Parser = Callable[[bytes, int], tuple[ChatRequest, bool]]
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_NO_WEB_UI = (
+    "<!doctype html><meta charset=utf-8><title>getgpt</title>"
+    "<p>getgpt server is running. The web UI is not installed.</p>"
+)
+_OVERLOADED_RETRY_AFTER = "1"
+
+
+class _Chat:
+    """One chat endpoint: limits, checks, parsing, then the backend's reply."""
+
+    def __init__(
+        self,
+        *,
+        config: ServerConfig,
+        backend: Backend,
+        metrics: Metrics,
+        request_checks: list[RequestCheck],
+        chat_checks: list[ChatCheck],
+        parse: Parser,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.metrics = metrics
+        self.request_checks = request_checks
+        self.chat_checks = chat_checks
+        self.parse = parse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        except Exception:
+            # A bug must cost one request, never the process, and never show the client a traceback.
+            log.exception("chat request failed")
+            # If the response had already begun this fails, and the client sees the stream cut short.
+            with contextlib.suppress(Exception):
+                await send_error(
+                    send, ApiError(500, "internal server error", type="server_error", code="internal")
+                )
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        config, metrics = self.config, self.metrics
+        try:
+            for check in self.request_checks:
+                await check(scope)
+            try:
+                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
+            except ApiError as exc:
+                metrics.rejected_total += 1
+                await send_error(send, exc, close=True)
+                return
+            request, include_usage = self.parse(body, config.max_messages)
+            for chat_check in self.chat_checks:
+                await chat_check(scope, request)
+            if metrics.active_streams >= config.max_streams:
+                raise ApiError(
+                    503,
+                    f"the server is answering {config.max_streams} requests already; retry shortly",
+                    type="server_overloaded",
+                    code="too_many_streams",
+                    headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
+                )
+        except ClientGone:
+            return
+        except ApiError as exc:
+            metrics.rejected_total += 1
+            await send_error(send, exc)
+            return
+        log.debug(
+            "chat: model=%s messages=%d stream=%s", request.model, len(request.messages), request.stream
+        )
+        metrics.active_streams += 1
+        metrics.streams_total += 1
+        try:
+            outcome = Outcome()
+            reply = Reply(
+                model=request.model,
+                stream=request.stream,
+                prompt_chars=sum(len(message.content) for message in request.messages),
+                include_usage=include_usage,
+            )
+            ended = await deliver(receive, send, self.backend.stream(request, outcome), reply, outcome)
+            if ended == "error":
+                metrics.failed_total += 1
+            elif ended == "gone":
+                metrics.disconnects_total += 1
+        finally:
+            metrics.active_streams -= 1
+
+
+class GetGptApp(Starlette):
+    """Starlette, with the chat endpoints called directly while no middleware is installed."""
+
+    def __init__(self, chat: dict[str, _Chat], **options: Any) -> None:
+        super().__init__(**options)
+        self._chat = chat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
+            endpoint = self._chat.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error_response(exc.status_code, exc.detail, "invalid_request_error", exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("request to %s failed", request.url.path, exc_info=exc)
+    return _error_response(500, "internal server error", "server_error", "internal")
+
+
+def create_app(config: ServerConfig | None = None) -> GetGptApp:
+    """The server as an ASGI app; run it with uvicorn (``getgpt serve`` does)."""
+    config = config or ServerConfig()
+    backend = make_backend(config)
+    metrics = Metrics()
+    request_checks: list[RequestCheck] = []
+    chat_checks: list[ChatCheck] = []
+
+    def chat(parse: Parser) -> _Chat:
+        return _Chat(
+            config=config,
+            backend=backend,
+            metrics=metrics,
+            request_checks=request_checks,
+            chat_checks=chat_checks,
+            parse=parse,
+        )
+
+    def envelope(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
+        return parse_envelope(body, max_messages), False
+
+    endpoints = {"/api/chat/stream": chat(envelope), "/v1/chat/completions": chat(parse_openai)}
+
+    async def healthz(request: Request) -> Response:
+        from .. import __version__
+
+        return JSONResponse(
+            {"status": "ok", **metrics.snapshot(), "backend": backend.name, "version": __version__}
+        )
+
+    async def models(request: Request) -> Response:
+        names = list(
+            dict.fromkeys([*config.models, *([config.upstream_model] if config.upstream_model else [])])
+        )
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "getgpt"} for name in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def index(request: Request) -> Response:
+        page = WEB_DIR / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html; charset=utf-8")
+        return HTMLResponse(_NO_WEB_UI)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await backend.aclose()
+
+    routes = [
+        Route("/api/chat/stream", endpoints["/api/chat/stream"], methods=["POST"]),
+        Route("/v1/chat/completions", endpoints["/v1/chat/completions"], methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
+    ]
+    app = GetGptApp(
+        endpoints,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.config = config
+    app.state.backend = backend
+    app.state.metrics = metrics
+    app.state.request_checks = request_checks
+    app.state.chat_checks = chat_checks
+    return app

@@ -1,0 +1,264 @@
+"""Backends: what produces the reply's text.
+
+One small interface: :meth:`Backend.stream` takes a :class:`~getgpt.request.ChatRequest` and an
+:class:`~getgpt.server.wire.Outcome` to fill in, and returns an async iterator of text pieces.
+Closing that iterator (``aclose()``, or cancelling the task that drives it) must promptly close
+any upstream request, so a client that goes away stops the work it asked for. Errors meant for
+the client are raised as :class:`~getgpt.server.errors.ApiError`.
+
+- :class:`EchoBackend` replies with the last user message, in small pieces: offline, deterministic.
+- :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP.
+- :class:`GetGptBackend` forwards to another GetGpt-protocol server with the project's own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import msgspec
+
+from .. import errors
+from .._client import AsyncClient
+from ..reply import ReplyParser
+from ..request import DEFAULT_MODEL, ChatRequest
+from .config import ServerConfig
+from .errors import ApiError
+from .wire import Outcome
+
+if TYPE_CHECKING:
+    from ..request import Message
+
+__all__ = ["Backend", "EchoBackend", "GetGptBackend", "OpenAIBackend", "make_backend"]
+
+log = logging.getLogger("getgpt.server")
+
+# The protocol's defaults mean "no preference": leave them to the upstream's own defaults.
+_DEFAULTS: dict[str, object] = {
+    "frequency_penalty": 0,
+    "max_tokens": 4000,
+    "presence_penalty": 0,
+    "temperature": 1,
+    "top_p": 1,
+}
+# Upstream statuses that are the request's fault or a request to slow down pass through as they
+# are; any other failure of the upstream is the gateway's 502.
+_PASSED_STATUSES = frozenset({400, 404, 413, 422, 429})
+_EXCERPT = 4096
+
+
+class Backend(Protocol):
+    """Produces the text of a reply."""
+
+    name: str
+
+    def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
+        """The reply's text pieces; fill ``outcome`` before the iterator ends."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the server stops."""
+        ...
+
+
+def _parameters(request: ChatRequest) -> dict[str, Any]:
+    return {
+        name: getattr(request, name)
+        for name, default in _DEFAULTS.items()
+        if getattr(request, name) != default
+    }
+
+
+def _messages(messages: list[Message]) -> list[dict[str, str]]:
+    return [msgspec.structs.asdict(message) for message in messages]
+
+
+class EchoBackend:
+    """Replies with exactly the content of the last user message, ``piece_chars`` characters at a time."""
+
+    name = "echo"
+
+    def __init__(self, piece_chars: int = 4, delay: float = 0.0) -> None:
+        self.piece_chars = piece_chars
+        self.delay = delay
+
+    async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
+        text = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        size, delay = self.piece_chars, self.delay
+        for start in range(0, len(text), size):
+            if delay and start:
+                await asyncio.sleep(delay)
+            yield text[start : start + size]
+
+    async def aclose(self) -> None:
+        pass
+
+
+class OpenAIBackend:
+    """Forwards to an OpenAI-compatible server (OpenAI, Ollama, vLLM, llama.cpp, another getgpt)."""
+
+    name = "openai"
+
+    def __init__(self, config: ServerConfig) -> None:
+        assert config.upstream is not None
+        self.url = config.upstream.rstrip("/") + "/chat/completions"
+        self.model = config.upstream_model
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if config.upstream_key_env:
+            key = os.environ.get(config.upstream_key_env)
+            if not key:
+                raise ValueError(f"the environment variable {config.upstream_key_env} holds no API key")
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
+            # One upstream connection per stream the server admits: the pool must not be the limit.
+            limits=httpx.Limits(max_connections=config.max_streams, max_keepalive_connections=100),
+        )
+
+    async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
+        body = {
+            "model": self.model or request.model,
+            "messages": _messages(request.messages),
+            "stream": True,
+            **_parameters(request),
+        }
+        parser = ReplyParser()
+        try:
+            async with self._http.stream("POST", self.url, content=msgspec.json.encode(body)) as response:
+                if not response.is_success:
+                    raise await _upstream_status(response)
+                async for chunk in response.aiter_bytes():
+                    for piece in parser.feed(chunk):
+                        yield piece
+                for piece in parser.close():
+                    yield piece
+        except httpx.HTTPError as exc:
+            raise _upstream_unreachable(self.url, exc) from None
+        except errors.GetGptError as exc:
+            raise _upstream_broke(exc) from None
+        outcome.finish_reason = parser.finish_reason or "stop"
+        outcome.usage = parser.usage
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class GetGptBackend:
+    """Forwards to another GetGpt-protocol server's ``/api/chat/stream`` (chaining)."""
+
+    name = "getgpt"
+
+    def __init__(self, config: ServerConfig) -> None:
+        assert config.upstream is not None
+        self.model = config.upstream_model
+        self._client = AsyncClient(
+            config.upstream,
+            timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
+            http_client=httpx.AsyncClient(
+                timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
+                limits=httpx.Limits(max_connections=config.max_streams, max_keepalive_connections=100),
+            ),
+        )
+
+    async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
+        params = _parameters(request)
+        model = self.model or request.model
+        if model != DEFAULT_MODEL:
+            params["model"] = model
+        try:
+            async with self._client.stream(request.messages, **params) as chat:
+                async for piece in chat:
+                    yield piece
+                outcome.finish_reason = chat.finish_reason or "stop"
+                outcome.usage = chat.usage
+        except errors.StatusError as exc:
+            status = exc.status_code if exc.status_code in _PASSED_STATUSES else 502
+            headers = {}
+            if isinstance(exc, errors.RateLimitError) and exc.retry_after is not None:
+                headers["Retry-After"] = str(int(exc.retry_after + 0.999))
+            raise ApiError(
+                status,
+                f"upstream: {exc.message}",
+                type="upstream_error",
+                code=exc.status_code,
+                headers=headers,
+            ) from None
+        except errors.TransportError as exc:
+            raise ApiError(
+                502, f"upstream: {exc.message}", type="upstream_error", code="upstream_unreachable"
+            ) from None
+        except errors.GetGptError as exc:
+            raise _upstream_broke(exc) from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def _upstream_status(response: httpx.Response) -> ApiError:
+    excerpt = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            excerpt += chunk
+            if len(excerpt) >= _EXCERPT:
+                break
+    except httpx.HTTPError:
+        pass  # the status alone says enough
+    status = response.status_code
+    detail = _upstream_message(excerpt) or response.reason_phrase or "no detail"
+    headers = {}
+    if status == 429 and "retry-after" in response.headers:
+        headers["Retry-After"] = response.headers["retry-after"]
+    return ApiError(
+        status if status in _PASSED_STATUSES else 502,
+        f"upstream answered HTTP {status}: {detail}",
+        type="upstream_error",
+        code=status,
+        headers=headers,
+    )
+
+
+def _upstream_message(body: bytes) -> str | None:
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:200] if text and not text.startswith("<") else None
+    error = value.get("error") if isinstance(value, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])[:500]
+    if isinstance(error, str):
+        return error[:500]
+    return None
+
+
+def _upstream_unreachable(url: str, exc: httpx.HTTPError) -> ApiError:
+    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    log.warning("upstream %s %s: %s", url, what, type(exc).__name__)
+    return ApiError(
+        504 if isinstance(exc, httpx.TimeoutException) else 502,
+        f"upstream {what} ({type(exc).__name__})",
+        type="upstream_error",
+        code="upstream_timeout" if isinstance(exc, httpx.TimeoutException) else "upstream_unreachable",
+    )
+
+
+def _upstream_broke(exc: errors.GetGptError) -> ApiError:
+    if isinstance(exc, errors.RemoteError):
+        return ApiError(502, f"upstream: {exc.message}", type=exc.type or "upstream_error", code=exc.code)
+    return ApiError(
+        502, f"upstream broke the protocol: {exc.message}", type="upstream_error", code="bad_upstream"
+    )
+
+
+def make_backend(config: ServerConfig) -> Backend:
+    """The backend ``config`` names."""
+    if config.backend == "openai":
+        return OpenAIBackend(config)
+    if config.backend == "getgpt":
+        return GetGptBackend(config)
+    return EchoBackend(config.echo_piece_chars, config.echo_delay)

@@ -1,0 +1,157 @@
+"""Turning a request body into a :class:`~getgpt.request.ChatRequest`, for both chat endpoints.
+
+``/api/chat/stream`` carries the GetGpt envelope, ``{"signature": ...}``, around the protocol's own
+request; ``/v1/chat/completions`` carries OpenAI's request, which is mapped onto the same model so
+that one validation (:func:`getgpt.request.build_request`) serves both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .. import envelope
+from ..errors import SignatureError, ValidationError
+from ..request import DEFAULT_MODEL, ChatRequest, build_request, parse_request
+from .errors import ApiError
+
+__all__ = ["parse_envelope", "parse_openai"]
+
+
+class _Envelope(msgspec.Struct):
+    signature: str
+
+
+class _Part(msgspec.Struct):
+    type: str
+    text: str | None = None
+
+
+class _Message(msgspec.Struct):
+    role: str
+    content: str | list[_Part] | None = None
+    name: str | None = None
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class _OpenAIRequest(msgspec.Struct):
+    """The fields of OpenAI's request this server uses; the SDK may send others, which are ignored."""
+
+    messages: list[_Message]
+    model: str = DEFAULT_MODEL
+    stream: bool | None = None
+    stream_options: _StreamOptions | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    n: int | None = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_openai = msgspec.json.Decoder(_OpenAIRequest).decode
+# OpenAI's newer name for the system role.
+_ROLES = {"developer": "system"}
+
+
+def _not_json(detail: object) -> ApiError:
+    return ApiError(400, f"the request body is not valid JSON: {detail}", code="invalid_json")
+
+
+def _invalid(message: str, code: str = "invalid_request") -> ApiError:
+    return ApiError(422, message, code=code)
+
+
+def _count(request: ChatRequest, max_messages: int) -> ChatRequest:
+    if len(request.messages) > max_messages:
+        raise _invalid(
+            f"too many messages: {len(request.messages)}, at most {max_messages} allowed", "too_many_messages"
+        )
+    return request
+
+
+def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
+    """The request inside a GetGpt envelope: 400 for a bad envelope, 422 for a bad request inside."""
+    try:
+        signature = _decode_envelope(body).signature
+    except msgspec.ValidationError as exc:
+        raise ApiError(
+            400, f'the body must be {{"signature": "<hex>"}}: {exc}', code="bad_signature"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise _not_json(exc) from None
+    try:
+        text = envelope.decrypt(signature)
+    except SignatureError as exc:
+        raise ApiError(400, str(exc), code="bad_signature") from None
+    try:
+        request = parse_request(text)
+    except ValidationError as exc:
+        try:
+            msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            raise ApiError(
+                400, "the signature decrypts to text that is not JSON", code="invalid_json"
+            ) from None
+        raise _invalid(str(exc)) from None
+    return _count(request, max_messages)
+
+
+def _text(message: _Message, index: int) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    if content is None:
+        raise _invalid(f"messages[{index}] has no content")
+    texts: list[str] = []
+    for part in content:
+        if part.type != "text" or part.text is None:
+            raise _invalid(f"messages[{index}]: only text content is supported, not {part.type!r}")
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
+    """An OpenAI chat request as a :class:`ChatRequest`, and whether usage was asked for in the stream."""
+    try:
+        raw = _decode_openai(body)
+    except msgspec.ValidationError as exc:
+        raise _invalid(f"invalid chat request: {exc}".replace("`$", "`request")) from None
+    except msgspec.DecodeError as exc:
+        raise _not_json(exc) from None
+    if raw.n not in (None, 1):
+        raise _invalid(f"n must be 1 here, not {raw.n}")
+    if len(raw.messages) > max_messages:
+        raise _invalid(
+            f"too many messages: {len(raw.messages)}, at most {max_messages} allowed", "too_many_messages"
+        )
+    messages: list[dict[str, Any]] = []
+    for index, message in enumerate(raw.messages):
+        item: dict[str, Any] = {
+            "role": _ROLES.get(message.role, message.role),
+            "content": _text(message, index),
+        }
+        if message.name is not None:
+            item["name"] = message.name
+        messages.append(item)
+    try:
+        request = build_request(
+            messages,
+            model=raw.model,
+            stream=bool(raw.stream),
+            temperature=raw.temperature,
+            top_p=raw.top_p,
+            max_tokens=raw.max_completion_tokens if raw.max_completion_tokens is not None else raw.max_tokens,
+            frequency_penalty=raw.frequency_penalty,
+            presence_penalty=raw.presence_penalty,
+        )
+    except ValidationError as exc:
+        raise _invalid(str(exc)) from None
+    include_usage = bool(raw.stream and raw.stream_options and raw.stream_options.include_usage)
+    return request, include_usage

@@ -1,0 +1,171 @@
+"""Driving a backend's pieces to the client, and stopping it when the client goes away.
+
+Three coroutines share a :class:`_Box` per reply:
+
+- the *producer* task iterates the backend and appends its text pieces to the box;
+- the *watcher* task waits for ``http.disconnect`` and then cancels the producer, which closes
+  the backend's iterator -- and with it any upstream request -- at once, even while the backend
+  is waiting on a slow upstream (a write to a closed socket alone would never notice that);
+- the *writer* (the request's own task) sends what the box holds.
+
+Pieces that pile up while a write is under way go out together in the next write, so a fast
+backend costs one socket write per batch rather than one per tiny event; a slow one still gets
+each piece sent the moment it arrives. The producer pauses when a batch grows past
+``_HIGH_WATER`` characters, so a client that reads slowly cannot make the server buffer a whole reply.
+
+Nothing is sent before the backend's first piece (or its end): an error the backend raises
+before that becomes a plain JSON error with its status; after it, an in-stream error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.types import Receive, Send
+
+from .errors import ApiError, error_event
+from .respond import STREAM_HEADERS, send_error, send_json
+from .wire import ChunkWriter, Outcome, completion_body
+
+__all__ = ["Reply", "deliver"]
+
+log = logging.getLogger("getgpt.server")
+
+_HIGH_WATER = 16 * 1024
+
+
+@dataclass
+class Reply:
+    """What the writer needs to know about the reply it sends."""
+
+    model: str
+    stream: bool
+    prompt_chars: int
+    include_usage: bool = False
+
+
+class _Box:
+    __slots__ = ("done", "error", "gone", "pieces", "ready", "room", "size")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.size = 0
+        self.ready = asyncio.Event()  # pieces waiting, the producer ended, or the client left
+        self.room = asyncio.Event()  # the writer took the last batch
+        self.room.set()
+        self.done = False
+        self.error: ApiError | None = None
+        self.gone = False
+
+
+async def _produce(pieces: AsyncIterator[str], box: _Box, streaming: bool) -> None:
+    try:
+        async for piece in pieces:
+            if not piece:
+                continue
+            box.pieces.append(piece)
+            if streaming:
+                box.ready.set()
+                box.size += len(piece)
+                if box.size >= _HIGH_WATER:
+                    box.room.clear()
+                    await box.room.wait()
+    except ApiError as exc:
+        box.error = exc
+    except Exception:
+        log.exception("backend failed")
+        box.error = ApiError(500, "the backend failed", type="server_error", code="backend_error")
+    finally:
+        box.done = True
+        box.ready.set()
+        closing = getattr(pieces, "aclose", None)
+        if closing is not None:
+            await closing()
+
+
+async def _watch(receive: Receive, box: _Box, producer: asyncio.Future[None]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    box.gone = True
+    producer.cancel()
+    box.ready.set()
+    box.room.set()
+
+
+async def deliver(
+    receive: Receive, send: Send, pieces: AsyncIterator[str], reply: Reply, outcome: Outcome
+) -> str:
+    """Send the backend's ``pieces`` as ``reply`` says; return once the backend is closed.
+
+    Returns how the reply ended: ``"ok"``, ``"error"`` (the backend raised) or ``"gone"`` (the client left).
+    """
+    box = _Box()
+    producer = asyncio.ensure_future(_produce(pieces, box, reply.stream))
+    watcher = asyncio.ensure_future(_watch(receive, box, producer))
+    try:
+        if reply.stream:
+            await _write_stream(send, box, reply, outcome)
+        else:
+            await _write_whole(send, box, reply, outcome)
+    finally:
+        watcher.cancel()
+        producer.cancel()
+        await asyncio.wait((producer, watcher))
+        for task in (producer, watcher):
+            if not task.cancelled() and task.exception() is not None:
+                log.error("stream task failed", exc_info=task.exception())
+    return "gone" if box.gone else "error" if box.error is not None else "ok"
+
+
+async def _write_stream(send: Send, box: _Box, reply: Reply, outcome: Outcome) -> None:
+    await box.ready.wait()
+    if box.gone:
+        return
+    if box.error is not None and not box.pieces:
+        await send_error(send, box.error)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+    writer = ChunkWriter(reply.model, include_usage=reply.include_usage)
+    head = writer.first()
+    chars = 0
+    while True:
+        batch = box.pieces
+        if batch:
+            box.pieces = []
+            box.size = 0
+            box.room.set()
+            if reply.include_usage:
+                chars += sum(map(len, batch))
+            await send({"type": "http.response.body", "body": head + writer.pieces(batch), "more_body": True})
+            head = b""
+            if box.gone:
+                return
+            continue
+        if box.done:
+            break
+        box.ready.clear()
+        await box.ready.wait()
+        if box.gone:
+            return
+    if box.error is not None:
+        tail = error_event(box.error)
+        log.warning("stream ended by an error: %s %s", box.error.status, box.error.code)
+    else:
+        tail = writer.last(outcome, reply.prompt_chars, chars)
+    await send({"type": "http.response.body", "body": head + tail, "more_body": False})
+
+
+async def _write_whole(send: Send, box: _Box, reply: Reply, outcome: Outcome) -> None:
+    while not box.done:
+        box.ready.clear()
+        await box.ready.wait()
+        if box.gone:
+            return
+    if box.error is not None:
+        await send_error(send, box.error)
+        return
+    text = "".join(box.pieces)
+    await send_json(send, 200, completion_body(reply.model, text, outcome, reply.prompt_chars))
