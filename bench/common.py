@@ -1,0 +1,99 @@
+"""What every benchmark shares: the machine's description, alternating rounds, medians, tables."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+__all__ = ["compare", "machine", "percentile", "raise_nofile", "rss", "table"]
+
+_LIBRARIES = (
+    "getgpt", "httpx", "httpcore", "h11", "msgspec", "orjson", "requests", "httpx-sse", "openai",
+    "starlette", "sse-starlette", "uvicorn", "httptools", "uvloop",
+)  # fmt: skip
+
+
+def machine() -> str:
+    """One paragraph saying where the numbers come from."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = []
+    for name in _LIBRARIES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return (
+        f"nproc {os.cpu_count()}, CPU {cpu}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()} ({platform.python_implementation()})\n" + ", ".join(versions)
+    )
+
+
+def compare(
+    contenders: dict[str, Callable[[], object]], rounds: int, check: Callable[[str, object], None]
+) -> dict[str, float]:
+    """Median wall time of each contender over ``rounds``, running them in turn each round.
+
+    The order rotates every round so that no contender always runs first (or right after the
+    most expensive one) on a noisy machine. ``check`` sees every result: a contender that
+    returns the wrong answer must not get a time.
+    """
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            gc.collect()
+            start = time.perf_counter()
+            result = contenders[name]()
+            times[name].append(time.perf_counter() - start)
+            check(name, result)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (0..100), nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, so the printout pastes into RESULTS.md as it is."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
+
+
+def rss() -> int:
+    """Resident set size of this process now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def raise_nofile(want: int) -> int:
+    """Raise this process's open-files limit towards ``want``; return the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
