@@ -6,32 +6,35 @@
 ...         print(piece, end="")
 """
 
-from ._client import (
-    DEFAULT_BASE_URL,
-    DEFAULT_TIMEOUT,
-    AsyncChatStream,
-    AsyncClient,
-    ChatStream,
-    Client,
-)
-from .completion import ChatCompletion
-from .envelope import decrypt, encrypt
-from .errors import (
-    CloudflareBlocked,
-    GetGptError,
-    IncompleteStream,
-    ProtocolError,
-    RateLimitError,
-    RemoteError,
-    SignatureError,
-    StatusError,
-    Timeout,
-    TransportError,
-    ValidationError,
-)
-from .reply import Reply, ReplyParser, Usage
-from .request import ChatRequest, Message, build_request, parse_request
-from .sse import SSEDecoder
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._client import (
+        DEFAULT_BASE_URL,
+        DEFAULT_TIMEOUT,
+        AsyncChatStream,
+        AsyncClient,
+        ChatStream,
+        Client,
+    )
+    from .completion import ChatCompletion
+    from .envelope import decrypt, encrypt
+    from .errors import (
+        CloudflareBlocked,
+        GetGptError,
+        IncompleteStream,
+        ProtocolError,
+        RateLimitError,
+        RemoteError,
+        SignatureError,
+        StatusError,
+        Timeout,
+        TransportError,
+        ValidationError,
+    )
+    from .reply import Reply, ReplyParser, Usage
+    from .request import ChatRequest, Message, build_request, parse_request
+    from .sse import SSEDecoder
 
 __version__ = "0.1.0"
 
@@ -66,3 +69,48 @@ __all__ = [
     "encrypt",
     "parse_request",
 ]
+
+# Names load on first use (PEP 562), so `getgpt --help` and tools that need one corner of the
+# package do not pay for httpx and the rest at start-up.
+_HOMES = {
+    **dict.fromkeys(
+        ("DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncChatStream", "AsyncClient", "ChatStream", "Client"),
+        "._client",
+    ),
+    "ChatCompletion": ".completion",
+    **dict.fromkeys(("decrypt", "encrypt"), ".envelope"),
+    **dict.fromkeys(
+        (
+            "CloudflareBlocked",
+            "GetGptError",
+            "IncompleteStream",
+            "ProtocolError",
+            "RateLimitError",
+            "RemoteError",
+            "SignatureError",
+            "StatusError",
+            "Timeout",
+            "TransportError",
+            "ValidationError",
+        ),
+        ".errors",
+    ),
+    **dict.fromkeys(("Reply", "ReplyParser", "Usage"), ".reply"),
+    **dict.fromkeys(("ChatRequest", "Message", "build_request", "parse_request"), ".request"),
+    "SSEDecoder": ".sse",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
