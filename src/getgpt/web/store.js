@@ -22,7 +22,9 @@ export function titleOf(conversation) {
   const first = conversation.messages.find((m) => m.role === "user");
   const text = first ? first.content.replace(/\s+/g, " ").trim() : "";
   if (!text) return "New chat";
-  return text.length > 48 ? text.slice(0, 47) + "…" : text;
+  // Cut by code point, never inside a surrogate pair.
+  const chars = [...text];
+  return chars.length > 48 ? chars.slice(0, 47).join("") + "…" : text;
 }
 
 export class Store {

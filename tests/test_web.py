@@ -1,0 +1,680 @@
+"""The web chat page (src/getgpt/web) in a real headless Chromium.
+
+The page is a second implementation of the protocol, so most checks set it against the Python
+package: its envelope against getgpt.envelope, its SSE parser against getgpt.sse, its request body
+against getgpt.request.encode. End to end it talks to the project's server (echo backend) on
+loopback. A small scripted server serves the same page for what the real one never does on demand:
+a stream cut short, an error inside a stream; it also keeps the exact bytes the page sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
+from cryptography.hazmat.primitives.ciphers.modes import CBC
+from playwright.sync_api import Browser, Page, sync_playwright
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from getgpt import envelope
+from getgpt.request import build_request, encode, parse_request
+from getgpt.server import ServerConfig, create_app
+from getgpt.sse import SSEDecoder
+
+from .conftest import serve
+from .scripted import chunk, stream_of
+
+WEB = Path(__file__).resolve().parent.parent / "src" / "getgpt" / "web"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STORE_KEY = "getgpt.conversations.v1"
+WAIT_MS = 15_000
+
+
+# ---- servers and browser ------------------------------------------------------------------
+
+
+class Scripted:
+    """Serves the page; the last user message picks the answer; keeps every decrypted request."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    async def chat(self, request: Request) -> Response:
+        text = envelope.decrypt((await request.json())["signature"])
+        self.requests.append(text)
+        last = parse_request(text).messages[-1].content
+        if last == "cut":
+            body = chunk() + chunk("partial ") + chunk("text")  # no finish_reason, no [DONE]
+        elif last == "fail":
+            error = {"error": {"message": "backend exploded", "type": "server_error", "code": "upstream"}}
+            body = (
+                chunk() + chunk("so far") + b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n"
+            )
+        elif last == "crlf":
+            body = stream_of(["über ", "😀 ", "done"]).replace(b"\n", b"\r\n")
+        else:
+            body = stream_of([last])
+        return Response(body, media_type="text/event-stream")
+
+
+def page_routes() -> list[Route | Mount]:
+    async def index(request: Request) -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    return [Route("/", index), Mount("/static", StaticFiles(directory=WEB))]
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[tuple[Scripted, str]]:
+    script = Scripted()
+    app = Starlette(routes=[*page_routes(), Route("/api/chat/stream", script.chat, methods=["POST"])])
+    with serve(app) as url:
+        yield script, url
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The project's server with the echo backend, slowed enough that streaming is visible."""
+    with serve(create_app(ServerConfig(backend="echo", echo_delay=0.01))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[str]:
+    """A long echo takes seconds here, long enough to press Stop in the middle."""
+    with serve(create_app(ServerConfig(backend="echo", echo_delay=0.05))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_page(browser: Browser, url: str, errors: list[str], **context: Any) -> Page:
+    context.setdefault("viewport", {"width": 1200, "height": 800})
+    page = browser.new_context(**context).new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_function("() => window.getgpt !== undefined")
+    return page
+
+
+@pytest.fixture
+def page_errors() -> Iterator[list[str]]:
+    """Uncaught exceptions in the page: every test ends without any."""
+    errors: list[str] = []
+    yield errors
+    assert errors == []
+
+
+@pytest.fixture
+def page(browser: Browser, server: str, page_errors: list[str]) -> Iterator[Page]:
+    page = open_page(browser, server, page_errors)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def units(browser: Browser, scripted: tuple[Scripted, str]) -> Iterator[Page]:
+    """One page for the unit checks of the page's modules."""
+    errors: list[str] = []
+    page = open_page(browser, scripted[1], errors)
+    yield page
+    page.context.close()
+    assert errors == []
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+# ---- driving the page ---------------------------------------------------------------------
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def wait_replies(page: Page, count: int) -> None:
+    """Wait until `count` replies exist and none is still streaming."""
+    page.wait_for_function(
+        """n => document.querySelectorAll('.msg.assistant').length >= n
+             && !document.querySelector('.msg.streaming')""",
+        arg=count,
+    )
+
+
+def stored(page: Page) -> dict[str, Any]:
+    data: dict[str, Any] = page.evaluate(f"() => JSON.parse(localStorage.getItem({STORE_KEY!r}))")
+    return data
+
+
+def current_messages(page: Page) -> list[dict[str, Any]]:
+    data = stored(page)
+    [conversation] = [c for c in data["conversations"] if c["id"] == data["currentId"]]
+    messages: list[dict[str, Any]] = conversation["messages"]
+    return messages
+
+
+def active_streams(base_url: str) -> int:
+    health = httpx.get(base_url + "healthz", timeout=5).json()
+    assert health["status"] == "ok"
+    count: int = health["active_streams"]
+    return count
+
+
+def wait_streams(base_url: str, expected: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := active_streams(base_url)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
+
+
+# ---- the envelope, against getgpt.envelope ------------------------------------------------
+
+TEXTS = [
+    "",
+    "a",
+    "x" * 15,
+    "y" * 16,  # block-aligned: PKCS#7 adds a whole block
+    "z" * 17,
+    "Привет, мир! Как дела?",
+    "emoji 👋🏽 and a flag 🇺🇦, CJK 漢字, RTL עברית",
+    '{"messages":[{"role":"user","content":"quote \\" and \\\\ backslash"}]}',
+    "line\nbreaks\r\nand\u2028separators\u0000nul",
+    "long " * 1000,
+]
+
+
+@pytest.mark.parametrize("text", TEXTS, ids=range(len(TEXTS)))
+def test_page_encrypts_what_python_decrypts_and_back(units: Page, text: str) -> None:
+    signature = units.evaluate("t => window.getgpt.encrypt(t)", text)
+    assert envelope.decrypt(signature) == text
+    tail = signature[-32:]
+    assert all(c in "0123456789abcdef" for c in tail)
+    assert len(signature[:-32]) % 32 == 0
+    assert len(signature[:-32]) // 2 == (len(text.encode()) // 16 + 1) * 16
+    assert units.evaluate("s => window.getgpt.decrypt(s)", envelope.encrypt(text)) == text
+
+
+def test_page_seal_is_byte_exact_with_python(units: Page) -> None:
+    key, iv = "0123456789abcdef", "fedcba9876543210"
+    text = "Привет 👋 " * 7
+    js = units.evaluate(
+        "([t, k, v]) => window.getgpt.seal(new TextEncoder().encode(t), k, v)", [text, key, iv]
+    )
+    assert js == envelope.seal(text.encode(), key, iv)
+
+
+def test_page_uses_a_fresh_key_and_iv_each_time(units: Page) -> None:
+    signatures = units.evaluate("() => Promise.all([1, 2, 3].map(() => window.getgpt.encrypt('same')))")
+    assert len({s[-32:-16] for s in signatures}) == 3
+    assert len({s[-16:] for s in signatures}) == 3
+
+
+def _raw_signature(blocks: bytes, key: str = "00112233aabbccdd", iv: str = "ffeeddcc44332211") -> str:
+    encryptor = Cipher(AES(key.encode()), CBC(iv.encode())).encryptor()
+    return (encryptor.update(blocks) + encryptor.finalize()).hex() + key + iv
+
+
+# Each malformed signature, and a word the page's error message must contain.
+MALFORMED = {
+    "too short": ("ab" * 20, "too short"),
+    "non-hex": ("zz" * 40, "hex digits"),
+    "not blocks": ("00" * 24 + "0123456789abcdef" * 2, "blocks"),
+    "padding": (_raw_signature(b"sixteen bytes!\x00\x00"), "padding"),
+    "UTF-8": (envelope.seal(b"\xff\xfe not text", "0123456789abcdef", "0123456789abcdef"), "utf-8"),
+}
+
+
+@pytest.mark.parametrize("problem", MALFORMED)
+def test_page_rejects_malformed_signatures_like_python(units: Page, problem: str) -> None:
+    signature, word = MALFORMED[problem]
+    with pytest.raises(envelope.SignatureError):
+        envelope.decrypt(signature)
+    error = units.evaluate(
+        "s => window.getgpt.decrypt(s).then(() => null, e => [e.name, e.message])", signature
+    )
+    assert error is not None
+    name, message = error
+    assert name == "SignatureError"
+    assert word in message.lower()
+
+
+# ---- SSE and the reply, against getgpt.sse ------------------------------------------------
+
+SSE_STREAM = (
+    ": a comment\r\n"
+    "data: one\r\n\r\n"
+    "event: message\nid: 7\ndata: two\ndata: lines\n\n"
+    "retry: 10\rdata: three\u2028still three \u2029 \x85 \x0c\r\r"
+    "data:four, no space\n\n"
+    "data\n\n"
+    'data: {"choices":[{"delta":{"content":"data: content"}}]}\r\n\r\n'
+    "data: [DONE]"
+)
+
+
+def python_events(text: str) -> list[str]:
+    decoder = SSEDecoder()
+    raw = decoder.decode(text.encode()) + decoder.flush()
+    return [event.decode() for event in raw]
+
+
+def test_page_sse_parser_matches_python_at_every_split(units: Page) -> None:
+    expected = python_events(SSE_STREAM)
+    assert expected[2] == "three\u2028still three \u2029 \x85 \x0c"  # only CR, LF, CRLF end lines
+    results = units.evaluate(
+        """text => {
+          const run = (pieces) => {
+            const parser = new window.getgpt.SSEParser();
+            const events = [];
+            for (const piece of pieces) events.push(...parser.feed(piece));
+            return [...events, ...parser.end()];
+          };
+          const out = [run([text]), run([...text])];
+          for (let i = 1; i < text.length; i++) out.push(run([text.slice(0, i), text.slice(i)]));
+          return out;
+        }""",
+        SSE_STREAM,
+    )
+    assert len(results) == len(SSE_STREAM) + 1
+    for events in results:
+        assert events == expected
+
+
+def test_page_reply_reader_handles_utf8_split_across_reads(units: Page) -> None:
+    pieces = ["Привет", ", ", "мир ", "👋🏽", " 漢字"]
+    body = stream_of(pieces).replace(b"\n", b"\r\n")
+    text = units.evaluate(
+        """bytes => {
+          // One byte per read: every multi-byte character and every CRLF is split.
+          const data = new Uint8Array(bytes);
+          let i = 0;
+          const stream = new ReadableStream({
+            pull(controller) {
+              if (i < data.length) controller.enqueue(data.slice(i, ++i));
+              else controller.close();
+            },
+          });
+          const response = new Response(stream);
+          return window.getgpt.readReply(response, () => {}).then(r => [r.text, r.finishReason]);
+        }""",
+        list(body),
+    )
+    assert text == ["".join(pieces), "stop"]
+
+
+# ---- Markdown, rendered as nodes ----------------------------------------------------------
+
+LINK = 'target="_blank" rel="noopener noreferrer nofollow"'
+MARKDOWN = {
+    "emphasis": (
+        "**b** *i* ***bi*** ~~s~~ `c` _u_ a * b * c snake_case_name",
+        "<p><strong>b</strong> <em>i</em> <strong><em>bi</em></strong> <del>s</del> <code>c</code>"
+        " <em>u</em> a * b * c snake_case_name</p>",
+    ),
+    "line breaks": ("one\ntwo\n\nthree", "<p>one<br>two</p><p>three</p>"),
+    "escapes": ("\\*not em\\* \\`x\\`", "<p>*not em* `x`</p>"),
+    "heading": ("## Title *x*\ntext", "<h2>Title <em>x</em></h2><p>text</p>"),
+    "nested list": ("- a\n  - b\n- c", "<ul><li>a<ul><li>b</li></ul></li><li>c</li></ul>"),
+    "ordered list": ("3. x\n4. y", '<ol start="3"><li>x</li><li>y</li></ol>'),
+    "loose list": ("- a\n\n- b", "<ul><li><p>a</p></li><li><p>b</p></li></ul>"),
+    "quote": ("> q *e*\n> r", "<blockquote><p>q <em>e</em><br>r</p></blockquote>"),
+    "rule": ("a\n\n---\n\nb", "<p>a</p><hr><p>b</p>"),
+    "code span": ("`` a ` b `` and `<i>`", "<p><code>a ` b</code> and <code>&lt;i&gt;</code></p>"),
+    "link": (
+        "[ok *x*](https://example.com/a?b=1&c=2)",
+        f'<p><a href="https://example.com/a?b=1&amp;c=2" {LINK}>ok <em>x</em></a></p>',
+    ),
+    "relative link": ("[doc](/docs/x)", '<p><a href="http://HOST/docs/x" ' + LINK + ">doc</a></p>"),
+    "autolink": (
+        "see https://example.com/x.",
+        f'<p>see <a href="https://example.com/x" {LINK}>https://example.com/x</a>.</p>',
+    ),
+    "image is a link": (
+        "![cat](https://example.com/c.png)",
+        f'<p><a href="https://example.com/c.png" {LINK}>cat</a></p>',
+    ),
+    "javascript link": ("[bad](javascript:alert(1))", "<p>[bad](javascript:alert(1))</p>"),
+    "mixed case scheme": ("[bad](JaVaScRiPt:alert(1))", "<p>[bad](JaVaScRiPt:alert(1))</p>"),
+    "data link": ("[bad](data:text/html,<b>x</b>)", "<p>[bad](data:text/html,&lt;b&gt;x&lt;/b&gt;)</p>"),
+    "vbscript link": ("[bad](vbscript:msgbox)", "<p>[bad](vbscript:msgbox)</p>"),
+    "raw html": (
+        '<b>hi</b> <script>alert(1)</script> <img src=x onerror="alert(2)">',
+        "<p>&lt;b&gt;hi&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt; "
+        '&lt;img src=x onerror="alert(2)"&gt;</p>',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MARKDOWN)
+def test_markdown_renders_safely(units: Page, case: str) -> None:
+    source, html = MARKDOWN[case]
+    rendered = units.evaluate(
+        """t => { const d = document.createElement('div'); d.append(window.getgpt.renderMarkdown(t));
+                  return d.innerHTML; }""",
+        source,
+    )
+    host = units.url.split("/")[2]
+    assert rendered == html.replace("HOST", host)
+
+
+def test_markdown_code_block_keeps_text_verbatim(units: Page) -> None:
+    code = "let a = '<b>';\n  if (a && b) { x = `*y*`; }\n\n<script>alert(1)</script>"
+    for source in (f"```js\n{code}\n```", f"~~~~js extra\n{code}\n~~~~", f"```js\n{code}"):  # last: unclosed
+        result = units.evaluate(
+            """t => { const d = document.createElement('div'); d.append(window.getgpt.renderMarkdown(t));
+                      const c = d.querySelector('pre > code');
+                      return [c.className, c.textContent, d.querySelectorAll('script, b').length]; }""",
+            source,
+        )
+        assert result == ["language-js", code, 0]
+
+
+MARKDOWN_DOC = """# Plan
+
+Intro with **bold**, `code` and a [link](https://example.com).
+
+1. first
+2. second
+   - nested *item*
+3. third
+
+```python
+def f(x):
+    return x * 2  # **not bold**
+```
+
+> quoted
+> text
+
+---
+Done: https://example.com/end.
+"""
+
+
+def test_markdown_view_streamed_equals_rendered_whole(units: Page) -> None:
+    # The streaming view rebuilds only changed blocks; at every prefix it must equal a full render.
+    mismatches = units.evaluate(
+        """text => {
+          const full = (t) => { const d = document.createElement('div');
+                                d.append(window.getgpt.renderMarkdown(t)); return d.innerHTML; };
+          const root = document.createElement('div');
+          const view = new window.getgpt.MarkdownView(root);
+          const bad = [];
+          for (let i = 0; i <= text.length; i++) {
+            view.update(text.slice(0, i));
+            if (root.innerHTML !== full(text.slice(0, i))) bad.push(i);
+          }
+          return [bad, root.querySelectorAll('h1, ol, ul, pre, blockquote, hr, a').length];
+        }""",
+        MARKDOWN_DOC,
+    )
+    assert mismatches == [[], 8]
+
+
+# ---- the request the page sends, against getgpt.request -----------------------------------
+
+
+def test_page_request_is_byte_identical_to_python_encode(
+    browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str]
+) -> None:
+    script, url = scripted
+    page = open_page(browser, url, page_errors)
+    page.click("#settings summary")
+    page.fill("#model", "gpt-4o-mini")
+    page.fill("#temperature", "0.7")
+    page.fill("#max-tokens", "256")
+    page.fill("#system", "Be brief.")
+    send(page, 'Привет 👋 "quoted" \\ back')
+    wait_replies(page, 1)
+    sent = script.requests[-1]
+    request_id = json.loads(sent)["uuid"]
+    assert uuid.UUID(request_id).version == 4
+    expected = build_request(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": 'Привет 👋 "quoted" \\ back'},
+        ],
+        model="gpt-4o-mini",
+        temperature=0.7,
+        max_tokens=256,
+        uuid=request_id,
+    )
+    assert sent.encode() == encode(expected)
+
+    # The next turn carries the history, and settings survive a reload.
+    send(page, "second")
+    wait_replies(page, 2)
+    roles = [m.role for m in parse_request(script.requests[-1]).messages]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert json.loads(script.requests[-1])["uuid"] != request_id
+    page.reload()
+    page.click("#settings summary")
+    assert page.input_value("#temperature") == "0.7"
+    assert page.input_value("#model") == "gpt-4o-mini"
+    page.context.close()
+
+
+# ---- end to end ---------------------------------------------------------------------------
+
+
+def test_cyrillic_and_emoji_echo_streams_into_the_page(page: Page) -> None:
+    message = "Привет, мир! Как дела? 👋🏽🇺🇦 Съешь же ещё этих мягких французских булок 🥐"
+    # Record the reply's length each time the page changes it, to see it grow piece by piece.
+    page.evaluate(
+        """() => {
+          window.lengths = [];
+          new MutationObserver(() => {
+            const body = document.querySelector('.msg.assistant .body');
+            if (body) window.lengths.push(body.textContent.length);
+          }).observe(document.getElementById('messages'),
+                     {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+    send(page, message)
+    wait_replies(page, 1)
+    assert page.inner_text(".msg.user .body") == message
+    assert page.inner_text(".msg.assistant .body") == message
+    assert page.locator(".note.error").count() == 0
+    lengths = page.evaluate("() => window.lengths.filter(n => n > 0)")
+    partial = {n for n in lengths if 0 < n < len(message)}
+    assert len(partial) >= 3, lengths  # text appeared in several steps, not all at once
+    assert current_messages(page) == [
+        {"role": "user", "content": message},
+        {"role": "assistant", "content": message},
+    ]
+    assert page.inner_text("#title") == message[:47] + "…"
+    screenshot(page, "web-chat.png")
+
+
+def test_markdown_reply_renders_and_html_stays_text(page: Page) -> None:
+    message = (
+        "Here is **code**:\n\n```python\nprint('<b>hi</b>')\n```\n\n"
+        "- item `one`\n- item [two](https://example.com/two)\n- [bad](javascript:window.__pwned=3)\n\n"
+        '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script>'
+    )
+    send(page, message)
+    wait_replies(page, 1)
+    reply = page.locator(".msg.assistant .body")
+    assert reply.locator("pre code.language-python").inner_text() == "print('<b>hi</b>')"
+    assert reply.locator("strong").inner_text() == "code"
+    assert reply.locator("li").count() == 3
+    assert reply.locator("a").count() == 1
+    assert reply.locator("a").get_attribute("href") == "https://example.com/two"
+    assert page.locator(".msg img, .msg script, .msg b").count() == 0
+    text = reply.inner_text()
+    assert '<img src=x onerror="window.__pwned=1">' in text
+    assert "<script>window.__pwned=2</script>" in text
+    assert "[bad](javascript:window.__pwned=3)" in text
+    reply.locator("li a").click(modifiers=["Control"], no_wait_after=True)  # a real link, opens a tab
+    assert page.evaluate("() => window.__pwned") is None
+    screenshot(page, "web-markdown.png")
+
+
+def test_enter_sends_and_shift_enter_adds_a_line(page: Page) -> None:
+    page.click("#input")
+    page.keyboard.type("line one")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("line two")
+    assert page.input_value("#input") == "line one\nline two"
+    assert page.locator(".msg").count() == 0
+    page.keyboard.press("Enter")
+    wait_replies(page, 1)
+    assert page.input_value("#input") == ""
+    assert page.inner_text(".msg.user .body") == "line one\nline two"
+    assert current_messages(page)[1]["content"] == "line one\nline two"
+    send(page, "   ")  # blank: nothing is sent
+    assert page.locator(".msg").count() == 2
+
+
+def test_stop_mid_stream_ends_the_server_stream(
+    browser: Browser, slow_server: str, page_errors: list[str]
+) -> None:
+    page = open_page(browser, slow_server, page_errors)
+    message = " ".join(f"word{i}" for i in range(400))  # ~2900 chars: ~36 s at 4 chars per 0.05 s
+    send(page, message)
+    page.wait_for_function("() => document.querySelector('.msg.assistant .body')?.textContent.length > 20")
+    assert page.is_visible("#stop")
+    assert not page.is_visible("#send")
+    assert wait_streams(slow_server, 1) == 1
+    page.click("#stop")
+    page.wait_for_selector(".note.stopped")
+    assert wait_streams(slow_server, 0) == 0
+    assert page.is_visible("#send")
+    shown = page.inner_text(".msg.assistant .body")
+    assert 0 < len(shown) < len(message)
+    assert message.startswith(shown)
+    reply = current_messages(page)[1]
+    assert reply["stopped"] is True
+    assert message.startswith(reply["content"])
+    assert "error" not in reply
+    page.context.close()
+
+
+def test_history_survives_reload_with_new_switch_and_delete(page: Page) -> None:
+    send(page, "first conversation")
+    wait_replies(page, 1)
+    page.click("#new-chat")
+    assert page.locator(".msg").count() == 0
+    send(page, "second conversation")
+    wait_replies(page, 1)
+
+    page.reload()
+    titles = page.locator(".conversation-open").all_inner_texts()
+    assert titles == ["second conversation", "first conversation"]  # most recent first
+    assert page.inner_text(".msg.assistant .body") == "second conversation"
+    page.click(".conversation-open >> text=first conversation")
+    assert page.inner_text(".msg.user .body") == "first conversation"
+    assert page.inner_text(".msg.assistant .body") == "first conversation"
+
+    page.click("[aria-label='Delete conversation: first conversation']")
+    assert page.locator(".conversation-open").all_inner_texts() == ["second conversation"]
+    page.reload()
+    assert page.locator(".conversation-open").all_inner_texts() == ["second conversation"]
+    assert page.inner_text(".msg.assistant .body") == "second conversation"
+
+
+def test_server_422_is_shown_in_the_page(page: Page) -> None:
+    page.click("#settings summary")
+    page.fill("#temperature", "5")
+    send(page, "too hot")
+    wait_replies(page, 1)
+    error = page.locator(".msg.assistant .note.error")
+    assert error.get_attribute("role") == "alert"
+    text = error.inner_text()
+    assert text.startswith("Error 422:")
+    assert "temperature" in text
+    assert current_messages(page)[1]["error"] == text
+    screenshot(page, "web-error-422.png")
+
+    # Fixing the setting recovers; the failed turn's empty reply is not sent as history.
+    page.fill("#temperature", "0.5")
+    send(page, "just right")
+    wait_replies(page, 2)
+    assert page.locator(".msg.assistant .body").nth(1).inner_text() == "just right"
+    assert page.locator(".note.error").count() == 1
+
+
+def test_cut_stream_and_in_stream_error_are_shown(
+    browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str]
+) -> None:
+    page = open_page(browser, scripted[1], page_errors)
+    send(page, "cut")
+    wait_replies(page, 1)
+    assert page.inner_text(".msg.assistant .body") == "partial text"  # what came is kept
+    assert "Incomplete reply" in page.inner_text(".note.error")
+
+    send(page, "fail")
+    wait_replies(page, 2)
+    second = page.locator(".msg.assistant").nth(1)
+    assert second.locator(".body").inner_text() == "so far"
+    assert second.locator(".note.error").inner_text() == "Error: backend exploded"
+
+    send(page, "crlf")
+    wait_replies(page, 3)
+    assert page.locator(".msg.assistant .body").nth(2).inner_text() == "über 😀 done"
+    assert page.locator(".note.error").count() == 2
+    page.context.close()
+
+
+def test_network_error_is_shown(browser: Browser, page_errors: list[str]) -> None:
+    app = Starlette(routes=page_routes())
+    with serve(app) as url:
+        page = open_page(browser, url, page_errors)
+    # The server is gone: the page is loaded, but nothing answers the request.
+    send(page, "anyone there?")
+    wait_replies(page, 1)
+    assert page.inner_text(".note.error").startswith("Network error:")
+    page.context.close()
+
+
+def test_phone_width_layout(browser: Browser, server: str, page_errors: list[str]) -> None:
+    page = open_page(
+        browser, server, page_errors, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
+    )
+    assert not page.is_visible("#new-chat")  # the sidebar waits behind the menu button
+    send(page, "A long line on a small screen: " + "abcdefghij" * 12 + "\n\n```\n" + "x" * 200 + "\n```")
+    wait_replies(page, 1)
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1]  # no sideways scrolling; long code scrolls inside its block
+    box = page.locator("#input").bounding_box()
+    assert box is not None
+    assert box["y"] + box["height"] <= 740
+    screenshot(page, "web-phone.png")
+    page.click("#open-sidebar")
+    page.wait_for_selector("#new-chat", state="visible")
+    page.click("#scrim", position={"x": 360, "y": 400})
+    page.wait_for_selector("#new-chat", state="hidden")
+    page.context.close()
