@@ -152,3 +152,18 @@ def test_text_survives_compaction() -> None:
     pieces = [f"{i}," for i in range(10_000)]
     got, parser = parse(stream_of(pieces))
     assert got == pieces and parser.text == "".join(pieces)
+
+
+def test_multi_line_data_cannot_pose_as_the_template() -> None:
+    parser = ReplyParser()
+    first = chunk("abc")
+    parser.feed(first + first)
+    prefix, suffix = parser._prefix, parser._suffix
+    # An event whose data has two lines, arranged so a joint-like run sits inside it.
+    odd = b"data: " + suffix + b"\ndata: " + prefix + b"zz" + suffix + b"\n\n"
+    expected = ReplyParser()
+    expected.feed(first + first)
+    with pytest.raises(Exception) as caught:
+        expected.feed(odd)
+    with pytest.raises(type(caught.value)):
+        parser.feed(first + odd + first)

@@ -77,6 +77,7 @@ class ReplyParser:
 
     __slots__ = (
         "_blocks",
+        "_joint",
         "_lessons",
         "_pieces",
         "_prefix",
@@ -95,6 +96,7 @@ class ReplyParser:
         self._prefix = b"\x00"  # no JSON event starts with NUL: matches nothing until learned
         self._suffix = b""
         self._tail = 0
+        self._joint = b""
         self._lessons = _LESSONS
         #: True once ``[DONE]`` has been seen.
         self.done = False
@@ -145,9 +147,51 @@ class ReplyParser:
         return pieces
 
     def _events(self, events: list[bytes]) -> list[str]:
-        out: list[str] = []
         if self.done:
-            return out
+            return []
+        out = self._batch(events) if len(events) > 1 and self._tail else None
+        if out is None:
+            out = self._each(events)
+        if out:
+            pieces = self._pieces
+            pieces += out
+            if len(pieces) > _COMPACT_EVERY:
+                self._blocks.append("".join(pieces))
+                pieces.clear()
+        return out
+
+    def _batch(self, events: list[bytes]) -> list[str] | None:
+        """Every event through the template at once, or None when any one does not fit it.
+
+        When no event holds an LF (multi-line data can), then joined with LF they hold
+        suffix+LF+prefix once per joint exactly when each event but the last ends with the
+        suffix and each but the first starts with the prefix; the two ends are checked apart,
+        and a non-empty middle rules out overlap.
+        """
+        prefix, suffix, tail = self._prefix, self._suffix, self._tail
+        whole = b"\n".join(events)
+        if (
+            whole.count(b"\n") != len(events) - 1
+            or whole.count(self._joint) != len(events) - 1
+            or not events[0].startswith(prefix)
+            or not events[-1].endswith(suffix)
+        ):
+            return None
+        end = -len(suffix)
+        middles = [data[tail:end] for data in events]
+        if b"" in middles:
+            return None
+        joined = b"\n".join(middles)
+        # The joining LFs are the only bytes the translation may drop.
+        if len(joined.translate(None, _UNSAFE)) != len(joined) - len(middles) + 1:
+            return None
+        try:
+            return joined.decode().split("\n")
+        except UnicodeDecodeError:
+            return None
+
+    def _each(self, events: list[bytes]) -> list[str]:
+        out: list[str] = []
         prefix, suffix, tail = self._prefix, self._suffix, self._tail
         shortest = tail + len(suffix)
         for data in events:
@@ -164,12 +208,6 @@ class ReplyParser:
                 break
             prefix, suffix, tail = self._prefix, self._suffix, self._tail
             shortest = tail + len(suffix)
-        if out:
-            pieces = self._pieces
-            pieces += out
-            if len(pieces) > _COMPACT_EVERY:
-                self._blocks.append("".join(pieces))
-                pieces.clear()
         return out
 
     def _full(self, data: bytes, out: list[str]) -> None:
@@ -224,6 +262,7 @@ class ReplyParser:
             ):
                 return
         self._prefix, self._suffix, self._tail = prefix, suffix, len(prefix)
+        self._joint = suffix + b"\n" + prefix
 
     def _not_json(self, data: bytes, out: list[str]) -> None:
         stripped = data.strip()

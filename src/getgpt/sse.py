@@ -48,9 +48,9 @@ class SSEDecoder:
         elif chunk:
             self._lf_pending = False
         buf = self._buf
-        if not buf and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+        if not buf and chunk[-2:] == b"\n\n":
             # The common case: a read holding whole events, nothing held over.
-            return self._events(chunk.split(b"\n\n")[:-1], len(chunk))
+            return self._complete(chunk[:-2])
         buf += chunk
         end = buf.rfind(b"\n\n", max(self._scanned - 1, 0))
         if end < 0:
@@ -63,7 +63,7 @@ class SSEDecoder:
         self._scanned = 0
         if len(buf) > self._max:
             self._too_large(len(buf))
-        return self._events(complete.split(b"\n\n"), end)
+        return self._complete(complete)
 
     def flush(self) -> list[bytes]:
         """End of stream: return the data of a last event that lacked its closing blank line."""
@@ -73,6 +73,17 @@ class SSEDecoder:
         self._lf_pending = False
         return self._events([rest.rstrip(b"\n")], len(rest)) if rest.strip() else []
 
+    def _complete(self, events: bytes) -> list[bytes]:
+        """The data of ``events``: whole events, each pair separated by one blank line."""
+        if events[:6] == b"data: ":
+            payloads = events[6:].split(b"\n\ndata: ")
+            # When the only line ends are the separators, every event is a single `data: ` line.
+            if events.count(b"\n") == 2 * len(payloads) - 2:
+                if len(events) > self._max:
+                    self._check_sizes(payloads)
+                return payloads
+        return self._events(events.split(b"\n\n"), len(events))
+
     def _events(self, blocks: list[bytes], size: int) -> list[bytes]:
         out: list[bytes] = []
         for block in blocks:
@@ -81,10 +92,13 @@ class SSEDecoder:
             elif block:
                 self._block(block, out)
         if size > self._max:  # only then can one event be over the limit
-            for data in out:
-                if len(data) > self._max:
-                    self._too_large(len(data))
+            self._check_sizes(out)
         return out
+
+    def _check_sizes(self, payloads: list[bytes]) -> None:
+        for data in payloads:
+            if len(data) > self._max:
+                self._too_large(len(data))
 
     @staticmethod
     def _block(block: bytes, out: list[bytes]) -> None:
