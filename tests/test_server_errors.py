@@ -1,0 +1,311 @@
+"""Bad requests, limits and failing backends: answered in the error format, the server unharmed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Scope
+
+import getgpt
+from getgpt.envelope import encrypt, seal
+from getgpt.request import build_request, encode
+from getgpt.server import ApiError, ServerConfig, create_app
+
+from .conftest import serve
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def signature_of(text: str) -> str:
+    return encrypt(text)
+
+
+def chat_body(**params: Any) -> dict[str, str]:
+    return {"signature": signature_of(encode(build_request(HI, **params)).decode())}
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with serve(create_app(ServerConfig(max_body_bytes=4096, max_messages=3, body_timeout=0.5))) as base:
+        yield base
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code"}
+    assert error["code"] == code
+    assert "Traceback" not in response.text
+    return dict(error)
+
+
+# One client for the module: a new httpx client per request costs far more than the request.
+_http = httpx.Client(timeout=10)
+
+
+def post(url: str, **kwargs: Any) -> httpx.Response:
+    return _http.post(url + "api/chat/stream", **kwargs)
+
+
+BAD = [
+    ("not json", {"content": b"{oops", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+    ("json array", {"json": ["signature"]}, 400, "bad_signature"),
+    ("no signature", {"json": {"sig": "00"}}, 400, "bad_signature"),
+    ("signature not a string", {"json": {"signature": 12}}, 400, "bad_signature"),
+    ("non-hex signature", {"json": {"signature": "zz" * 40}}, 400, "bad_signature"),
+    ("short signature", {"json": {"signature": "ab" * 10}}, 400, "bad_signature"),
+    ("wrong padding", {"json": {"signature": "00" * 16 + "0123456789abcdef" * 2}}, 400, "bad_signature"),
+    (
+        "ciphertext of non-json",
+        {"json": {"signature": seal(b"hello", "a" * 16, "b" * 16)}},
+        400,
+        "invalid_json",
+    ),
+    (
+        "wrong content type",
+        {"content": b'{"signature":"00"}', "headers": {"content-type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
+    ("no content type", {"content": b'{"signature":"00"}'}, 415, "unsupported_media_type"),
+    (
+        "bad role",
+        {"json": {"signature": signature_of('{"messages":[{"role":"robot","content":"x"}]}')}},
+        422,
+        "invalid_request",
+    ),
+    ("empty messages", {"json": {"signature": signature_of('{"messages":[]}')}}, 422, "invalid_request"),
+    (
+        "temperature out of range",
+        {"json": {"signature": signature_of('{"messages":[{"role":"user","content":"x"}],"temperature":9}')}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "too many messages",
+        {"json": {"signature": signature_of(json.dumps({"messages": HI * 4}))}},
+        422,
+        "too_many_messages",
+    ),
+    (
+        "declared too large",
+        {"content": b"x" * 5000, "headers": {"content-type": "application/json"}},
+        413,
+        "body_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status", "code"), BAD, ids=[case[0] for case in BAD])
+def test_bad_request(url: str, name: str, kwargs: dict[str, Any], status: int, code: str) -> None:
+    assert_error(post(url, **kwargs), status, code)
+
+
+def test_server_still_serves_after_bad_requests(url: str) -> None:
+    for _, kwargs, _, _ in BAD:
+        post(url, **kwargs)
+    with getgpt.Client(url) as client:
+        assert client.complete(HI) == "hi"
+    health = httpx.get(url + "healthz").json()
+    assert health["active_streams"] == 0
+    assert health["rejected_total"] >= len(BAD)
+
+
+def test_chunked_body_too_large_is_refused_while_reading(url: str) -> None:
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(1000):  # 1000 x 1 KiB would be 1 MiB; the server must stop long before
+            sent += 1
+            yield b" " * 1024
+
+    response = post(url, content=body(), headers={"content-type": "application/json"})
+    assert_error(response, 413, "body_too_large")
+    assert sent < 1000
+
+
+def test_slow_body_times_out(url: str) -> None:
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /api/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            data = sock.recv(4096)
+            if not data:
+                break
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert b'"code":"body_timeout"' in reply
+    assert time.monotonic() - started < 5
+
+
+def test_errors_on_the_v1_endpoint_too(url: str) -> None:
+    response = httpx.post(url + "v1/chat/completions", json={"messages": [{"role": "user", "content": 5}]})
+    assert_error(response, 422, "invalid_request")
+    response = httpx.post(url + "v1/chat/completions", json={"messages": HI * 4})
+    assert_error(response, 422, "too_many_messages")
+
+
+def test_over_the_stream_limit_is_503_with_retry_after() -> None:
+    app = create_app(ServerConfig(max_streams=1, echo_delay=0.05, echo_piece_chars=1))
+    with serve(app) as base, getgpt.Client(base, max_retries=0) as client:
+        held = client.stream([{"role": "user", "content": "x" * 40}])
+        assert next(held) == "x"
+        response = post(base, json=chat_body())
+        error = assert_error(response, 503, "too_many_streams")
+        assert error["type"] == "server_overloaded"
+        assert response.headers["retry-after"] == "1"
+        with pytest.raises(getgpt.StatusError) as caught:
+            client.complete(HI)
+        assert caught.value.status_code == 503
+        held.close()
+        deadline = time.monotonic() + 5
+        while httpx.get(base + "healthz").json()["active_streams"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.complete(HI) == "hi"
+
+
+def test_request_checks_can_refuse_and_a_failing_check_costs_one_request() -> None:
+    app = create_app(ServerConfig())
+    seen: list[str] = []
+
+    async def key_check(scope: Scope) -> None:
+        headers = dict(scope["headers"])
+        if headers.get(b"authorization") != b"Bearer good":
+            raise ApiError(
+                401,
+                "bad key",
+                type="authentication_error",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    async def replay_check(scope: Scope, request: getgpt.ChatRequest) -> None:
+        if request.uuid in seen:
+            raise ApiError(409, "replayed request", code="replay")
+        seen.append(request.uuid)
+
+    app.state.request_checks.append(key_check)
+    app.state.chat_checks.append(replay_check)
+    with serve(app) as base:
+        refused = post(base, json=chat_body())
+        assert_error(refused, 401, "invalid_api_key")
+        assert refused.headers["www-authenticate"] == "Bearer"
+        body = chat_body(uuid="same-uuid")
+        good = {"authorization": "Bearer good"}
+        assert post(base, json=body, headers=good).status_code == 200
+        assert_error(post(base, json=body, headers=good), 409, "replay")
+
+        async def broken(scope: Scope) -> None:
+            raise RuntimeError("a bug in a check")
+
+        app.state.request_checks.insert(0, broken)
+        response = post(base, json=chat_body(), headers=good)
+        error = assert_error(response, 500, "internal")
+        assert "bug" not in error["message"]
+        app.state.request_checks.remove(broken)
+        assert post(base, json=chat_body(), headers=good).status_code == 200
+
+
+def upstream_that_breaks(after: list[str], how: str) -> Starlette:
+    """An OpenAI-compatible upstream that sends ``after`` and then fails in the way ``how`` names."""
+
+    async def completions(request: Request) -> Response:
+        if how == "status":
+            return Response(
+                b'{"error":{"message":"model overloaded","type":"x"}}',
+                status_code=500,
+                media_type="application/json",
+            )
+
+        async def body() -> AsyncIterator[bytes]:
+            for text in after:
+                chunk = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+                yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            if how == "error-event":
+                error = {"message": "upstream exploded", "type": "server_error", "code": "boom"}
+                yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+            # "cut": end without [DONE] or a finish_reason
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+@pytest.mark.parametrize("how", ["error-event", "cut"])
+def test_error_after_the_stream_started_is_an_event_then_done(how: str) -> None:
+    with (
+        serve(upstream_that_breaks(["part one, ", "part two"], how)) as upstream,
+        serve(create_app(ServerConfig(backend="openai", upstream=upstream + "v1"))) as base,
+    ):
+        response = post(base, json=chat_body())
+        assert response.status_code == 200
+        blocks = [b for b in response.text.split("\n\n") if b]
+        assert blocks[-1] == "data: [DONE]"
+        error = json.loads(blocks[-2].removeprefix("data: "))["error"]
+        assert error["type"] in ("server_error", "upstream_error")
+        assert "Traceback" not in response.text
+        with getgpt.Client(base, max_retries=0) as client, pytest.raises(getgpt.RemoteError) as caught:
+            client.complete(HI)
+        assert caught.value.partial == "part one, part two"
+        assert httpx.get(base + "healthz").json()["failed_total"] == 2
+
+
+def test_upstream_status_error_before_the_stream_is_a_json_error() -> None:
+    with (
+        serve(upstream_that_breaks([], "status")) as upstream,
+        serve(create_app(ServerConfig(backend="openai", upstream=upstream + "v1"))) as base,
+    ):
+        response = post(base, json=chat_body())
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error["code"] == 500
+        assert error["type"] == "upstream_error"
+        assert "model overloaded" in error["message"]
+
+
+def test_unreachable_upstream_is_502() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        config = ServerConfig(backend="openai", upstream=f"http://127.0.0.1:{port}/v1")
+        with serve(create_app(config)) as base:
+            response = post(base, json=chat_body())
+    error = response.json()["error"]
+    assert response.status_code == 502
+    assert error["code"] == "upstream_unreachable"
+
+
+def test_many_bad_requests_in_parallel_leave_the_server_well() -> None:
+    with serve(create_app(ServerConfig())) as base:
+
+        def hammer() -> None:
+            with httpx.Client() as http:
+                for i in range(30):
+                    http.post(base + "api/chat/stream", json={"signature": "ab" * (i + 1)})
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        health = httpx.get(base + "healthz").json()
+        assert health["rejected_total"] == 120
+        assert health["active_streams"] == 0
