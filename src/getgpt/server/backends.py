@@ -74,7 +74,8 @@ def _parameters(request: ChatRequest) -> dict[str, Any]:
 
 
 def _messages(messages: list[Message]) -> list[dict[str, str]]:
-    return [msgspec.structs.asdict(message) for message in messages]
+    # to_builtins, not asdict: a message's unset ``name`` must not go upstream as null.
+    return [msgspec.to_builtins(message) for message in messages]
 
 
 class EchoBackend:

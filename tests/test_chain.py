@@ -1,0 +1,161 @@
+"""Chains: server A forwards to server B, through the openai backend (B's /v1) or the getgpt backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from starlette.types import Receive, Scope, Send
+
+import getgpt
+from getgpt.server import ServerConfig, create_app
+
+from .conftest import serve
+
+TEXT = 'Цепочка серверов 🔗 works: "quoted" \\ and\nlines'
+
+
+@pytest.fixture(scope="module")
+def b() -> Iterator[str]:
+    with serve(create_app(ServerConfig(echo_piece_chars=2))) as base:
+        yield base
+
+
+@pytest.fixture(scope="module", params=["openai", "getgpt"])
+def a(request: pytest.FixtureRequest, b: str) -> Iterator[str]:
+    upstream = b + "v1" if request.param == "openai" else b
+    with serve(create_app(ServerConfig(backend=request.param, upstream=upstream))) as base:
+        yield base
+
+
+def test_project_client_through_the_chain(a: str, b: str) -> None:
+    before = httpx.get(b + "healthz").json()["streams_total"]
+    with getgpt.Client(a) as client:
+        with client.stream([{"role": "user", "content": TEXT}]) as chat:
+            pieces = list(chat)
+        assert "".join(pieces) == TEXT
+        assert chat.finish_reason == "stop"
+        assert client.complete([{"role": "user", "content": TEXT}], stream=False) == TEXT
+    assert httpx.get(b + "healthz").json()["streams_total"] == before + 2
+    assert httpx.get(a + "healthz").json()["active_streams"] == 0
+
+
+def test_openai_sdk_through_the_chain(a: str) -> None:
+    with openai.OpenAI(base_url=a + "v1", api_key="x", max_retries=0) as sdk:
+        stream = sdk.chat.completions.create(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": TEXT}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_async_clients_in_parallel_through_the_chain(a: str) -> None:
+    async def main() -> list[str]:
+        async with getgpt.AsyncClient(a) as client:
+            replies = await asyncio.gather(
+                *(client.complete([{"role": "user", "content": f"№{i} {TEXT}"}]) for i in range(16))
+            )
+        return [str(r) for r in replies]
+
+    assert asyncio.run(main()) == [f"№{i} {TEXT}" for i in range(16)]
+
+
+def test_upstream_errors_come_back_in_the_error_format() -> None:
+    # B refuses the request A forwards (too many messages for B), and A passes B's 422 on.
+    with serve(create_app(ServerConfig(max_messages=1))) as strict_b:
+        for kind, upstream in (("openai", strict_b + "v1"), ("getgpt", strict_b)):
+            with serve(create_app(ServerConfig(backend=kind, upstream=upstream))) as gate:
+                messages = [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]
+                with (
+                    getgpt.Client(gate, max_retries=0) as client,
+                    pytest.raises(getgpt.StatusError) as caught,
+                ):
+                    client.complete(messages)
+                assert caught.value.status_code == 422, kind
+                assert "too many messages" in caught.value.body
+
+
+class Recorder:
+    """An OpenAI-compatible upstream that records what it was sent and answers one fixed chunk."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[bytes, bytes]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.requests.append(json.loads(body))
+        self.headers.append(dict(scope["headers"]))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "length"}]}
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
+                "more_body": True,
+            }
+        )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def test_openai_backend_forwards_parameters_key_and_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-test-123")
+    recorder = Recorder()
+    with serve(recorder) as upstream:
+        config = ServerConfig(
+            backend="openai",
+            upstream=upstream + "v1",
+            upstream_key_env="TEST_UPSTREAM_KEY",
+            upstream_model="llama3",
+        )
+        with serve(create_app(config)) as gate, getgpt.Client(gate) as client:
+            reply = client.complete(
+                [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], temperature=0.3
+            )
+            plain = client.complete([{"role": "user", "content": "u"}])
+    assert reply == "ok" and reply.finish_reason == "length"
+    assert plain == "ok"
+    first, second = recorder.requests
+    assert first == {
+        "model": "llama3",
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        "stream": True,
+        "temperature": 0.3,
+    }
+    # Parameters at the protocol's defaults are left to the upstream's own defaults.
+    assert second == {"model": "llama3", "messages": [{"role": "user", "content": "u"}], "stream": True}
+    assert recorder.headers[0][b"authorization"] == b"Bearer sk-test-123"
+
+
+def test_missing_upstream_key_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR"):
+        create_app(
+            ServerConfig(
+                backend="openai", upstream="http://127.0.0.1:9/v1", upstream_key_env="NO_SUCH_KEY_VAR"
+            )
+        )
+    with pytest.raises(ValueError, match="upstream"):
+        ServerConfig(backend="getgpt")
