@@ -112,7 +112,10 @@ async def deliver(
             await _write_whole(send, box, reply, outcome)
     finally:
         watcher.cancel()
-        producer.cancel()
+        if not box.gone:
+            # Once only: a second cancel would interrupt the backend's own clean-up, and with it the
+            # closing of the upstream connection (the watcher has already cancelled it when gone).
+            producer.cancel()
         await asyncio.wait((producer, watcher))
         for task in (producer, watcher):
             if not task.cancelled() and task.exception() is not None:
