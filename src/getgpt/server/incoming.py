@@ -64,6 +64,14 @@ def _not_json(detail: object) -> ApiError:
     return ApiError(400, f"the request body is not valid JSON: {detail}", code="invalid_json")
 
 
+def _undecodable(exc: UnicodeDecodeError | RecursionError) -> ApiError:
+    # msgspec raises these outside its own errors: for invalid UTF-8 inside a string, and for
+    # JSON nested past its depth limit (even inside a field that would be ignored).
+    if isinstance(exc, UnicodeDecodeError):
+        return _not_json("a string holds invalid UTF-8")
+    return ApiError(400, "the request body nests JSON too deeply", code="invalid_json")
+
+
 def _invalid(message: str, code: str = "invalid_request") -> ApiError:
     return ApiError(422, message, code=code)
 
@@ -86,6 +94,8 @@ def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
         ) from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc) from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _undecodable(exc) from None
     try:
         text = envelope.decrypt(signature)
     except SignatureError as exc:
@@ -99,6 +109,8 @@ def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
             raise ApiError(
                 400, "the signature decrypts to text that is not JSON", code="invalid_json"
             ) from None
+        except RecursionError:
+            pass  # JSON, if too deep to read here: the request's own error says what is wrong
         raise _invalid(str(exc)) from None
     return _count(request, max_messages)
 
@@ -125,6 +137,8 @@ def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
         raise _invalid(f"invalid chat request: {exc}".replace("`$", "`request")) from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc) from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _undecodable(exc) from None
     if raw.n not in (None, 1):
         raise _invalid(f"n must be 1 here, not {raw.n}")
     if len(raw.messages) > max_messages:
