@@ -36,9 +36,12 @@ def machine() -> str:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
+    # Other work on the machine moves every number: say how busy it was.
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"nproc {os.cpu_count()}, CPU {cpu}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()} ({platform.python_implementation()})\n" + ", ".join(versions)
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"load average {load}\n" + ", ".join(versions)
     )
 
 

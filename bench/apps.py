@@ -1,0 +1,175 @@
+"""Servers the server benchmarks run, each in its own process under the same uvicorn settings.
+
+- ``getgpt``: ``getgpt.server.create_app`` with the echo backend (or another, by options);
+- ``minimal``: the baseline, a plain Starlette ``StreamingResponse`` that echoes the last user
+  message in the same 4-character pieces as the same ``chat.completion.chunk`` events, one
+  ``json.dumps`` and one ``yield`` per event, as a minimal app is usually written.
+
+``python -m bench.apps NAME [options]`` prints the port once it listens. With ``--profile FILE``
+it runs under pyinstrument and writes the text report to FILE when stopped with SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+__all__ = ["AppProcess", "minimal_app"]
+
+PIECE = 4
+
+
+def minimal_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    def event(delta: dict[str, str], finish: str | None, created: int, model: str) -> str:
+        chunk = {
+            "id": "chatcmpl-minimal",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return "data: " + json.dumps(chunk, separators=(",", ":")) + "\n\n"
+
+    async def chat(request: Request) -> StreamingResponse:
+        body = await request.json()
+        text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        model, created = body.get("model", "gpt-3.5-turbo"), int(time.time())
+
+        async def events() -> AsyncIterator[str]:
+            yield event({"role": "assistant", "content": ""}, None, created, model)
+            for start in range(0, len(text), PIECE):
+                yield event({"content": text[start : start + PIECE]}, None, created, model)
+            yield event({}, "stop", created, model)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def _app(args: argparse.Namespace) -> Any:
+    if args.name == "minimal":
+        return minimal_app()
+    from getgpt.server import ServerConfig, create_app
+
+    options: dict[str, Any] = {"backend": args.backend, "max_streams": args.max_streams}
+    if args.upstream:
+        options["upstream"] = args.upstream
+    if args.echo_delay:
+        options["echo_delay"] = args.echo_delay
+    return create_app(ServerConfig(**options))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", choices=("getgpt", "minimal"))
+    parser.add_argument("--backend", default="echo")
+    parser.add_argument("--upstream")
+    parser.add_argument("--echo-delay", type=float, default=0.0)
+    parser.add_argument("--max-streams", type=int, default=20_000)
+    parser.add_argument("--backlog", type=int, default=4096)
+    parser.add_argument("--profile", metavar="FILE")
+    args = parser.parse_args()
+
+    import uvicorn
+
+    from .common import raise_nofile
+
+    raise_nofile(65536)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        _app(args), log_level="warning", access_log=False, lifespan="on", backlog=args.backlog
+    )
+    server = uvicorn.Server(config)
+    print(sock.getsockname()[1], flush=True)
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        _run(server, sock)
+        profiler.stop()
+        with open(args.profile, "w") as out:
+            out.write(profiler.output_text(unicode=False, color=False, show_all=False))
+    else:
+        _run(server, sock)
+
+
+def _run(server: Any, sock: socket.socket) -> None:
+    # uvicorn shuts down cleanly on SIGINT, then raises KeyboardInterrupt again for the caller.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+
+
+class AppProcess:
+    """One of the servers above in a child process; ``url`` ends in ``/``."""
+
+    def __init__(self, name: str, *options: str) -> None:
+        args = [sys.executable, "-m", "bench.apps", name, *options]
+        self.name = name
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        # Waited for on first use, so servers started one after another boot side by side.
+        if self._port is None:
+            assert self._proc.stdout is not None
+            line = self._proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the {self.name} server did not start")
+            _wait_listening(int(line))
+            self._port = int(line)
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        # SIGINT: uvicorn shuts down cleanly, so a profile gets written.
+        self._proc.send_signal(signal.SIGINT)
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> AppProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

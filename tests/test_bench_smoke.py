@@ -1,0 +1,53 @@
+"""The benchmark scripts run end to end at tiny sizes (no timing is asserted: benchmarks only
+print numbers). Each one checks its contenders' text, so a benchmark that silently measured the
+wrong thing fails here."""
+
+from __future__ import annotations
+
+import pytest
+from bench import client_stream, concurrency, gateway, memory, server_throughput, small_requests
+from bench.apps import AppProcess
+from bench.emitter import EmitterProcess, response_bytes
+from bench.loadgen import Stream, text_of
+from bench.stream import expected_text
+
+
+def test_emitter_response_is_valid_chunked_sse() -> None:
+    raw = response_bytes(50, 3)
+    stream = Stream(parts=[raw[:100], raw[100:]])
+    assert text_of(stream) == expected_text(50)
+
+
+def test_client_stream_contenders_agree() -> None:
+    report = client_stream.stream_throughput(300, 1)
+    for name in client_stream.CONTENDERS:
+        assert name in report
+    assert "vs json.loads" in client_stream.json_choice(300, 1)
+
+
+def test_small_requests_and_memory() -> None:
+    assert "requests/s" in small_requests.run_requests(3, 1)
+    assert "RSS growth" in memory.measure(3000, samples=2)
+
+
+def test_server_gateway_and_concurrency_paths() -> None:
+    with EmitterProcess() as emitter:
+        upstream = emitter.base(5) + "v1"
+        with (
+            AppProcess("getgpt") as getgpt_server,
+            AppProcess("minimal") as minimal,
+            AppProcess("getgpt", "--backend", "openai", "--upstream", upstream) as gw,
+        ):
+            servers = {"getgpt server (echo)": getgpt_server, "minimal Starlette StreamingResponse": minimal}
+            assert "chunks/s" in server_throughput.throughput(3, 200, 1, servers)
+            row = concurrency.hold(getgpt_server.port, 5, 0.1)
+            assert row[6] == "5" and row[7] == "0"  # all complete, no errors
+            assert "through gateway" in gateway.latency(emitter, gw, 5, 3)
+
+
+@pytest.mark.parametrize(
+    "bad", [b"HTTP/1.1 500 Oops\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+)
+def test_loadgen_rejects_what_is_not_a_chunked_stream(bad: bytes) -> None:
+    with pytest.raises(ValueError):
+        text_of(Stream(parts=[bad]))
