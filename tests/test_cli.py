@@ -1,0 +1,238 @@
+"""The ``getgpt`` command, run as a real subprocess (``python -m getgpt``) against real servers."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from starlette.types import Scope
+
+from getgpt.request import ChatRequest
+from getgpt.server import ServerConfig, create_app
+
+from .conftest import free_port, serve
+
+TEXT = "Привет, мир! 👋🏽"
+
+
+def getgpt(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "getgpt", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, list[ChatRequest]]]:
+    """An echo server that records every chat request it receives."""
+    app = create_app(ServerConfig())
+    seen: list[ChatRequest] = []
+
+    async def record(scope: Scope, request: ChatRequest) -> None:
+        seen.append(request)
+
+    app.state.chat_checks.append(record)
+    with serve(app) as url:
+        yield url, seen
+
+
+def test_demo_runs_the_main_job() -> None:
+    result = getgpt("demo", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"
+    assert "echo backend" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_default_message_with_cyrillic_and_emoji() -> None:
+    result = getgpt("demo", "--delay", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello from getgpt! Привет! 👋\n"
+
+
+def test_help_lists_the_commands_and_loads_no_heavy_module() -> None:
+    result = getgpt("--help")
+    assert result.returncode == 0
+    for command in ("chat", "demo", "serve"):
+        assert command in result.stdout
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom getgpt.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'starlette', 'uvicorn', 'rich', "
+            "'msgspec', 'cryptography', 'anyio'}), file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert probe.stderr.strip() == "[]"
+    for command in ("chat", "demo", "serve"):
+        sub = getgpt(command, "--help")
+        assert sub.returncode == 0 and "usage: getgpt " + command in sub.stdout
+
+
+def test_chat_one_message_piped_is_plain(server: tuple[str, list[ChatRequest]]) -> None:
+    url, seen = server
+    result = getgpt(
+        "chat", TEXT, "--base-url", url, "--model", "m1", "--temperature", "0.5", "--max-tokens", "9"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == TEXT + "\n"
+    assert "\x1b[" not in result.stdout
+    request = seen[-1]
+    assert (request.model, request.temperature, request.max_tokens, request.stream) == ("m1", 0.5, 9, True)
+
+
+def test_chat_no_stream_system_and_stdin_message(server: tuple[str, list[ChatRequest]]) -> None:
+    url, seen = server
+    result = getgpt(
+        "chat", "-", "--no-stream", "--system", "be brief", stdin="from stdin", env={"GETGPT_BASE_URL": url}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from stdin\n"
+    request = seen[-1]
+    assert request.stream is False
+    assert [(m.role, m.content) for m in request.messages] == [("system", "be brief"), ("user", "from stdin")]
+
+
+def test_interactive_session_keeps_the_history(server: tuple[str, list[ChatRequest]]) -> None:
+    url, seen = server
+    before = len(seen)
+    result = getgpt("chat", "--base-url", url, stdin="first\nвторое 🙂\n\n/reset\nthird\n")  # noqa: RUF001
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "first\nвторое 🙂\nthird\n"  # noqa: RUF001
+    turns = [[(m.role, m.content) for m in r.messages] for r in seen[before:]]
+    assert turns == [
+        [("user", "first")],
+        [("user", "first"), ("assistant", "first"), ("user", "второе 🙂")],
+        [("user", "third")],
+    ]
+
+
+def test_connection_error_is_one_line_and_nonzero_exit() -> None:
+    port = free_port()  # nothing listens there
+    result = getgpt("chat", "hi", "--base-url", f"http://127.0.0.1:{port}/", "--retries", "0")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("getgpt: error: connection to ")
+    assert "Traceback" not in result.stderr
+
+
+def test_server_error_is_one_line(server: tuple[str, list[ChatRequest]]) -> None:
+    url, _ = server
+    result = getgpt("chat", "hi", "--base-url", url, "--temperature", "7")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("getgpt: error: ")
+    assert "temperature" in result.stderr
+
+
+def test_bad_serve_configuration_is_one_line() -> None:
+    result = getgpt("serve", "--backend", "openai")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "getgpt: error: the openai backend needs an upstream URL (--upstream)"
+    result = getgpt("serve", env={"GETGPT_MAX_STREAMS": "many"})
+    assert result.returncode == 1
+    assert "GETGPT_MAX_STREAMS='many' is not a int" in result.stderr
+    result = getgpt("serve", "--backend", "nope")
+    assert result.returncode == 2  # argparse's usage error
+
+
+def test_serve_runs_a_server_that_env_and_flags_configure() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "getgpt",
+            "serve",
+            "--port",
+            str(port),
+            "--max-messages",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "GETGPT_MAX_MESSAGES": "1", "GETGPT_ECHO_PIECE_CHARS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(url + "healthz").json()["status"] == "ok"
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "getgpt serve did not start"
+                time.sleep(0.1)
+        two = [{"role": "user", "content": "a"}, {"role": "user", "content": "bc"}]
+        result = httpx.post(url + "v1/chat/completions", json={"messages": two, "stream": True})
+        assert result.status_code == 200  # the flag's 2 beat the environment's 1
+        contents = [line for line in result.text.splitlines() if '"content":"' in line]
+        assert len(contents) == 2  # the role chunk and one 2-character piece
+        three = [*two, {"role": "user", "content": "d"}]
+        assert httpx.post(url + "v1/chat/completions", json={"messages": three}).status_code == 422
+        result = getgpt("chat", "через serve", "--base-url", url)
+        assert result.stdout == "через serve\n"
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=10)
+    # uvicorn shuts down cleanly, then re-raises SIGTERM so the exit status still tells of the signal.
+    assert process.returncode in (0, -15)
+    assert b"Traceback" not in errors
+
+
+def test_terminal_output_is_pretty_and_complete(server: tuple[str, list[ChatRequest]]) -> None:
+    url, _ = server
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "getgpt", "chat", TEXT, "--base-url", url],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "PYTHONIOENCODING": "utf-8"},
+    )
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            output += data
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    assert process.wait(10) == 0
+    text = output.decode("utf-8", "replace")
+    assert "\x1b[" in text  # rich styled it for the terminal
+    assert TEXT in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
