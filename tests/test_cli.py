@@ -155,7 +155,7 @@ def test_bad_serve_configuration_is_one_line() -> None:
     assert result.stderr.strip() == "getgpt: error: the openai backend needs an upstream URL (--upstream)"
     result = getgpt("serve", env={"GETGPT_MAX_STREAMS": "many"})
     assert result.returncode == 1
-    assert "GETGPT_MAX_STREAMS='many' is not a int" in result.stderr
+    assert "GETGPT_MAX_STREAMS='many' is not a valid int" in result.stderr
     result = getgpt("serve", "--backend", "nope")
     assert result.returncode == 2  # argparse's usage error
 

@@ -101,7 +101,7 @@ def _convert(name: str, raw: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a {type(default).__name__}") from None
+        raise ValueError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
