@@ -26,8 +26,8 @@ from getgpt.reply import ReplyParser
 from getgpt.request import parse_request
 from getgpt.sse import SSEDecoder
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-HEAVY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HEAVY = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 HEX = "0123456789abcdefABCDEF"
 
@@ -232,6 +232,46 @@ def test_sse_decoder_any_bytes_any_split_raises_only_protocol_errors(
         assert all(isinstance(e, bytes) for e in decoder.flush())
     except ProtocolError:
         pass
+
+
+def _decode_all(parts: list[bytes]) -> list[bytes]:
+    decoder = SSEDecoder()
+    events: list[bytes] = []
+    for part in parts:
+        events += decoder.decode(part)
+    return events + decoder.flush()
+
+
+@HEAVY
+@given(ANY_BYTES, CUTS)
+def test_sse_decoder_any_bytes_same_events_whatever_the_split(data: bytes, cuts: list[int]) -> None:
+    # Holds for garbage too: how a transport splits the bytes never changes what they mean.
+    assert _decode_all(splits(data, cuts)) == _decode_all([data])
+
+
+def _outcome(parts: list[bytes]) -> tuple[str, str | None, object, tuple[str, str] | None]:
+    parser = ReplyParser()
+    pieces: list[str] = []
+    error = None
+    try:
+        for part in parts:
+            pieces += parser.feed(part)
+        pieces += parser.close()
+    except GetGptError as exc:
+        error = (type(exc).__name__, exc.partial)
+        # Nothing is lost: the error carries every piece, returned or not (close() raises
+        # IncompleteStream with the last event's text in ``partial`` rather than returning it).
+        assert exc.partial.startswith(parser.text)
+    assert parser.text.startswith("".join(pieces))
+    return parser.text, parser.finish_reason, parser.usage, error
+
+
+@HEAVY
+@given(ANY_BYTES, CUTS)
+def test_reply_parser_any_bytes_same_outcome_whatever_the_split(data: bytes, cuts: list[int]) -> None:
+    # Text, finish_reason, usage and the error (type and partial text) all split-invariant,
+    # which also checks the learned-template shortcut against the full decode.
+    assert _outcome(splits(data, cuts)) == _outcome([data])
 
 
 @HEAVY
