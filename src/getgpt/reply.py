@@ -92,7 +92,9 @@ class ReplyParser:
     def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self._sse = SSEDecoder(max_event_size)
         self._pieces: list[str] = []
-        self._blocks: list[str] = []  # _pieces joined now and then, so memory stays compact
+        # _pieces joined now and then, kept as UTF-8 so memory stays compact: as a str, a block
+        # holding a single emoji costs 4 bytes for every character in it.
+        self._blocks: list[bytes] = []
         self._prefix = b"\x00"  # no JSON event starts with NUL: matches nothing until learned
         self._suffix = b""
         self._tail = 0
@@ -106,7 +108,7 @@ class ReplyParser:
     @property
     def text(self) -> str:
         """All the text received so far."""
-        return "".join(self._blocks) + "".join(self._pieces)
+        return b"".join(self._blocks).decode("utf-8", "surrogatepass") + "".join(self._pieces)
 
     @property
     def complete(self) -> bool:
@@ -156,7 +158,8 @@ class ReplyParser:
             pieces = self._pieces
             pieces += out
             if len(pieces) > _COMPACT_EVERY:
-                self._blocks.append("".join(pieces))
+                # surrogatepass: a JSON string may hold a lone surrogate, and it must come back.
+                self._blocks.append("".join(pieces).encode("utf-8", "surrogatepass"))
                 pieces.clear()
         return out
 
