@@ -370,6 +370,14 @@ MARKDOWN = {
     "mixed case scheme": ("[bad](JaVaScRiPt:alert(1))", "<p>[bad](JaVaScRiPt:alert(1))</p>"),
     "data link": ("[bad](data:text/html,<b>x</b>)", "<p>[bad](data:text/html,&lt;b&gt;x&lt;/b&gt;)</p>"),
     "vbscript link": ("[bad](vbscript:msgbox)", "<p>[bad](vbscript:msgbox)</p>"),
+    "table": (
+        "| Name | Qty |\n|:-----|----:|\n| `x` | **2** |\n| a \\| b |",
+        '<div class="table-wrap"><table><thead><tr><th class="align-left">Name</th>'
+        '<th class="align-right">Qty</th></tr></thead><tbody><tr><td class="align-left"><code>x</code></td>'
+        '<td class="align-right"><strong>2</strong></td></tr><tr><td class="align-left">a | b</td>'
+        '<td class="align-right"></td></tr></tbody></table></div>',
+    ),
+    "not a table": ("a | b\n---", "<p>a | b</p><hr>"),
     "raw html": (
         '<b>hi</b> <script>alert(1)</script> <img src=x onerror="alert(2)">',
         "<p>&lt;b&gt;hi&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt; "
@@ -419,6 +427,10 @@ def f(x):
 > quoted
 > text
 
+| k | v |
+|---|:-:|
+| a | 1 |
+
 ---
 Done: https://example.com/end.
 """
@@ -437,11 +449,11 @@ def test_markdown_view_streamed_equals_rendered_whole(units: Page) -> None:
             view.update(text.slice(0, i));
             if (root.innerHTML !== full(text.slice(0, i))) bad.push(i);
           }
-          return [bad, root.querySelectorAll('h1, ol, ul, pre, blockquote, hr, a').length];
+          return [bad, root.querySelectorAll('h1, ol, ul, pre, blockquote, table, hr, a').length];
         }""",
         MARKDOWN_DOC,
     )
-    assert mismatches == [[], 8]
+    assert mismatches == [[], 9]
 
 
 # ---- the request the page sends, against getgpt.request -----------------------------------
@@ -629,6 +641,23 @@ def test_server_422_is_shown_in_the_page(page: Page) -> None:
     wait_replies(page, 2)
     assert page.locator(".msg.assistant .body").nth(1).inner_text() == "just right"
     assert page.locator(".note.error").count() == 1
+
+
+def test_full_storage_is_reported_and_chat_goes_on(page: Page) -> None:
+    # Fill this origin's real localStorage quota, then chat: the page says it could not save.
+    filled = page.evaluate(
+        """() => { let stored = 0;
+                   for (let size = 1 << 20, i = 0; size >= 1 && i < 1000; i++) {
+                     try { localStorage.setItem('junk' + i, 'x'.repeat(size)); stored += size; }
+                     catch { size >>= 1; }
+                   }
+                   return stored; }"""
+    )
+    assert filled > 0
+    send(page, "remember me")
+    wait_replies(page, 1)
+    assert page.inner_text(".msg.assistant .body") == "remember me"
+    assert page.inner_text("#banner").startswith("Could not save the conversation in this browser:")
 
 
 def test_cut_stream_and_in_stream_error_are_shown(

@@ -5,7 +5,7 @@
 // same-site relative URLs. Raw HTML in the text is therefore shown as text, never run.
 //
 // Supported: fenced code blocks, inline code, headings, paragraphs with line breaks, bullet and
-// numbered lists (nested by indentation), block quotes, horizontal rules, *emphasis*,
+// numbered lists (nested by indentation), tables, block quotes, horizontal rules, *emphasis*,
 // **strong**, ~~strike~~, [links](url), bare http(s) URLs and backslash escapes.
 
 const FENCE = /^( {0,3})(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$/;
@@ -14,6 +14,7 @@ const RULE = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
 const QUOTE = /^ {0,3}> ?(.*)$/;
 const ITEM = /^( *)([-*+]|\d{1,9}[.)])(?:([ \t]+)(.*))?$/;
 const BLANK = /^[ \t]*$/;
+const TABLE_RULE = /^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$/;
 const ESCAPABLE = "\\`*_{}[]()#+-.!~|>\"'<";
 const URL_AT = /https?:\/\/[^\s<>"'`]+/y;
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
@@ -91,6 +92,16 @@ function blocksOf(lines) {
       blocks.push({ type: "quote", children: blocksOf(inner) });
     } else if (itemAt(line, 3)) {
       i = parseList(lines, i, blocks);
+    } else if (isTableStart(lines, i)) {
+      const align = cells(lines[i + 1]).map((c) =>
+        c.endsWith(":") ? (c.startsWith(":") ? "center" : "right") : c.startsWith(":") ? "left" : "",
+      );
+      const head = cells(line);
+      const rows = [];
+      for (i += 2; i < lines.length && lines[i].includes("|") && !BLANK.test(lines[i]) && !startsBlock(lines[i]); i++) {
+        rows.push(cells(lines[i]));
+      }
+      blocks.push({ type: "table", align, head, rows });
     } else {
       const para = [line.trim()];
       for (i++; i < lines.length && !BLANK.test(lines[i]) && !startsBlock(lines[i]); i++) para.push(lines[i].trim());
@@ -99,6 +110,23 @@ function blocksOf(lines) {
     blocks[blocks.length - 1].key = blocks[blocks.length - 1].type + "\u0000" + lines.slice(start, i).join("\n");
   }
   return blocks;
+}
+
+// A table's row: its cells, split at pipes that are not escaped, outer pipes optional.
+function cells(line) {
+  let row = line.trim();
+  if (row.startsWith("|")) row = row.slice(1);
+  if (row.endsWith("|") && !row.endsWith("\\|")) row = row.slice(0, -1);
+  return row.split(/(?<!\\)\|/).map((cell) => cell.trim());
+}
+
+function isTableStart(lines, i) {
+  return (
+    i + 1 < lines.length &&
+    lines[i].includes("|") &&
+    TABLE_RULE.test(lines[i + 1]) &&
+    cells(lines[i]).length === cells(lines[i + 1]).length
+  );
 }
 
 function parseList(lines, i, blocks) {
@@ -354,6 +382,26 @@ function renderBlock(block, tight = false) {
       const q = el("blockquote");
       for (const child of block.children) q.append(renderBlock(child));
       return q;
+    }
+    case "table": {
+      const wrap = el("div", "table-wrap");
+      const table = el("table");
+      const row = (texts, tag) => {
+        const tr = el("tr");
+        block.align.forEach((align, n) => {
+          const cell = el(tag, align ? "align-" + align : "");
+          renderInline(texts[n] ?? "", cell);
+          tr.append(cell);
+        });
+        return tr;
+      };
+      const thead = el("thead");
+      thead.append(row(block.head, "th"));
+      const tbody = el("tbody");
+      for (const cellsOfRow of block.rows) tbody.append(row(cellsOfRow, "td"));
+      table.append(thead, tbody);
+      wrap.append(table);
+      return wrap;
     }
     case "list": {
       const list = el(block.ordered ? "ol" : "ul");
