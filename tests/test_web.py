@@ -410,6 +410,19 @@ def test_markdown_code_block_keeps_text_verbatim(units: Page) -> None:
         assert result == ["language-js", code, 0]
 
 
+def test_markdown_of_unmatched_delimiters_is_the_text_itself(units: Page) -> None:
+    # Untrusted text full of openers that never close: rendered as itself (the renderer remembers
+    # failed searches and bounds link scans, so this stays linear rather than quadratic).
+    for unit in ("[", "[a](", "**a ", "`a``b", "_a", "~~a "):
+        source = unit * (20_000 // len(unit))
+        text = units.evaluate(
+            """t => { const d = document.createElement('div'); d.append(window.getgpt.renderMarkdown(t));
+                      return d.textContent; }""",
+            source,
+        )
+        assert text.replace("`", "") == source.replace("`", "").strip(), unit
+
+
 MARKDOWN_DOC = """# Plan
 
 Intro with **bold**, `code` and a [link](https://example.com).

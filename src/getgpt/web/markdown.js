@@ -199,26 +199,31 @@ function link(href, title) {
   return a;
 }
 
+// Longest link label and target looked for: without a bound, text like "[[[[..." costs
+// quadratic time, and model output is untrusted.
+const MAX_LABEL = 1000;
+const MAX_TARGET = 2048;
+
 // `[label](url "title")` starting at text[i] === "[": {label, url, title, end} or null.
 function parseLink(text, i) {
   let depth = 0;
   let j = i;
-  for (; j < text.length; j++) {
+  for (const stop = Math.min(text.length, i + MAX_LABEL); j < stop; j++) {
     const c = text[j];
     if (c === "\\") j++;
     else if (c === "[") depth++;
     else if (c === "]" && --depth === 0) break;
   }
-  if (j >= text.length || text[j + 1] !== "(") return null;
+  if (text[j] !== "]" || text[j + 1] !== "(") return null;
   let k = j + 2;
   depth = 1;
-  for (; k < text.length; k++) {
+  for (const stop = Math.min(text.length, j + 2 + MAX_TARGET); k < stop; k++) {
     const c = text[k];
     if (c === "\\") k++;
     else if (c === "(") depth++;
     else if (c === ")" && --depth === 0) break;
   }
-  if (k >= text.length) return null;
+  if (text[k] !== ")") return null;
   const target = /^\s*<?([^\s>]*)>?(?:\s+["'(](.*)["')])?\s*$/.exec(text.slice(j + 2, k));
   if (!target) return null;
   return { label: text.slice(i + 1, j), url: target[1], title: target[2] ?? "", end: k + 1 };
@@ -244,6 +249,16 @@ function closingRun(text, ch, n, from) {
 
 /** Append the inline Markdown of `text` to `parent`, as nodes. */
 export function renderInline(text, parent) {
+  // A closing run searched for in vain from some point is absent from any later point too:
+  // remembering that keeps text full of unmatched `**` or backticks linear.
+  const missing = new Map();
+  const closer = (ch, n, from, find) => {
+    const key = ch + n;
+    if (missing.has(key) && from >= missing.get(key)) return -1;
+    const found = find();
+    if (found < 0) missing.set(key, Math.min(from, missing.get(key) ?? from));
+    return found;
+  };
   let plain = "";
   const flush = () => {
     const parts = plain.split("\n");
@@ -263,8 +278,11 @@ export function renderInline(text, parent) {
     }
     if (c === "`") {
       const n = runLength(text, i);
-      let close = text.indexOf("`".repeat(n), i + n);
-      while (close >= 0 && runLength(text, close) !== n) close = text.indexOf("`".repeat(n), close + runLength(text, close));
+      const close = closer("`", n, i + n, () => {
+        let at = text.indexOf("`".repeat(n), i + n);
+        while (at >= 0 && runLength(text, at) !== n) at = text.indexOf("`".repeat(n), at + runLength(text, at));
+        return at;
+      });
       if (close < 0) {
         plain += text.slice(i, i + n);
         i += n;
@@ -314,7 +332,7 @@ export function renderInline(text, parent) {
       const fits = c === "~" ? n === 2 : n <= 3;
       const opens = fits && text[i + n] !== undefined && !/\s/.test(text[i + n]);
       const wordBefore = c === "_" && /[\p{L}\p{N}]/u.test(text[i - 1] ?? "");
-      const close = opens && !wordBefore ? closingRun(text, c, n, i + n) : -1;
+      const close = opens && !wordBefore ? closer(c, n, i + n, () => closingRun(text, c, n, i + n)) : -1;
       if (close < 0) {
         plain += text.slice(i, i + n);
         i += n;
