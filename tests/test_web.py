@@ -46,6 +46,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A name for loopback that is not "potentially trustworthy": a page there is not a secure context.
+    "--host-resolver-rules=MAP insecure.test 127.0.0.1",
 ]
 STORE_KEY = "getgpt.conversations.v1"
 WAIT_MS = 15_000
@@ -703,6 +705,21 @@ def test_network_error_is_shown(browser: Browser, page_errors: list[str]) -> Non
     send(page, "anyone there?")
     wait_replies(page, 1)
     assert page.inner_text(".note.error").startswith("Network error:")
+    page.context.close()
+
+
+def test_insecure_context_is_explained_instead_of_failing(
+    browser: Browser, server: str, page_errors: list[str]
+) -> None:
+    page = open_page(browser, server.replace("127.0.0.1", "insecure.test"), page_errors)
+    assert page.evaluate("() => window.isSecureContext") is False
+    assert "needs a secure context" in page.inner_text("#banner")
+    assert page.is_disabled("#send")
+    send(page, "hello")
+    assert page.input_value("#input") == "hello"  # not sent, and not lost
+    page.click("#new-chat")
+    assert page.locator(".msg").count() == 0
+    assert active_streams(server) == 0
     page.context.close()
 
 

@@ -27,6 +27,8 @@ const ui = {
 };
 
 const store = new Store();
+// WebCrypto exists only in a secure context: HTTPS, or a loopback address such as 127.0.0.1.
+const secure = window.isSecureContext && globalThis.crypto?.subtle !== undefined;
 // The reply being streamed, if any: {conversation, message, controller, view}.
 let active = null;
 let renderPending = false;
@@ -193,12 +195,12 @@ function describe(err) {
   }
   if (err instanceof protocol.IncompleteStream) return `Incomplete reply: ${err.message}.`;
   if (err instanceof protocol.ProtocolError) return `Protocol error: ${err.message}`;
-  if (err instanceof TypeError) return `Network error: could not reach the server (${err.message}).`;
+  if (err instanceof protocol.NetworkError) return `Network error: ${err.message}.`;
   return `Error: ${err?.message ?? String(err)}`;
 }
 
 async function send(text) {
-  if (active || !text.trim()) return;
+  if (active || !text.trim() || !secure) return;
   const settings = readSettings();
   const conversation = store.current() ?? store.create();
   const user = { role: "user", content: text };
@@ -270,7 +272,7 @@ function autosize() {
 
 function submit() {
   const text = ui.input.value;
-  if (active || !text.trim()) return;
+  if (active || !text.trim() || !secure) return; // keep what was typed until it can be sent
   ui.input.value = "";
   autosize();
   send(text);
@@ -339,6 +341,13 @@ ui.system.value = store.settings.system;
 renderAll();
 loadModels();
 ui.input.focus();
+if (!secure) {
+  showBanner(
+    "This page cannot send: its encryption (WebCrypto) needs a secure context. " +
+      "Open it over HTTPS, or at http://127.0.0.1 or http://localhost.",
+  );
+  ui.send.disabled = true;
+}
 
 // For tests and the curious: the page's own protocol implementation.
 window.getgpt = { ...protocol, renderMarkdown, MarkdownView, store, stop };

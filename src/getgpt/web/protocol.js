@@ -53,6 +53,20 @@ export class IncompleteStream extends Error {
   }
 }
 
+// The server could not be reached, or the connection broke during the reply.
+export class NetworkError extends Error {
+  constructor(message, partial = "") {
+    super(message);
+    this.name = "NetworkError";
+    this.partial = partial;
+  }
+}
+
+// fetch and stream reads reject with TypeError for network failures; an abort stays an abort.
+function networkError(err, what, partial = "") {
+  return err?.name === "AbortError" ? err : new NetworkError(`${what} (${err?.message ?? err})`, partial);
+}
+
 export function toHex(bytes) {
   let out = "";
   for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
@@ -244,8 +258,8 @@ export async function errorFromResponse(response) {
 
 /**
  * Read a streamed reply, calling onText(piece) as each piece of text arrives. Resolves with
- * {text, finishReason, usage}; rejects with RemoteError, ProtocolError or IncompleteStream (each
- * carrying the partial text), or with the fetch's AbortError when the caller aborts.
+ * {text, finishReason, usage}; rejects with RemoteError, ProtocolError, IncompleteStream or
+ * NetworkError (each carrying the partial text), or with an AbortError when the caller aborts.
  */
 export async function readReply(response, onText) {
   const reader = response.body.getReader();
@@ -281,7 +295,13 @@ export async function readReply(response, onText) {
 
   try {
     while (!state.done) {
-      const { value, done } = await reader.read();
+      let read;
+      try {
+        read = await reader.read();
+      } catch (err) {
+        throw networkError(err, "the connection broke during the reply", state.text);
+      }
+      const { value, done } = read;
       if (done) {
         for (const data of sse.feed(decoder.decode())) handle(data);
         for (const data of sse.end()) handle(data);
@@ -312,12 +332,17 @@ export async function readReply(response, onText) {
 export async function streamChat(messages, { baseUrl = "", signal, params = {}, onText = () => {} } = {}) {
   const body = JSON.stringify(buildRequest(messages, params));
   const signature = await encrypt(body);
-  const response = await fetch(baseUrl + "api/chat/stream", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify({ signature }),
-    signal,
-  });
+  let response;
+  try {
+    response = await fetch(baseUrl + "api/chat/stream", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify({ signature }),
+      signal,
+    });
+  } catch (err) {
+    throw networkError(err, "could not reach the server");
+  }
   if (!response.ok) throw await errorFromResponse(response);
   const type = response.headers.get("content-type") || "";
   if (!type.includes("text/event-stream")) {

@@ -15,7 +15,9 @@ function read(storage, key, fallback) {
 }
 
 function newId() {
-  return crypto.randomUUID();
+  // randomUUID needs a secure context; the page must still load without one to say so.
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(16)).join("-");
 }
 
 export function titleOf(conversation) {
