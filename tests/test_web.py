@@ -73,6 +73,8 @@ class Scripted:
             body = (
                 chunk() + chunk("so far") + b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n"
             )
+        elif last == "limit":
+            body = chunk() + chunk("truncated") + chunk(finish="length") + b"data: [DONE]\n\n"
         elif last == "crlf":
             body = stream_of(["über ", "😀 ", "done"]).replace(b"\n", b"\r\n")
         else:
@@ -694,6 +696,13 @@ def test_cut_stream_and_in_stream_error_are_shown(
     wait_replies(page, 3)
     assert page.locator(".msg.assistant .body").nth(2).inner_text() == "über 😀 done"
     assert page.locator(".note.error").count() == 2
+
+    send(page, "limit")
+    wait_replies(page, 4)
+    fourth = page.locator(".msg.assistant").nth(3)
+    assert fourth.locator(".body").inner_text() == "truncated"
+    assert "token limit" in fourth.locator(".note.stopped").inner_text()
+    assert current_messages(page)[-1]["finishReason"] == "length"
     page.context.close()
 
 

@@ -86,6 +86,10 @@ function noteFor(message) {
     return note;
   }
   if (message.stopped) return el("div", "note stopped", "Stopped.");
+  if (message.finishReason === "length") {
+    return el("div", "note stopped", "The reply reached the token limit (max tokens) and was cut short.");
+  }
+  if (message.finishReason) return el("div", "note stopped", `The reply ended early: ${message.finishReason}.`);
   return null;
 }
 
