@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -159,3 +160,28 @@ def test_missing_upstream_key_is_a_clear_configuration_error(monkeypatch: pytest
         )
     with pytest.raises(ValueError, match="upstream"):
         ServerConfig(backend="getgpt")
+
+
+async def gzipping_upstream(scope: Scope, receive: Receive, send: Send) -> None:
+    """An upstream that compresses its event stream even though the gateway asked for identity."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body", False):
+        pass
+    events = b"".join(
+        b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]}).encode() + b"\n\n"
+        for text in ("сжатый ", "поток ", "🗜️")
+    )
+    body = gzip.compress(events + b"data: [DONE]\n\n")
+    headers = [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_openai_backend_decodes_a_compressed_upstream() -> None:
+    with (
+        serve(gzipping_upstream) as upstream,
+        serve(create_app(ServerConfig(backend="openai", upstream=upstream + "v1"))) as gate,
+        getgpt.Client(gate) as client,
+    ):
+        assert client.complete([{"role": "user", "content": "x"}]) == "сжатый поток 🗜️"

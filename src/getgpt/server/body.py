@@ -15,6 +15,10 @@ class ClientGone(Exception):
     """The client disconnected before the body arrived: there is no one to answer."""
 
 
+# asyncio.timeout (3.11+) times the read in the request's own task; wait_for would start another.
+_timeout = getattr(asyncio, "timeout", None)
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -64,7 +68,10 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int, timeout: fl
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     try:
-        return await asyncio.wait_for(_read(receive, limit), timeout)
+        if _timeout is None:
+            return await asyncio.wait_for(_read(receive, limit), timeout)
+        async with _timeout(timeout):
+            return await _read(receive, limit)
     except asyncio.TimeoutError:
         raise ApiError(
             408, f"the request body did not arrive within {timeout:g} seconds", code="body_timeout"
