@@ -309,3 +309,35 @@ def test_many_bad_requests_in_parallel_leave_the_server_well() -> None:
         health = httpx.get(base + "healthz").json()
         assert health["rejected_total"] == 120
         assert health["active_streams"] == 0
+
+
+@pytest.mark.parametrize("after", [0, 1])
+def test_a_crashing_backend_costs_one_request(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    from getgpt.server.backends import EchoBackend
+
+    original = EchoBackend.stream
+
+    async def crashing(self: EchoBackend, request: getgpt.ChatRequest, outcome: Any) -> AsyncIterator[str]:
+        if request.messages[-1].content != "crash":
+            async for piece in original(self, request, outcome):
+                yield piece
+            return
+        for _ in range(after):
+            yield "piece"
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(EchoBackend, "stream", crashing)
+    with serve(create_app(ServerConfig())) as base, getgpt.Client(base, max_retries=0) as client:
+        signature = signature_of(encode(build_request([{"role": "user", "content": "crash"}])).decode())
+        response = post(base, json={"signature": signature})
+        assert "secret" not in response.text and "Traceback" not in response.text
+        if after:
+            assert response.status_code == 200
+            blocks = [b for b in response.text.split("\n\n") if b]
+            assert blocks[-1] == "data: [DONE]"
+            assert json.loads(blocks[-2].removeprefix("data: "))["error"]["code"] == "backend_error"
+        else:
+            assert_error(response, 500, "backend_error")
+        assert client.complete(HI) == "hi"
+        health = _http.get(base + "healthz").json()
+        assert (health["active_streams"], health["failed_total"]) == (0, 1)
