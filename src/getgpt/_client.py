@@ -21,6 +21,7 @@ import httpx
 import msgspec
 
 from . import envelope
+from ._chunks import coalesce
 from .errors import (
     CloudflareBlocked,
     GetGptError,
@@ -251,6 +252,7 @@ class Client(BaseClient):
             if self._is_json(response):
                 yield from parser.feed_json(response.read())
                 return
+            coalesce(response)
             for chunk in response.iter_bytes():
                 pieces = parser.feed(chunk)
                 if pieces:
@@ -337,6 +339,7 @@ class AsyncClient(BaseClient):
                 for piece in parser.feed_json(await response.aread()):
                     yield piece
                 return
+            coalesce(response)
             async for chunk in response.aiter_bytes():
                 for piece in parser.feed(chunk):
                     yield piece

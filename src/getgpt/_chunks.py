@@ -1,0 +1,106 @@
+"""One body piece per network read instead of one per HTTP chunk, for chunked HTTP/1.1 replies.
+
+A streaming server writes every event as its own HTTP chunk, and h11 (under httpx) turns each
+chunk into one event that climbs five generator layers of httpcore and httpx: on a local stream
+of small chat chunks that costs several times the whole rest of the client. :func:`coalesce`
+gives the response's h11 connection a reader that returns every whole chunk already received
+as one ``Data`` event; anything else -- a chunk cut by the end of a read, chunk extensions, the
+last chunk and its trailers, a malformed frame -- goes to h11's own reader, so bytes, errors,
+timeouts and connection reuse stay exactly h11's and httpx's.
+
+It reaches into httpx/httpcore/h11 internals, so it checks each step and leaves the response
+alone when anything is not what it expects (another HTTP version, a proxy or transport of
+another kind, a different library version): the result is then only slower, never different.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import h11
+import httpx
+
+__all__ = ["coalesce"]
+
+_HEX = b"0123456789abcdefABCDEF"
+# Longer than any chunk size worth batching: a longer line goes to h11, which judges it.
+_MAX_HEAD = 16
+
+
+def _chunked_reader() -> Any:
+    try:
+        module = importlib.import_module("h11._readers")
+    except ImportError:  # another h11: nothing to coalesce
+        return None
+    return getattr(module, "ChunkedReader", None)
+
+
+_ChunkedReader: Any = _chunked_reader()
+
+
+class _Coalescing:
+    """An h11 body reader: whole chunks in the buffer at once, the rest by h11's ``inner``."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __call__(self, buf: Any) -> Any:
+        inner = self._inner
+        if inner._bytes_in_chunk or inner._reading_trailer:
+            return inner(buf)  # mid-chunk or in the trailer: h11 goes on
+        data = bytes(buf)
+        if inner._bytes_to_discard:
+            # The footer of a chunk h11 read: drop it here, or every later chunk would go to h11.
+            if inner._bytes_to_discard != b"\r\n" or data[:2] != b"\r\n":
+                return inner(buf)
+            buf.maybe_extract_at_most(2)
+            inner._bytes_to_discard = b""
+            data = data[2:]
+        parts = []
+        pos, end = 0, len(data)
+        while True:
+            eol = data.find(b"\r\n", pos, pos + _MAX_HEAD + 2)
+            if eol <= pos:
+                break
+            head = data[pos:eol]
+            if head.strip(_HEX):
+                break  # extensions, spaces or junk: h11's reader parses or rejects it
+            size = int(head, 16)
+            start = eol + 2
+            stop = start + size
+            if size == 0 or stop + 2 > end or data[stop : stop + 2] != b"\r\n":
+                break  # the last chunk, a chunk not all here yet, or a bad footer
+            parts.append(data[start:stop])
+            pos = stop + 2
+        if not parts:
+            return inner(buf)
+        buf.maybe_extract_at_most(pos)
+        return h11.Data(data=b"".join(parts), chunk_start=True, chunk_end=True)
+
+    def read_eof(self) -> Any:
+        return self._inner.read_eof()
+
+
+def coalesce(response: httpx.Response) -> None:
+    """Make ``response``'s unread chunked body arrive one network read at a time, if it can."""
+    if _ChunkedReader is None or response.http_version != "HTTP/1.1":
+        return
+    try:
+        # httpx's bound stream -> its httpcore wrapper -> the pool's stream -> HTTP/1.1 stream.
+        stream: Any = response.stream
+        connection = stream._stream._httpcore_stream._stream._connection
+        state = connection._h11_state
+        reader = state._reader
+    except AttributeError:
+        return
+    if (
+        isinstance(state, h11.Connection)
+        and type(reader) is _ChunkedReader
+        and reader._bytes_in_chunk == 0
+        and reader._bytes_to_discard == b""
+        and not reader._reading_trailer
+    ):
+        state._reader = _Coalescing(reader)
