@@ -232,6 +232,10 @@ def _serve(args: argparse.Namespace) -> int:
             body_timeout=args.body_timeout,
             echo_delay=args.echo_delay,
             echo_piece_chars=args.echo_piece_chars,
+            cors_origins=tuple(args.cors_origin) if args.cors_origin else None,
+            rate_limit=args.rate_limit,
+            rate_burst=args.rate_burst,
+            replay_window=args.replay_window,
         )
         app = create_app(config)
     except ValueError as exc:
@@ -329,6 +333,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--echo-piece-chars", type=int, metavar="N", help="echo: characters a piece (default 4)"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="let browser pages on ORIGIN call the API (repeatable; default: CORS off)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="N",
+        help="chat requests a minute per API key or IP (default: none)",
+    )
+    serve.add_argument("--rate-burst", type=int, metavar="N", help="requests a client may send at once")
+    serve.add_argument(
+        "--replay-window",
+        type=float,
+        metavar="S",
+        help="refuse a request uuid seen in the last S seconds (default: off). "
+        "API keys: set GETGPT_API_KEYS=key1,key2 (never on the command line)",
     )
     serve.add_argument(
         "--log-level",

@@ -50,6 +50,18 @@ class ServerConfig:
     echo_piece_chars: int = 4
     #: Names listed by ``GET /v1/models``.
     models: tuple[str, ...] = field(default=("gpt-3.5-turbo",))
+    # The defences below are all off by default; see getgpt.server.security.
+    #: Keys the chat endpoints accept as ``Authorization: Bearer <key>``; empty: no key needed.
+    #: Set them with ``GETGPT_API_KEYS`` (comma-separated), never on a command line.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
+    #: Chat requests a minute per client (its API key, else its IP address); 0: no limit.
+    rate_limit: float = 0.0
+    #: Requests a client may save up and send at once (0: a tenth of a minute's worth, at least 1).
+    rate_burst: int = 0
+    #: Seconds a request's ``uuid`` is remembered so that a replay of it is refused; 0: off.
+    replay_window: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -1,0 +1,252 @@
+"""The server's optional defences: API keys, CORS, per-client rate limits, replay refusal.
+
+All are off by default -- a server on loopback for one person needs none of them -- and each is
+switched on by a :class:`~getgpt.server.config.ServerConfig` field (so by a ``GETGPT_*`` variable
+or a ``getgpt serve`` flag):
+
+- ``api_keys`` (only from ``GETGPT_API_KEYS``, comma-separated: a key on a command line would show
+  in ``ps``): the chat endpoints then need ``Authorization: Bearer <key>``; keys are compared in
+  constant time; a missing or wrong key gets 401 with ``WWW-Authenticate: Bearer``.
+- ``cors_origins``: browsers on these origins may call the API; without it no CORS header is sent
+  at all, so browsers keep other sites' pages from reading the answers.
+- ``rate_limit`` (requests a minute) and ``rate_burst``: a token bucket per client -- its API key
+  when it sent one, else its IP address -- refilled continuously; an empty bucket gets 429 with
+  ``Retry-After`` (whole seconds until a token is back).
+- ``replay_window`` (seconds): a request whose ``uuid`` was already answered within the window gets
+  409. A request that failed before its reply began (a 5xx, a 429, ...) does not spend its ``uuid``,
+  so a client retrying the same request is not refused. This stops verbatim replays and accidental
+  duplicates only: the envelope's key travels with it, so whoever holds a captured request can
+  re-seal it with a new ``uuid``. Only HTTPS keeps a request from being captured.
+
+The checks hook into the app's ``request_checks`` (before the body is read, so refusals are cheap)
+and ``chat_checks`` (on the parsed request); CORS and the replay release are ASGI middleware.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..request import ChatRequest
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from .app import GetGptApp
+    from .config import ServerConfig
+
+__all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install"]
+
+Clock = Callable[[], float]
+
+# Where the checks leave what later steps need, in the request's ASGI scope.
+_WHO = "getgpt.client"
+_SPENT = "getgpt.replay"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class ApiKeys:
+    """``Authorization: Bearer <key>`` against a set of keys, compared in constant time."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = [key.strip().encode() for key in keys if key.strip()]
+        if not self._keys:
+            raise ValueError("api_keys holds no key")
+
+    def match(self, authorization: bytes | None) -> int | None:
+        """The index of the key ``authorization`` carries, or None."""
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        token = token.strip()
+        found = None
+        # Every key is compared, whatever matches, so the time taken tells nothing about the keys.
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(token, key):
+                found = index
+        return found
+
+    async def __call__(self, scope: Scope) -> None:
+        authorization = _header(scope, b"authorization")
+        index = self.match(authorization)
+        if index is None:
+            missing = authorization is None
+            raise ApiError(
+                401,
+                "this server needs an API key: send Authorization: Bearer <key>"
+                if missing
+                else "the API key is not valid",
+                code="missing_api_key" if missing else "invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        scope[_WHO] = f"key #{index}"  # an index, so the key itself is kept nowhere else
+
+
+class RateLimiter:
+    """A token bucket per client: ``per_minute`` tokens a minute, at most ``burst`` saved up."""
+
+    #: Buckets kept before the full ones (clients idle long enough to be back at ``burst``) are dropped.
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, per_minute: float, burst: int = 0, clock: Clock = time.monotonic) -> None:
+        if not per_minute > 0:
+            raise ValueError(f"rate_limit must be a positive number of requests a minute, not {per_minute}")
+        self.rate = per_minute / 60.0
+        self.burst = float(burst if burst > 0 else max(1, math.ceil(per_minute / 6)))
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when counted)
+
+    def take(self, client: str) -> float:
+        """Spend a token of ``client``'s: 0.0 if there was one, else the seconds until there is."""
+        now = self._clock()
+        tokens, then = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > self.MAX_CLIENTS:
+                self._forget_full(now)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: dropping it changes no answer.
+        for client, (tokens, then) in list(self._buckets.items()):
+            if tokens + (now - then) * self.rate >= self.burst:
+                del self._buckets[client]
+
+    async def __call__(self, scope: Scope) -> None:
+        client = scope.get(_WHO)
+        if client is None:
+            peer = scope.get("client")
+            client = f"ip {peer[0] if peer else 'unknown'}"
+        wait = self.take(client)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                f"too many requests: at most {self.rate * 60:g} a minute; retry in {seconds} s",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(seconds)},
+            )
+
+
+class ReplayGuard:
+    """Refuses a request ``uuid`` seen within ``window`` seconds, unless its earlier use failed."""
+
+    #: The most uuids remembered; past it the oldest are forgotten early (rate limits keep it rare).
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, window: float, clock: Clock = time.monotonic) -> None:
+        if not window > 0:
+            raise ValueError(f"replay_window must be a positive number of seconds, not {window}")
+        self.window = window
+        self._clock = clock
+        # uuid -> when it expires; insertion order is expiry order, as the window is fixed.
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def claim(self, uuid: str) -> bool:
+        """Record ``uuid``; False if it is already recorded and unexpired."""
+        now = self._clock()
+        seen = self._seen
+        while seen:
+            oldest, expires = next(iter(seen.items()))
+            if expires > now and len(seen) < self.MAX_ENTRIES:
+                break
+            del seen[oldest]
+        if uuid in seen:
+            return False
+        seen[uuid] = now + self.window
+        return True
+
+    def release(self, uuid: str) -> None:
+        """Forget ``uuid``: its request failed before a reply began, so it may be sent again."""
+        self._seen.pop(uuid, None)
+
+    async def __call__(self, scope: Scope, request: ChatRequest) -> None:
+        if not self.claim(request.uuid):
+            raise ApiError(
+                409,
+                f"request {request.uuid[:64]!r} was already answered; send a new uuid for a new request",
+                code="replayed_request",
+            )
+        spent = scope.get(_SPENT)
+        if spent is not None:
+            spent.append(request.uuid)
+
+
+class _ReleaseFailed:
+    """ASGI middleware: gives back the uuid of a request answered with an error status."""
+
+    def __init__(self, app: ASGIApp, guard: ReplayGuard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        spent: list[str] = []
+        scope[_SPENT] = spent
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if not 200 <= status < 300:
+                for uuid in spent:
+                    self.guard.release(uuid)
+
+
+def _check_origins(origins: tuple[str, ...]) -> list[str]:
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"a CORS origin is '*' or starts with http:// or https://, not {origin!r}")
+        if origin.endswith("/"):
+            raise ValueError(f"a CORS origin has no path, not even '/': {origin!r}")
+    return list(origins)
+
+
+def install(app: GetGptApp, config: ServerConfig) -> None:
+    """Switch on what ``config`` asks for; raise :class:`ValueError` for settings that make no sense."""
+    state: Any = app.state
+    if config.api_keys:
+        state.request_checks.append(ApiKeys(config.api_keys))
+    if config.rate_limit:
+        # After the key check, so a client with a key is counted by its key, not its address.
+        state.request_checks.append(RateLimiter(config.rate_limit, config.rate_burst))
+    elif config.rate_burst:
+        raise ValueError("rate_burst needs rate_limit")
+    if config.replay_window:
+        guard = ReplayGuard(config.replay_window)
+        state.chat_checks.append(guard)
+        app.add_middleware(_ReleaseFailed, guard=guard)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=_check_origins(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
