@@ -7,6 +7,7 @@ Routes:
   accept any 2xx), or one ``chat.completion`` JSON object when the request says ``"stream": false``.
 - ``POST /v1/chat/completions`` and ``GET /v1/models`` -- OpenAI's API, for the openai SDK and friends.
 - ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``.
+- ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
 The two chat endpoints are plain ASGI callables that :class:`GetGptApp` calls directly, past
@@ -46,6 +47,7 @@ from .incoming import parse_envelope, parse_openai
 from .metrics import Metrics
 from .pump import Reply, deliver
 from .respond import send_error
+from .security import install as install_security
 from .wire import Outcome
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
@@ -169,7 +171,9 @@ def _error_response(status: int, message: str, kind: str, code: str | int | None
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error_response(exc.status_code, exc.detail, "invalid_request_error", exc.status_code)
+    response = _error_response(exc.status_code, exc.detail, "invalid_request_error", exc.status_code)
+    response.headers.update(exc.headers or {})  # Allow, on a 405
+    return response
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -214,6 +218,12 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "getgpt"} for name in names]
         return JSONResponse({"object": "list", "data": data})
 
+    async def openapi(request: Request) -> Response:
+        from .. import __version__
+        from .openapi import openapi_document
+
+        return JSONResponse(openapi_document(__version__))
+
     async def index(request: Request) -> Response:
         page = WEB_DIR / "index.html"
         if page.is_file():
@@ -232,6 +242,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         Route("/v1/chat/completions", endpoints["/v1/chat/completions"], methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
@@ -246,4 +257,5 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.state.metrics = metrics
     app.state.request_checks = request_checks
     app.state.chat_checks = chat_checks
+    install_security(app, config)
     return app

@@ -47,8 +47,9 @@ class _OpenAIRequest(msgspec.Struct):
     stream_options: _StreamOptions | None = None
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    # Floats too: JSON has one number type, and 100.0 is as good a count as 100.
+    max_tokens: int | float | None = None
+    max_completion_tokens: int | float | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     n: int | None = None
@@ -129,6 +130,13 @@ def _text(message: _Message, index: int) -> str:
     return "".join(texts)
 
 
+def _count_of(value: float | None) -> float | None:
+    """An integral float as the int it is; anything else as given, for validation to judge."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
 def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
     """An OpenAI chat request as a :class:`ChatRequest`, and whether usage was asked for in the stream."""
     try:
@@ -139,6 +147,11 @@ def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
         raise _not_json(exc) from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise _undecodable(exc) from None
+    if raw.max_tokens is not None and raw.max_completion_tokens is not None:
+        # Only one is used, but a bad value in the other is still a bad request.
+        legacy = _count_of(raw.max_tokens)
+        if not isinstance(legacy, int) or legacy < 1:
+            raise _invalid(f"max_tokens must be an integer of at least 1, not {raw.max_tokens}")
     if raw.n not in (None, 1):
         raise _invalid(f"n must be 1 here, not {raw.n}")
     if len(raw.messages) > max_messages:
@@ -161,7 +174,9 @@ def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
             stream=bool(raw.stream),
             temperature=raw.temperature,
             top_p=raw.top_p,
-            max_tokens=raw.max_completion_tokens if raw.max_completion_tokens is not None else raw.max_tokens,
+            max_tokens=_count_of(
+                raw.max_completion_tokens if raw.max_completion_tokens is not None else raw.max_tokens
+            ),
             frequency_penalty=raw.frequency_penalty,
             presence_penalty=raw.presence_penalty,
         )
