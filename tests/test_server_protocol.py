@@ -220,3 +220,12 @@ def test_v1_accepts_integral_float_counts_and_checks_both_token_limits(url: str)
     assert httpx.post(url + "v1/chat/completions", json={**base, "max_tokens": 1.5}).status_code == 422
     both = {**base, "max_tokens": 0, "max_completion_tokens": 10}
     assert httpx.post(url + "v1/chat/completions", json=both).status_code == 422
+
+
+def test_slot_is_free_as_soon_as_the_reply_has_been_read(url: str) -> None:
+    # The slot is released before the reply's last bytes go out, so no client can see its own
+    # finished request still counted, whatever the scheduling.
+    with getgpt.Client(url) as client, httpx.Client() as http:
+        for i in range(20):
+            assert client.complete(user(f"n{i}"), stream=bool(i % 2)) == f"n{i}"
+            assert http.get(url + "healthz").json()["active_streams"] == 0

@@ -131,21 +131,24 @@ class _Chat:
         )
         metrics.active_streams += 1
         metrics.streams_total += 1
-        try:
-            outcome = Outcome()
-            reply = Reply(
-                model=request.model,
-                stream=request.stream,
-                prompt_chars=sum(len(message.content) for message in request.messages),
-                include_usage=include_usage,
-            )
-            ended = await deliver(receive, send, self.backend.stream(request, outcome), reply, outcome)
-            if ended == "error":
-                metrics.failed_total += 1
-            elif ended == "gone":
-                metrics.disconnects_total += 1
-        finally:
+
+        def release() -> None:
             metrics.active_streams -= 1
+
+        outcome = Outcome()
+        reply = Reply(
+            model=request.model,
+            stream=request.stream,
+            prompt_chars=sum(len(message.content) for message in request.messages),
+            include_usage=include_usage,
+        )
+        ended = await deliver(
+            receive, send, self.backend.stream(request, outcome), reply, outcome, release=release
+        )
+        if ended == "error":
+            metrics.failed_total += 1
+        elif ended == "gone":
+            metrics.disconnects_total += 1
 
 
 class GetGptApp(Starlette):

@@ -23,6 +23,7 @@ import httpx
 import msgspec
 
 from .. import errors
+from .._chunks import coalesce
 from .._client import AsyncClient
 from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
@@ -139,6 +140,7 @@ class OpenAIBackend:
             async with self._http.stream("POST", self.url, content=msgspec.json.encode(body)) as response:
                 if not response.is_success:
                     raise await _upstream_status(response)
+                coalesce(response)  # one body piece per network read, not per event
                 encoded = response.headers.get("content-encoding", "identity") != "identity"
                 async for chunk in response.aiter_bytes() if encoded else response.aiter_raw():
                     for piece in parser.feed(chunk):
@@ -148,6 +150,9 @@ class OpenAIBackend:
         except httpx.HTTPError as exc:
             raise _upstream_unreachable(self.url, exc) from None
         except errors.GetGptError as exc:
+            missing = _unsent(exc, parser.text)
+            if missing:
+                yield missing
             raise _upstream_broke(exc) from None
         outcome.finish_reason = parser.finish_reason or "stop"
         outcome.usage = parser.usage
@@ -178,6 +183,7 @@ class GetGptBackend:
         model = self.model or request.model
         if model != DEFAULT_MODEL:
             params["model"] = model
+        chat = None
         try:
             async with self._client.stream(request.messages, **params) as chat:
                 async for piece in chat:
@@ -201,10 +207,19 @@ class GetGptBackend:
                 502, f"upstream: {exc.message}", type="upstream_error", code="upstream_unreachable"
             ) from None
         except errors.GetGptError as exc:
+            missing = _unsent(exc, chat.text if chat is not None else "")
+            if missing:
+                yield missing
             raise _upstream_broke(exc) from None
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _unsent(exc: errors.GetGptError, sent: str) -> str:
+    """Text the upstream sent that was not yet passed on: the pieces that arrived in the same read
+    as the error are only in its ``partial``. They go to the client before the error does."""
+    return exc.partial[len(sent) :] if exc.partial.startswith(sent) else ""
 
 
 async def _upstream_status(response: httpx.Response) -> ApiError:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from starlette.types import Receive, Send
+from starlette.types import Message, Receive, Send
 
 from .errors import ApiError, error_event
-from .respond import STREAM_HEADERS, send_error, send_json
+from .respond import STREAM_HEADERS, error_messages, json_messages, send_all
 from .wire import ChunkWriter, Outcome, completion_body
 
 __all__ = ["Reply", "deliver"]
@@ -96,20 +96,34 @@ async def _watch(receive: Receive, box: _Box, producer: asyncio.Future[None]) ->
 
 
 async def deliver(
-    receive: Receive, send: Send, pieces: AsyncIterator[str], reply: Reply, outcome: Outcome
+    receive: Receive,
+    send: Send,
+    pieces: AsyncIterator[str],
+    reply: Reply,
+    outcome: Outcome,
+    *,
+    release: Callable[[], None],
 ) -> str:
     """Send the backend's ``pieces`` as ``reply`` says; return once the backend is closed.
 
+    ``release`` is called once, when the backend has finished and closed: just before the reply's
+    last bytes go out, so a client that has read the whole reply finds the slot already free.
     Returns how the reply ended: ``"ok"``, ``"error"`` (the backend raised) or ``"gone"`` (the client left).
     """
     box = _Box()
     producer = asyncio.ensure_future(_produce(pieces, box, reply.stream))
     watcher = asyncio.ensure_future(_watch(receive, box, producer))
+    released = False
     try:
         if reply.stream:
-            await _write_stream(send, box, reply, outcome)
+            last = await _write_stream(send, box, reply, outcome)
         else:
-            await _write_whole(send, box, reply, outcome)
+            last = await _write_whole(box, reply, outcome)
+        if last:
+            await asyncio.wait((producer,))
+            released = True
+            release()
+            await send_all(send, last)
     finally:
         watcher.cancel()
         if not box.gone:
@@ -120,16 +134,18 @@ async def deliver(
         for task in (producer, watcher):
             if not task.cancelled() and task.exception() is not None:
                 log.error("stream task failed", exc_info=task.exception())
+        if not released:
+            release()
     return "gone" if box.gone else "error" if box.error is not None else "ok"
 
 
-async def _write_stream(send: Send, box: _Box, reply: Reply, outcome: Outcome) -> None:
+async def _write_stream(send: Send, box: _Box, reply: Reply, outcome: Outcome) -> list[Message]:
+    """Send the stream but its end; return the messages that end it (none if the client left)."""
     await box.ready.wait()
     if box.gone:
-        return
+        return []
     if box.error is not None and not box.pieces:
-        await send_error(send, box.error)
-        return
+        return error_messages(box.error)
     await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
     writer = ChunkWriter(reply.model, include_usage=reply.include_usage)
     head = writer.first()
@@ -145,30 +161,30 @@ async def _write_stream(send: Send, box: _Box, reply: Reply, outcome: Outcome) -
             await send({"type": "http.response.body", "body": head + writer.pieces(batch), "more_body": True})
             head = b""
             if box.gone:
-                return
+                return []
             continue
         if box.done:
             break
         box.ready.clear()
         await box.ready.wait()
         if box.gone:
-            return
+            return []
     if box.error is not None:
         tail = error_event(box.error)
         log.warning("stream ended by an error: %s %s", box.error.status, box.error.code)
     else:
         tail = writer.last(outcome, reply.prompt_chars, chars)
-    await send({"type": "http.response.body", "body": head + tail, "more_body": False})
+    return [{"type": "http.response.body", "body": head + tail, "more_body": False}]
 
 
-async def _write_whole(send: Send, box: _Box, reply: Reply, outcome: Outcome) -> None:
+async def _write_whole(box: _Box, reply: Reply, outcome: Outcome) -> list[Message]:
+    """Wait for the whole reply; return the messages of the one JSON response (none if the client left)."""
     while not box.done:
         box.ready.clear()
         await box.ready.wait()
         if box.gone:
-            return
+            return []
     if box.error is not None:
-        await send_error(send, box.error)
-        return
+        return error_messages(box.error)
     text = "".join(box.pieces)
-    await send_json(send, 200, completion_body(reply.model, text, outcome, reply.prompt_chars))
+    return json_messages(200, completion_body(reply.model, text, outcome, reply.prompt_chars))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.types import Send
+from starlette.types import Message, Send
 
 from .errors import ApiError, error_body
 
-__all__ = ["JSON_HEADERS", "STREAM_HEADERS", "send_error", "send_json"]
+__all__ = ["JSON_HEADERS", "STREAM_HEADERS", "error_messages", "json_messages", "send_all", "send_error"]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 STREAM_HEADERS = [
@@ -17,24 +17,34 @@ STREAM_HEADERS = [
 ]
 
 
-async def send_json(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send(
+def json_messages(
+    status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> list[Message]:
+    """The ASGI messages of a whole JSON response."""
+    return [
         {
             "type": "http.response.start",
             "status": status,
             "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(headers or ())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+        },
+        {"type": "http.response.body", "body": body, "more_body": False},
+    ]
 
 
-async def send_error(send: Send, error: ApiError, *, close: bool = False) -> None:
-    """Answer with ``error``; ``close`` ends the connection (a body was left unread)."""
+def error_messages(error: ApiError, *, close: bool = False) -> list[Message]:
+    """The ASGI messages answering ``error``; ``close`` ends the connection (a body was left unread)."""
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()
     ]
     if close:
         headers.append((b"connection", b"close"))
-    await send_json(send, error.status, error_body(error), headers)
+    return json_messages(error.status, error_body(error), headers)
+
+
+async def send_all(send: Send, messages: list[Message]) -> None:
+    for message in messages:
+        await send(message)
+
+
+async def send_error(send: Send, error: ApiError, *, close: bool = False) -> None:
+    await send_all(send, error_messages(error, close=close))
