@@ -246,14 +246,24 @@ def upstream_that_breaks(after: list[str], how: str) -> Starlette:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/api/chat/stream", completions, methods=["POST"]),
+        ]
+    )
 
 
+@pytest.mark.parametrize("backend", ["openai", "getgpt"])
 @pytest.mark.parametrize("how", ["error-event", "cut"])
-def test_error_after_the_stream_started_is_an_event_then_done(how: str) -> None:
+def test_error_after_the_stream_started_is_an_event_then_done(how: str, backend: str) -> None:
     with (
         serve(upstream_that_breaks(["part one, ", "part two"], how)) as upstream,
-        serve(create_app(ServerConfig(backend="openai", upstream=upstream + "v1"))) as base,
+        serve(
+            create_app(
+                ServerConfig(backend=backend, upstream=upstream + ("v1" if backend == "openai" else ""))
+            )
+        ) as base,
     ):
         response = post(base, json=chat_body())
         assert response.status_code == 200
