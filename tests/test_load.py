@@ -1,10 +1,11 @@
 """Load: 1,000 concurrent streams through one server, each reply exactly its own message.
 
 The server (``create_app`` with the echo backend under uvicorn) runs in a subprocess, so its
-resident memory can be read from /proc and nothing in the test process pollutes it. Every stream is held open until all
-1,000 have received their first piece, which proves they really are concurrent; then each is read
-to its end and must be exactly the message it sent -- no piece lost, duplicated or taken from
-another stream. The message of stream ``i`` is built from ``i`` so a crossed chunk is visible.
+resident memory can be read from /proc and nothing in the test process pollutes it. Every stream
+is held open until all 1,000 have received their first piece, which proves they really are
+concurrent; then each is read to its end and must be exactly the message it sent -- no piece
+lost, duplicated or taken from another stream. The message of stream ``i`` is built from ``i``
+so a crossed chunk is visible.
 """
 
 from __future__ import annotations
