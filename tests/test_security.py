@@ -243,6 +243,19 @@ def test_rate_limit_per_key_is_429_with_retry_after() -> None:
         assert caught.value.retry_after == 1.0
 
 
+def test_guessing_keys_is_rate_limited_by_address() -> None:
+    config = ServerConfig(api_keys=("right",), rate_limit=60, rate_burst=2)
+    with serve(create_app(config)) as url:
+        guess = {"authorization": "Bearer guess", "x-forwarded-for": "198.51.100.7"}
+        statuses = [
+            httpx.post(url + "api/chat/stream", json=body(), headers=guess).status_code for _ in range(3)
+        ]
+        assert statuses == [401, 401, 429]
+        # The right key has its own bucket, whatever its address spent on guesses.
+        right = {"authorization": "Bearer right", "x-forwarded-for": "198.51.100.7"}
+        assert httpx.post(url + "api/chat/stream", json=body(), headers=right).status_code == 200
+
+
 def test_rate_limit_per_ip_and_the_client_waits_as_told() -> None:
     # uvicorn trusts X-Forwarded-For from 127.0.0.1 (a local reverse proxy), so each value below
     # is a different client address to the server.

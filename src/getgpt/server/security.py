@@ -10,8 +10,9 @@ or a ``getgpt serve`` flag):
 - ``cors_origins``: browsers on these origins may call the API; without it no CORS header is sent
   at all, so browsers keep other sites' pages from reading the answers.
 - ``rate_limit`` (requests a minute) and ``rate_burst``: a token bucket per client -- its API key
-  when it sent one, else its IP address -- refilled continuously; an empty bucket gets 429 with
-  ``Retry-After`` (whole seconds until a token is back).
+  when it sent a valid one, else its IP address -- refilled continuously; an empty bucket gets 429
+  with ``Retry-After`` (whole seconds until a token is back). Requests refused for their key spend
+  their address's tokens, so keys cannot be guessed faster than the limit.
 - ``replay_window`` (seconds): a request whose ``uuid`` was already answered within the window gets
   409. A request that failed before its reply began (a 5xx, a 429, ...) does not spend its ``uuid``,
   so a client retrying the same request is not refused. This stops verbatim replays and accidental
@@ -28,7 +29,7 @@ import hmac
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware.cors import CORSMiddleware
@@ -228,16 +229,35 @@ def _check_origins(origins: tuple[str, ...]) -> list[str]:
     return list(origins)
 
 
+def _keys_then_limit(keys: ApiKeys, limiter: RateLimiter) -> Callable[[Scope], Awaitable[None]]:
+    """The key check, then the limit: by key for a valid key, by address for a refused one."""
+
+    async def check(scope: Scope) -> None:
+        try:
+            await keys(scope)
+        except ApiError:
+            # Refusals spend the address's tokens too, so guessing keys is as slow as the limit;
+            # once they are spent the answer is 429 rather than 401.
+            await limiter(scope)
+            raise
+        await limiter(scope)
+
+    return check
+
+
 def install(app: GetGptApp, config: ServerConfig) -> None:
     """Switch on what ``config`` asks for; raise :class:`ValueError` for settings that make no sense."""
     state: Any = app.state
-    if config.api_keys:
-        state.request_checks.append(ApiKeys(config.api_keys))
-    if config.rate_limit:
-        # After the key check, so a client with a key is counted by its key, not its address.
-        state.request_checks.append(RateLimiter(config.rate_limit, config.rate_burst))
-    elif config.rate_burst:
+    keys = ApiKeys(config.api_keys) if config.api_keys else None
+    limiter = RateLimiter(config.rate_limit, config.rate_burst) if config.rate_limit else None
+    if config.rate_burst and limiter is None:
         raise ValueError("rate_burst needs rate_limit")
+    if keys is not None and limiter is not None:
+        state.request_checks.append(_keys_then_limit(keys, limiter))
+    elif keys is not None:
+        state.request_checks.append(keys)
+    elif limiter is not None:
+        state.request_checks.append(limiter)
     if config.replay_window:
         guard = ReplayGuard(config.replay_window)
         state.chat_checks.append(guard)
