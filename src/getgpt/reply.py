@@ -69,6 +69,8 @@ _PROBES = ("p", "q")
 _LESSONS = 8
 # Bytes that may not stand bare inside a JSON string, or that would end or escape it.
 _UNSAFE = bytes(range(0x20)) + b'"\\'
+# The same bytes but LF, which joins the texts of a batch.
+_NEEDS_DECODE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\]')
 _COMPACT_EVERY = 4096
 
 
@@ -151,9 +153,9 @@ class ReplyParser:
     def _events(self, events: list[bytes]) -> list[str]:
         if self.done:
             return []
-        out = self._batch(events) if len(events) > 1 and self._tail else None
-        if out is None:
-            out = self._each(events)
+        out: list[str] = []
+        if not (len(events) > 1 and self._tail and self._batch(events, out)):
+            self._each(events, out)
         if out:
             pieces = self._pieces
             pieces += out
@@ -163,13 +165,14 @@ class ReplyParser:
                 pieces.clear()
         return out
 
-    def _batch(self, events: list[bytes]) -> list[str] | None:
-        """Every event through the template at once, or None when any one does not fit it.
+    def _batch(self, events: list[bytes], out: list[str]) -> bool:
+        """Events through the template at once; False, ``out`` untouched, when not all fit it.
 
         When no event holds an LF (multi-line data can), then joined with LF they hold
         suffix+LF+prefix once per joint exactly when each event but the last ends with the
-        suffix and each but the first starts with the prefix; the two ends are checked apart,
-        and a non-empty middle rules out overlap.
+        suffix and each but the first starts with the prefix; the two ends are checked apart.
+        An event whose text the template cannot give as it is (an escape, a quote, an empty
+        text) is decoded alone, in its place; the runs between go through at once.
         """
         prefix, suffix, tail = self._prefix, self._suffix, self._tail
         whole = b"\n".join(events)
@@ -179,22 +182,42 @@ class ReplyParser:
             or not events[0].startswith(prefix)
             or not events[-1].endswith(suffix)
         ):
-            return None
+            return False
         end = -len(suffix)
         middles = [data[tail:end] for data in events]
-        if b"" in middles:
-            return None
         joined = b"\n".join(middles)
         # The joining LFs are the only bytes the translation may drop.
-        if len(joined.translate(None, _UNSAFE)) != len(joined) - len(middles) + 1:
-            return None
-        try:
-            return joined.decode().split("\n")
-        except UnicodeDecodeError:
-            return None
+        if len(joined.translate(None, _UNSAFE)) == len(joined) - len(middles) + 1 and b"" not in middles:
+            try:
+                out += joined.decode().split("\n")
+                return True
+            except UnicodeDecodeError:
+                return False
+        odd: list[int] = []
+        index = last = 0
+        limit = len(events) // 4  # mostly odd events: one by one is cheaper
+        for match in _NEEDS_DECODE.finditer(joined):
+            index += joined.count(b"\n", last, match.start())
+            last = match.start()
+            if not odd or odd[-1] != index:
+                odd.append(index)
+                if len(odd) > limit:
+                    return False
+        if b"" in middles:
+            odd = sorted({*odd, *(i for i, middle in enumerate(middles) if not middle)})
+        start = 0
+        for i in [*odd, len(events)]:
+            if start < i:
+                try:
+                    out += b"\n".join(middles[start:i]).decode().split("\n")
+                except UnicodeDecodeError:
+                    self._each(events[start:i], out)  # names the bad event
+            if i < len(events):
+                self._each(events[i : i + 1], out)
+            start = i + 1
+        return True
 
-    def _each(self, events: list[bytes]) -> list[str]:
-        out: list[str] = []
+    def _each(self, events: list[bytes], out: list[str]) -> None:
         prefix, suffix, tail = self._prefix, self._suffix, self._tail
         shortest = tail + len(suffix)
         for data in events:
@@ -211,7 +234,6 @@ class ReplyParser:
                 break
             prefix, suffix, tail = self._prefix, self._suffix, self._tail
             shortest = tail + len(suffix)
-        return out
 
     def _full(self, data: bytes, out: list[str]) -> None:
         try:
