@@ -118,12 +118,17 @@ def run(target: str, seconds: int, corpus: Path, artifacts: Path, logs: Path) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("targets", nargs="*", choices=[[], *TARGETS], default=[], metavar="TARGET")
+    parser.add_argument(
+        "targets", nargs="*", metavar="TARGET", help=f"some of: {', '.join(TARGETS)} (default all)"
+    )
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
     parser.add_argument("--corpus", type=Path, help="keep corpora under this directory")
     parser.add_argument("--artifacts", type=Path, default=HERE / "artifacts")
     args = parser.parse_args(argv)
     targets = args.targets or list(TARGETS)
+    unknown = set(targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(sorted(unknown))}; choose from {', '.join(TARGETS)}")
     with tempfile.TemporaryDirectory(prefix="getgpt-fuzz-") as scratch:
         root = args.corpus or Path(scratch)
         logs = Path(scratch) / "logs"
