@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -38,10 +39,28 @@ def machine() -> str:
             versions.append(f"{name} (not installed)")
     # Other work on the machine moves every number: say how busy it was.
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    source = _source()
     return (
         f"nproc {os.cpu_count()}, CPU {cpu}, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"load average {load}\n" + ", ".join(versions)
+        f"load average {load}\n{source}\n" + ", ".join(versions)
+    )
+
+
+def _source() -> str:
+    """The commit measured, and whether the library's source differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=True
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "source: not a git checkout"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return f"source: commit {head}" + (
+        f" with uncommitted changes in {', '.join(changed)}" if changed else ""
     )
 
 
