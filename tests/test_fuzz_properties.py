@@ -23,7 +23,7 @@ import getgpt
 from getgpt import envelope
 from getgpt.errors import GetGptError, ProtocolError, SignatureError, ValidationError
 from getgpt.reply import ReplyParser
-from getgpt.request import parse_request
+from getgpt.request import build_request, encode, parse_request
 from getgpt.sse import SSEDecoder
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -289,6 +289,30 @@ def test_parse_request_any_input_raises_only_validation_error(data: bytes | str)
     except ValidationError:
         return
     assert request.messages
+
+
+@FAST
+@given(
+    st.text(alphabet=st.characters(codec=None), max_size=20), st.sampled_from(["content", "model", "name"])
+)
+def test_any_python_text_in_a_request_is_encoded_or_refused_as_invalid(text: str, where: str) -> None:
+    # Python strings may hold lone surrogates, which no JSON text can carry: the client must refuse
+    # them with its own ValidationError before sending, not leak UnicodeEncodeError.
+    message = {"role": "user", "content": text if where == "content" else "x"}
+    if where == "name":
+        message["name"] = text
+    params = {"model": text} if where == "model" and text else {}
+    try:
+        body = encode(build_request([message], **params))
+    except ValidationError:
+        assert any(0xD800 <= ord(c) <= 0xDFFF for c in text) or (where == "model" and len(text) > 256)
+        return
+    assert parse_request(body).messages[0].role == "user"
+
+
+def test_a_lone_surrogate_is_refused_before_sending() -> None:
+    with getgpt.Client("http://127.0.0.1:9/") as client, pytest.raises(ValidationError, match="surrogate"):
+        client.stream([{"role": "user", "content": "half an emoji: \ud83d"}])
 
 
 # --------------------------------------------------------------------------- well-formed streams

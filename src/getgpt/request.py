@@ -100,7 +100,12 @@ def build_request(messages: Iterable[Mapping[str, Any] | Message], **params: Any
 
 def encode(request: ChatRequest) -> bytes:
     """The request's JSON, as it goes inside the envelope."""
-    return _encoder.encode(request)
+    try:
+        return _encoder.encode(request)
+    except UnicodeEncodeError:  # a lone surrogate: a Python str, but no Unicode text JSON can carry
+        raise ValidationError(
+            "chat request holds text that is not valid Unicode (a lone surrogate)"
+        ) from None
 
 
 def parse_request(data: bytes | str) -> ChatRequest:
