@@ -16,6 +16,7 @@ another kind, a different library version): the result is then only slower, neve
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 import h11
@@ -23,9 +24,9 @@ import httpx
 
 __all__ = ["coalesce"]
 
-_HEX = b"0123456789abcdefABCDEF"
-# Longer than any chunk size worth batching: a longer line goes to h11, which judges it.
-_MAX_HEAD = 16
+# A chunk's size line; longer sizes than any worth batching go to h11, which judges them.
+_HEAD = re.compile(rb"([0-9a-fA-F]{1,16})\r\n")
+_FOOTER_HEAD = re.compile(rb"\r\n([0-9a-fA-F]{1,16})\r\n")
 
 
 def _chunked_reader() -> Any:
@@ -60,19 +61,20 @@ class _Coalescing:
             inner._bytes_to_discard = b""
             data = data[2:]
         parts = []
-        pos, end = 0, len(data)
-        while True:
-            eol = data.find(b"\r\n", pos, pos + _MAX_HEAD + 2)
-            if eol <= pos:
+        pos = 0
+        head = _HEAD.match(data)
+        # Each step takes one chunk whose footer is here, matching its footer and the next
+        # chunk's size line at once. Anything else ends the batch: extensions, spaces or junk
+        # (h11's reader parses or rejects them), the last chunk, a chunk not all here yet.
+        while head is not None:
+            size = int(head[1], 16)
+            if size == 0:
                 break
-            head = data[pos:eol]
-            if head.strip(_HEX):
-                break  # extensions, spaces or junk: h11's reader parses or rejects it
-            size = int(head, 16)
-            start = eol + 2
+            start = head.end()
             stop = start + size
-            if size == 0 or stop + 2 > end or data[stop : stop + 2] != b"\r\n":
-                break  # the last chunk, a chunk not all here yet, or a bad footer
+            head = _FOOTER_HEAD.match(data, stop)
+            if head is None and not data.startswith(b"\r\n", stop):
+                break
             parts.append(data[start:stop])
             pos = stop + 2
         if not parts:
