@@ -138,6 +138,12 @@ class AppProcess:
             self._port = int(line)
         return self._port
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far."""
+        with open(f"/proc/{self._proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import time
 
 from .apps import PIECE, AppProcess
@@ -28,11 +29,21 @@ def _text(i: int) -> str:
     return f"{i:08d}" + "s" * (PIECES * PIECE - 8)
 
 
-def hold(port: int, count: int, spread: float) -> list[str]:
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def hold(server: AppProcess, count: int, spread: float) -> list[str]:
     texts = [_text(i) for i in range(count)]
+    bodies = [chat_body(t) for t in texts]
+    server_cpu, own_cpu = server.cpu_seconds(), _own_cpu()
     started = time.perf_counter()
-    streams = asyncio.run(open_streams(port, PATH, [chat_body(t) for t in texts], spread, timeout=120.0))
+    streams = asyncio.run(open_streams(server.port, PATH, bodies, spread, timeout=120.0))
     wall = time.perf_counter() - started
+    # CPU seconds per wall second: near 1.0 means that process was saturated on one core.
+    server_load = (server.cpu_seconds() - server_cpu) / wall
+    own_load = (_own_cpu() - own_cpu) / wall
     errors: dict[str, int] = {}
     complete = 0
     for stream, text in zip(streams, texts, strict=True):
@@ -55,6 +66,8 @@ def hold(port: int, count: int, spread: float) -> list[str]:
         f"{max(ttfc, default=float('nan')):.1f}",
         f"{min(lengths, default=float('nan')):.2f}",
         f"{wall:.1f}",
+        f"{server_load:.2f}",
+        f"{own_load:.2f}",
         f"{complete:,}",
         f"{sum(errors.values()):,}"
         + (f" ({'; '.join(f'{n}x {e}' for e, n in errors.items())})" if errors else ""),
@@ -69,7 +82,7 @@ def run_counts(counts: list[int], spread: float) -> str:
         with AppProcess(
             "getgpt", "--echo-delay", str(DELAY), "--max-streams", str(max(counts) * 2)
         ) as server:
-            rows.append(hold(server.port, count, spread))
+            rows.append(hold(server, count, spread))
     header = [
         "streams",
         "TTFC p50 ms",
@@ -77,6 +90,8 @@ def run_counts(counts: list[int], spread: float) -> str:
         "TTFC max ms",
         "shortest s",
         "wall s",
+        "server CPU/wall",
+        "load generator CPU/wall",
         "complete",
         "errors",
     ]
