@@ -7,7 +7,8 @@ any upstream request, so a client that goes away stops the work it asked for. Er
 the client are raised as :class:`~getgpt.server.errors.ApiError`.
 
 - :class:`EchoBackend` replies with the last user message, in small pieces: offline, deterministic.
-- :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP.
+- :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP, with
+  aiohttp: per short request it costs a third of what httpx did (bench/upstream_clients.py).
 - :class:`GetGptBackend` forwards to another GetGpt-protocol server with the project's own client.
 """
 
@@ -16,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+import aiohttp
 import httpx
 import msgspec
 
 from .. import errors
-from .._chunks import coalesce
 from .._client import AsyncClient
 from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
@@ -109,9 +112,8 @@ class OpenAIBackend:
         assert config.upstream is not None
         self.url = config.upstream.rstrip("/") + "/chat/completions"
         self.model = config.upstream_model
-        # Identity encoding lets the body be read raw, past httpx's decoder layers: per chunk, the
-        # relay's cost is mostly the HTTP client's, so every layer skipped shows (see bench/gateway).
-        headers = {
+        # Identity encoding: the body is relayed as it comes, with no decoder to run per chunk.
+        self._headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
             "Accept-Encoding": "identity",
@@ -120,13 +122,26 @@ class OpenAIBackend:
             key = os.environ.get(config.upstream_key_env)
             if not key:
                 raise ValueError(f"the environment variable {config.upstream_key_env} holds no API key")
-            headers["Authorization"] = f"Bearer {key}"
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
-            # One upstream connection per stream the server admits: the pool must not be the limit.
-            limits=httpx.Limits(max_connections=config.max_streams, max_keepalive_connections=100),
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.upstream_connect_timeout, sock_read=config.upstream_timeout
         )
+        self._max_connections = config.max_streams
+        # Looked up once: aiohttp's trust_env would read the environment and ~/.netrc on every
+        # request, which costs more than the rest of the request (bench/upstream_clients.py).
+        self._proxy = _env_proxy(self.url)
+        self._http: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the event loop it was made in, the server's.
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                # One upstream connection per stream the server admits: the pool must not be the limit.
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+            )
+        return self._http
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
         body = {
@@ -137,17 +152,18 @@ class OpenAIBackend:
         }
         parser = ReplyParser()
         try:
-            async with self._http.stream("POST", self.url, content=msgspec.json.encode(body)) as response:
-                if not response.is_success:
+            # Leaving this block early (the client went away) closes the connection, not reusing it.
+            async with self._session().post(
+                self.url, data=msgspec.json.encode(body), allow_redirects=False, proxy=self._proxy
+            ) as response:
+                if not 200 <= response.status < 300:
                     raise await _upstream_status(response)
-                coalesce(response)  # one body piece per network read, not per event
-                encoded = response.headers.get("content-encoding", "identity") != "identity"
-                async for chunk in response.aiter_bytes() if encoded else response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     for piece in parser.feed(chunk):
                         yield piece
                 for piece in parser.close():
                     yield piece
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _upstream_unreachable(self.url, exc) from None
         except errors.GetGptError as exc:
             missing = _unsent(exc, parser.text)
@@ -158,7 +174,8 @@ class OpenAIBackend:
         outcome.usage = parser.usage
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
 
 class GetGptBackend:
@@ -216,23 +233,32 @@ class GetGptBackend:
         await self._client.aclose()
 
 
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``NO_PROXY``...) names for ``url``, as httpx would use."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy is None or urllib.request.proxy_bypass(parts.netloc):
+        return None
+    return proxy
+
+
 def _unsent(exc: errors.GetGptError, sent: str) -> str:
     """Text the upstream sent that was not yet passed on: the pieces that arrived in the same read
     as the error are only in its ``partial``. They go to the client before the error does."""
     return exc.partial[len(sent) :] if exc.partial.startswith(sent) else ""
 
 
-async def _upstream_status(response: httpx.Response) -> ApiError:
+async def _upstream_status(response: aiohttp.ClientResponse) -> ApiError:
     excerpt = b""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_any():
             excerpt += chunk
             if len(excerpt) >= _EXCERPT:
                 break
-    except httpx.HTTPError:
+    except (aiohttp.ClientError, asyncio.TimeoutError):
         pass  # the status alone says enough
-    status = response.status_code
-    detail = _upstream_message(excerpt) or response.reason_phrase or "no detail"
+    status = response.status
+    detail = _upstream_message(excerpt) or response.reason or "no detail"
     headers = {}
     if status == 429 and "retry-after" in response.headers:
         headers["Retry-After"] = response.headers["retry-after"]
@@ -259,14 +285,15 @@ def _upstream_message(body: bytes) -> str | None:
     return None
 
 
-def _upstream_unreachable(url: str, exc: httpx.HTTPError) -> ApiError:
-    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+def _upstream_unreachable(url: str, exc: Exception) -> ApiError:
+    timed_out = isinstance(exc, asyncio.TimeoutError)
+    what = "timed out" if timed_out else "failed"
     log.warning("upstream %s %s: %s", url, what, type(exc).__name__)
     return ApiError(
-        504 if isinstance(exc, httpx.TimeoutException) else 502,
+        504 if timed_out else 502,
         f"upstream {what} ({type(exc).__name__})",
         type="upstream_error",
-        code="upstream_timeout" if isinstance(exc, httpx.TimeoutException) else "upstream_unreachable",
+        code="upstream_timeout" if timed_out else "upstream_unreachable",
     )
 
 
