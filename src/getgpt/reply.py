@@ -71,7 +71,9 @@ _LESSONS = 8
 _UNSAFE = bytes(range(0x20)) + b'"\\'
 # The same bytes but LF, which joins the texts of a batch.
 _NEEDS_DECODE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\]')
-_COMPACT_EVERY = 4096
+# Measured with bench.memory: 4096-piece blocks left ~3 MB of freed-but-held heap per million
+# chunks beside the text; 1024-piece blocks under 1 MB, and smaller ones more again.
+_COMPACT_EVERY = 1024
 
 
 class ReplyParser:
