@@ -80,7 +80,9 @@ def test_event_size_is_bounded() -> None:
 
 events = st.lists(
     st.tuples(
-        st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20),
+        st.text(
+            alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20
+        ),
         st.sampled_from([b"\n", b"\r\n", b"\r"]),
         st.booleans(),
     ),
