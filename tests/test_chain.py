@@ -107,7 +107,7 @@ class Recorder:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
+                "headers": [(b"content-type", b"text/event-stream"), (b"set-cookie", b"who=first; Path=/")],
             }
         )
         chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "length"}]}
@@ -119,6 +119,20 @@ class Recorder:
             }
         )
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def test_openai_backend_keeps_no_upstream_cookies_between_users() -> None:
+    recorder = Recorder()
+    with serve(recorder) as upstream:
+        # By name: cookie jars ignore cookies from a bare IP address.
+        named = upstream.replace("127.0.0.1", "localhost")
+        config = ServerConfig(backend="openai", upstream=named + "v1")
+        with serve(create_app(config)) as gate:
+            for _ in range(2):
+                with getgpt.Client(gate) as client:  # two users, two connections
+                    assert client.complete([{"role": "user", "content": "u"}]) == "ok"
+    assert len(recorder.headers) == 2
+    assert b"cookie" not in recorder.headers[1]
 
 
 def test_openai_backend_forwards_parameters_key_and_model(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,6 +138,9 @@ class OpenAIBackend:
             self._http = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=self._timeout,
+                # Many users share this session: a cookie the upstream sets for one must not go
+                # back upstream on another's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 # One upstream connection per stream the server admits: the pool must not be the limit.
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
             )
