@@ -14,8 +14,10 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from getgpt._chunks import coalesce
+from getgpt._chunks import _run, coalesce
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -185,3 +187,46 @@ def test_other_responses_are_left_alone() -> None:
     with httpx.Client(transport=transport) as client, client.stream("GET", "http://x/") as response:
         coalesce(response)  # no httpcore connection behind it: nothing to do, nothing broken
         assert response.read() == b"mock"
+
+
+# Payloads rich in what could fool a splitter: CRLF, lone CR/LF, digits, and framing look-alikes.
+_tricky = st.lists(
+    st.sampled_from([b"a", b"\r\n", b"\r", b"\n", b"0", b"5", b"\r\n0\r\n", b"\xff"]), min_size=1, max_size=10
+).map(b"".join)
+
+
+@given(
+    st.lists(st.one_of(st.binary(min_size=1, max_size=40), _tricky), max_size=12),
+    st.booleans(),
+    st.integers(min_value=0, max_value=30),
+    st.sampled_from(["x", "X"]),
+)
+def test_a_run_of_chunks_is_exactly_the_framing(
+    payloads: list[bytes], last: bool, cut: int, case: str
+) -> None:
+    # The real framing: size line, payload, CRLF; then maybe the last chunk; then a cut tail.
+    frames = [format(len(p), case).encode() + b"\r\n" + p + b"\r\n" for p in payloads]
+    data = b"".join(frames) + (b"0\r\n\r\n" if last else b"")
+    data = data[: max(len(data) - cut, 0)]
+    run = _run(data)
+    if run is None:
+        return
+    got, used = run
+    assert got == payloads[: len(got)]
+    assert used == sum(map(len, frames[: len(got)]))
+    # Everything taken was complete in what had arrived.
+    assert used <= len(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b" 5\r\nhello\r\n",
+        b"0x5\r\nhello\r\n",
+        b"5_\r\nhello\r\n",
+        b"5;x=1\r\nhello\r\n",
+        b"a\nb\r\nhello\r\n",
+    ],
+)
+def test_a_run_refuses_size_lines_int_would_take(data: bytes) -> None:
+    assert _run(data) is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from itertools import repeat
 from typing import Any
 
 import h11
@@ -27,6 +28,38 @@ __all__ = ["coalesce"]
 # A chunk's size line; longer sizes than any worth batching go to h11, which judges them.
 _HEAD = re.compile(rb"([0-9a-fA-F]{1,16})\r\n")
 _FOOTER_HEAD = re.compile(rb"\r\n([0-9a-fA-F]{1,16})\r\n")
+# Size lines of a whole run of chunks, joined with LF: bare hex only (int() would take more).
+_SIZES = re.compile(rb"[0-9a-fA-F]{1,16}(?:\n[0-9a-fA-F]{1,16})*")
+
+
+def _run(data: bytes) -> tuple[list[bytes], int] | None:
+    """The payloads of the whole chunks that open ``data``, and the bytes they take; None if none.
+
+    Split at CRLF, chunked framing alternates size line and payload. A pair whose payload has
+    exactly the size its line gives, and is followed by CRLF, is a real chunk; by induction so is
+    every pair before the first one that is not, so the run up to there is exact. A payload that
+    itself holds CRLF breaks the alternation at once, and the caller takes the slow way.
+    """
+    parts = data.split(b"\r\n")
+    count = (len(parts) - 1) // 2  # pairs whose payload a CRLF follows
+    if count == 0:
+        return None
+    sizes = parts[0 : 2 * count : 2]
+    payloads = parts[1 : 2 * count : 2]
+    joined = b"\n".join(sizes)
+    if joined.count(b"\n") != count - 1 or _SIZES.fullmatch(joined) is None:
+        return None
+    wanted = list(map(int, sizes, repeat(16)))
+    lengths = list(map(len, payloads))
+    if lengths != wanted or 0 in wanted:
+        # The last chunk (size 0) or a chunk that is not one ends the run.
+        good = 0
+        while good < count and wanted[good] and lengths[good] == wanted[good]:
+            good += 1
+        if good == 0:
+            return None
+        sizes, payloads, wanted = sizes[:good], payloads[:good], wanted[:good]
+    return payloads, sum(wanted) + sum(map(len, sizes)) + 4 * len(sizes)
 
 
 def _chunked_reader() -> Any:
@@ -60,6 +93,10 @@ class _Coalescing:
             buf.maybe_extract_at_most(2)
             inner._bytes_to_discard = b""
             data = data[2:]
+        run = _run(data)
+        if run is not None:
+            buf.maybe_extract_at_most(run[1])
+            return h11.Data(data=b"".join(run[0]), chunk_start=True, chunk_end=True)
         parts = []
         pos = 0
         head = _HEAD.match(data)
