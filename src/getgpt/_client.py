@@ -147,11 +147,17 @@ T = TypeVar("T")
 
 
 class _StreamBase(Generic[T]):
-    """What a stream tells beside its text pieces."""
+    """What a stream tells beside its text pieces.
 
-    def __init__(self, parser: ReplyParser, pieces: T) -> None:
+    The reading generator hands over the pieces of one network read at a time, as a list in
+    reverse order; the stream gives them out one by one with ``pop()``, so a piece costs one
+    method call rather than a trip through the generator as well.
+    """
+
+    def __init__(self, parser: ReplyParser, batches: T) -> None:
         self._parser = parser
-        self._pieces = pieces
+        self._batches = batches
+        self._queue: list[str] = []
 
     @property
     def text(self) -> str:
@@ -173,17 +179,22 @@ class _StreamBase(Generic[T]):
         return self._parser.reply()
 
 
-class ChatStream(_StreamBase[Iterator[str]], Iterator[str]):
+class ChatStream(_StreamBase[Iterator[list[str]]], Iterator[str]):
     """The text pieces of a reply, as they arrive. Closing it, or leaving ``with``, ends the request."""
 
     def __next__(self) -> str:
-        return next(self._pieces)
+        queue = self._queue
+        if queue:
+            return queue.pop()
+        queue = self._queue = next(self._batches)
+        return queue.pop()
 
     def __iter__(self) -> ChatStream:
         return self
 
     def close(self) -> None:
-        self._pieces.close()  # type: ignore[attr-defined]
+        self._queue = []
+        self._batches.close()  # type: ignore[attr-defined]
 
     def __enter__(self) -> ChatStream:
         return self
@@ -192,17 +203,22 @@ class ChatStream(_StreamBase[Iterator[str]], Iterator[str]):
         self.close()
 
 
-class AsyncChatStream(_StreamBase[AsyncIterator[str]], AsyncIterator[str]):
+class AsyncChatStream(_StreamBase[AsyncIterator[list[str]]], AsyncIterator[str]):
     """The text pieces of a reply, as they arrive. ``aclose()``, or leaving ``async with``, ends it."""
 
     async def __anext__(self) -> str:
-        return await self._pieces.__anext__()
+        queue = self._queue
+        if queue:
+            return queue.pop()
+        queue = self._queue = await self._batches.__anext__()
+        return queue.pop()
 
     def __aiter__(self) -> AsyncChatStream:
         return self
 
     async def aclose(self) -> None:
-        await self._pieces.aclose()  # type: ignore[attr-defined]
+        self._queue = []
+        await self._batches.aclose()  # type: ignore[attr-defined]
 
     async def __aenter__(self) -> AsyncChatStream:
         return self
@@ -237,7 +253,7 @@ class Client(BaseClient):
         """Send a chat request; iterate the result for the reply's text pieces as they arrive."""
         body = self._body(messages, params)
         parser = ReplyParser(self.max_event_size)
-        return ChatStream(parser, self._pieces(body, parser))
+        return ChatStream(parser, self._batches(body, parser))
 
     def complete(self, messages: Messages, **params: Any) -> Reply:
         """Send a chat request and return the whole reply."""
@@ -246,18 +262,22 @@ class Client(BaseClient):
                 pass
             return chat.reply()
 
-    def _pieces(self, body: bytes, parser: ReplyParser) -> Iterator[str]:
+    def _batches(self, body: bytes, parser: ReplyParser) -> Iterator[list[str]]:
         response = self._send(body)
         try:
             if self._is_json(response):
-                yield from parser.feed_json(response.read())
-                return
-            coalesce(response)
-            for chunk in response.iter_bytes():
-                pieces = parser.feed(chunk)
-                if pieces:
-                    yield from pieces
-            yield from parser.close()
+                pieces = parser.feed_json(response.read())
+            else:
+                coalesce(response)
+                for chunk in response.iter_bytes():
+                    pieces = parser.feed(chunk)
+                    if pieces:
+                        pieces.reverse()
+                        yield pieces
+                pieces = parser.close()
+            if pieces:
+                pieces.reverse()
+                yield pieces
         except httpx.TransportError as exc:
             raise self._transport_error(exc, parser.text) from exc
         except GetGptError as exc:
@@ -323,7 +343,7 @@ class AsyncClient(BaseClient):
         """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
         body = self._body(messages, params)
         parser = ReplyParser(self.max_event_size)
-        return AsyncChatStream(parser, self._pieces(body, parser))
+        return AsyncChatStream(parser, self._batches(body, parser))
 
     async def complete(self, messages: Messages, **params: Any) -> Reply:
         """Send a chat request and return the whole reply."""
@@ -332,19 +352,22 @@ class AsyncClient(BaseClient):
                 pass
             return chat.reply()
 
-    async def _pieces(self, body: bytes, parser: ReplyParser) -> AsyncIterator[str]:
+    async def _batches(self, body: bytes, parser: ReplyParser) -> AsyncIterator[list[str]]:
         response = await self._send(body)
         try:
             if self._is_json(response):
-                for piece in parser.feed_json(await response.aread()):
-                    yield piece
-                return
-            coalesce(response)
-            async for chunk in response.aiter_bytes():
-                for piece in parser.feed(chunk):
-                    yield piece
-            for piece in parser.close():
-                yield piece
+                pieces = parser.feed_json(await response.aread())
+            else:
+                coalesce(response)
+                async for chunk in response.aiter_bytes():
+                    pieces = parser.feed(chunk)
+                    if pieces:
+                        pieces.reverse()
+                        yield pieces
+                pieces = parser.close()
+            if pieces:
+                pieces.reverse()
+                yield pieces
         except httpx.TransportError as exc:
             raise self._transport_error(exc, parser.text) from exc
         except GetGptError as exc:
