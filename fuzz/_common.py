@@ -1,20 +1,50 @@
-"""What the atheris targets share: cutting one input into the reads a transport might deliver."""
+"""What the atheris targets and the hypothesis properties share: how an input is cut into the
+reads a transport might deliver, and what the reply parser must make of it whatever the cuts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from getgpt.errors import GetGptError
+from getgpt.reply import ReplyParser
 
 #: Most reads one input is cut into; more adds little and slows each execution.
 MAX_CUTS = 16
 
 
-def cut(fdp: Any, data: bytes) -> list[bytes]:
-    """``data`` cut at offsets drawn from ``fdp`` (an ``atheris.FuzzedDataProvider``)."""
-    count = fdp.ConsumeIntInRange(0, MAX_CUTS)
-    points = sorted({fdp.ConsumeIntInRange(0, len(data)) for _ in range(count)})
+def split_at(data: bytes, points: Iterable[int]) -> list[bytes]:
+    """``data`` cut at ``points`` (offsets within it), in order."""
     parts: list[bytes] = []
     start = 0
-    for point in [*points, len(data)]:
+    for point in [*sorted(set(points)), len(data)]:
         parts.append(data[start:point])
         start = point
     return parts
+
+
+def cut(fdp: Any, data: bytes) -> list[bytes]:
+    """``data`` cut at offsets drawn from ``fdp`` (an ``atheris.FuzzedDataProvider``)."""
+    count = fdp.ConsumeIntInRange(0, MAX_CUTS)
+    return split_at(data, [fdp.ConsumeIntInRange(0, len(data)) for _ in range(count)])
+
+
+def reply_outcome(parts: list[bytes]) -> tuple[object, ...]:
+    """Everything a reply parser fed ``parts`` ends with: text, finish reason, usage, done, error.
+
+    Checks on the way that nothing is lost: the error carries every piece, returned or not
+    (close() raises IncompleteStream with the last event's text in ``partial`` rather than
+    returning it), and the pieces returned are a prefix of the text.
+    """
+    parser = ReplyParser()
+    pieces: list[str] = []
+    error: tuple[str, str] | None = None
+    try:
+        for part in parts:
+            pieces += parser.feed(part)
+        pieces += parser.close()
+    except GetGptError as exc:
+        error = (type(exc).__name__, exc.partial)
+        assert exc.partial.startswith(parser.text)
+    assert parser.text.startswith("".join(pieces))
+    return parser.text, parser.finish_reason, parser.usage, parser.done, error

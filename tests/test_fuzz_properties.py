@@ -16,6 +16,7 @@ import json
 import secrets
 
 import pytest
+from fuzz._common import reply_outcome, split_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,13 +67,7 @@ TEXT = st.lists(st.one_of(st.text(max_size=12), TRICKY), max_size=6).map("".join
 
 def splits(data: bytes, cuts: list[int]) -> list[bytes]:
     """``data`` cut at the given offsets (taken modulo its length), in order."""
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    out: list[bytes] = []
-    start = 0
-    for point in [*points, len(data)]:
-        out.append(data[start:point])
-        start = point
-    return out
+    return split_at(data, (c % (len(data) + 1) for c in cuts))
 
 
 CUTS = st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=20)
@@ -249,29 +244,12 @@ def test_sse_decoder_any_bytes_same_events_whatever_the_split(data: bytes, cuts:
     assert _decode_all(splits(data, cuts)) == _decode_all([data])
 
 
-def _outcome(parts: list[bytes]) -> tuple[str, str | None, object, tuple[str, str] | None]:
-    parser = ReplyParser()
-    pieces: list[str] = []
-    error = None
-    try:
-        for part in parts:
-            pieces += parser.feed(part)
-        pieces += parser.close()
-    except GetGptError as exc:
-        error = (type(exc).__name__, exc.partial)
-        # Nothing is lost: the error carries every piece, returned or not (close() raises
-        # IncompleteStream with the last event's text in ``partial`` rather than returning it).
-        assert exc.partial.startswith(parser.text)
-    assert parser.text.startswith("".join(pieces))
-    return parser.text, parser.finish_reason, parser.usage, error
-
-
 @HEAVY
 @given(ANY_BYTES, CUTS)
 def test_reply_parser_any_bytes_same_outcome_whatever_the_split(data: bytes, cuts: list[int]) -> None:
     # Text, finish_reason, usage and the error (type and partial text) all split-invariant,
     # which also checks the learned-template shortcut against the full decode.
-    assert _outcome(splits(data, cuts)) == _outcome([data])
+    assert reply_outcome(splits(data, cuts)) == reply_outcome([data])
 
 
 @HEAVY

@@ -1,0 +1,1 @@
+"""Atheris fuzz targets (run them with ``python fuzz/run.py``); the tests import the shared oracles."""
