@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
+
+import getgpt
 
 from .scripted import Live
 
@@ -27,6 +30,7 @@ def free_port() -> int:
 def serve(app: Any, **options: Any) -> Iterator[str]:
     """Run ``app`` under a real uvicorn server in a thread; yield its base URL (ending in ``/``)."""
     port = free_port()
+    scheme = "https" if options.get("ssl_certfile") else "http"
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -37,7 +41,7 @@ def serve(app: Any, **options: Any) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"{scheme}://127.0.0.1:{port}/"
     finally:
         server.should_exit = True
         thread.join(10)
@@ -50,3 +54,22 @@ def live() -> Iterator[tuple[Live, str]]:
     app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
     with serve(app) as url:
         yield script, url
+
+
+@pytest.fixture(params=["lean", "httpx"])
+def via(request: pytest.FixtureRequest) -> Any:
+    """Makes clients that send one of the two ways: the lean HTTP/1.1 path, or through httpx.
+
+    ``via(getgpt.Client, url, **options)``; the same test must pass both ways.
+    """
+
+    def make(kind: type[Any], url: str, **options: Any) -> Any:
+        if request.param == "httpx":
+            timeout = options.get("timeout", getgpt.DEFAULT_TIMEOUT)
+            asynchronous = issubclass(kind, getgpt.AsyncClient)
+            options["http_client"] = (httpx.AsyncClient if asynchronous else httpx.Client)(timeout=timeout)
+        client = kind(url, **options)
+        assert client._endpoint(None) is not None  # the URL itself never forces httpx here
+        return client
+
+    return make

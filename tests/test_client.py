@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -228,36 +229,36 @@ def test_async_client_decisions() -> None:
 # --- against a real server ---------------------------------------------------------------------
 
 
-def test_pieces_arrive_as_they_are_sent(live: tuple[Live, str]) -> None:
+def test_pieces_arrive_as_they_are_sent(live: tuple[Live, str], via: Any) -> None:
     script, url = live
-    with Client(url) as client, client.stream([{"role": "user", "content": "wait"}]) as stream:
+    with via(Client, url) as client, client.stream([{"role": "user", "content": "wait"}]) as stream:
         assert next(stream) == "first"  # arrives while the server still holds the rest back
         script.release.set()
         assert list(stream) == ["second"]
 
 
-def test_connections_are_reused(live: tuple[Live, str]) -> None:
+def test_connections_are_reused(live: tuple[Live, str], via: Any) -> None:
     script, url = live
-    with Client(url) as client:
+    with via(Client, url) as client:
         for word in ("Привет мир 🙂", "one two", "x"):
             assert client.complete([{"role": "user", "content": word}]) == word + " "
     assert len(set(script.peers)) == 1
 
 
-def test_breaking_out_disconnects_from_the_server(live: tuple[Live, str]) -> None:
+def test_breaking_out_disconnects_from_the_server(live: tuple[Live, str], via: Any) -> None:
     script, url = live
-    with Client(url) as client:
+    with via(Client, url) as client:
         for i, _ in enumerate(client.stream([{"role": "user", "content": "endless"}])):
             if i == 3:
                 break
     assert script.disconnected.wait(5)
 
 
-def test_async_against_live_server(live: tuple[Live, str]) -> None:
+def test_async_against_live_server(live: tuple[Live, str], via: Any) -> None:
     _, url = live
 
     async def main() -> list[str]:
-        async with AsyncClient(url) as client:
+        async with via(AsyncClient, url) as client:
             return await asyncio.gather(
                 *(client.complete([{"role": "user", "content": f"n{i}"}]) for i in range(20))
             )
@@ -270,9 +271,3 @@ def test_connection_refused_is_a_transport_error() -> None:
 
     with Client(f"http://127.0.0.1:{free_port()}/", max_retries=0) as client, pytest.raises(TransportError):
         client.complete(HI)
-
-
-def test_tls_verification_is_on_by_default() -> None:
-    with Client("https://127.0.0.1:1/") as client:
-        transport = client._http._transport
-        assert transport._pool._ssl_context.verify_mode.name == "CERT_REQUIRED"  # type: ignore[attr-defined]

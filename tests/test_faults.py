@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
+from typing import Any
 
 import httpx
 import pytest
@@ -213,8 +214,8 @@ def chain(upstream: FaultUpstream, backend: str, **options: float) -> ServerConf
 # --------------------------------------------------------------------------- upstream dies mid-stream
 
 
-def test_upstream_closing_mid_stream_raises_incomplete_stream_with_the_partial_text() -> None:
-    with FaultUpstream(die_after(*PIECES)) as upstream, getgpt.Client(upstream.url) as client:
+def test_upstream_closing_mid_stream_raises_incomplete_stream_with_the_partial_text(via: Any) -> None:
+    with FaultUpstream(die_after(*PIECES)) as upstream, via(getgpt.Client, upstream.url) as client:
         received: list[str] = []
         with pytest.raises(getgpt.IncompleteStream) as caught:
             for piece in client.stream(HI):
@@ -224,9 +225,9 @@ def test_upstream_closing_mid_stream_raises_incomplete_stream_with_the_partial_t
     assert upstream.hits == 1  # bytes had arrived: never retried
 
 
-def test_async_client_too() -> None:
+def test_async_client_too(via: Any) -> None:
     async def main(url: str) -> getgpt.IncompleteStream:
-        async with getgpt.AsyncClient(url) as client:
+        async with via(getgpt.AsyncClient, url) as client:
             try:
                 await client.complete(HI)
             except getgpt.IncompleteStream as exc:
@@ -241,11 +242,11 @@ def test_async_client_too() -> None:
 
 @pytest.mark.parametrize("script", [reset_after, cut_mid_chunk], ids=["reset", "cut-mid-chunk"])
 def test_broken_connection_mid_stream_is_a_transport_error_with_the_partial_text(
-    script: Callable[..., Script],
+    script: Callable[..., Script], via: Any
 ) -> None:
     with (
         FaultUpstream(script(*PIECES)) as upstream,
-        getgpt.Client(upstream.url) as client,
+        via(getgpt.Client, upstream.url) as client,
         pytest.raises(getgpt.TransportError) as caught,
     ):
         client.complete(HI)
@@ -274,9 +275,9 @@ def test_upstream_dying_behind_a_chain_server_reaches_the_client_with_the_partia
 # --------------------------------------------------------------------------- upstream hangs
 
 
-def test_upstream_hanging_before_headers_times_out_and_retries_then_gives_up() -> None:
+def test_upstream_hanging_before_headers_times_out_and_retries_then_gives_up(via: Any) -> None:
     with hanging(head=False) as upstream:
-        client = getgpt.Client(upstream.url, timeout=0.3, max_retries=1, max_retry_wait=0)
+        client = via(getgpt.Client, upstream.url, timeout=0.3, max_retries=1, max_retry_wait=0)
         started = time.monotonic()
         with client, pytest.raises(getgpt.Timeout) as caught:
             client.complete(HI)
@@ -289,8 +290,8 @@ def test_upstream_hanging_before_headers_times_out_and_retries_then_gives_up() -
     assert elapsed < 10
 
 
-def test_upstream_hanging_mid_stream_times_out_with_the_partial_text_and_no_retry() -> None:
-    with hanging(*PIECES) as upstream, getgpt.Client(upstream.url, timeout=0.3) as client:
+def test_upstream_hanging_mid_stream_times_out_with_the_partial_text_and_no_retry(via: Any) -> None:
+    with hanging(*PIECES) as upstream, via(getgpt.Client, upstream.url, timeout=0.3) as client:
         with pytest.raises(getgpt.Timeout) as caught:
             client.complete(HI)
         wait_until(lambda: len(upstream.peer_closed) == 1, 2)
@@ -346,7 +347,9 @@ CLOUDFLARE_PAGE = (
     ],
     ids=["429", "500", "503", "403-cloudflare", "400", "429-too-long-to-wait"],
 )
-def test_refusals_are_typed_and_retried_only_when_worth_it(reply: bytes, error: str, hits: int) -> None:
+def test_refusals_are_typed_and_retried_only_when_worth_it(
+    reply: bytes, error: str, hits: int, via: Any
+) -> None:
     expected = {
         "rate": getgpt.RateLimitError,
         "status": getgpt.StatusError,
@@ -354,7 +357,7 @@ def test_refusals_are_typed_and_retried_only_when_worth_it(reply: bytes, error: 
     }[error]
     with (
         FaultUpstream(answer(reply)) as upstream,
-        getgpt.Client(upstream.url, max_retries=2) as client,
+        via(getgpt.Client, upstream.url, max_retries=2) as client,
         pytest.raises(expected) as caught,
     ):
         client.complete(HI)

@@ -1,9 +1,13 @@
 """The GetGpt clients.
 
-:class:`BaseClient` holds every decision that needs no I/O -- the URL, the request body, when
-to retry and for how long to wait, how a failed response becomes a typed error.
-:class:`Client` and :class:`AsyncClient` are thin shells that only send and read, both driving
-the same sans-IO :class:`~getgpt.reply.ReplyParser`.
+:class:`BaseClient` holds every decision that needs no I/O -- the URL, the request body, which
+way a request travels, when to retry and for how long to wait, how a failed response becomes a
+typed error. :class:`Client` and :class:`AsyncClient` are thin shells that only send and read,
+both driving the same sans-IO :class:`~getgpt.reply.ReplyParser`.
+
+A request travels the lean HTTP/1.1 path of :mod:`getgpt._http11` unless it needs what only
+httpx has -- a proxy, a custom transport, a ready-made httpx client -- and then through httpx
+(:mod:`getgpt._httpx`); both hand the clients a reply of the same shape.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import asyncio
 import email.utils
 import os
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
 import msgspec
 
 from . import envelope
-from ._chunks import coalesce
+from ._httpx import AsyncSender, Sender
 from .errors import (
     CloudflareBlocked,
     GetGptError,
@@ -34,6 +39,9 @@ from .errors import (
 from .reply import Reply, ReplyParser, Usage
 from .request import Message, build_request, encode
 from .sse import DEFAULT_MAX_EVENT_SIZE
+
+if TYPE_CHECKING:
+    from ._http11 import Endpoint
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -64,6 +72,39 @@ _CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
 Messages = Iterable[Mapping[str, Any] | Message]
 
 
+class _Head(Protocol):
+    """What the decisions need of a reply: its status line and headers."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class _Reply(_Head, Protocol):
+    def reads(self) -> Iterator[bytes]: ...
+    def read(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class _Sender(Protocol):
+    def send(self, body: bytes) -> _Reply: ...
+    def close(self) -> None: ...
+
+
+class _AsyncReply(_Head, Protocol):
+    def reads(self) -> AsyncIterator[bytes]: ...
+    async def read(self) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+class _AsyncSender(Protocol):
+    async def send(self, body: bytes) -> _AsyncReply: ...
+    async def aclose(self) -> None: ...
+
+
 def base_url_from(value: str | None) -> str:
     """The base URL to use: ``value``, else ``GETGPT_BASE_URL``, else the seed's; ends in ``/``."""
     url = value or os.environ.get("GETGPT_BASE_URL") or DEFAULT_BASE_URL
@@ -82,6 +123,7 @@ class BaseClient:
         max_retry_wait: float = 60.0,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         headers: Mapping[str, str] | None = None,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.base_url = base_url_from(base_url)
         self.url = self.base_url + "api/chat/stream"
@@ -95,13 +137,25 @@ class BaseClient:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
+        #: Whether and how to check TLS certificates: a CA bundle's path becomes a context.
+        self.verify = _tls_context(verify) if isinstance(verify, str) else verify
+
+    def _endpoint(self, needs_httpx: object) -> Endpoint | None:
+        """The lean path's endpoint for this client's URL, or None to go through httpx."""
+        if needs_httpx:
+            return None
+        try:
+            from ._http11 import endpoint
+        except ImportError:  # httptools has no build for this interpreter
+            return None
+        return endpoint(self.url, self.headers)
 
     def _body(self, messages: Messages, params: Mapping[str, Any]) -> bytes:
         """The POST body: the validated request, sealed in the envelope."""
         signature = envelope.encrypt(encode(build_request(messages, **params)).decode())
         return b'{"signature":"' + signature.encode() + b'"}'
 
-    def _retry_delay(self, attempt: int, status: int | None, headers: httpx.Headers | None) -> float:
+    def _retry_delay(self, attempt: int, status: int | None, headers: Mapping[str, str] | None) -> float:
         """Seconds to wait before attempt ``attempt + 1``, or -1 to give up.
 
         ``status`` is None for a connection that failed before any response.
@@ -113,7 +167,7 @@ class BaseClient:
             return asked if asked <= self.max_retry_wait else -1
         return min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
 
-    def _status_error(self, response: httpx.Response, body: bytes) -> StatusError:
+    def _status_error(self, response: _Head, body: bytes) -> StatusError:
         status = response.status_code
         excerpt = body[:_EXCERPT].decode("utf-8", "replace")
         detail = _error_message(body) or excerpt.strip()[:200] or response.reason_phrase
@@ -128,16 +182,18 @@ class BaseClient:
             return RateLimitError(message, body=excerpt, retry_after=_retry_after(response.headers))
         return StatusError(message, status_code=status, body=excerpt)
 
-    def _is_json(self, response: httpx.Response) -> bool:
+    def _is_json(self, response: _Head) -> bool:
         """True when the reply is one JSON object rather than an event stream."""
         kind: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind == "text/html":
             raise ProtocolError(f"expected an event stream from {self.url}, got an HTML page")
         return kind == "application/json"
 
-    def _transport_error(self, exc: httpx.TransportError, partial: str = "") -> TransportError:
+    def _transport_error(self, exc: httpx.RequestError, partial: str = "") -> GetGptError:
         what = type(exc).__name__
         detail = str(exc) or what
+        if isinstance(exc, httpx.DecodingError):
+            return ProtocolError(f"undecodable reply from {self.url}: {detail}", partial=partial)
         if isinstance(exc, httpx.TimeoutException):
             return Timeout(f"timed out talking to {self.url} ({what}): {detail}", partial=partial)
         return TransportError(f"connection to {self.url} failed ({what}): {detail}", partial=partial)
@@ -230,8 +286,9 @@ class AsyncChatStream(_StreamBase[AsyncIterator[list[str]]], AsyncIterator[str])
 class Client(BaseClient):
     """A synchronous GetGpt client; reuses connections across calls.
 
-    ``proxy``, ``verify`` and ``transport`` go to the underlying :class:`httpx.Client`; pass
-    ``http_client`` to supply one ready-made.
+    ``proxy``, ``verify`` and ``transport`` have httpx's meaning; pass ``http_client`` to send
+    through an :class:`httpx.Client` of your own. ``max_keepalive_connections`` bounds the idle
+    connections kept for reuse.
     """
 
     def __init__(
@@ -239,15 +296,24 @@ class Client(BaseClient):
         base_url: str | None = None,
         *,
         proxy: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
+        max_keepalive_connections: int = 20,
         **options: Any,
     ) -> None:
-        super().__init__(base_url, **options)
-        self._http = http_client or httpx.Client(
-            timeout=self.timeout, proxy=proxy, verify=verify, transport=transport
-        )
+        super().__init__(base_url, verify=verify, **options)
+        self._sender: _Sender
+        where = self._endpoint(proxy or transport or http_client)
+        if where is not None:
+            from ._http11 import Pool
+
+            self._sender = Pool(where, self.timeout, verify=self.verify, max_idle=max_keepalive_connections)
+        else:
+            http = http_client or httpx.Client(
+                timeout=self.timeout, proxy=proxy, verify=self.verify, transport=transport
+            )
+            self._sender = Sender(http, self.url, self.headers)
 
     def stream(self, messages: Messages, **params: Any) -> ChatStream:
         """Send a chat request; iterate the result for the reply's text pieces as they arrive."""
@@ -268,8 +334,7 @@ class Client(BaseClient):
             if self._is_json(response):
                 pieces = parser.feed_json(response.read())
             else:
-                coalesce(response)
-                for chunk in response.iter_bytes():
+                for chunk in response.reads():
                     pieces = parser.feed(chunk)
                     if pieces:
                         pieces.reverse()
@@ -278,7 +343,7 @@ class Client(BaseClient):
             if pieces:
                 pieces.reverse()
                 yield pieces
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._transport_error(exc, parser.text) from exc
         except GetGptError as exc:
             exc.partial = exc.partial or parser.text
@@ -286,21 +351,20 @@ class Client(BaseClient):
         finally:
             response.close()
 
-    def _send(self, body: bytes) -> httpx.Response:
+    def _send(self, body: bytes) -> _Reply:
         attempt = 0
         while True:
-            request = self._http.build_request("POST", self.url, content=body, headers=self.headers)
             try:
-                response = self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
+                response = self._sender.send(body)
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 delay = self._retry_delay(attempt, None, None)
                 if delay < 0:
                     raise self._transport_error(exc) from exc
             else:
-                if response.is_success:
+                if 200 <= response.status_code < 300:
                     return response
                 try:
-                    excerpt = _read_excerpt(response)
+                    excerpt = _read_excerpt(response.reads())
                 finally:
                     response.close()
                 delay = self._retry_delay(attempt, response.status_code, response.headers)
@@ -310,7 +374,7 @@ class Client(BaseClient):
             time.sleep(delay)
 
     def close(self) -> None:
-        self._http.close()
+        self._sender.close()
 
     def __enter__(self) -> Client:
         return self
@@ -322,22 +386,36 @@ class Client(BaseClient):
 
 
 class AsyncClient(BaseClient):
-    """An asyncio GetGpt client; reuses connections across calls. See :class:`Client`."""
+    """An asyncio GetGpt client; reuses connections across calls. See :class:`Client`.
+
+    Under another async library (trio, through anyio) it sends through httpx.
+    """
 
     def __init__(
         self,
         base_url: str | None = None,
         *,
         proxy: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        max_keepalive_connections: int = 20,
         **options: Any,
     ) -> None:
-        super().__init__(base_url, **options)
-        self._http = http_client or httpx.AsyncClient(
-            timeout=self.timeout, proxy=proxy, verify=verify, transport=transport
-        )
+        super().__init__(base_url, verify=verify, **options)
+        self._sender: _AsyncSender
+        where = self._endpoint(proxy or transport or http_client)
+        if where is not None:
+            from ._http11 import AsyncPool
+
+            self._sender = AsyncPool(
+                where, self.timeout, verify=self.verify, max_idle=max_keepalive_connections
+            )
+        else:
+            http = http_client or httpx.AsyncClient(
+                timeout=self.timeout, proxy=proxy, verify=self.verify, transport=transport
+            )
+            self._sender = AsyncSender(http, self.url, self.headers)
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
         """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
@@ -356,10 +434,9 @@ class AsyncClient(BaseClient):
         response = await self._send(body)
         try:
             if self._is_json(response):
-                pieces = parser.feed_json(await response.aread())
+                pieces = parser.feed_json(await response.read())
             else:
-                coalesce(response)
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.reads():
                     pieces = parser.feed(chunk)
                     if pieces:
                         pieces.reverse()
@@ -368,7 +445,7 @@ class AsyncClient(BaseClient):
             if pieces:
                 pieces.reverse()
                 yield pieces
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._transport_error(exc, parser.text) from exc
         except GetGptError as exc:
             exc.partial = exc.partial or parser.text
@@ -376,21 +453,20 @@ class AsyncClient(BaseClient):
         finally:
             await response.aclose()
 
-    async def _send(self, body: bytes) -> httpx.Response:
+    async def _send(self, body: bytes) -> _AsyncReply:
         attempt = 0
         while True:
-            request = self._http.build_request("POST", self.url, content=body, headers=self.headers)
             try:
-                response = await self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
+                response = await self._sender.send(body)
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 delay = self._retry_delay(attempt, None, None)
                 if delay < 0:
                     raise self._transport_error(exc) from exc
             else:
-                if response.is_success:
+                if 200 <= response.status_code < 300:
                     return response
                 try:
-                    excerpt = await _aread_excerpt(response)
+                    excerpt = await _aread_excerpt(response.reads())
                 finally:
                     await response.aclose()
                 delay = self._retry_delay(attempt, response.status_code, response.headers)
@@ -400,7 +476,7 @@ class AsyncClient(BaseClient):
             await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._sender.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -411,31 +487,38 @@ class AsyncClient(BaseClient):
         await self.aclose()
 
 
-def _read_excerpt(response: httpx.Response) -> bytes:
+def _read_excerpt(body: Iterator[bytes]) -> bytes:
     excerpt = b""
     try:
-        for chunk in response.iter_bytes():
+        for chunk in body:
             excerpt += chunk
             if len(excerpt) >= _EXCERPT:
                 break
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):
         pass  # the status alone is the error; a broken body adds nothing
     return excerpt
 
 
-async def _aread_excerpt(response: httpx.Response) -> bytes:
+async def _aread_excerpt(body: AsyncIterator[bytes]) -> bytes:
     excerpt = b""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in body:
             excerpt += chunk
             if len(excerpt) >= _EXCERPT:
                 break
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):
         pass  # the status alone is the error; a broken body adds nothing
     return excerpt
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _tls_context(ca: str) -> ssl.SSLContext:
+    """A verifying context that trusts the CA bundle file, or directory, at ``ca``."""
+    if os.path.isdir(ca):
+        return ssl.create_default_context(capath=ca)
+    return ssl.create_default_context(cafile=ca)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")
     if value is None:
         return None
@@ -465,7 +548,7 @@ def _error_message(body: bytes) -> str | None:
     return None
 
 
-def _is_cloudflare(response: httpx.Response, body: bytes) -> bool:
+def _is_cloudflare(response: _Head, body: bytes) -> bool:
     # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
     # challenge header or an HTML page that names Cloudflare marks a block.
     if response.status_code not in (403, 503):
