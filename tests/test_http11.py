@@ -390,3 +390,21 @@ def test_tls_verification_can_be_turned_off(tls: tuple[str, Path]) -> None:
     url, _ = tls
     with getgpt.Client(url, verify=False) as client:
         assert client.complete(HI) == "hi "
+
+
+def test_async_client_under_uvloop(live: tuple[Live, str]) -> None:
+    # uvloop's transports are not asyncio.Transport subclasses; the server's chain backend runs
+    # the client under uvloop whenever uvicorn picks it.
+    import uvloop  # installed with the server extra, which the tests need
+
+    _, url = live
+
+    async def main() -> list[str]:
+        async with getgpt.AsyncClient(url) as client:
+            return [str(await client.complete([{"role": "user", "content": f"u{i}"}])) for i in range(3)]
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == ["u0 ", "u1 ", "u2 "]
+    finally:
+        loop.close()

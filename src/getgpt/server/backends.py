@@ -189,13 +189,11 @@ class GetGptBackend:
     def __init__(self, config: ServerConfig) -> None:
         assert config.upstream is not None
         self.model = config.upstream_model
+        # The server's own stream limit bounds the connections open upstream at once.
         self._client = AsyncClient(
             config.upstream,
             timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
-            http_client=httpx.AsyncClient(
-                timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
-                limits=httpx.Limits(max_connections=config.max_streams, max_keepalive_connections=100),
-            ),
+            max_keepalive_connections=100,
         )
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
