@@ -408,3 +408,18 @@ def test_async_client_under_uvloop(live: tuple[Live, str]) -> None:
         assert loop.run_until_complete(main()) == ["u0 ", "u1 ", "u2 "]
     finally:
         loop.close()
+
+
+def test_async_client_under_trio(live: tuple[Live, str]) -> None:
+    # The lean path speaks asyncio only; under trio the same client sends through httpx.
+    import trio
+
+    _, url = live
+    client = getgpt.AsyncClient(url)
+
+    async def main() -> list[str]:
+        async with client:
+            return [str(await client.complete([{"role": "user", "content": f"t{i}"}])) for i in range(2)]
+
+    assert trio.run(main) == ["t0 ", "t1 "]
+    assert isinstance(client._elsewhere, AsyncSender)

@@ -416,6 +416,8 @@ class AsyncClient(BaseClient):
                 timeout=self.timeout, proxy=proxy, verify=self.verify, transport=transport
             )
             self._sender = AsyncSender(http, self.url, self.headers)
+        self._lean = where is not None
+        self._elsewhere: AsyncSender | None = None
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
         """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
@@ -457,7 +459,7 @@ class AsyncClient(BaseClient):
         attempt = 0
         while True:
             try:
-                response = await self._sender.send(body)
+                response = await self._here().send(body)
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 delay = self._retry_delay(attempt, None, None)
                 if delay < 0:
@@ -475,8 +477,22 @@ class AsyncClient(BaseClient):
             attempt += 1
             await asyncio.sleep(delay)
 
+    def _here(self) -> _AsyncSender:
+        """The sender for the running event loop: the lean path speaks asyncio only."""
+        if self._lean:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # trio, directly or under anyio: httpx speaks it
+                if self._elsewhere is None:
+                    http = httpx.AsyncClient(timeout=self.timeout, verify=self.verify)
+                    self._elsewhere = AsyncSender(http, self.url, self.headers)
+                return self._elsewhere
+        return self._sender
+
     async def aclose(self) -> None:
         await self._sender.aclose()
+        if self._elsewhere is not None:
+            await self._elsewhere.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
