@@ -49,6 +49,12 @@ def getgpt_async_client(base: str) -> str:
     return asyncio.run(main())
 
 
+def getgpt_client_via_httpx(base: str) -> str:
+    # The way a request goes with a proxy or a custom transport: through httpx.
+    with getgpt.Client(base, http_client=httpx.Client()) as client:
+        return "".join(client.stream(MESSAGES))
+
+
 def seed_style(base: str) -> str:
     """What the seed does: requests, iter_lines, split on 'data: ', json.loads every line."""
     body = {"signature": envelope.encrypt(json.dumps({"messages": MESSAGES, "stream": True}))}
@@ -155,6 +161,7 @@ def raw_socket_reply_parser(base: str) -> str:
 CONTENDERS: dict[str, Callable[[str], str]] = {
     "getgpt.Client": getgpt_client,
     "getgpt.AsyncClient": getgpt_async_client,
+    "getgpt.Client through httpx (proxy path)": getgpt_client_via_httpx,
     "raw socket + orjson (bound)": raw_socket,
     "raw socket + getgpt ReplyParser": raw_socket_reply_parser,
     "seed-style (requests.iter_lines + json)": seed_style,

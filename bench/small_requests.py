@@ -2,7 +2,8 @@
 
 The emitter answers each POST with one content chunk, a finish chunk and ``[DONE]``. The
 seed-style client opens a new connection per request (``requests.post`` without a session, as
-the seed does); getgpt's client and a plain httpx loop reuse one pooled connection.
+the seed does); getgpt's client (its lean HTTP/1.1 path, and through httpx as with a proxy) and a plain httpx
+loop reuse one pooled connection.
 """
 
 from __future__ import annotations
@@ -34,12 +35,19 @@ def run_requests(requests_per_round: int, rounds: int) -> str:
         base = emitter.base(1)
         url = base + "api/chat/stream"
         client = getgpt.Client(base)
+        via_httpx = getgpt.Client(base, http_client=httpx.Client())
         pooled = httpx.Client()
 
         def getgpt_loop() -> str:
             text = ""
             for _ in range(requests_per_round):
                 text = client.complete(MESSAGES)
+            return text
+
+        def via_httpx_loop() -> str:
+            text = ""
+            for _ in range(requests_per_round):
+                text = via_httpx.complete(MESSAGES)
             return text
 
         def seed_loop() -> str:
@@ -78,6 +86,7 @@ def run_requests(requests_per_round: int, rounds: int) -> str:
             medians = compare(
                 {
                     "getgpt.Client (pooled)": getgpt_loop,
+                    "getgpt.Client through httpx (proxy path)": via_httpx_loop,
                     "seed-style (requests.post, new connection)": seed_loop,
                     "plain pooled httpx loop": httpx_loop,
                 },
@@ -86,6 +95,7 @@ def run_requests(requests_per_round: int, rounds: int) -> str:
             )
         finally:
             client.close()
+            via_httpx.close()
             pooled.close()
     seed = medians["seed-style (requests.post, new connection)"]
     rows = [
