@@ -9,6 +9,7 @@ backend does, one request at a time, taking turns request by request:
 - ``httpx``: a plain pooled ``httpx.AsyncClient`` stream read with ``aiter_raw``;
 - ``httpcore``: httpcore's connection pool, without httpx's layers on top;
 - ``aiohttp``: an ``aiohttp.ClientSession`` read with ``iter_any`` (if installed);
+- ``getgpt lean HTTP/1.1 pool``: the clients' own :class:`getgpt._http11.AsyncPool`;
 - ``raw socket``: asyncio streams, a hand-written request and de-chunking: the *bound*.
 
 Each one feeds the body to getgpt's ``ReplyParser`` and its joined text is checked.
@@ -84,6 +85,23 @@ async def _httpcore(url: str, body: bytes) -> tuple[Fetch, Callable[[], Awaitabl
     return fetch, pool.aclose
 
 
+async def _lean(url: str, body: bytes) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
+    from getgpt._http11 import AsyncPool, endpoint
+
+    where = endpoint(url, HEADERS)
+    assert where is not None
+    pool = AsyncPool(where, httpx.Timeout(60.0))
+
+    async def fetch() -> str:
+        reply = await pool.send(body)
+        try:
+            return _parsed([chunk async for chunk in reply.reads()])
+        finally:
+            await reply.aclose()
+
+    return fetch, pool.aclose
+
+
 async def _aiohttp(url: str, body: bytes) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
     import aiohttp
 
@@ -128,6 +146,7 @@ CONTENDERS: dict[str, Callable[[str, bytes], Awaitable[tuple[Fetch, Callable[[],
     "httpx AsyncClient": _httpx,
     "httpcore pool": _httpcore,
     "aiohttp ClientSession": _aiohttp,
+    "getgpt lean HTTP/1.1 pool": _lean,
     "raw socket (bound)": _raw,
 }
 

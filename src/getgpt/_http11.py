@@ -168,7 +168,7 @@ class ReplyReader:
 
     # the driver's side
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self.unread += len(data)
         try:
             self._parser.feed_data(data)
@@ -236,27 +236,24 @@ class _PoolBase:
 class Response:
     """A reply whose head has arrived; its body is read with :meth:`reads`."""
 
-    def __init__(self, pool: Pool, sock: socket.socket, reader: ReplyReader) -> None:
+    def __init__(self, pool: Pool, sock: socket.socket, reader: ReplyReader, buffer: memoryview) -> None:
         self._pool = pool
         self._sock: socket.socket | None = sock
         self._reader = reader
+        self._buffer = buffer
         self.status_code = reader.status_code
         self.reason_phrase = reader.reason_phrase
         self.headers = reader.headers
 
     def reads(self) -> Iterator[bytes]:
         """The body, one piece per network read (empty reads skipped)."""
-        reader, sock = self._reader, self._sock
+        reader, sock, buffer = self._reader, self._sock, self._buffer
         assert sock is not None, "the reply was closed"
         data = reader.take()
         if data:
             yield data
         while not reader.complete:
-            chunk = _recv(sock)
-            if chunk:
-                reader.feed(chunk)
-            else:
-                reader.eof()
+            _pull(sock, reader, buffer)
             data = reader.take()
             if data:
                 yield data
@@ -275,13 +272,20 @@ class Response:
             sock.close()
 
 
-def _recv(sock: socket.socket) -> bytes:
+def _pull(sock: socket.socket, reader: ReplyReader, buffer: memoryview) -> None:
+    """One read from ``sock`` into ``reader``."""
+    # Into a buffer kept for the whole reply: recv() would allocate 64 KB per read and shrink
+    # it, and the heap fragments around the text the client keeps (bench/memory.py).
     try:
-        return sock.recv(_READ_SIZE)
+        size = sock.recv_into(buffer)
     except TimeoutError as exc:  # socket.timeout is TimeoutError from 3.10
         raise httpx.ReadTimeout(str(exc) or "timed out") from exc
     except OSError as exc:
         raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+    if size:
+        reader.feed(buffer[:size])
+    else:
+        reader.eof()
 
 
 class Pool:
@@ -298,16 +302,13 @@ class Pool:
         try:
             self._write(sock, self._base.endpoint.request(body))
             reader = ReplyReader()
+            buffer = memoryview(bytearray(_READ_SIZE))
             while not reader.head_done:
-                chunk = _recv(sock)
-                if chunk:
-                    reader.feed(chunk)
-                else:
-                    reader.eof()
+                _pull(sock, reader, buffer)
         except BaseException:
             sock.close()
             raise
-        return Response(self, sock, reader)
+        return Response(self, sock, reader, buffer)
 
     def _acquire(self) -> socket.socket:
         idle, base = self._idle, self._base
