@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 import getgpt
+from getgpt._senders import lean_endpoint
 
 from .scripted import Live
 
@@ -68,8 +69,7 @@ def via(request: pytest.FixtureRequest) -> Any:
             timeout = options.get("timeout", getgpt.DEFAULT_TIMEOUT)
             asynchronous = issubclass(kind, getgpt.AsyncClient)
             options["http_client"] = (httpx.AsyncClient if asynchronous else httpx.Client)(timeout=timeout)
-        client = kind(url, **options)
-        assert client._endpoint(None) is not None  # the URL itself never forces httpx here
-        return client
+        assert lean_endpoint(url, {}) is not None  # the URL itself never forces httpx here
+        return kind(url, **options)
 
     return make

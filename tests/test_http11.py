@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import getgpt
 from getgpt._http11 import AsyncPool, Pool, ReplyReader, _Protocol, endpoint
-from getgpt._httpx import AsyncSender, Sender
+from getgpt._httpx import AsyncHttpxSender, HttpxSender
 
 from .conftest import serve
 from .scripted import Live, stream_of
@@ -166,6 +166,15 @@ def test_the_request_is_one_write_with_the_headers_given() -> None:
     assert b"Host: [::1]\r\n" in v6.prefix
 
 
+def test_a_header_given_replaces_the_default_and_framing_stays_ours() -> None:
+    where = endpoint("http://a.test/", {"accept-encoding": "gzip", "Content-Length": "5", "Host": "evil"})
+    assert where is not None
+    head = where.request(b"{}").partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    names = [line.partition(b":")[0] for line in head[1:]]
+    assert sorted(names) == sorted({*names})  # no header twice
+    assert b"accept-encoding: gzip" in head and b"content-length: 2" in head and b"host: a.test" in head
+
+
 @pytest.mark.parametrize(
     "url",
     ["http://user:pw@example.test/", "http://пример.test/", "ftp://example.test/", "http://h:99999/"],
@@ -178,19 +187,19 @@ def test_what_the_lean_path_leaves_to_httpx(url: str) -> None:
 def test_a_proxy_in_the_environment_sends_through_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     with getgpt.Client("http://example.test/") as client:
-        assert isinstance(client._sender, Sender)
+        assert isinstance(client._sender, HttpxSender)
     monkeypatch.setenv("NO_PROXY", "example.test")
     with getgpt.Client("http://example.test/") as client:
         assert isinstance(client._sender, Pool)
 
 
 def test_proxy_or_transport_arguments_send_through_httpx() -> None:
-    assert isinstance(getgpt.Client("http://a.test/", proxy="http://127.0.0.1:9")._sender, Sender)
+    assert isinstance(getgpt.Client("http://a.test/", proxy="http://127.0.0.1:9")._sender, HttpxSender)
     mock = httpx.MockTransport(lambda request: httpx.Response(500))
-    assert isinstance(getgpt.Client("http://a.test/", transport=mock)._sender, Sender)
+    assert isinstance(getgpt.Client("http://a.test/", transport=mock)._sender, HttpxSender)
     assert isinstance(getgpt.AsyncClient("http://a.test/")._sender, AsyncPool)
     assert isinstance(
-        getgpt.AsyncClient("http://a.test/", http_client=httpx.AsyncClient())._sender, AsyncSender
+        getgpt.AsyncClient("http://a.test/", http_client=httpx.AsyncClient())._sender, AsyncHttpxSender
     )
 
 
@@ -422,4 +431,4 @@ def test_async_client_under_trio(live: tuple[Live, str]) -> None:
             return [str(await client.complete([{"role": "user", "content": f"t{i}"}])) for i in range(2)]
 
     assert trio.run(main) == ["t0 ", "t1 "]
-    assert isinstance(client._elsewhere, AsyncSender)
+    assert isinstance(client._elsewhere, AsyncHttpxSender)

@@ -6,8 +6,8 @@ typed error. :class:`Client` and :class:`AsyncClient` are thin shells that only 
 both driving the same sans-IO :class:`~getgpt.reply.ReplyParser`.
 
 A request travels the lean HTTP/1.1 path of :mod:`getgpt._http11` unless it needs what only
-httpx has -- a proxy, a custom transport, a ready-made httpx client -- and then through httpx
-(:mod:`getgpt._httpx`); both hand the clients a reply of the same shape.
+httpx has -- a proxy, a custom transport, a ready-made httpx client -- and then through httpx;
+:mod:`getgpt._senders` chooses, and both ways hand the clients a reply of the same shape.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 import msgspec
 
 from . import envelope
-from ._httpx import AsyncSender, Sender
+from ._httpx import AsyncHttpxSender
+from ._senders import AsyncIncoming, AsyncSender, Head, Incoming, Sender, async_sender, sender
 from .errors import (
     CloudflareBlocked,
     GetGptError,
@@ -39,9 +40,6 @@ from .errors import (
 from .reply import Reply, ReplyParser, Usage
 from .request import Message, build_request, encode
 from .sse import DEFAULT_MAX_EVENT_SIZE
-
-if TYPE_CHECKING:
-    from ._http11 import Endpoint
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -70,39 +68,6 @@ _BACKOFF_CAP = 8.0
 _CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
 
 Messages = Iterable[Mapping[str, Any] | Message]
-
-
-class _Head(Protocol):
-    """What the decisions need of a reply: its status line and headers."""
-
-    @property
-    def status_code(self) -> int: ...
-    @property
-    def reason_phrase(self) -> str: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
-class _Reply(_Head, Protocol):
-    def reads(self) -> Iterator[bytes]: ...
-    def read(self) -> bytes: ...
-    def close(self) -> None: ...
-
-
-class _Sender(Protocol):
-    def send(self, body: bytes) -> _Reply: ...
-    def close(self) -> None: ...
-
-
-class _AsyncReply(_Head, Protocol):
-    def reads(self) -> AsyncIterator[bytes]: ...
-    async def read(self) -> bytes: ...
-    async def aclose(self) -> None: ...
-
-
-class _AsyncSender(Protocol):
-    async def send(self, body: bytes) -> _AsyncReply: ...
-    async def aclose(self) -> None: ...
 
 
 def base_url_from(value: str | None) -> str:
@@ -140,16 +105,6 @@ class BaseClient:
         #: Whether and how to check TLS certificates: a CA bundle's path becomes a context.
         self.verify = _tls_context(verify) if isinstance(verify, str) else verify
 
-    def _endpoint(self, needs_httpx: object) -> Endpoint | None:
-        """The lean path's endpoint for this client's URL, or None to go through httpx."""
-        if needs_httpx:
-            return None
-        try:
-            from ._http11 import endpoint
-        except ImportError:  # httptools has no build for this interpreter
-            return None
-        return endpoint(self.url, self.headers)
-
     def _body(self, messages: Messages, params: Mapping[str, Any]) -> bytes:
         """The POST body: the validated request, sealed in the envelope."""
         signature = envelope.encrypt(encode(build_request(messages, **params)).decode())
@@ -167,7 +122,7 @@ class BaseClient:
             return asked if asked <= self.max_retry_wait else -1
         return min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
 
-    def _status_error(self, response: _Head, body: bytes) -> StatusError:
+    def _status_error(self, response: Head, body: bytes) -> StatusError:
         status = response.status_code
         excerpt = body[:_EXCERPT].decode("utf-8", "replace")
         detail = _error_message(body) or excerpt.strip()[:200] or response.reason_phrase
@@ -182,7 +137,7 @@ class BaseClient:
             return RateLimitError(message, body=excerpt, retry_after=_retry_after(response.headers))
         return StatusError(message, status_code=status, body=excerpt)
 
-    def _is_json(self, response: _Head) -> bool:
+    def _is_json(self, response: Head) -> bool:
         """True when the reply is one JSON object rather than an event stream."""
         kind: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind == "text/html":
@@ -303,17 +258,16 @@ class Client(BaseClient):
         **options: Any,
     ) -> None:
         super().__init__(base_url, verify=verify, **options)
-        self._sender: _Sender
-        where = self._endpoint(proxy or transport or http_client)
-        if where is not None:
-            from ._http11 import Pool
-
-            self._sender = Pool(where, self.timeout, verify=self.verify, max_idle=max_keepalive_connections)
-        else:
-            http = http_client or httpx.Client(
-                timeout=self.timeout, proxy=proxy, verify=self.verify, transport=transport
-            )
-            self._sender = Sender(http, self.url, self.headers)
+        self._sender: Sender = sender(
+            self.url,
+            self.headers,
+            timeout=self.timeout,
+            verify=self.verify,
+            max_idle=max_keepalive_connections,
+            proxy=proxy,
+            transport=transport,
+            http_client=http_client,
+        )
 
     def stream(self, messages: Messages, **params: Any) -> ChatStream:
         """Send a chat request; iterate the result for the reply's text pieces as they arrive."""
@@ -351,7 +305,7 @@ class Client(BaseClient):
         finally:
             response.close()
 
-    def _send(self, body: bytes) -> _Reply:
+    def _send(self, body: bytes) -> Incoming:
         attempt = 0
         while True:
             try:
@@ -403,21 +357,18 @@ class AsyncClient(BaseClient):
         **options: Any,
     ) -> None:
         super().__init__(base_url, verify=verify, **options)
-        self._sender: _AsyncSender
-        where = self._endpoint(proxy or transport or http_client)
-        if where is not None:
-            from ._http11 import AsyncPool
-
-            self._sender = AsyncPool(
-                where, self.timeout, verify=self.verify, max_idle=max_keepalive_connections
-            )
-        else:
-            http = http_client or httpx.AsyncClient(
-                timeout=self.timeout, proxy=proxy, verify=self.verify, transport=transport
-            )
-            self._sender = AsyncSender(http, self.url, self.headers)
-        self._lean = where is not None
-        self._elsewhere: AsyncSender | None = None
+        self._sender: AsyncSender = async_sender(
+            self.url,
+            self.headers,
+            timeout=self.timeout,
+            verify=self.verify,
+            max_idle=max_keepalive_connections,
+            proxy=proxy,
+            transport=transport,
+            http_client=http_client,
+        )
+        self._lean = not isinstance(self._sender, AsyncHttpxSender)
+        self._elsewhere: AsyncHttpxSender | None = None
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
         """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
@@ -455,7 +406,7 @@ class AsyncClient(BaseClient):
         finally:
             await response.aclose()
 
-    async def _send(self, body: bytes) -> _AsyncReply:
+    async def _send(self, body: bytes) -> AsyncIncoming:
         attempt = 0
         while True:
             try:
@@ -477,7 +428,7 @@ class AsyncClient(BaseClient):
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _here(self) -> _AsyncSender:
+    def _here(self) -> AsyncSender:
         """The sender for the running event loop: the lean path speaks asyncio only."""
         if self._lean:
             try:
@@ -485,7 +436,7 @@ class AsyncClient(BaseClient):
             except RuntimeError:  # trio, directly or under anyio: httpx speaks it
                 if self._elsewhere is None:
                     http = httpx.AsyncClient(timeout=self.timeout, verify=self.verify)
-                    self._elsewhere = AsyncSender(http, self.url, self.headers)
+                    self._elsewhere = AsyncHttpxSender(http, self.url, self.headers)
                 return self._elsewhere
         return self._sender
 
@@ -564,7 +515,7 @@ def _error_message(body: bytes) -> str | None:
     return None
 
 
-def _is_cloudflare(response: _Head, body: bytes) -> bool:
+def _is_cloudflare(response: Head, body: bytes) -> bool:
     # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
     # challenge header or an HTML page that names Cloudflare marks a block.
     if response.status_code not in (403, 503):

@@ -84,8 +84,13 @@ def endpoint(url: str, headers: Mapping[str, str]) -> Endpoint | None:
     authority = f"[{host}]" if ":" in host else host
     if port != (443 if scheme == "https" else 80):
         authority += f":{port}"
-    lines = [f"POST {target} HTTP/1.1", f"Host: {authority}", "Accept: */*", "Accept-Encoding: identity"]
-    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "content-length"]
+    # Identity unless told otherwise: a compressed stream must be decoded before it can be parsed.
+    fields = {"accept": ("Accept", "*/*"), "accept-encoding": ("Accept-Encoding", "identity")}
+    fields.update((name.lower(), (name, value)) for name, value in headers.items())
+    for own in ("host", "content-length", "transfer-encoding", "connection"):
+        fields.pop(own, None)
+    lines = [f"POST {target} HTTP/1.1", f"Host: {authority}"]
+    lines += [f"{name}: {value}" for name, value in fields.values()]
     prefix = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
     return Endpoint(scheme, host, port, prefix)
 

@@ -1,9 +1,7 @@
-"""The clients' way through httpx, for what the lean path leaves to it.
+"""The way through httpx, for what the lean path leaves to it (see :mod:`getgpt._senders`).
 
-A proxy, a custom transport (``httpx.MockTransport`` in tests), a ready-made ``http_client``, or
-a URL that :func:`getgpt._http11.endpoint` declines go through httpx. These adapters give an
-httpx client the face of :mod:`getgpt._http11`'s pools -- ``send(body)`` returning a reply whose
-body comes in ``reads()`` -- so the clients hold one code path whichever carries the request.
+These adapters give an httpx client the face of :mod:`getgpt._http11`'s pools -- ``send(body)``
+returning a reply whose body comes in ``reads()`` -- so the code above them is written once.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import httpx
 
 from ._chunks import coalesce
 
-__all__ = ["AsyncSender", "Sender"]
+__all__ = ["AsyncHttpxSender", "HttpxSender"]
 
 
 class _Reply:
@@ -49,7 +47,7 @@ class AsyncReply(_Reply):
         await self.response.aclose()
 
 
-class Sender:
+class HttpxSender:
     """POSTs to one URL through an :class:`httpx.Client`."""
 
     def __init__(self, http: httpx.Client, url: str, headers: Mapping[str, str]) -> None:
@@ -65,7 +63,7 @@ class Sender:
         self.http.close()
 
 
-class AsyncSender:
+class AsyncHttpxSender:
     """POSTs to one URL through an :class:`httpx.AsyncClient`."""
 
     def __init__(self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> None:
