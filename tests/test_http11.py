@@ -432,3 +432,19 @@ def test_async_client_under_trio(live: tuple[Live, str]) -> None:
 
     assert trio.run(main) == ["t0 ", "t1 "]
     assert isinstance(client._elsewhere, AsyncHttpxSender)
+
+
+def test_neither_way_sends_back_a_cookie_a_reply_set() -> None:
+    # The server's backends serve many users through one sender: a cookie one upstream reply
+    # sets must not ride on another user's request. The lean path keeps none; nor may httpx.
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        body = stream_of(["ok"])
+        headers = {"content-type": "text/event-stream", "set-cookie": "session=abc; Path=/"}
+        return httpx.Response(200, headers=headers, content=body)
+
+    with getgpt.Client("http://a.test/", transport=httpx.MockTransport(handler)) as client:
+        assert [client.complete(HI) for _ in range(2)] == ["ok", "ok"]
+    assert seen == [None, None]

@@ -1,8 +1,9 @@
-"""The openai backend honours the environment's proxy settings, as the httpx-based one did.
+"""The openai backend honours the environment's proxy settings (HTTP_PROXY, NO_PROXY...).
 
-aiohttp reads them only with ``trust_env``, which re-reads the environment and ~/.netrc on every
-request; the backend looks them up once instead. Real servers only: the "proxy" is a getgpt echo
-server, which answers a proxied (absolute-form) ``/v1/chat/completions`` request as any other.
+The lean HTTP/1.1 path has no proxy support: a proxy the environment names for the upstream
+sends the backend's requests through httpx instead (getgpt._senders). Real servers only: the
+"proxy" is a getgpt echo server, which answers a proxied (absolute-form)
+``/v1/chat/completions`` request as any other.
 """
 
 from __future__ import annotations

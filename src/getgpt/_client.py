@@ -368,7 +368,7 @@ class AsyncClient(BaseClient):
             http_client=http_client,
         )
         self._lean = not isinstance(self._sender, AsyncHttpxSender)
-        self._elsewhere: AsyncHttpxSender | None = None
+        self._elsewhere: AsyncSender | None = None
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
         """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
@@ -435,8 +435,9 @@ class AsyncClient(BaseClient):
                 asyncio.get_running_loop()
             except RuntimeError:  # trio, directly or under anyio: httpx speaks it
                 if self._elsewhere is None:
-                    http = httpx.AsyncClient(timeout=self.timeout, verify=self.verify)
-                    self._elsewhere = AsyncHttpxSender(http, self.url, self.headers)
+                    self._elsewhere = async_sender(
+                        self.url, self.headers, timeout=self.timeout, verify=self.verify, lean=False
+                    )
                 return self._elsewhere
         return self._sender
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
@@ -70,6 +71,12 @@ class AsyncSender(Protocol):
 Verify = bool | ssl.SSLContext
 
 
+def _no_cookies() -> CookieJar:
+    # The lean path keeps no cookies, so neither way may: a cookie one reply sets must not ride
+    # on the next request (the server's backends serve many users through one sender).
+    return CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+
+
 def lean_endpoint(url: str, headers: Mapping[str, str]) -> Endpoint | None:
     """The lean path's endpoint for ``url``, or None when only httpx can carry the request."""
     try:
@@ -96,7 +103,9 @@ def sender(
         from ._http11 import Pool
 
         return Pool(where, timeout, verify=verify, max_idle=max_idle)
-    http = http_client or httpx.Client(timeout=timeout, proxy=proxy, verify=verify, transport=transport)
+    http = http_client or httpx.Client(
+        timeout=timeout, proxy=proxy, verify=verify, transport=transport, cookies=_no_cookies()
+    )
     return HttpxSender(http, url, headers)
 
 
@@ -110,12 +119,15 @@ def async_sender(
     proxy: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     http_client: httpx.AsyncClient | None = None,
+    lean: bool = True,
 ) -> AsyncSender:
-    """An asyncio sender of POSTs to ``url`` (the lean path speaks asyncio, not trio)."""
-    where = None if proxy or transport or http_client else lean_endpoint(url, headers)
+    """A sender of POSTs to ``url``; the lean path speaks asyncio only (``lean=False`` for trio)."""
+    where = None if proxy or transport or http_client or not lean else lean_endpoint(url, headers)
     if where is not None:
         from ._http11 import AsyncPool
 
         return AsyncPool(where, timeout, verify=verify, max_idle=max_idle)
-    http = http_client or httpx.AsyncClient(timeout=timeout, proxy=proxy, verify=verify, transport=transport)
+    http = http_client or httpx.AsyncClient(
+        timeout=timeout, proxy=proxy, verify=verify, transport=transport, cookies=_no_cookies()
+    )
     return AsyncHttpxSender(http, url, headers)

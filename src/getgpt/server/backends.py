@@ -7,8 +7,9 @@ any upstream request, so a client that goes away stops the work it asked for. Er
 the client are raised as :class:`~getgpt.server.errors.ApiError`.
 
 - :class:`EchoBackend` replies with the last user message, in small pieces: offline, deterministic.
-- :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP, with
-  aiohttp: per short request it costs a third of what httpx did (bench/upstream_clients.py).
+- :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP, on
+  the clients' own lean HTTP/1.1 path (httpx when a proxy is set): per short request it costs
+  about half of what aiohttp did and a fifth of httpx (bench/upstream_clients.py).
 - :class:`GetGptBackend` forwards to another GetGpt-protocol server with the project's own client.
 """
 
@@ -17,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import urllib.parse
-import urllib.request
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 import httpx
 import msgspec
 
 from .. import errors
-from .._client import AsyncClient
+from .._client import AsyncClient, _error_message
+from .._senders import AsyncIncoming, async_sender
 from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
 from .config import ServerConfig
@@ -123,28 +122,14 @@ class OpenAIBackend:
             if not key:
                 raise ValueError(f"the environment variable {config.upstream_key_env} holds no API key")
             self._headers["Authorization"] = f"Bearer {key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.upstream_connect_timeout, sock_read=config.upstream_timeout
+        # The server's own stream limit bounds the connections open upstream at once; an
+        # environment proxy (HTTPS_PROXY, NO_PROXY...) sends through httpx, which honours it.
+        self._sender = async_sender(
+            self.url,
+            self._headers,
+            timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
+            max_idle=100,
         )
-        self._max_connections = config.max_streams
-        # Looked up once: aiohttp's trust_env would read the environment and ~/.netrc on every
-        # request, which costs more than the rest of the request (bench/upstream_clients.py).
-        self._proxy = _env_proxy(self.url)
-        self._http: aiohttp.ClientSession | None = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        # Made on first use: a session belongs to the event loop it was made in, the server's.
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                # Many users share this session: a cookie the upstream sets for one must not go
-                # back upstream on another's request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                # One upstream connection per stream the server admits: the pool must not be the limit.
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-            )
-        return self._http
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
         body = {
@@ -154,31 +139,32 @@ class OpenAIBackend:
             **_parameters(request),
         }
         parser = ReplyParser()
+        response: AsyncIncoming | None = None
         try:
-            # Leaving this block early (the client went away) closes the connection, not reusing it.
-            async with self._session().post(
-                self.url, data=msgspec.json.encode(body), allow_redirects=False, proxy=self._proxy
-            ) as response:
-                if not 200 <= response.status < 300:
-                    raise await _upstream_status(response)
-                async for chunk in response.content.iter_any():
-                    for piece in parser.feed(chunk):
-                        yield piece
-                for piece in parser.close():
+            response = await self._sender.send(msgspec.json.encode(body))
+            if not 200 <= response.status_code < 300:
+                raise await _upstream_status(response)
+            async for chunk in response.reads():
+                for piece in parser.feed(chunk):
                     yield piece
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            for piece in parser.close():
+                yield piece
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _upstream_unreachable(self.url, exc) from None
         except errors.GetGptError as exc:
             missing = _unsent(exc, parser.text)
             if missing:
                 yield missing
             raise _upstream_broke(exc) from None
+        finally:
+            # Closing early (the client went away) closes the connection rather than reusing it.
+            if response is not None:
+                await response.aclose()
         outcome.finish_reason = parser.finish_reason or "stop"
         outcome.usage = parser.usage
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await self._sender.aclose()
 
 
 class GetGptBackend:
@@ -234,32 +220,23 @@ class GetGptBackend:
         await self._client.aclose()
 
 
-def _env_proxy(url: str) -> str | None:
-    """The proxy the environment (``HTTPS_PROXY``, ``NO_PROXY``...) names for ``url``, as httpx would use."""
-    parts = urllib.parse.urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy is None or urllib.request.proxy_bypass(parts.netloc):
-        return None
-    return proxy
-
-
 def _unsent(exc: errors.GetGptError, sent: str) -> str:
     """Text the upstream sent that was not yet passed on: the pieces that arrived in the same read
     as the error are only in its ``partial``. They go to the client before the error does."""
     return exc.partial[len(sent) :] if exc.partial.startswith(sent) else ""
 
 
-async def _upstream_status(response: aiohttp.ClientResponse) -> ApiError:
+async def _upstream_status(response: AsyncIncoming) -> ApiError:
     excerpt = b""
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.reads():
             excerpt += chunk
             if len(excerpt) >= _EXCERPT:
                 break
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except httpx.HTTPError:
         pass  # the status alone says enough
-    status = response.status
-    detail = _upstream_message(excerpt) or response.reason or "no detail"
+    status = response.status_code
+    detail = _upstream_message(excerpt) or response.reason_phrase or "no detail"
     headers = {}
     if status == 429 and "retry-after" in response.headers:
         headers["Retry-After"] = response.headers["retry-after"]
@@ -273,21 +250,15 @@ async def _upstream_status(response: aiohttp.ClientResponse) -> ApiError:
 
 
 def _upstream_message(body: bytes) -> str | None:
-    try:
-        value = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return text[:200] if text and not text.startswith("<") else None
-    error = value.get("error") if isinstance(value, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:500]
-    if isinstance(error, str):
-        return error[:500]
-    return None
+    message = _error_message(body)
+    if message is not None:
+        return message[:500]
+    text = body.decode("utf-8", "replace").strip()
+    return text[:200] if text and not text.startswith("<") and not text.startswith(("{", "[")) else None
 
 
 def _upstream_unreachable(url: str, exc: Exception) -> ApiError:
-    timed_out = isinstance(exc, asyncio.TimeoutError)
+    timed_out = isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException))
     what = "timed out" if timed_out else "failed"
     log.warning("upstream %s %s: %s", url, what, type(exc).__name__)
     return ApiError(
