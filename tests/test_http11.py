@@ -448,3 +448,34 @@ def test_neither_way_sends_back_a_cookie_a_reply_set() -> None:
     with getgpt.Client("http://a.test/", transport=httpx.MockTransport(handler)) as client:
         assert [client.complete(HI) for _ in range(2)] == ["ok", "ok"]
     assert seen == [None, None]
+
+
+class SlowToRead(FaultUpstream):
+    """Waits before reading a request, so a large one fills the socket buffers on the way."""
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.3)
+        await super()._handle(reader, writer)
+
+
+@pytest.mark.parametrize("kind", [getgpt.Client, getgpt.AsyncClient])
+def test_a_request_larger_than_the_socket_buffers(kind: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ~12 MB sealed, to a server that does not read at first: the async path must wait for the
+    # transport to drain (pause_writing / resume_writing), the sync path for sendall.
+    paused = []
+    pause = _Protocol.pause_writing
+    monkeypatch.setattr(_Protocol, "pause_writing", lambda self: (paused.append(1), pause(self)))
+    word = "ж" * 3_000_000
+    with SlowToRead(answer(REPLY)) as upstream:
+        if kind is getgpt.Client:
+            with kind(upstream.url) as client:
+                assert client.complete([{"role": "user", "content": word}]) == "fine"
+        else:
+
+            async def main() -> str:
+                async with kind(upstream.url) as client:
+                    return str(await client.complete([{"role": "user", "content": word}]))
+
+            assert asyncio.run(main()) == "fine"
+            assert paused
+        assert upstream.hits == 1

@@ -231,8 +231,11 @@ class _PoolBase:
         self.keepalive = keepalive
         self._ssl: ssl.SSLContext | None = None
         if where.scheme == "https":
-            self._ssl = httpx.create_ssl_context(verify=verify)
-            self._ssl.set_alpn_protocols(["http/1.1"])
+            if isinstance(verify, ssl.SSLContext):
+                self._ssl = verify  # the caller's, as given: not ours to change
+            else:
+                self._ssl = httpx.create_ssl_context(verify=verify)
+                self._ssl.set_alpn_protocols(["http/1.1"])
 
 
 # -- blocking sockets -----------------------------------------------------------------------
