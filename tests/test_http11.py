@@ -65,6 +65,20 @@ def test_chunked_body_is_the_same_however_the_bytes_are_cut(parts: list[bytes], 
     assert reader.status_code == 200 and reader.headers["content-type"] == "text/event-stream"
 
 
+@given(st.binary(max_size=300), st.booleans())
+def test_any_bytes_give_a_body_or_a_typed_error(noise: bytes, with_head: bool) -> None:
+    # Whatever a server sends, the reader raises only the errors the clients map (httpx's
+    # protocol and decoding errors), never a parser's own exception or an IndexError.
+    reader = ReplyReader()
+    try:
+        reader.feed((CHUNKED if with_head else b"") + noise)
+        reader.take()
+        reader.eof()
+    except (httpx.RemoteProtocolError, httpx.DecodingError):
+        return
+    assert reader.complete
+
+
 def test_content_length_body_ends_at_its_length() -> None:
     reader, body = read_all(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhel", b"lo")
     assert (body, reader.complete, reader.status_code, reader.reason_phrase) == (
