@@ -252,6 +252,10 @@ def _serve(args: argparse.Namespace) -> int:
         port=config.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
+        # A burst of as many connections as the server admits streams waits in the accept
+        # queue instead of being dropped (and retried by the client's kernel a second later).
+        # uvicorn asks for 2,048; the kernel caps whatever is asked at net.core.somaxconn.
+        backlog=max(2048, config.max_streams),
     )
     return 0
 
