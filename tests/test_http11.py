@@ -493,3 +493,15 @@ def test_a_request_larger_than_the_socket_buffers(kind: Any, monkeypatch: pytest
             assert asyncio.run(main()) == "fine"
             assert paused
         assert upstream.hits == 1
+
+
+def test_one_client_shared_by_threads(live: tuple[Live, str]) -> None:
+    # The pool hands each request its own connection: replies never cross between threads.
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, url = live
+    with getgpt.Client(url) as client, ThreadPoolExecutor(8) as threads:
+        words = [f"w{i}" for i in range(80)]
+        replies = list(threads.map(lambda w: str(client.complete([{"role": "user", "content": w}])), words))
+        assert replies == [w + " " for w in words]
+        assert len(client._sender._idle) <= 8  # type: ignore[attr-defined]
