@@ -11,6 +11,7 @@ from getgpt.reply import ReplyParser
 
 #: Most reads one input is cut into; more adds little and slows each execution.
 MAX_CUTS = 16
+_MARKS = 0xFFFF
 
 
 def split_at(data: bytes, points: Iterable[int]) -> list[bytes]:
@@ -23,10 +24,20 @@ def split_at(data: bytes, points: Iterable[int]) -> list[bytes]:
     return parts
 
 
-def cut(fdp: Any, data: bytes) -> list[bytes]:
-    """``data`` cut at offsets drawn from ``fdp`` (an ``atheris.FuzzedDataProvider``)."""
+def cut(fdp: Any) -> list[bytes]:
+    """The rest of ``fdp``'s input (an ``atheris.FuzzedDataProvider``), cut into reads.
+
+    The cut points are drawn first: the provider takes integers from the end of the input and
+    bytes from the front, so bytes drawn first would leave nothing to draw the cuts from.
+    """
     count = fdp.ConsumeIntInRange(0, MAX_CUTS)
-    return split_at(data, [fdp.ConsumeIntInRange(0, len(data)) for _ in range(count)])
+    marks = [fdp.ConsumeIntInRange(0, _MARKS) for _ in range(count)]
+    data = fdp.ConsumeBytes(fdp.remaining_bytes())
+    return split_at(data, [mark * len(data) // _MARKS for mark in marks])
+
+
+#: Appended to a seed, these bytes make ``cut`` split it at a quarter, a half and three quarters.
+CUT_SEED_TAIL = b"\x00\x40\x00\x80\x00\xc0\x03"
 
 
 def reply_outcome(parts: list[bytes]) -> tuple[object, ...]:

@@ -20,7 +20,7 @@ def test_one_input(data: bytes) -> None:
         with contextlib.suppress(GetGptError):
             "".join(ReplyParser().feed_json(fdp.ConsumeBytes(fdp.remaining_bytes())))
         return
-    parts = cut(fdp, fdp.ConsumeBytes(fdp.remaining_bytes()))
+    parts = cut(fdp)
     split = reply_outcome(parts)
     whole = reply_outcome([b"".join(parts)])
     assert split == whole, (parts, split, whole)

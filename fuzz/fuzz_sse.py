@@ -31,7 +31,7 @@ def _events(parts: list[bytes], limit: int) -> list[bytes] | None:
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     limit = fdp.PickValueInList(list(LIMITS))
-    parts = cut(fdp, fdp.ConsumeBytes(fdp.remaining_bytes()))
+    parts = cut(fdp)
     split = _events(parts, limit)
     if limit == LIMITS[-1]:
         # Under a limit no input reaches, one read and many reads must agree exactly.

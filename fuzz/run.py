@@ -13,6 +13,7 @@ input in ``--artifacts`` (default ``fuzz/artifacts/``); rerun it with
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import re
 import subprocess
@@ -25,11 +26,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 sys.path.insert(0, str(SRC))
+sys.path.insert(0, str(HERE))
 
+from _common import CUT_SEED_TAIL  # noqa: E402
 from getgpt import envelope  # noqa: E402
 
-TARGETS = ("envelope", "sse", "reply", "request")
-DICTIONARIES = {"envelope": "request.dict", "sse": "sse.dict", "reply": "sse.dict", "request": "request.dict"}
+TARGETS = ("envelope", "sse", "reply", "request", "http11")
+DICTIONARIES = {
+    "envelope": "request.dict",
+    "sse": "sse.dict",
+    "reply": "sse.dict",
+    "request": "request.dict",
+    "http11": "http11.dict",
+}
 
 _STREAM = (
     b'data: {"id":"c","object":"chat.completion.chunk",'
@@ -50,13 +59,30 @@ _REQUEST = (
 
 
 def seeds(target: str) -> list[bytes]:
-    """Well-formed inputs to start from; the fuzzer mutates them into the malformed ones."""
+    """Well-formed inputs to start from; the fuzzer mutates them into the malformed ones.
+
+    The targets draw their choices from the end of the input (atheris takes integers from
+    there), so each seed ends with the bytes that choose as intended: cut into four reads, the
+    largest event limit (sse), the streaming path (reply).
+    """
     if target in ("sse", "reply"):
-        return [
-            _STREAM,
-            b'event: x\nid: 1\ndata: {"error":{"message":"m","type":"t","code":1}}\n\n',
-            b'{"choices":[{"message":{"content":"whole"},"finish_reason":"stop"}]}',
+        stream_choice = CUT_SEED_TAIL + (b"\x02" if target == "sse" else b"\x01")
+        seeds = [
+            _STREAM + stream_choice,
+            b'event: x\nid: 1\ndata: {"error":{"message":"m","type":"t","code":1}}\n\n' + stream_choice,
         ]
+        whole = b'{"choices":[{"message":{"content":"whole"},"finish_reason":"stop"}]}'
+        return [*seeds, whole + (stream_choice if target == "sse" else b"\x00")]
+    if target == "http11":
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        packed = gzip.compress(_STREAM)
+        replies = [
+            head + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=1\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+            head + b"Content-Length: %d\r\n\r\n%s" % (len(_STREAM), _STREAM),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\n" + _STREAM,
+            head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(packed), packed),
+        ]
+        return [reply + CUT_SEED_TAIL for reply in replies]
     signature = envelope.encrypt(_REQUEST.decode()).encode()
     return [
         signature,

@@ -49,6 +49,15 @@ def test_fast_path_agrees_with_full_decode(pieces: list[str], cuts: list[int]) -
     assert got == pieces and parser.text == "".join(pieces)
 
 
+def test_text_before_a_bad_event_in_the_same_read_is_kept() -> None:
+    # Found by the reply fuzz target: the pieces decoded from a read before its bad event were in
+    # the error's partial but not in ``text``, so ``text`` depended on where the reads fell.
+    parser = ReplyParser()
+    with pytest.raises(ProtocolError) as caught:
+        parser.feed(chunk("good ") + chunk("text") + b"data: {not json\n\n")
+    assert caught.value.partial == parser.text == "good text"
+
+
 def test_template_is_learned_and_only_trusted_for_plain_strings() -> None:
     parser = ReplyParser()
     assert parser.feed(chunk("abc") + chunk("def")) == ["abc", "def"]

@@ -67,6 +67,24 @@ def test_byte_order_mark_at_start() -> None:
         assert decode_all(stream, [cut]) == [b"a"]
 
 
+def test_byte_order_mark_split_across_the_first_reads() -> None:
+    decoder = SSEDecoder()
+    assert decoder.decode(b"\xef") == [] and decoder.decode(b"\xbb") == []
+    assert decoder.decode(b"\xbfdata: x\n\n") == [b"x"]
+
+
+def test_byte_order_mark_counts_only_at_the_start_of_the_stream() -> None:
+    # Found by the sse fuzz target once it really cut its input: a mark after the start was
+    # dropped only when a read happened to end just before it, so the events depended on the cuts.
+    # Mid-stream it is part of the field name, which makes the line an unknown field.
+    stream = b"data: a\n\n\n\xef\xbb\xbfdata: b\n\n"
+    whole = SSEDecoder().decode(stream)
+    for cut in range(len(stream) + 1):
+        decoder = SSEDecoder()
+        assert decoder.decode(stream[:cut]) + decoder.decode(stream[cut:]) + decoder.flush() == whole
+    assert whole == [b"a"]
+
+
 def test_event_size_is_bounded() -> None:
     with pytest.raises(ProtocolError, match="exceeds the limit of 64 bytes"):
         decode_all(b"data: " + b"x" * 100 + b"\n\n", max_event_size=64)

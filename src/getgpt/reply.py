@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import IncompleteStream, ProtocolError, RemoteError
+from .errors import GetGptError, IncompleteStream, ProtocolError, RemoteError
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 
 __all__ = ["Reply", "ReplyParser", "Usage"]
@@ -156,8 +156,18 @@ class ReplyParser:
         if self.done:
             return []
         out: list[str] = []
-        if not (len(events) > 1 and self._tail and self._batch(events, out)):
-            self._each(events, out)
+        try:
+            if not (len(events) > 1 and self._tail and self._batch(events, out)):
+                self._each(events, out)
+        except GetGptError:
+            # The text before the bad event is part of the reply however the reads fell: the
+            # error's partial has it, and so must ``text``.
+            self._keep(out)
+            raise
+        self._keep(out)
+        return out
+
+    def _keep(self, out: list[str]) -> None:
         if out:
             pieces = self._pieces
             pieces += out
@@ -165,7 +175,6 @@ class ReplyParser:
                 # surrogatepass: a JSON string may hold a lone surrogate, and it must come back.
                 self._blocks.append("".join(pieces).encode("utf-8", "surrogatepass"))
                 pieces.clear()
-        return out
 
     def _batch(self, events: list[bytes], out: list[str]) -> bool:
         """Events through the template at once; False, ``out`` untouched, when not all fit it.

@@ -18,6 +18,7 @@ __all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEDecoder"]
 
 #: Largest event accepted, in bytes, unless the decoder is told otherwise.
 DEFAULT_MAX_EVENT_SIZE = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 
 
 class SSEDecoder:
@@ -28,7 +29,7 @@ class SSEDecoder:
     with ``\\n`` as the SSE standard says.
     """
 
-    __slots__ = ("_buf", "_lf_pending", "_max", "_scanned")
+    __slots__ = ("_buf", "_head", "_lf_pending", "_max", "_scanned")
 
     def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self._buf = bytearray()
@@ -37,9 +38,19 @@ class SSEDecoder:
         self._lf_pending = False
         # How much of _buf is known to hold no event boundary, so each byte is searched once.
         self._scanned = 0
+        # The stream's first bytes while they may still be a byte-order mark; None once past it.
+        self._head: bytes | None = b""
 
     def decode(self, chunk: bytes) -> list[bytes]:
         """Add ``chunk``; return the data of every event it completes, in order."""
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._head = chunk  # a mark cut by the end of a read: wait for the rest
+                return []
+            self._head = None
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]  # a byte-order mark may open the stream, only there
         if self._lf_pending and chunk[:1] == b"\n":
             chunk = chunk[1:]
         if b"\r" in chunk:
@@ -67,7 +78,8 @@ class SSEDecoder:
 
     def flush(self) -> list[bytes]:
         """End of stream: return the data of a last event that lacked its closing blank line."""
-        rest = bytes(self._buf)
+        rest = (self._head or b"") + bytes(self._buf)
+        self._head = None
         self._buf.clear()
         self._scanned = 0
         self._lf_pending = False
@@ -104,8 +116,6 @@ class SSEDecoder:
     def _block(block: bytes, out: list[bytes]) -> None:
         # The full field grammar, for events that are not a single `data: ` line.
         data: list[bytes] | None = None
-        if block[:3] == b"\xef\xbb\xbf":
-            block = block[3:]  # a byte-order mark may open the stream
         for line in block.split(b"\n"):
             if not line or line[:1] == b":":
                 continue
