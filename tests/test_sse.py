@@ -33,6 +33,14 @@ def test_crlf_split_across_reads_is_one_line_end() -> None:
         assert decode_all(stream, [cut]) == [b"a", b"b"], cut
 
 
+def test_a_read_of_one_lf_after_a_cr_ends_the_pending_crlf() -> None:
+    # Found by the sse fuzz target: reads "...\r", "\n", "\n..." ate both LFs, because the CR's
+    # pending LF stayed pending after the read that completed it, and the event never ended.
+    decoder = SSEDecoder()
+    reads = [b"data: a\r", b"\n", b"\ndata: b\n\n"]
+    assert [event for read in reads for event in decoder.decode(read)] == [b"a", b"b"]
+
+
 def test_unicode_line_separators_are_not_line_ends() -> None:
     text = "x\u2028y\u2029z\x85w\x0bv\x0cu".encode()
     assert decode_all(b"data: " + text + b"\n\n") == [text]

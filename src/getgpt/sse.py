@@ -51,8 +51,10 @@ class SSEDecoder:
             self._head = None
             if chunk.startswith(_BOM):
                 chunk = chunk[len(_BOM) :]  # a byte-order mark may open the stream, only there
-        if self._lf_pending and chunk[:1] == b"\n":
-            chunk = chunk[1:]
+        if self._lf_pending and chunk:
+            self._lf_pending = False  # one LF at most completes the CR: a second is a line end
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         if b"\r" in chunk:
             self._lf_pending = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
