@@ -140,19 +140,21 @@ class OpenAIBackend:
         }
         parser = ReplyParser()
         response: AsyncIncoming | None = None
+        sent = 0
         try:
             response = await self._sender.send(msgspec.json.encode(body))
             if not 200 <= response.status_code < 300:
                 raise await _upstream_status(response)
             async for chunk in response.reads():
                 for piece in parser.feed(chunk):
+                    sent += len(piece)
                     yield piece
             for piece in parser.close():
                 yield piece
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _upstream_unreachable(self.url, exc) from None
         except errors.GetGptError as exc:
-            missing = _unsent(exc, parser.text)
+            missing = _unsent(exc, sent)
             if missing:
                 yield missing
             raise _upstream_broke(exc) from None
@@ -187,10 +189,11 @@ class GetGptBackend:
         model = self.model or request.model
         if model != DEFAULT_MODEL:
             params["model"] = model
-        chat = None
+        sent = 0
         try:
             async with self._client.stream(request.messages, **params) as chat:
                 async for piece in chat:
+                    sent += len(piece)
                     yield piece
                 outcome.finish_reason = chat.finish_reason or "stop"
                 outcome.usage = chat.usage
@@ -211,7 +214,7 @@ class GetGptBackend:
                 502, f"upstream: {exc.message}", type="upstream_error", code="upstream_unreachable"
             ) from None
         except errors.GetGptError as exc:
-            missing = _unsent(exc, chat.text if chat is not None else "")
+            missing = _unsent(exc, sent)
             if missing:
                 yield missing
             raise _upstream_broke(exc) from None
@@ -220,10 +223,11 @@ class GetGptBackend:
         await self._client.aclose()
 
 
-def _unsent(exc: errors.GetGptError, sent: str) -> str:
-    """Text the upstream sent that was not yet passed on: the pieces that arrived in the same read
-    as the error are only in its ``partial``. They go to the client before the error does."""
-    return exc.partial[len(sent) :] if exc.partial.startswith(sent) else ""
+def _unsent(exc: errors.GetGptError, sent: int) -> str:
+    """Text the upstream sent that was not yet passed on, ``sent`` characters having been: the
+    pieces that arrived in the same read as the error are only in its ``partial``. They go to
+    the client before the error does."""
+    return exc.partial[sent:]
 
 
 async def _upstream_status(response: AsyncIncoming) -> ApiError:
