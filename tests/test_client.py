@@ -271,3 +271,25 @@ def test_connection_refused_is_a_transport_error() -> None:
 
     with Client(f"http://127.0.0.1:{free_port()}/", max_retries=0) as client, pytest.raises(TransportError):
         client.complete(HI)
+
+
+def test_cancelling_an_async_stream_disconnects_from_the_server(live: tuple[Live, str], via: Any) -> None:
+    script, url = live
+
+    async def main() -> None:
+        async with via(AsyncClient, url) as client:
+            started = asyncio.Event()
+
+            async def read() -> None:
+                async for _ in client.stream([{"role": "user", "content": "endless"}]):
+                    started.set()
+
+            task = asyncio.create_task(read())
+            await asyncio.wait_for(started.wait(), 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Closed by the cancellation itself, while the client is still open.
+            assert await asyncio.to_thread(script.disconnected.wait, 5)
+
+    asyncio.run(main())
