@@ -293,3 +293,38 @@ def test_cancelling_an_async_stream_disconnects_from_the_server(live: tuple[Live
             assert await asyncio.to_thread(script.disconnected.wait, 5)
 
     asyncio.run(main())
+
+
+HUGE = [{"role": "user", "content": "x" * 5_000_000}]
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    """A getgpt server that answers 413 from Content-Length and closes before reading 10 MB."""
+    from getgpt.server import ServerConfig, create_app
+
+    from .conftest import serve
+
+    with serve(create_app(ServerConfig(max_body_bytes=100_000))) as url:
+        yield url
+
+
+def test_a_request_refused_before_it_was_read_is_the_status_not_a_broken_write(
+    refusing: str, via: Any
+) -> None:
+    # The write fails midway; the answer that did arrive is what the caller must see.
+    with via(Client, refusing, max_retries=0) as client, pytest.raises(StatusError) as caught:
+        client.complete(HUGE)
+    assert caught.value.status_code == 413
+
+
+def test_async_too_on_the_lean_path(refusing: str) -> None:
+    # Through httpx the async client cannot do this: httpcore's read after the failed write
+    # raises ReadError, so it reports the broken connection instead of the 413.
+    async def main() -> None:
+        async with AsyncClient(refusing, max_retries=0) as client:
+            await client.complete(HUGE)
+
+    with pytest.raises(StatusError) as caught:
+        asyncio.run(main())
+    assert caught.value.status_code == 413

@@ -24,7 +24,7 @@ import ssl
 import time
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -123,6 +123,8 @@ class ReplyReader:
         self.complete = False
         #: False once the connection cannot carry another request.
         self.keep_alive = False
+        #: Set by the driver when the request could not be written whole.
+        self.broken_request = False
         self._framed = False
         #: Bytes fed since the body was last taken.
         self.unread = 0
@@ -169,7 +171,7 @@ class ReplyReader:
         if self.complete or not self.head_done:
             return  # an interim reply (100 Continue, 103 Early Hints) ended; the real one follows
         self.complete = True
-        self.keep_alive = self._parser.should_keep_alive()
+        self.keep_alive = self._parser.should_keep_alive() and not self.broken_request
 
     # the driver's side
 
@@ -280,6 +282,19 @@ class Response:
             sock.close()
 
 
+def _answer_anyway(write_error: httpx.WriteError, pull: Callable[[], None], reader: ReplyReader) -> None:
+    """After a failed write, the reply's head if the server sent one; else ``write_error``.
+
+    A server may refuse a request early (413: too large) and close the connection before reading
+    all of it: its answer says more than the broken write does.
+    """
+    try:
+        while not reader.head_done:
+            pull()
+    except httpx.TransportError:
+        raise write_error from None
+
+
 def _pull(sock: socket.socket, reader: ReplyReader, buffer: memoryview) -> None:
     """One read from ``sock`` into ``reader``."""
     # Into a buffer kept for the whole reply: recv() would allocate 64 KB per read and shrink
@@ -307,10 +322,14 @@ class Pool:
     def send(self, body: bytes) -> Response:
         """POSTs ``body`` and returns once the reply's head has arrived."""
         sock = self._acquire()
+        reader = ReplyReader()
+        buffer = memoryview(bytearray(_READ_SIZE))
         try:
-            self._write(sock, self._base.endpoint.request(body))
-            reader = ReplyReader()
-            buffer = memoryview(bytearray(_READ_SIZE))
+            try:
+                self._write(sock, self._base.endpoint.request(body))
+            except httpx.WriteError as exc:
+                reader.broken_request = True
+                _answer_anyway(exc, lambda: _pull(sock, reader, buffer), reader)
             while not reader.head_done:
                 _pull(sock, reader, buffer)
         except BaseException:
@@ -532,12 +551,17 @@ class AsyncPool:
         reader = conn.reader = ReplyReader()
         transport = conn.transport
         assert transport is not None
+        write_error: httpx.WriteError | None = None
         try:
             transport.write(self._base.endpoint.request(body))
-            await conn.drain(self._base.timeout.write)
+            try:
+                await conn.drain(self._base.timeout.write)
+            except httpx.WriteError as exc:
+                reader.broken_request = True
+                write_error = exc  # the server may have answered early (a 413): look first
             while not reader.head_done:
                 if conn.error is not None:
-                    raise conn.error
+                    raise write_error or conn.error
                 await conn.wait(self._base.timeout.read)
         except BaseException:
             conn.reader = None
