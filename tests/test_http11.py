@@ -156,6 +156,15 @@ def test_a_close_before_the_end_is_a_protocol_error(wire: bytes, message: str) -
         reader.eof()
 
 
+def test_a_second_message_after_the_reply_is_not_part_of_its_body() -> None:
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+    second = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
+    reader, body = read_all(first + second)
+    assert (body, reader.complete, reader.keep_alive) == (b"one", True, False)
+    reader, body = read_all(first, second)
+    assert body == b"one"
+
+
 def test_bytes_after_the_reply_or_connection_close_forbid_reuse() -> None:
     reader, _ = read_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n")
     assert reader.complete and not reader.keep_alive

@@ -126,6 +126,9 @@ class ReplyReader:
         #: Set by the driver when the request could not be written whole.
         self.broken_request = False
         self._framed = False
+        # Where the reply's body ends in _body once it is complete: what follows is another
+        # message's, which the parser reports through the same callback.
+        self._end: int | None = None
         #: Bytes fed since the body was last taken.
         self.unread = 0
         self._parser = httptools.HttpResponseParser(self)
@@ -172,6 +175,7 @@ class ReplyReader:
             return  # an interim reply (100 Continue, 103 Early Hints) ended; the real one follows
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive() and not self.broken_request
+        self._end = len(self._body)
 
     # the driver's side
 
@@ -200,6 +204,9 @@ class ReplyReader:
     def take(self) -> bytes:
         pieces = self._body
         self.unread = 0
+        if self._end is not None:
+            del pieces[self._end :]
+            self._end = 0
         if not pieces:
             return b""
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
