@@ -14,7 +14,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -71,10 +71,23 @@ class AsyncSender(Protocol):
 Verify = bool | ssl.SSLContext
 
 
-def _no_cookies() -> CookieJar:
-    # The lean path keeps no cookies, so neither way may: a cookie one reply sets must not ride
-    # on the next request (the server's backends serve many users through one sender).
-    return CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+def _httpx_options(
+    timeout: httpx.Timeout, verify: Verify, max_idle: int, proxy: str | None, transport: object
+) -> dict[str, Any]:
+    """An httpx client's settings, made to behave as the lean pools do."""
+    return {
+        "timeout": timeout,
+        "proxy": proxy,
+        "verify": verify,
+        "transport": transport,
+        # No cap on connections at once; ``max_idle`` kept for 5 s.
+        "limits": httpx.Limits(
+            max_connections=None, max_keepalive_connections=max_idle, keepalive_expiry=5.0
+        ),
+        # No cookies: one a reply sets must not ride on the next request (the server's
+        # backends serve many users through one sender).
+        "cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+    }
 
 
 def lean_endpoint(url: str, headers: Mapping[str, str]) -> Endpoint | None:
@@ -103,9 +116,7 @@ def sender(
         from ._http11 import Pool
 
         return Pool(where, timeout, verify=verify, max_idle=max_idle)
-    http = http_client or httpx.Client(
-        timeout=timeout, proxy=proxy, verify=verify, transport=transport, cookies=_no_cookies()
-    )
+    http = http_client or httpx.Client(**_httpx_options(timeout, verify, max_idle, proxy, transport))
     return HttpxSender(http, url, headers)
 
 
@@ -127,7 +138,5 @@ def async_sender(
         from ._http11 import AsyncPool
 
         return AsyncPool(where, timeout, verify=verify, max_idle=max_idle)
-    http = http_client or httpx.AsyncClient(
-        timeout=timeout, proxy=proxy, verify=verify, transport=transport, cookies=_no_cookies()
-    )
+    http = http_client or httpx.AsyncClient(**_httpx_options(timeout, verify, max_idle, proxy, transport))
     return AsyncHttpxSender(http, url, headers)
