@@ -3,7 +3,8 @@ reads a transport might deliver, and what the reply parser must make of it whate
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from getgpt.errors import GetGptError
@@ -12,6 +13,14 @@ from getgpt.reply import ReplyParser
 #: Most reads one input is cut into; more adds little and slows each execution.
 MAX_CUTS = 16
 _MARKS = 0xFFFF
+
+
+def fuzz(test_one_input: Callable[[bytes], None]) -> None:
+    """Run ``test_one_input`` under atheris with this process's command line (libFuzzer's flags)."""
+    import atheris  # only the targets need it, not the properties that share this module
+
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
 
 
 def split_at(data: bytes, points: Iterable[int]) -> list[bytes]:

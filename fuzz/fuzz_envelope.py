@@ -4,11 +4,11 @@ sealed bytes come back intact when they are UTF-8; encrypt() round-trips any tex
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
+    from _common import fuzz
     from getgpt import envelope
     from getgpt.errors import SignatureError
 
@@ -48,10 +48,5 @@ def test_one_input(data: bytes) -> None:
         assert envelope.decrypt(envelope.encrypt(text)) == text
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -4,14 +4,12 @@ is complete do not depend on where the cuts fall."""
 
 from __future__ import annotations
 
-import sys
-
 import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
     import httpx
 
-    from _common import cut
+    from _common import cut, fuzz
     from getgpt._http11 import ReplyReader
 
 
@@ -41,10 +39,5 @@ def test_one_input(data: bytes) -> None:
         assert split == whole, (parts, split, whole)
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

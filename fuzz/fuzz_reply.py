@@ -4,12 +4,11 @@ finish_reason, usage and the error are the same whatever the cuts; feed_json lik
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
-    from _common import cut, reply_outcome
+    from _common import cut, fuzz, reply_outcome
     from getgpt.errors import GetGptError
     from getgpt.reply import ReplyParser
 
@@ -26,10 +25,5 @@ def test_one_input(data: bytes) -> None:
     assert split == whole, (parts, split, whole)
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
+    from _common import fuzz
     from getgpt import envelope
     from getgpt.errors import ValidationError
     from getgpt.request import encode, parse_request
@@ -49,10 +48,5 @@ def test_one_input(data: bytes) -> None:
         _client_error(parse_envelope, sealed)
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -3,12 +3,10 @@ events do not depend on where the cuts fall."""
 
 from __future__ import annotations
 
-import sys
-
 import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
-    from _common import cut
+    from _common import cut, fuzz
     from getgpt.errors import ProtocolError
     from getgpt.sse import SSEDecoder
 
@@ -39,10 +37,5 @@ def test_one_input(data: bytes) -> None:
         assert split == whole, (parts, split, whole)
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)
