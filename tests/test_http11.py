@@ -514,3 +514,20 @@ def test_one_client_shared_by_threads(live: tuple[Live, str]) -> None:
         replies = list(threads.map(lambda w: str(client.complete([{"role": "user", "content": w}])), words))
         assert replies == [w + " " for w in words]
         assert len(client._sender._idle) <= 8  # type: ignore[attr-defined]
+
+
+def test_an_idle_connection_past_its_keepalive_is_not_reused(live: tuple[Live, str]) -> None:
+    from getgpt._senders import KEEPALIVE
+
+    script, url = live
+    with getgpt.Client(url) as client:
+        client.complete(HI)
+        client.complete(HI)
+        assert len(set(script.peers)) == 1  # reused while fresh
+        pool = client._sender
+        assert isinstance(pool, Pool)
+        sock, since = pool._idle[0]
+        pool._idle[0] = (sock, since - KEEPALIVE - 0.1)  # as if it had waited that long
+        client.complete(HI)
+        assert len(set(script.peers)) == 2
+        assert sock.fileno() == -1  # the stale one was closed, not leaked

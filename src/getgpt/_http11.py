@@ -32,7 +32,17 @@ from urllib.parse import urlsplit
 import httptools
 import httpx
 
-__all__ = ["AsyncPool", "AsyncResponse", "Endpoint", "Pool", "ReplyReader", "Response", "endpoint"]
+from ._senders import KEEPALIVE
+
+__all__ = [
+    "AsyncPool",
+    "AsyncResponse",
+    "Endpoint",
+    "Pool",
+    "ReplyReader",
+    "Response",
+    "endpoint",
+]
 
 _READ_SIZE = 65536
 # Past this much unread body the asyncio protocol stops reading, so a slow consumer holds the
@@ -232,7 +242,7 @@ class _PoolBase:
         timeout: httpx.Timeout,
         verify: bool | ssl.SSLContext = True,
         max_idle: int = 20,
-        keepalive: float = 5.0,
+        keepalive: float = KEEPALIVE,
     ) -> None:
         self.endpoint = where
         self.timeout = timeout

@@ -20,6 +20,10 @@ import httpx
 
 from ._httpx import AsyncHttpxSender, HttpxSender
 
+#: Seconds an idle connection is kept, either way: under the 5 s uvicorn and others keep
+#: theirs, so a connection is dropped here before the server drops it under a request.
+KEEPALIVE = 4.0
+
 if TYPE_CHECKING:
     from ._http11 import Endpoint
 
@@ -80,9 +84,9 @@ def _httpx_options(
         "proxy": proxy,
         "verify": verify,
         "transport": transport,
-        # No cap on connections at once; ``max_idle`` kept for 5 s.
+        # No cap on connections at once; ``max_idle`` kept as long as the lean pools keep them.
         "limits": httpx.Limits(
-            max_connections=None, max_keepalive_connections=max_idle, keepalive_expiry=5.0
+            max_connections=None, max_keepalive_connections=max_idle, keepalive_expiry=KEEPALIVE
         ),
         # No cookies: one a reply sets must not ride on the next request (the server's
         # backends serve many users through one sender).
