@@ -367,7 +367,6 @@ class AsyncClient(BaseClient):
             transport=transport,
             http_client=http_client,
         )
-        self._lean = not isinstance(self._sender, AsyncHttpxSender)
         self._elsewhere: AsyncSender | None = None
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
@@ -430,7 +429,7 @@ class AsyncClient(BaseClient):
 
     def _here(self) -> AsyncSender:
         """The sender for the running event loop: the lean path speaks asyncio only."""
-        if self._lean:
+        if not isinstance(self._sender, AsyncHttpxSender):
             try:
                 asyncio.get_running_loop()
             except RuntimeError:  # trio, directly or under anyio: httpx speaks it
@@ -467,12 +466,12 @@ def _read_excerpt(body: Iterator[bytes]) -> bytes:
     return excerpt
 
 
-async def _aread_excerpt(body: AsyncIterator[bytes]) -> bytes:
+async def _aread_excerpt(body: AsyncIterator[bytes], limit: int = _EXCERPT) -> bytes:
     excerpt = b""
     try:
         async for chunk in body:
             excerpt += chunk
-            if len(excerpt) >= _EXCERPT:
+            if len(excerpt) >= limit:
                 break
     except (httpx.HTTPError, ValueError):
         pass  # the status alone is the error; a broken body adds nothing

@@ -25,7 +25,7 @@ import httpx
 import msgspec
 
 from .. import errors
-from .._client import AsyncClient, _error_message
+from .._client import AsyncClient, _aread_excerpt, _error_message
 from .._senders import AsyncIncoming, async_sender
 from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
@@ -231,14 +231,7 @@ def _unsent(exc: errors.GetGptError, sent: int) -> str:
 
 
 async def _upstream_status(response: AsyncIncoming) -> ApiError:
-    excerpt = b""
-    try:
-        async for chunk in response.reads():
-            excerpt += chunk
-            if len(excerpt) >= _EXCERPT:
-                break
-    except httpx.HTTPError:
-        pass  # the status alone says enough
+    excerpt = await _aread_excerpt(response.reads(), _EXCERPT)
     status = response.status_code
     detail = _upstream_message(excerpt) or response.reason_phrase or "no detail"
     headers = {}
@@ -258,7 +251,7 @@ def _upstream_message(body: bytes) -> str | None:
     if message is not None:
         return message[:500]
     text = body.decode("utf-8", "replace").strip()
-    return text[:200] if text and not text.startswith("<") and not text.startswith(("{", "[")) else None
+    return text[:200] if text and not text.startswith(("<", "{", "[")) else None
 
 
 def _upstream_unreachable(url: str, exc: Exception) -> ApiError:
