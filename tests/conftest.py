@@ -1,56 +1,25 @@
-"""Shared fixtures: real servers on loopback ports."""
+"""Fixtures only; the helpers behind them live in ``tests/support``."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 import getgpt
 from getgpt._senders import lean_endpoint
 
-from .scripted import Live
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(app: Any, **options: Any) -> Iterator[str]:
-    """Run ``app`` under a real uvicorn server in a thread; yield its base URL (ending in ``/``)."""
-    port = free_port()
-    scheme = "https" if options.get("ssl_certfile") else "http"
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"{scheme}://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+from .support.scripted import Live
+from .support.servers import serve
 
 
 @pytest.fixture
 def live() -> Iterator[tuple[Live, str]]:
-    """The scripted server of tests/scripted.py on a loopback port."""
+    """The scripted server of tests/support/scripted.py on a loopback port."""
     script = Live()
     app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
     with serve(app) as url:

@@ -21,7 +21,7 @@ from schemathesis.generation import GenerationMode
 
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
 STATUSES: Counter[int] = Counter()
 

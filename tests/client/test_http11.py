@@ -27,9 +27,9 @@ import getgpt
 from getgpt._http11 import AsyncPool, Pool, ReplyReader, _Protocol, endpoint
 from getgpt._httpx import AsyncHttpxSender, HttpxSender
 
-from .conftest import serve
-from .scripted import Live, stream_of
-from .test_faults import FaultUpstream, answer
+from ..support.faults import FaultUpstream, answer
+from ..support.scripted import Live, stream_of
+from ..support.servers import serve
 
 HI = [{"role": "user", "content": "hi"}]
 CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -5,11 +5,12 @@ wrong thing fails here."""
 from __future__ import annotations
 
 import pytest
-from bench import client_stream, concurrency, gateway, memory, server_throughput, small_requests
 from bench.apps import AppProcess
 from bench.emitter import EmitterProcess, response_bytes
 from bench.loadgen import Stream, text_of
 from bench.stream import expected_text
+
+from bench import client_stream, concurrency, gateway, memory, server_throughput, small_requests
 
 
 def test_emitter_response_is_valid_chunked_sse() -> None:

@@ -23,13 +23,13 @@ import pytest
 
 import getgpt
 
-from .conftest import free_port
+from ..support.servers import free_port
 
 STREAMS = 1000
 # Long enough that the streams overlap for real, short enough that the test stays well under 60 s.
 ECHO_DELAY = 0.02
 PIECE_CHARS = 4
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def message(i: int) -> str:

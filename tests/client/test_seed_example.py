@@ -9,9 +9,9 @@ from pathlib import Path
 
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_f8db48c0146893d5.txt"
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_f8db48c0146893d5.txt"
 SEED_IMPORT = "from hypotez.src.endpoints.freegpt_webui_ru.g4f.Provider.Providers import GetGpt"
 
 # The example as the seed prints it, kept here so the test does not depend on where shared/ lies;

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from getgpt import IncompleteStream, ProtocolError, RemoteError, Usage
 from getgpt.reply import ReplyParser
 
-from .scripted import chunk, stream_of
+from ..support.scripted import chunk, stream_of
 
 
 def parse(stream: bytes, cuts: list[int] | None = None) -> tuple[list[str], ReplyParser]:

@@ -33,11 +33,11 @@ from getgpt.request import build_request, encode, parse_request
 from getgpt.server import ServerConfig, create_app
 from getgpt.sse import SSEDecoder
 
-from .conftest import serve
-from .scripted import chunk, stream_of
+from ..support.scripted import chunk, stream_of
+from ..support.servers import serve
 
-WEB = Path(__file__).resolve().parent.parent / "src" / "getgpt" / "web"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+WEB = Path(__file__).resolve().parents[2] / "src" / "getgpt" / "web"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -22,7 +22,7 @@ from starlette.types import Scope
 from getgpt.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import free_port, serve
+from ..support.servers import free_port, serve
 
 TEXT = "Привет, мир! 👋🏽"
 

@@ -9,7 +9,7 @@ from starlette.middleware.cors import CORSMiddleware
 import getgpt
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
 
 def test_defaults_are_safe_and_offline() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
 TEXT = 'Привет, мир! 👋🏽 code: `x = {"a": 1}`\nnext line'
 

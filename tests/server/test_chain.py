@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 import getgpt
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
 TEXT = 'Цепочка серверов 🔗 works: "quoted" \\ and\nlines'
 
@@ -85,7 +85,7 @@ def test_upstream_errors_come_back_in_the_error_format() -> None:
                 assert "too many messages" in caught.value.body
 
 
-class Recorder:
+class RecordingUpstream:
     """An OpenAI-compatible upstream that records what it was sent and answers one fixed chunk."""
 
     def __init__(self) -> None:
@@ -122,7 +122,7 @@ class Recorder:
 
 
 def test_openai_backend_keeps_no_upstream_cookies_between_users() -> None:
-    recorder = Recorder()
+    recorder = RecordingUpstream()
     with serve(recorder) as upstream:
         # By name: cookie jars ignore cookies from a bare IP address.
         named = upstream.replace("127.0.0.1", "localhost")
@@ -137,7 +137,7 @@ def test_openai_backend_keeps_no_upstream_cookies_between_users() -> None:
 
 def test_openai_backend_forwards_parameters_key_and_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-test-123")
-    recorder = Recorder()
+    recorder = RecordingUpstream()
     with serve(recorder) as upstream:
         config = ServerConfig(
             backend="openai",

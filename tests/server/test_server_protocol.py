@@ -18,7 +18,7 @@ from getgpt.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.app import WEB_DIR
 
-from .conftest import serve
+from ..support.servers import serve
 
 TEXTS = [
     "Hi",

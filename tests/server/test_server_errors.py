@@ -22,7 +22,7 @@ from getgpt.envelope import encrypt, seal
 from getgpt.request import build_request, encode
 from getgpt.server import ApiError, ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
 HI = [{"role": "user", "content": "hi"}]
 

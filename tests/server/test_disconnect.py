@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -21,27 +21,13 @@ from getgpt.envelope import encrypt
 from getgpt.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import health, serve, wait_until
 
 LONG = "медленно 🐢 " * 40  # 480 characters: 24 s at one character every 50 ms
 
 
-# One client for polling: a fresh httpx client per poll would cost more than the poll itself.
-_http = httpx.Client(timeout=10)
-
-
 def active(url: str) -> int:
-    return int(_http.get(url + "healthz").json()["active_streams"])
-
-
-def wait_until(condition: Callable[[], bool], limit: float) -> float:
-    """Seconds until ``condition`` held; fails if it did not within ``limit``."""
-    start = time.monotonic()
-    while not condition():
-        elapsed = time.monotonic() - start
-        assert elapsed < limit, f"condition still false after {elapsed:.2f} s"
-        time.sleep(0.01)
-    return time.monotonic() - start
+    return health(url)["active_streams"]
 
 
 def open_raw_stream(url: str, path: str, body: bytes) -> socket.socket:
@@ -84,7 +70,7 @@ def test_httpx_stream_closed_mid_body_closes_the_upstream(slow_b: str, backend: 
             response.close()
         upstream_gone = wait_until(lambda: active(slow_b) == 0, 1.0)
         wait_until(lambda: active(a) == 0, 1.0)
-        assert _http.get(a + "healthz").json()["disconnects_total"] == 1
+        assert health(a)["disconnects_total"] == 1
         print(f"{backend}: upstream closed within {upstream_gone * 1000:.0f} ms of the client")
 
 
@@ -166,4 +152,4 @@ def test_many_clients_leaving_at_once_leave_nothing_open(slow_b: str) -> None:
         for sock in sockets:
             sock.close()
         wait_until(lambda: active(slow_b) == 0 and active(a) == 0, 2.0)
-        assert _http.get(a + "healthz").json()["disconnects_total"] == 20
+        assert health(a)["disconnects_total"] == 20

@@ -11,7 +11,7 @@ import getgpt
 from getgpt import ChatCompletion, ValidationError
 from getgpt.providers import GetGpt
 
-from .scripted import Live
+from ..support.scripted import Live
 
 HELLO = [{"role": "user", "content": "Привет, как дела?"}]
 
@@ -62,7 +62,7 @@ def test_chat_completion_typed_errors_instead_of_exit() -> None:
 
 
 def test_errors_are_typed_not_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from .conftest import free_port
+    from ..support.servers import free_port
 
     monkeypatch.setenv("GETGPT_BASE_URL", f"http://127.0.0.1:{free_port()}/")
     with pytest.raises(getgpt.TransportError):

@@ -25,13 +25,13 @@ from getgpt import (
 )
 from getgpt.request import parse_request
 
-from .scripted import Live, chunk, stream_of
+from ..support.scripted import Live, chunk, stream_of
 
 HI = [{"role": "user", "content": "Hi"}]
 SSE = {"content-type": "text/event-stream"}
 
 
-class Recorder:
+class ScriptedHandler:
     """A MockTransport handler that answers from a script and keeps the requests."""
 
     def __init__(self, *responses: httpx.Response | Exception) -> None:
@@ -46,7 +46,7 @@ class Recorder:
         return answer
 
 
-def client_for(recorder: Recorder, **options: object) -> Client:
+def client_for(recorder: ScriptedHandler, **options: object) -> Client:
     return Client("http://test.invalid", transport=httpx.MockTransport(recorder), **options)  # type: ignore[arg-type]
 
 
@@ -55,7 +55,7 @@ def ok(pieces: list[str]) -> httpx.Response:
 
 
 def test_request_on_the_wire() -> None:
-    recorder = Recorder(ok(["a"]))
+    recorder = ScriptedHandler(ok(["a"]))
     with client_for(recorder) as client:
         assert client.complete(HI, model="m1", temperature=0.3) == "a"
     sent = recorder.requests[0]
@@ -79,14 +79,14 @@ def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_invalid_request_is_refused_before_sending() -> None:
-    recorder = Recorder()
+    recorder = ScriptedHandler()
     with pytest.raises(ValidationError):
         client_for(recorder).complete(HI, temperature=9)
     assert recorder.requests == []
 
 
 def test_any_2xx_is_accepted_and_finish_reason_reachable() -> None:
-    recorder = Recorder(httpx.Response(201, headers=SSE, content=stream_of(["x", "y"])))
+    recorder = ScriptedHandler(httpx.Response(201, headers=SSE, content=stream_of(["x", "y"])))
     stream = client_for(recorder).stream(HI)
     assert list(stream) == ["x", "y"]
     assert stream.finish_reason == "stop" and stream.text == "xy"
@@ -94,14 +94,14 @@ def test_any_2xx_is_accepted_and_finish_reason_reachable() -> None:
 
 def test_json_reply_when_not_streaming() -> None:
     body = {"choices": [{"message": {"role": "assistant", "content": "whole"}, "finish_reason": "stop"}]}
-    recorder = Recorder(httpx.Response(200, json=body))
+    recorder = ScriptedHandler(httpx.Response(200, json=body))
     reply = client_for(recorder).complete(HI, stream=False)
     assert reply == "whole" and reply.finish_reason == "stop"
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
 def test_retries_retryable_statuses_then_succeeds(status: int) -> None:
-    recorder = Recorder(httpx.Response(status, headers={"retry-after": "0"}), ok(["fine"]))
+    recorder = ScriptedHandler(httpx.Response(status, headers={"retry-after": "0"}), ok(["fine"]))
     assert client_for(recorder).complete(HI) == "fine"
     assert len(recorder.requests) == 2
 
@@ -110,7 +110,7 @@ def test_retries_connect_errors_with_backoff_then_gives_up(monkeypatch: pytest.M
     waits: list[float] = []
     monkeypatch.setattr("getgpt._client.time.sleep", waits.append)
     refused = httpx.ConnectError("refused")
-    recorder = Recorder(refused, refused, refused)
+    recorder = ScriptedHandler(refused, refused, refused)
     with pytest.raises(TransportError, match="refused"):
         client_for(recorder, max_retries=2).complete(HI)
     assert len(recorder.requests) == 3
@@ -120,13 +120,13 @@ def test_retries_connect_errors_with_backoff_then_gives_up(monkeypatch: pytest.M
 def test_retry_after_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
     monkeypatch.setattr("getgpt._client.time.sleep", waits.append)
-    recorder = Recorder(httpx.Response(429, headers={"retry-after": "3"}), ok(["x"]))
+    recorder = ScriptedHandler(httpx.Response(429, headers={"retry-after": "3"}), ok(["x"]))
     client_for(recorder).complete(HI)
     assert waits == [3.0]
 
 
 def test_too_long_a_retry_after_raises_rate_limit_at_once() -> None:
-    recorder = Recorder(
+    recorder = ScriptedHandler(
         httpx.Response(429, headers={"retry-after": "120"}, json={"error": {"message": "slow down"}})
     )
     with pytest.raises(RateLimitError, match="slow down") as caught:
@@ -136,7 +136,7 @@ def test_too_long_a_retry_after_raises_rate_limit_at_once() -> None:
 
 
 def test_no_retry_for_client_errors_and_body_excerpt_kept() -> None:
-    recorder = Recorder(
+    recorder = ScriptedHandler(
         httpx.Response(422, json={"error": {"message": "bad temperature", "type": "invalid"}})
     )
     with pytest.raises(StatusError, match=r"HTTP 422.*bad temperature") as caught:
@@ -147,13 +147,13 @@ def test_no_retry_for_client_errors_and_body_excerpt_kept() -> None:
 
 def test_cloudflare_block_page_is_recognised() -> None:
     page = b"<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head></html>"
-    recorder = Recorder(httpx.Response(403, headers={"content-type": "text/html"}, content=page))
+    recorder = ScriptedHandler(httpx.Response(403, headers={"content-type": "text/html"}, content=page))
     with pytest.raises(CloudflareBlocked, match="Cloudflare"):
         client_for(recorder).complete(HI)
 
 
 def test_api_error_behind_cloudflare_is_not_a_block() -> None:
-    recorder = Recorder(
+    recorder = ScriptedHandler(
         httpx.Response(403, headers={"cf-ray": "1-AMS"}, json={"error": {"message": "no key"}})
     )
     with pytest.raises(StatusError, match="no key") as caught:
@@ -162,7 +162,9 @@ def test_api_error_behind_cloudflare_is_not_a_block() -> None:
 
 
 def test_html_page_with_200_is_a_protocol_error() -> None:
-    recorder = Recorder(httpx.Response(200, headers={"content-type": "text/html"}, content=b"<html></html>"))
+    recorder = ScriptedHandler(
+        httpx.Response(200, headers={"content-type": "text/html"}, content=b"<html></html>")
+    )
     with pytest.raises(ProtocolError, match="HTML"):
         client_for(recorder).complete(HI)
 
@@ -181,7 +183,7 @@ class Breaking(httpx.SyncByteStream):
 
 def test_no_retry_after_the_first_byte_and_partial_kept() -> None:
     body = Breaking([chunk("Hel"), chunk("lo")], httpx.ReadError("connection reset"))
-    recorder = Recorder(httpx.Response(200, headers=SSE, stream=body), ok(["never"]))
+    recorder = ScriptedHandler(httpx.Response(200, headers=SSE, stream=body), ok(["never"]))
     with pytest.raises(TransportError, match="reset") as caught:
         client_for(recorder).complete(HI)
     assert caught.value.partial == "Hello"
@@ -190,14 +192,14 @@ def test_no_retry_after_the_first_byte_and_partial_kept() -> None:
 
 def test_read_timeout_mid_stream_is_a_timeout_with_partial() -> None:
     body = Breaking([chunk("par")], httpx.ReadTimeout("slow"))
-    recorder = Recorder(httpx.Response(200, headers=SSE, stream=body))
+    recorder = ScriptedHandler(httpx.Response(200, headers=SSE, stream=body))
     with pytest.raises(Timeout) as caught:
         client_for(recorder).complete(HI)
     assert caught.value.partial == "par" and isinstance(caught.value, TimeoutError)
 
 
 def test_incomplete_stream_carries_text() -> None:
-    recorder = Recorder(httpx.Response(200, headers=SSE, content=chunk("only") + chunk(" part")))
+    recorder = ScriptedHandler(httpx.Response(200, headers=SSE, content=chunk("only") + chunk(" part")))
     with pytest.raises(IncompleteStream) as caught:
         client_for(recorder).complete(HI)
     assert caught.value.partial == "only part"
@@ -205,7 +207,7 @@ def test_incomplete_stream_carries_text() -> None:
 
 def test_breaking_out_closes_the_response() -> None:
     body = Breaking([chunk("a"), chunk("b"), chunk("c")], httpx.ReadError("never reached"))
-    recorder = Recorder(httpx.Response(200, headers=SSE, stream=body))
+    recorder = ScriptedHandler(httpx.Response(200, headers=SSE, stream=body))
     with client_for(recorder).stream(HI) as stream:
         for piece in stream:
             assert piece == "a"
@@ -215,7 +217,7 @@ def test_breaking_out_closes_the_response() -> None:
 
 def test_async_client_decisions() -> None:
     async def main() -> None:
-        recorder = Recorder(httpx.Response(503), ok(["as", "ync"]))
+        recorder = ScriptedHandler(httpx.Response(503), ok(["as", "ync"]))
         transport = httpx.MockTransport(recorder)
         async with AsyncClient("http://test.invalid", transport=transport) as client:
             stream = client.stream(HI)
@@ -267,7 +269,7 @@ def test_async_against_live_server(live: tuple[Live, str], via: Any) -> None:
 
 
 def test_connection_refused_is_a_transport_error() -> None:
-    from .conftest import free_port
+    from ..support.servers import free_port
 
     with Client(f"http://127.0.0.1:{free_port()}/", max_retries=0) as client, pytest.raises(TransportError):
         client.complete(HI)
@@ -303,7 +305,7 @@ def refusing() -> Iterator[str]:
     """A getgpt server that answers 413 from Content-Length and closes before reading 10 MB."""
     from getgpt.server import ServerConfig, create_app
 
-    from .conftest import serve
+    from ..support.servers import serve
 
     with serve(create_app(ServerConfig(max_body_bytes=100_000))) as url:
         yield url

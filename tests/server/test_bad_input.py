@@ -23,7 +23,7 @@ import getgpt
 from getgpt.envelope import encrypt, seal
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import serve
+from ..support.servers import serve
 
 LIMIT = 8192
 MAX_MESSAGES = 4

@@ -28,10 +28,10 @@ from getgpt.envelope import encrypt
 from getgpt.request import build_request, encode
 from getgpt.server import ServerConfig, create_app, security
 
-from .conftest import free_port, serve
+from ..support.servers import free_port, serve
 
 HI = [{"role": "user", "content": "hi"}]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def body(content: str = "hi", **params: Any) -> dict[str, str]:

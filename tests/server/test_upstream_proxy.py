@@ -13,7 +13,7 @@ import pytest
 
 from getgpt.server import ServerConfig, create_app
 
-from .conftest import free_port, serve
+from ..support.servers import free_port, serve
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "through the proxy"}]}
 # The test's own requests must not read the proxy variables the tests set for the gateway.
