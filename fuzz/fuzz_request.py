@@ -15,8 +15,8 @@ with atheris.instrument_imports(include=["getgpt"]):
     from getgpt import envelope
     from getgpt.errors import ValidationError
     from getgpt.request import encode, parse_request
-    from getgpt.server.errors import ApiError
-    from getgpt.server.incoming import parse_envelope, parse_openai
+    from getgpt.server.api_error import ApiError
+    from getgpt.server.parsing import parse_envelope, parse_openai
 
 MAX_MESSAGES = 8
 

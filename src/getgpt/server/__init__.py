@@ -6,8 +6,8 @@
 Needs the ``server`` extra: ``pip install 'getgpt[server]'``.
 """
 
+from .api_error import ApiError
 from .app import ChatCheck, GetGptApp, RequestCheck, create_app
 from .config import ServerConfig
-from .errors import ApiError
 
 __all__ = ["ApiError", "ChatCheck", "GetGptApp", "RequestCheck", "ServerConfig", "create_app"]

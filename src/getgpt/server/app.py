@@ -18,7 +18,7 @@ Request checks (API keys, rate limits, replay refusal) hook in through two lists
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
 the body is read; ``chat_checks`` -- ``async def check(scope, request) -> None`` -- run on the parsed
 :class:`~getgpt.request.ChatRequest`. A check refuses a request by raising
-:class:`~getgpt.server.errors.ApiError` (its ``headers`` go on the answer).
+:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from ..request import ChatRequest
+from .api_error import ApiError
 from .backends import Backend, make_backend
 from .body import ClientGone, read_json_body
 from .config import ServerConfig
-from .errors import ApiError
-from .incoming import parse_envelope, parse_openai
 from .metrics import Metrics
-from .pump import Reply, deliver
-from .respond import send_error
+from .parsing import parse_envelope, parse_openai
+from .pump import ReplyOptions, deliver
+from .responses import send_error
 from .security import install as install_security
 from .wire import Outcome
 
@@ -136,7 +136,7 @@ class _Chat:
             metrics.active_streams -= 1
 
         outcome = Outcome()
-        reply = Reply(
+        reply = ReplyOptions(
             model=request.model,
             stream=request.stream,
             prompt_chars=sum(len(message.content) for message in request.messages),

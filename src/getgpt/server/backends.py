@@ -4,7 +4,7 @@ One small interface: :meth:`Backend.stream` takes a :class:`~getgpt.request.Chat
 :class:`~getgpt.server.wire.Outcome` to fill in, and returns an async iterator of text pieces.
 Closing that iterator (``aclose()``, or cancelling the task that drives it) must promptly close
 any upstream request, so a client that goes away stops the work it asked for. Errors meant for
-the client are raised as :class:`~getgpt.server.errors.ApiError`.
+the client are raised as :class:`~getgpt.server.api_error.ApiError`.
 
 - :class:`EchoBackend` replies with the last user message, in small pieces: offline, deterministic.
 - :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP, on
@@ -29,8 +29,8 @@ from .._client import AsyncClient, _aread_excerpt, _error_message
 from .._senders import AsyncIncoming, async_sender
 from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
+from .api_error import ApiError
 from .config import ServerConfig
-from .errors import ApiError
 from .wire import Outcome
 
 if TYPE_CHECKING:

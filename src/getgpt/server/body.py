@@ -6,7 +6,8 @@ import asyncio
 
 from starlette.types import Receive, Scope
 
-from .errors import ApiError
+from .api_error import ApiError
+from .scope import header
 
 __all__ = ["ClientGone", "read_json_body"]
 
@@ -19,15 +20,8 @@ class ClientGone(Exception):
 _timeout = getattr(asyncio, "timeout", None)
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
 def _check_type(scope: Scope) -> None:
-    kind = (_header(scope, b"content-type") or b"").partition(b";")[0].strip().lower()
+    kind = (header(scope, b"content-type") or b"").partition(b";")[0].strip().lower()
     if kind != b"application/json":
         shown = kind.decode("latin-1")[:100] or "none"
         raise ApiError(
@@ -64,7 +58,7 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int, timeout: fl
     After an :class:`ApiError` the rest of the body is unread: the answer must close the connection.
     """
     _check_type(scope)
-    declared = _header(scope, b"content-length")
+    declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     try:

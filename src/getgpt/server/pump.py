@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 from starlette.types import Message, Receive, Send
 
-from .errors import ApiError, error_event
-from .respond import STREAM_HEADERS, error_messages, json_messages, send_all
-from .wire import ChunkWriter, Outcome, completion_body
+from .api_error import ApiError
+from .responses import STREAM_HEADERS, error_messages, json_messages, send_all
+from .wire import ChunkWriter, Outcome, completion_body, error_event
 
-__all__ = ["Reply", "deliver"]
+__all__ = ["ReplyOptions", "deliver"]
 
 log = logging.getLogger("getgpt.server")
 
@@ -38,7 +38,7 @@ _HIGH_WATER = 16 * 1024
 
 
 @dataclass
-class Reply:
+class ReplyOptions:
     """What the writer needs to know about the reply it sends."""
 
     model: str
@@ -99,7 +99,7 @@ async def deliver(
     receive: Receive,
     send: Send,
     pieces: AsyncIterator[str],
-    reply: Reply,
+    reply: ReplyOptions,
     outcome: Outcome,
     *,
     release: Callable[[], None],
@@ -139,7 +139,7 @@ async def deliver(
     return "gone" if box.gone else "error" if box.error is not None else "ok"
 
 
-async def _write_stream(send: Send, box: _Box, reply: Reply, outcome: Outcome) -> list[Message]:
+async def _write_stream(send: Send, box: _Box, reply: ReplyOptions, outcome: Outcome) -> list[Message]:
     """Send the stream but its end; return the messages that end it (none if the client left)."""
     await box.ready.wait()
     if box.gone:
@@ -183,7 +183,7 @@ async def _write_stream(send: Send, box: _Box, reply: Reply, outcome: Outcome) -
     return [{"type": "http.response.body", "body": head + tail, "more_body": False}]
 
 
-async def _write_whole(box: _Box, reply: Reply, outcome: Outcome) -> list[Message]:
+async def _write_whole(box: _Box, reply: ReplyOptions, outcome: Outcome) -> list[Message]:
     """Wait for the whole reply; return the messages of the one JSON response (none if the client left)."""
     while not box.done:
         box.ready.clear()

@@ -36,10 +36,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..request import ChatRequest
-from .errors import ApiError
+from .api_error import ApiError
+from .scope import header
 
 if TYPE_CHECKING:
-    from .app import GetGptApp
+    from starlette.applications import Starlette
+
     from .config import ServerConfig
 
 __all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install"]
@@ -49,13 +51,6 @@ Clock = Callable[[], float]
 # Where the checks leave what later steps need, in the request's ASGI scope.
 _WHO = "getgpt.client"
 _SPENT = "getgpt.replay"
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
 
 
 class ApiKeys:
@@ -82,7 +77,7 @@ class ApiKeys:
         return found
 
     async def __call__(self, scope: Scope) -> None:
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         index = self.match(authorization)
         if index is None:
             missing = authorization is None
@@ -245,7 +240,7 @@ def _keys_then_limit(keys: ApiKeys, limiter: RateLimiter) -> Callable[[Scope], A
     return check
 
 
-def install(app: GetGptApp, config: ServerConfig) -> None:
+def install(app: Starlette, config: ServerConfig) -> None:
     """Switch on what ``config`` asks for; raise :class:`ValueError` for settings that make no sense."""
     state: Any = app.state
     keys = ApiKeys(config.api_keys) if config.api_keys else None

@@ -1,4 +1,5 @@
-"""What the server writes: OpenAI ``chat.completion.chunk`` events and ``chat.completion`` objects.
+"""Every byte of a response body the server writes: OpenAI ``chat.completion.chunk`` events,
+``chat.completion`` objects and error objects (as a body, or as the events that end a stream).
 
 Speed: within one reply every chunk is the same JSON but for its content string, so
 :class:`ChunkWriter` builds the bytes before and after that string once, and each piece costs one
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 import msgspec
 
 from ..reply import Usage
+from .api_error import ApiError
 
-__all__ = ["ChunkWriter", "Outcome", "completion_body", "estimate_tokens"]
+__all__ = ["ChunkWriter", "Outcome", "completion_body", "error_body", "error_event", "estimate_tokens"]
 
 _encode = msgspec.json.encode
 DONE = b"data: [DONE]\n\n"
@@ -119,3 +121,13 @@ def completion_body(model: str, text: str, outcome: Outcome, prompt_chars: int) 
         + _usage(outcome, prompt_chars, len(text))
         + b"}"
     )
+
+
+def error_body(error: ApiError) -> bytes:
+    """The JSON body of an error response."""
+    return _encode(error.payload())
+
+
+def error_event(error: ApiError) -> bytes:
+    """The events that end a stream with ``error``."""
+    return b"data: " + _encode(error.payload()) + b"\n\n" + DONE

@@ -2,16 +2,13 @@
 
 Raised anywhere on the way -- reading the body, a request check, parsing, a backend -- an
 :class:`ApiError` becomes that JSON with its status when nothing was sent yet, or an in-stream
-``data: {"error": ...}`` event followed by ``data: [DONE]`` once the stream has begun.
+``data: {"error": ...}`` event followed by ``data: [DONE]`` once the stream has begun (the bytes
+of both are made in :mod:`getgpt.server.wire`).
 """
 
 from __future__ import annotations
 
-import msgspec
-
-__all__ = ["ApiError", "error_body", "error_event"]
-
-_encode = msgspec.json.encode
+__all__ = ["ApiError"]
 
 
 class ApiError(Exception):
@@ -38,13 +35,3 @@ class ApiError(Exception):
 
     def payload(self) -> dict[str, object]:
         return {"error": {"message": self.message, "type": self.type, "code": self.code}}
-
-
-def error_body(error: ApiError) -> bytes:
-    """The JSON body of an error response."""
-    return _encode(error.payload())
-
-
-def error_event(error: ApiError) -> bytes:
-    """The events that end a stream with ``error``."""
-    return b"data: " + _encode(error.payload()) + b"\n\ndata: [DONE]\n\n"

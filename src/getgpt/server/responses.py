@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import Message, Send
 
-from .errors import ApiError, error_body
+from .api_error import ApiError
+from .wire import error_body
 
 __all__ = ["JSON_HEADERS", "STREAM_HEADERS", "error_messages", "json_messages", "send_all", "send_error"]
 

@@ -14,7 +14,7 @@ import msgspec
 from .. import envelope
 from ..errors import SignatureError, ValidationError
 from ..request import DEFAULT_MODEL, ChatRequest, build_request, parse_request
-from .errors import ApiError
+from .api_error import ApiError
 
 __all__ = ["parse_envelope", "parse_openai"]
 
