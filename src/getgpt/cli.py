@@ -8,6 +8,7 @@ and ``getgpt --help`` loads none of them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -217,6 +218,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         from .server import create_app
         from .server.config import from_flags
+        from .server.serving import uvicorn_config
     except ImportError as exc:
         raise CommandError(f"serving needs the server extra: pip install 'getgpt[server]' ({exc})") from None
     try:
@@ -230,17 +232,11 @@ def _serve(args: argparse.Namespace) -> int:
             "the envelope is obfuscation, not secrecy: put TLS in front",
             file=sys.stderr,
         )
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        timeout_graceful_shutdown=5,
-        # A burst of as many connections as the server admits streams waits in the accept
-        # queue instead of being dropped (and retried by the client's kernel a second later).
-        # uvicorn asks for 2,048; the kernel caps whatever is asked at net.core.somaxconn.
-        backlog=max(2048, config.max_streams),
-    )
+    server = uvicorn.Server(uvicorn_config(app, config))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
+        server.run()
+    if not server.started:
+        raise CommandError(f"the server did not start on {config.host}:{config.port} (see above)")
     return 0
 
 
