@@ -25,7 +25,7 @@ import uvicorn
 from .config import ServerConfig
 from .connections import Limits, protocol_factory
 
-__all__ = ["FD_RESERVE", "QueryRedaction", "connection_limit", "uvicorn_config"]
+__all__ = ["FD_RESERVE", "QueryRedaction", "connection_limit", "connection_protocol", "uvicorn_config"]
 
 ACCESS_LOGGER = "uvicorn.access"
 REDACTED = "[redacted]"
@@ -100,8 +100,8 @@ def redact_access_log() -> None:
         logger.addFilter(QueryRedaction())
 
 
-def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:
-    """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn.
+def connection_protocol(config: ServerConfig) -> Any:
+    """uvicorn's ``http=`` for ``config``: the protocol bounding each connection as it says.
 
     Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
     """
@@ -113,9 +113,17 @@ def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Co
         write_timeout=config.write_timeout,
         max_connections=connection_limit(config, open_files_limit()),
     )
+    return protocol_factory(limits)
+
+
+def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn.
+
+    Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
+    """
     trusted = list(config.forwarded_allow_ips)
     settings: dict[str, Any] = {
-        "http": protocol_factory(limits),
+        "http": connection_protocol(config),
         # No WebSocket route exists; an upgrade request is answered as plain HTTP.
         "ws": "none",
         # uvicorn's own keep-alive timer, never shorter than the protocol's idle deadline.
