@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-
+from contextlib import AbstractContextManager
 
 import httpx
 import pytest
@@ -50,7 +50,9 @@ def text_then_comments(text: str, every: float) -> Script:
     return script
 
 
-def forwarding_to(upstream: FaultUpstream, backend: str, *options: str) -> contextlib.AbstractContextManager[ServeProcess]:
+def forwarding_to(
+    upstream: FaultUpstream, backend: str, *options: str
+) -> AbstractContextManager[ServeProcess]:
     """``getgpt serve`` with the ``backend`` forwarding backend in front of ``upstream``."""
     url = upstream.url + "v1" if backend == "openai" else upstream.url
     return getgpt_serve("--backend", backend, "--upstream", url, *options)
