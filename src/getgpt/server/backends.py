@@ -31,6 +31,7 @@ from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
 from .api_error import ApiError
 from .config import ServerConfig
+from .deadlines import Deadline
 from .wire import Outcome
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ class OpenAIBackend:
             timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
             max_idle=100,
         )
+        self.head_timeout = config.upstream_head_timeout
+        self.max_duration = config.upstream_max_duration
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
         body = {
@@ -141,11 +144,21 @@ class OpenAIBackend:
         parser = ReplyParser()
         response: AsyncIncoming | None = None
         sent = 0
+        whole = Deadline(self.max_duration, "reply")
         try:
-            response = await self._sender.send(msgspec.json.encode(body))
+            head = Deadline(self.head_timeout, "reply head")
+            try:
+                response = await whole.step(head.step(self._sender.send(msgspec.json.encode(body))))
+            finally:
+                head.close()
             if not 200 <= response.status_code < 300:
-                raise await _upstream_status(response)
-            async for chunk in response.reads():
+                raise await whole.step(_upstream_status(response))
+            reads = response.reads().__aiter__()
+            while True:
+                try:
+                    chunk = await whole.step(reads.__anext__())
+                except StopAsyncIteration:
+                    break
                 for piece in parser.feed(chunk):
                     sent += len(piece)
                     yield piece
@@ -159,6 +172,7 @@ class OpenAIBackend:
                 yield missing
             raise _upstream_broke(exc) from None
         finally:
+            whole.close()
             # Closing early (the client went away) closes the connection rather than reusing it.
             if response is not None:
                 await response.aclose()
@@ -183,6 +197,7 @@ class GetGptBackend:
             timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
             max_keepalive_connections=100,
         )
+        self.max_duration = config.upstream_max_duration
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
         params = _parameters(request)
@@ -190,9 +205,17 @@ class GetGptBackend:
         if model != DEFAULT_MODEL:
             params["model"] = model
         sent = 0
+        whole = Deadline(self.max_duration, "reply")
         try:
+            # The client sends on the first read and reports the head with the first piece, so
+            # only the whole reply's deadline applies here.
             async with self._client.stream(request.messages, **params) as chat:
-                async for piece in chat:
+                pieces = chat.__aiter__()
+                while True:
+                    try:
+                        piece = await whole.step(pieces.__anext__())
+                    except StopAsyncIteration:
+                        break
                     sent += len(piece)
                     yield piece
                 outcome.finish_reason = chat.finish_reason or "stop"
@@ -218,6 +241,8 @@ class GetGptBackend:
             if missing:
                 yield missing
             raise _upstream_broke(exc) from None
+        finally:
+            whole.close()
 
     async def aclose(self) -> None:
         await self._client.aclose()
