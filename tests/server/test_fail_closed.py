@@ -101,11 +101,14 @@ def test_a_trusted_proxy_that_is_not_an_address_is_a_startup_error() -> None:
     assert "'proxy.example' is not an IP address or network" in result.stderr
 
 
-def _flags_of(command: str) -> set[str]:
+def _help_of(command: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     command_line = [sys.executable, "-m", "getgpt", command, "--help"]
-    text = subprocess.run(command_line, env=env, capture_output=True, text=True, check=True).stdout
-    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+    return subprocess.run(command_line, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def _flags_of(command: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", _help_of(command)))
 
 
 def _section(text: str, title: str) -> str:
@@ -122,6 +125,18 @@ def test_the_readme_names_only_flags_getgpt_serve_has() -> None:
         named |= set(re.findall(r"`(--[a-z][a-z0-9-]*)", _section(readme, title)))
     assert "--forwarded-allow-ips" in named
     assert named <= flags, f"the README names flags getgpt serve does not have: {sorted(named - flags)}"
+
+
+def test_the_limits_table_gives_the_defaults_getgpt_serve_has() -> None:
+    readme = _section((ROOT / "README.md").read_text("utf-8"), "## Limits and timeouts")
+    options = " ".join(_help_of("serve").partition("options:")[2].split())
+    defaults = dict(
+        re.findall(r"(--[a-z][a-z0-9-]*) [A-Z]+ (?:(?! --[a-z]).)*?\(default: ([^;]+); GETGPT_", options)
+    )
+    rows = re.findall(r"^\| [^|]+ \| ([^|]+) \| `(--[a-z0-9-]+)` \|", readme, flags=re.MULTILINE)
+    assert len(rows) >= 14
+    for default, flag in rows:
+        assert default.strip().removesuffix(" s") == defaults[flag], flag
 
 
 # --------------------------------------------------------------------------- the rate-limit table
