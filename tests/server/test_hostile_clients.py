@@ -17,8 +17,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from getgpt.server import ServerConfig
+from getgpt.server.serving import connection_limit
+
 from ..support.hostile import Ended, idle, memory_kib, read_response, send_head, status_of, trickle
-from ..support.serve_process import ServeProcess, getgpt_serve
+from ..support.serve_process import ServeProcess, getgpt_serve, run_getgpt
 from ..support.servers import wait_until
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -215,3 +218,60 @@ def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout_and_its_slo
             assert time.monotonic() - started < 20
         finally:
             sock.close()
+
+
+def test_with_every_connection_busy_idle_newcomers_do_not_keep_healthz_out() -> None:
+    # All 16 connections busy; 70 more that send nothing would take every descriptor left under
+    # ulimit -n 80. Those past the cap wait like any connection, so each newcomer closes the
+    # longest-waiting one, and /healthz still gets in.
+    with getgpt_serve("--echo-delay", "0.5", "--idle-timeout", "60", open_files=80) as server:
+        busy = [socket.create_connection(server.address) for _ in range(16)]
+        idle_ones: list[socket.socket] = []
+        try:
+            for sock in busy:
+                sock.sendall(chat_request("x" * 80))
+            wait_until(lambda: server.health()["active_streams"] == 16, 5)
+            idle_ones = [socket.create_connection(server.address) for _ in range(70)]
+            assert server.healthz(timeout=5) < 2.0
+            assert server.health()["active_streams"] == 16
+        finally:
+            for sock in busy + idle_ones:
+                sock.close()
+
+
+def test_a_client_pausing_its_reads_for_less_than_the_write_timeout_gets_the_whole_stream() -> None:
+    text = "pause and read. " * 20_000
+    with getgpt_serve("--write-timeout", "2") as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(server.address)
+        with sock:
+            sock.sendall(chat_request(text))
+            received = bytearray()
+            deadline = time.monotonic() + 60
+            while not received.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
+                assert time.monotonic() < deadline
+                time.sleep(1.0)  # reads nothing for a second, then everything there is
+                sock.settimeout(0.2)
+                with contextlib.suppress(TimeoutError):
+                    while data := sock.recv(1 << 16):
+                        received += data
+        assert server.health()["disconnects_total"] == 0
+    pieces = [json.loads(line[6:]) for line in received.split(b"\n") if line.startswith(b"data: {")]
+    assert "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces) == text
+
+
+def test_a_connection_cap_the_open_files_limit_cannot_hold_is_a_startup_error() -> None:
+    result = run_getgpt("serve", "--max-connections", "500", open_files=160)
+    assert result.returncode == 1
+    assert "max_connections 500 is more than the open-files limit (ulimit -n 160) allows" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_automatic_connection_cap_leaves_room_for_the_server_and_its_upstream() -> None:
+    assert connection_limit(ServerConfig(), 1024) == 1024 - 64
+    forwarding = ServerConfig(backend="openai", upstream="http://127.0.0.1:9/v1")
+    assert connection_limit(forwarding, 1024) == (1024 - 64 - 100) // 2  # two sockets a reply
+    assert connection_limit(ServerConfig(max_connections=100), 1024) == 100
+    with pytest.raises(ValueError, match="too low to serve"):
+        connection_limit(ServerConfig(), 64)

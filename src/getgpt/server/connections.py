@@ -17,8 +17,9 @@ and a client that stops reading leaves the response's task waiting on the socket
 - **connections**: at most ``max_connections`` open. One over it closes the connection that has
   waited longest for a request (idle or still sending its head): a request being answered is
   never cut for a newcomer. If every connection is busy, the newcomer may ask ``/healthz`` only
-  (anything else gets ``503`` with ``Retry-After``) and is then closed; past a small overflow it is
-  closed at once. So the process stays below its file-descriptor limit and ``/healthz`` answers.
+  (anything else gets ``503`` with ``Retry-After``) and is then closed; past a small overflow it
+  is closed at once. Such a connection waits for its request like any other, so a newcomer may
+  close it in turn. So the process stays below its file-descriptor limit and ``/healthz`` answers.
 - **writes**: a response whose writes wait more than ``write_timeout`` for the client to read
   (the transport's buffer stays over its high-water mark) is aborted; the app sees the client
   gone, so a stream's backend is stopped and its slot freed.
