@@ -130,6 +130,23 @@ def test_an_oversized_head_is_refused_before_it_is_read_whole(head: bytes, statu
     assert after["VmHWM"] - before["VmHWM"] < 8 << 10, (before, after)
 
 
+def test_a_request_after_a_refused_one_in_the_same_write_gets_no_answer() -> None:
+    flood = b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n"
+    with getgpt_serve("--head-timeout", "1") as server:
+        with socket.create_connection(server.address) as sock:
+            sock.sendall(flood + HEALTH + HEALTH)
+            sock.settimeout(5)
+            received = b""
+            while data := sock.recv(65536):  # the answer, then the server's half-close
+                received += data
+            time.sleep(2.5)  # past the head timeout and the linger, the connection still open
+        assert server.healthz() < 1.0
+        log = server.output()
+    assert status_of(received) == 431
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert "Traceback" not in log and "Exception" not in log, log
+
+
 def test_exactly_the_limits_are_accepted() -> None:
     with getgpt_serve("--max-headers", "20", "--max-head-bytes", "4096") as server:
         twenty = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 19 + b"\r\n"
@@ -169,6 +186,32 @@ def test_idle_connections_past_the_file_descriptor_limit_leave_healthz_answering
             assert server.process.poll() is None
         finally:
             for sock in held:
+                sock.close()
+
+
+def test_connections_still_sending_their_heads_when_they_must_make_way_are_told_503() -> None:
+    # 96 connections (the cap under ulimit -n 160) each mid-head, then 120 newcomers: each of the
+    # 96 is told 503 and closed at once -- not kept lingering, which would hold its descriptor
+    # while the newcomers take theirs, past the limit.
+    with getgpt_serve("--idle-timeout", "60", "--head-timeout", "60", open_files=160) as server:
+        slow = [socket.create_connection(server.address) for _ in range(96)]
+        held: list[socket.socket] = []
+        try:
+            for sock in slow:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            time.sleep(0.3)
+            held = [socket.create_connection(server.address) for _ in range(120)]
+            assert server.healthz(timeout=5) < 1.0
+            for sock in slow:
+                sock.settimeout(5)
+                received = b""
+                with contextlib.suppress(ConnectionError):
+                    while data := sock.recv(65536):
+                        received += data
+                assert status_of(received) == 503
+                assert b'"code":"too_many_connections"' in received
+        finally:
+            for sock in slow + held:
                 sock.close()
 
 

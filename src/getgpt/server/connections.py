@@ -216,8 +216,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # --- parser callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
         state = self._getgpt
+        if state.refused:
+            return  # a request after the refused one, in the same read: not for this connection
+        super().on_message_begin()
         state.in_head = True
         state.head_bytes = state.head_fed = state.headers = 0
         if state.requests == 0:
@@ -335,23 +337,24 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not waiting:
             return False
         oldest, _ = waiting.popitem(last=False)
-        if oldest._getgpt.in_head:
-            oldest._refuse(503, "", "too_many_connections")
-        else:
-            oldest._getgpt.cancel()
-            oldest.transport.close()
+        state = oldest._getgpt
+        state.cancel()
+        if state.in_head and not state.refused:
+            # Said, but not lingered over: the descriptor is wanted now.
+            state.refused = True
+            oldest.transport.write(_refusal(503, _too_many(self._getgpt_pool.limits.max_connections)))
+        oldest.transport.close()
         return True
 
     def _refuse(self, status: int, message: str, code: str) -> None:
         state = self._getgpt
+        if state.refused:
+            return
         state.refused = True
         self._getgpt_pool.waiting.pop(self, None)
-        if status == 503:
-            error = _too_many(self._getgpt_pool.limits.max_connections)
-        else:
-            error = ApiError(status, message, code=code)
-        log.info("refused a connection's request: %d %s", status, code)
-        response = _refusal(status, error)
+        # DEBUG: a flood of hostile requests must not become a flood of log lines.
+        log.debug("refused a request: %d %s", status, code)
+        response = _refusal(status, ApiError(status, message, code=code))
         if state.requests:
             state.pending = response  # sent once the response under way has ended
         else:
