@@ -182,7 +182,7 @@ function statsFor(message) {
   // One piece, or no measurable time between the first and the last: no rate to speak of.
   const text =
     stats.pieces > 1 && streamed > 0
-      ? t("message.stats", { ttft, cps: i18n.formatNumber(stats.chars / (streamed / 1000)) })
+      ? t("message.stats", { ttft, cps: i18n.formatNumber(stats.chars / (streamed / 1000), 0) })
       : t("message.statsFirst", { ttft });
   return el("p", "stats", text);
 }

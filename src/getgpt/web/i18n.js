@@ -20,7 +20,7 @@ export const PLURAL_FORMS = Object.freeze({ en: ["one", "other"], ru: ["one", "f
 export const CATALOGUE = {
   en: {
     "page.title": "GetGpt chat",
-    "page.titleOf": "{title} · GetGpt",
+    "page.titleOf": "{title} · GetGpt chat",
     "sidebar.label": "Conversations and settings",
     "sidebar.open": "Open conversations and settings",
     "sidebar.close": "Close menu",
@@ -89,7 +89,7 @@ export const CATALOGUE = {
   },
   ru: {
     "page.title": "Чат GetGpt",
-    "page.titleOf": "{title} · GetGpt",
+    "page.titleOf": "{title} · чат GetGpt",
     "sidebar.label": "Разговоры и настройки",
     "sidebar.open": "Открыть разговоры и настройки",
     "sidebar.close": "Закрыть меню",
@@ -230,14 +230,14 @@ export function t(key, vars = {}) {
 }
 
 /**
- * A number written the current language's way (a decimal comma in Russian).
+ * A number written the current language's way (a decimal comma in Russian), with exactly
+ * `digits` decimals when given.
  * @param {number} value
  * @param {number} [digits]
  */
-export function formatNumber(value, digits = 0) {
-  return new Intl.NumberFormat(current, { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(
-    value,
-  );
+export function formatNumber(value, digits) {
+  const options = digits === undefined ? {} : { maximumFractionDigits: digits, minimumFractionDigits: digits };
+  return new Intl.NumberFormat(current, options).format(value);
 }
 
 /**
