@@ -122,7 +122,7 @@ def test_keyboard_alone_reaches_every_control_and_chats(
     assert set(controls) <= set(stops), set(controls) - set(stops)
 
     # Settings open with Enter on their summary; a key is typed and remembered with Space.
-    tab_until(page, "summary.:Settings", key="Shift+Tab")
+    tab_until(page, "summary:Settings", key="Shift+Tab")
     page.keyboard.press("Enter")
     assert page.evaluate("() => document.getElementById('settings').open") is True
     tab_until(page, "#api-key")
