@@ -227,8 +227,14 @@ class Conversation:
     started: float = field(default_factory=time.time)
 
     def messages(self) -> list[Message]:
-        system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + self.turns
+        """The request's messages: what the model said is sent as text; what only this session
+        keeps of a turn (reasoning, tool calls it cannot answer, a "stopped" mark) stays here."""
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        for turn in self.turns:
+            if turn["role"] == "assistant" and not turn["content"]:
+                continue  # a reply that was only tool calls: nothing to show the model as text
+            messages.append({"role": turn["role"], "content": turn["content"]})
+        return messages
 
     def as_json(self) -> str:
         """The web page's export format: the page imports what this writes."""
