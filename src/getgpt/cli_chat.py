@@ -6,19 +6,18 @@ arrived; Ctrl-C at the prompt leaves. On a terminal, lines typed are kept betwee
 where Python has it) in the user's state directory (platformdirs: ``$XDG_STATE_HOME/getgpt`` on
 Linux).
 
-Only the standard library is imported at the top; the client, rich and platformdirs load when the
-command runs, so ``getgpt --help`` stays fast.
+Only the standard library's light modules are imported at the top, and no dataclass is made (each
+costs about a millisecond at import): the client, rich, json and platformdirs load when the command
+runs, so ``getgpt --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -52,14 +51,14 @@ Message = dict[str, Any]
 # --- output ----------------------------------------------------------------------------------------
 
 
-@dataclass
 class Shown:
     """A reply as it reached the screen: its text, and whether Ctrl-C stopped it."""
 
-    pieces: list[str] = field(default_factory=list)
-    stopped: bool = False
-    reasoning: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.stopped = False
+        self.reasoning = ""
+        self.tool_calls: list[dict[str, Any]] = []
 
     @property
     def text(self) -> str:
@@ -217,14 +216,14 @@ def describe_error(exc: BaseException, texts: Texts, url: str, key_env: str, key
 # --- the conversation ------------------------------------------------------------------------------
 
 
-@dataclass
 class Conversation:
     """What the model is shown: a system prompt, the turns so far, and the request's parameters."""
 
-    system: str | None
-    params: dict[str, Any]
-    turns: list[Message] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
+    def __init__(self, system: str | None, params: dict[str, Any]) -> None:
+        self.system = system
+        self.params = params
+        self.turns: list[Message] = []
+        self.started = time.time()
 
     def messages(self) -> list[Message]:
         """The request's messages: what the model said is sent as text; what only this session
@@ -238,6 +237,8 @@ class Conversation:
 
     def as_json(self) -> str:
         """The web page's export format: the page imports what this writes."""
+        import json
+
         document: dict[str, Any] = {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
@@ -459,12 +460,12 @@ class History:
 # --- the command -----------------------------------------------------------------------------------
 
 
-@dataclass
 class Key:
     """Where the API key comes from, and whether one was sent."""
 
-    env: str
-    sent: bool
+    def __init__(self, env: str, sent: bool) -> None:
+        self.env = env
+        self.sent = sent
 
 
 def add_chat_parser(commands: Any, texts: Texts, **parser_options: Any) -> argparse.ArgumentParser:
