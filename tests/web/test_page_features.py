@@ -317,3 +317,24 @@ def test_time_to_first_token_and_rate_are_shown_small_after_a_reply(
     assert re.fullmatch(r"первый токен через \d+,\d\d с · \d+ симв\./с", page.inner_text(".stats"))
     screenshot(page, "web-stats.png")
     page.context.close()
+
+
+def test_a_conversation_saved_by_getgpt_chat_imports_into_the_page(
+    browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str], tmp_path: Path
+) -> None:
+    from getgpt.cli_chat import Conversation
+
+    conversation = Conversation(system="be brief", params={})
+    conversation.turns += [
+        {"role": "user", "content": "Как дела?"},
+        {"role": "assistant", "content": "Хорошо", "stopped": True},
+    ]
+    saved = tmp_path / "from-cli.json"
+    saved.write_text(conversation.as_json(), encoding="utf-8")
+    page = open_page(browser, scripted[1], page_errors)
+    page.set_input_files("#import-file", str(saved))
+    page.wait_for_function("() => document.querySelectorAll('.msg').length === 2")
+    assert current_messages(page) == conversation.turns
+    assert page.inner_text("#title") == "Как дела?"
+    assert page.inner_text(".note.stopped") == "Stopped."
+    page.context.close()
