@@ -107,7 +107,10 @@ def _serve(args: argparse.Namespace) -> int:
             "the envelope is obfuscation, not secrecy: put TLS in front",
             file=sys.stderr,
         )
-    server = uvicorn.Server(uvicorn_config(app, config))
+    try:
+        server = uvicorn.Server(uvicorn_config(app, config))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
         server.run()
     if not server.started:
