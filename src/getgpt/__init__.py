@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .envelope import decrypt, encrypt
     from .errors import (
         CloudflareBlocked,
+        ConnectError,
         GetGptError,
         IncompleteStream,
         ProtocolError,
@@ -48,6 +49,7 @@ __all__ = [
     "ChatStream",
     "Client",
     "CloudflareBlocked",
+    "ConnectError",
     "GetGptError",
     "IncompleteStream",
     "Message",
@@ -82,6 +84,7 @@ _HOMES = {
     **dict.fromkeys(
         (
             "CloudflareBlocked",
+            "ConnectError",
             "GetGptError",
             "IncompleteStream",
             "ProtocolError",

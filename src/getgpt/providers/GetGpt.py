@@ -7,12 +7,13 @@ Old code that did ``from g4f.Provider.Providers import GetGpt`` and then called
 
 from __future__ import annotations
 
+import os
 import threading
 import typing
 from collections.abc import Iterator
 from typing import Any
 
-from .._client import DEFAULT_BASE_URL, Client, base_url_from
+from .. import DEFAULT_BASE_URL, Client
 from ..request import PARAMETERS
 
 url = DEFAULT_BASE_URL
@@ -26,7 +27,7 @@ _lock = threading.Lock()
 
 def _client() -> Client:
     # One pooled client per base URL, so repeated calls reuse their connections.
-    base = base_url_from(None)
+    base = os.environ.get("GETGPT_BASE_URL") or url
     with _lock:
         client = _clients.get(base)
         if client is None:
