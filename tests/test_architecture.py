@@ -1,12 +1,14 @@
 """Rules of the source's shape, read from the AST of every module under src/getgpt.
 
-- A private name (``_x``) -- a function, a class, or a module such as ``getgpt._client`` -- is
-  imported only by modules of the package it lives in (and, for a private package such as
-  ``getgpt._transports``, by the modules inside it). Another package uses a documented interface
-  instead (the server's backends use :mod:`getgpt.upstream`, not ``getgpt._client``).
-- No import circles, counting every import (inside functions and ``if TYPE_CHECKING:`` too),
-  with one exception: the ``getgpt`` package itself, whose public names load lazily on first
-  use (PEP 562); the ``TYPE_CHECKING`` mirror of those names is for type checkers and never runs.
+- A private name (``_x``) defined in a module -- a function, a class, a constant -- is imported
+  only by modules of the same package. A private module (``getgpt._client``) or package
+  (``getgpt._transports``) is imported only from within the package that holds it.
+- The server reaches the client side only through its documented interface,
+  :mod:`getgpt.upstream`, and getgpt's public names: nothing of ``getgpt._client`` or
+  ``getgpt._transports``.
+- No import circles, counting every import (inside functions and ``if TYPE_CHECKING:`` too) but
+  the ``TYPE_CHECKING`` block of a package's ``__init__``: the mirror, for type checkers, of the
+  names the package loads lazily on first use (PEP 562), which never runs.
 - No private attribute of httpx, httpcore or h11 is touched: httpcore and h11 are not imported
   at all, and a module that imports httpx reaches for private attributes only on its own objects.
 """
@@ -101,21 +103,38 @@ def test_no_private_name_is_imported_from_outside_its_package() -> None:
         path = found.module.split(".") + ([found.name] if found.name else [])
         home = _package_of(found.importer)
         for depth in range(1, len(path)):
-            # path[depth] is a name defined in (or a module of) ".".join(path[:depth]): its
-            # package's own modules may use it, and, for a private package, those inside it.
-            owner, private = ".".join(path[:depth]), ".".join(path[: depth + 1])
-            inside = home == private or home.startswith(private + ".")
-            if _private(path[depth]) and owner != home and not inside:
+            owner, name = ".".join(path[:depth]), ".".join(path[: depth + 1])
+            if not _private(path[depth]):
+                continue
+            if name in MODULES:  # a private module or package: from within its parent package
+                allowed = home == owner or home.startswith(owner + ".")
+            else:  # a private name defined in the module ``owner``: from that module's package
+                allowed = owner in MODULES and _package_of(owner) == home
+            if not allowed:
                 wrong.append(f"{found.importer}:{found.line} imports {'.'.join(path)}")
                 break
     assert wrong == []
 
 
+def test_the_server_uses_the_client_side_only_through_its_interface() -> None:
+    reached = [
+        f"{found.importer}:{found.line} imports {found.module}"
+        for found in IMPORTS
+        if found.importer.startswith("getgpt.server")
+        and (
+            found.module.startswith(("getgpt._client", "getgpt._transports"))
+            or (found.module == PACKAGE and found.name in ("_client", "_transports"))
+        )
+    ]
+    assert reached == []
+    assert any(f.importer == "getgpt.server.backends" and f.module == "getgpt.upstream" for f in IMPORTS)
+
+
 def _graph() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {module: set() for module in MODULES}
     for found in IMPORTS:
-        if found.importer == PACKAGE and found.type_checking:
-            continue  # the lazy public names' mirror: never imported at run time
+        if found.type_checking and MODULES[found.importer].name == "__init__.py":
+            continue  # a package's lazy names' mirror: never imported at run time
         target = found.module
         if found.name and f"{target}.{found.name}" in MODULES:
             target = f"{target}.{found.name}"

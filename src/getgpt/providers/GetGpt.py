@@ -7,13 +7,12 @@ Old code that did ``from g4f.Provider.Providers import GetGpt`` and then called
 
 from __future__ import annotations
 
-import os
 import threading
 import typing
 from collections.abc import Iterator
 from typing import Any
 
-from .. import DEFAULT_BASE_URL, Client
+from .._client import DEFAULT_BASE_URL, Client, base_url_from
 from ..request import PARAMETERS
 
 url = DEFAULT_BASE_URL
@@ -27,7 +26,7 @@ _lock = threading.Lock()
 
 def _client() -> Client:
     # One pooled client per base URL, so repeated calls reuse their connections.
-    base = os.environ.get("GETGPT_BASE_URL") or url
+    base = base_url_from(None)
     with _lock:
         client = _clients.get(base)
         if client is None:
