@@ -185,8 +185,30 @@ class _StreamBase(Generic[T]):
         """Token counts, if the server sent them."""
         return self._parser.usage
 
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls the model made, assembled from their fragments, in OpenAI's message shape:
+        ``[{"id", "type": "function", "function": {"name", "arguments": "<json text>"}}]``.
+
+        Complete once the stream has ended; an empty list when there are none.
+        """
+        return self._parser.tool_calls
+
+    @property
+    def reasoning(self) -> str:
+        """The model's reasoning (``reasoning_content`` / ``reasoning`` deltas), "" when none."""
+        return self._parser.reasoning
+
+    @property
+    def choices(self) -> list[Reply]:
+        """Every choice, in index order: more than one when the request asked for ``n`` > 1.
+
+        The stream's own text, tool calls and reasoning are the first choice's.
+        """
+        return self._parser.choices()
+
     def reply(self) -> Reply:
-        """The text so far, with ``finish_reason`` and ``usage``."""
+        """The text so far, with ``finish_reason``, ``usage``, ``tool_calls`` and ``reasoning``."""
         return self._parser.reply()
 
 
@@ -270,13 +292,20 @@ class Client(BaseClient):
         )
 
     def stream(self, messages: Messages, **params: Any) -> ChatStream:
-        """Send a chat request; iterate the result for the reply's text pieces as they arrive."""
+        """Send a chat request; iterate the result for the reply's text pieces as they arrive.
+
+        ``params`` are the protocol's nine fields (``temperature``, ``max_tokens``, ``model``, ...)
+        and any OpenAI chat parameter (``tools``, ``tool_choice``, ``response_format``, ``stop``,
+        ``seed``, ``n``, ...); ``extra_body={...}`` carries a server's own extensions. Once the
+        stream has ended it tells ``tool_calls``, ``reasoning``, ``usage`` and ``finish_reason``.
+        """
         body = self._body(messages, params)
         parser = ReplyParser(self.max_event_size)
         return ChatStream(parser, self._batches(body, parser))
 
     def complete(self, messages: Messages, **params: Any) -> Reply:
-        """Send a chat request and return the whole reply."""
+        """Send a chat request and return the whole reply: a ``str`` with ``tool_calls``,
+        ``reasoning``, ``usage`` and ``finish_reason``. ``params`` as for :meth:`stream`."""
         with self.stream(messages, **params) as chat:
             for _ in chat:
                 pass
@@ -370,13 +399,16 @@ class AsyncClient(BaseClient):
         self._elsewhere: AsyncSender | None = None
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
-        """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
+        """Send a chat request; ``async for`` over the result gives the reply's text pieces.
+
+        ``params`` and what the stream tells once it has ended: as :meth:`Client.stream`.
+        """
         body = self._body(messages, params)
         parser = ReplyParser(self.max_event_size)
         return AsyncChatStream(parser, self._batches(body, parser))
 
     async def complete(self, messages: Messages, **params: Any) -> Reply:
-        """Send a chat request and return the whole reply."""
+        """Send a chat request and return the whole reply; see :meth:`Client.complete`."""
         async with self.stream(messages, **params) as chat:
             async for _ in chat:
                 pass

@@ -139,7 +139,7 @@ class _Chat:
         reply = ReplyOptions(
             model=request.model,
             stream=request.stream,
-            prompt_chars=sum(len(message.content) for message in request.messages),
+            prompt_chars=sum(len(message.text) for message in request.messages),
             include_usage=include_usage,
         )
         ended = await deliver(

@@ -91,7 +91,7 @@ class EchoBackend:
         self.delay = delay
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
-        text = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        text = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
         size, delay = self.piece_chars, self.delay
         for start in range(0, len(text), size):
             if delay and start:
