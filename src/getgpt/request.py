@@ -32,6 +32,7 @@ __all__ = [
     "build_request",
     "encode",
     "parse_request",
+    "request_from",
 ]
 
 DEFAULT_MODEL = "gpt-3.5-turbo"
@@ -257,7 +258,19 @@ def _with_extra(data: bytes | str, exc: msgspec.ValidationError | None) -> ChatR
     if not isinstance(value, dict) or (exc is not None and value.keys() <= _CORE):
         assert exc is not None
         raise _invalid(exc) from None
-    core = {name: item for name, item in value.items() if name in _CORE}
+    return request_from(value)
+
+
+def request_from(value: Mapping[str, Any]) -> ChatRequest:
+    """Validate a request object already decoded from JSON (the nine fields, then any others).
+
+    Fields beyond the nine go, in order, to ``extra``; a nine field given as ``None`` takes its default.
+    """
+    core = {
+        name: item
+        for name, item in value.items()
+        if name in _CORE and (item is not None or name == "messages")
+    }
     try:
         request = msgspec.convert(core, ChatRequest)
     except msgspec.ValidationError as error:

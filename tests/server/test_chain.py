@@ -71,7 +71,7 @@ def test_async_clients_in_parallel_through_the_chain(a: str) -> None:
 
 
 def test_upstream_errors_come_back_in_the_error_format() -> None:
-    # B refuses the request A forwards (too many messages for B), and A passes B's 422 on.
+    # B refuses the request A forwards (too many messages for B), and A passes B's 400 on.
     with serve(create_app(ServerConfig(max_messages=1))) as strict_b:
         for kind, upstream in (("openai", strict_b + "v1"), ("getgpt", strict_b)):
             with serve(create_app(ServerConfig(backend=kind, upstream=upstream))) as gate:
@@ -81,7 +81,7 @@ def test_upstream_errors_come_back_in_the_error_format() -> None:
                     pytest.raises(getgpt.StatusError) as caught,
                 ):
                     client.complete(messages)
-                assert caught.value.status_code == 422, kind
+                assert caught.value.status_code == 400, kind
                 assert "too many messages" in caught.value.body
 
 
@@ -153,14 +153,23 @@ def test_openai_backend_forwards_parameters_key_and_model(monkeypatch: pytest.Mo
     assert reply == "ok" and reply.finish_reason == "length"
     assert plain == "ok"
     first, second = recorder.requests
+    # The server asks for the usage (its token counters) on a stream; the GetGpt request did not.
+    usage = {"stream_options": {"include_usage": True}}
     assert first == {
-        "model": "llama3",
         "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-        "stream": True,
+        "model": "llama3",
         "temperature": 0.3,
+        "stream": True,
+        **usage,
     }
     # Parameters at the protocol's defaults are left to the upstream's own defaults.
-    assert second == {"model": "llama3", "messages": [{"role": "user", "content": "u"}], "stream": True}
+    assert second == {
+        "messages": [{"role": "user", "content": "u"}],
+        "model": "llama3",
+        "stream": True,
+        **usage,
+    }
+    assert list(first) == ["messages", "model", "temperature", "stream", "stream_options"]
     assert recorder.headers[0][b"authorization"] == b"Bearer sk-test-123"
 
 

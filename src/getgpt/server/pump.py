@@ -1,4 +1,8 @@
-"""Driving a backend's pieces to the client, and stopping it when the client goes away.
+"""Driving a backend's reply to the client, and stopping it when the client goes away.
+
+A backend's reply is text pieces (``str``) that the writer turns into events, or -- from a
+backend that forwards an upstream's reply (``ReplyOptions.passthrough``) -- bytes that go out as
+they came: events already framed, or the body of a whole JSON reply.
 
 Three coroutines share a :class:`_Box` per reply:
 
@@ -23,12 +27,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import Message, Receive, Send
 
 from .api_error import ApiError
 from .responses import STREAM_HEADERS, error_messages, json_messages, send_all
-from .wire import ChunkWriter, Outcome, completion_body, error_event
+from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event
 
 __all__ = ["ReplyOptions", "deliver"]
 
@@ -43,15 +48,22 @@ class ReplyOptions:
 
     model: str
     stream: bool
-    prompt_chars: int
     include_usage: bool = False
+    #: The backend hands over bytes to send as they are, not text to make events of.
+    passthrough: bool = False
+    #: Characters of the prompt, for a usage estimate when the backend reports none.
+    prompt_chars: int = 0
+
+
+Piece = str | bytes
 
 
 class _Box:
     __slots__ = ("done", "error", "gone", "pieces", "ready", "room", "size")
 
     def __init__(self) -> None:
-        self.pieces: list[str] = []
+        # All text or all bytes, as the reply is (ReplyOptions.passthrough).
+        self.pieces: list[Any] = []
         self.size = 0
         self.ready = asyncio.Event()  # pieces waiting, the producer ended, or the client left
         self.room = asyncio.Event()  # the writer took the last batch
@@ -61,7 +73,7 @@ class _Box:
         self.gone = False
 
 
-async def _produce(pieces: AsyncIterator[str], box: _Box, streaming: bool) -> None:
+async def _produce(pieces: AsyncIterator[Piece], box: _Box, streaming: bool) -> None:
     try:
         async for piece in pieces:
             if not piece:
@@ -98,7 +110,7 @@ async def _watch(receive: Receive, box: _Box, producer: asyncio.Future[None]) ->
 async def deliver(
     receive: Receive,
     send: Send,
-    pieces: AsyncIterator[str],
+    pieces: AsyncIterator[Piece],
     reply: ReplyOptions,
     outcome: Outcome,
     *,
@@ -147,8 +159,9 @@ async def _write_stream(send: Send, box: _Box, reply: ReplyOptions, outcome: Out
     if box.error is not None and not box.pieces:
         return error_messages(box.error)
     await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-    writer = ChunkWriter(reply.model, include_usage=reply.include_usage)
-    head = writer.first()
+    passthrough = reply.passthrough
+    writer = ChunkWriter(reply.model, include_usage=reply.include_usage, choices=outcome.choices)
+    head = b"" if passthrough else writer.first()
     chars = 0
     while True:
         batch = box.pieces
@@ -156,9 +169,13 @@ async def _write_stream(send: Send, box: _Box, reply: ReplyOptions, outcome: Out
             box.pieces = []
             box.size = 0
             box.room.set()
-            if reply.include_usage:
-                chars += sum(map(len, batch))
-            await send({"type": "http.response.body", "body": head + writer.pieces(batch), "more_body": True})
+            if passthrough:
+                body = b"".join(batch)
+            else:
+                if reply.include_usage:
+                    chars += sum(map(len, batch))
+                body = writer.pieces(batch)
+            await send({"type": "http.response.body", "body": head + body, "more_body": True})
             head = b""
             if box.gone:
                 return []
@@ -172,12 +189,17 @@ async def _write_stream(send: Send, box: _Box, reply: ReplyOptions, outcome: Out
     # What the backend left when it ended goes out with the reply's end: one write, not two
     # (on a short reply, socket writes are most of what the server costs).
     if batch:
-        head += writer.pieces(batch)
-        if reply.include_usage:
-            chars += sum(map(len, batch))
+        if passthrough:
+            head += b"".join(batch)
+        else:
+            head += writer.pieces(batch)
+            if reply.include_usage:
+                chars += sum(map(len, batch))
     if box.error is not None:
         tail = error_event(box.error)
         log.warning("stream ended by an error: %s %s", box.error.status, box.error.code)
+    elif passthrough:
+        tail = DONE  # the upstream's own [DONE] was not passed on: the end is the server's to write
     else:
         tail = writer.last(outcome, reply.prompt_chars, chars)
     return [{"type": "http.response.body", "body": head + tail, "more_body": False}]
@@ -192,5 +214,7 @@ async def _write_whole(box: _Box, reply: ReplyOptions, outcome: Outcome) -> list
             return []
     if box.error is not None:
         return error_messages(box.error)
+    if reply.passthrough:
+        return json_messages(200, b"".join(box.pieces))
     text = "".join(box.pieces)
     return json_messages(200, completion_body(reply.model, text, outcome, reply.prompt_chars))
