@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 import getgpt
 from getgpt.server import ServerConfig, create_app
 
+from ..support.openai_upstream import ScriptedUpstream, completion_of
 from ..support.servers import serve
 
 TEXT = 'Цепочка серверов 🔗 works: "quoted" \\ and\nlines'
@@ -208,3 +209,56 @@ def test_openai_backend_decodes_a_compressed_upstream() -> None:
         getgpt.Client(gate) as client,
     ):
         assert client.complete([{"role": "user", "content": "x"}]) == "сжатый поток 🗜️"
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module", params=["gateway", "chain"])
+def front(request: pytest.FixtureRequest, scripted: ScriptedUpstream) -> Iterator[str]:
+    """A GetGpt server in front of the scripted upstream: the gateway itself (openai backend), or a
+    chain server (getgpt backend) in front of that gateway."""
+    with serve(create_app(ServerConfig(backend="openai", upstream=scripted.url + "v1"))) as gateway:
+        if request.param == "gateway":
+            yield gateway
+            return
+        with serve(create_app(ServerConfig(backend="getgpt", upstream=gateway))) as chain:
+            yield chain
+
+
+def test_tool_calls_come_through_the_chain(front: str, scripted: ScriptedUpstream) -> None:
+    expected = completion_of("tools", "tools")["choices"][0]["message"]["tool_calls"]
+    with getgpt.Client(front, max_retries=0) as client:
+        with client.stream([{"role": "user", "content": "weather?"}], model="tools", tools=TOOLS) as chat:
+            assert list(chat) == []
+        assert chat.tool_calls == expected
+        assert chat.finish_reason == "tool_calls"
+        whole = client.complete(
+            [{"role": "user", "content": "weather?"}], model="tools", tools=TOOLS, stream=False
+        )
+        assert whole.tool_calls == expected
+    sent = scripted.chat_requests()[-1].json()
+    assert sent["tools"] == TOOLS and sent["model"] == "tools"
+
+
+def test_reasoning_choices_and_usage_come_through_the_chain(front: str) -> None:
+    with getgpt.Client(front, max_retries=0) as client:
+        with client.stream(
+            [{"role": "user", "content": "?"}], model="reasoning", stream_options={"include_usage": True}
+        ) as chat:
+            assert "".join(chat) == "42"
+        assert chat.reasoning == "Thinking..."
+        assert chat.usage is not None and chat.usage.total_tokens == 18
+        with client.stream([{"role": "user", "content": "?"}], model="n2", n=2) as two:
+            assert "".join(two) == "first"
+        assert [str(choice) for choice in two.choices] == ["first", "second choice"]
+        # Not asked for, the usage chunk the gateway itself asked the upstream for is not passed on.
+        with client.stream([{"role": "user", "content": "?"}], model="text") as plain:
+            assert "".join(plain) == "Hello, wörld 🙂"
+        assert plain.usage is None

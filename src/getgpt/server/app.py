@@ -132,10 +132,12 @@ class _Chat:
         metrics.active_streams += 1
         metrics.streams_total += 1
 
+        outcome = Outcome()
+
         def release() -> None:
             metrics.active_streams -= 1
+            metrics.count_usage(outcome.usage)
 
-        outcome = Outcome()
         reply = ReplyOptions(
             model=chat.model,
             stream=chat.stream,
@@ -145,7 +147,6 @@ class _Chat:
         ended = await deliver(
             receive, send, self.backend.stream(chat, outcome), reply, outcome, release=release
         )
-        metrics.count_usage(outcome.usage)
         if ended == "error":
             metrics.failed_total += 1
         elif ended == "gone":

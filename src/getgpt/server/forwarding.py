@@ -106,6 +106,9 @@ class ForwardingBackend:
         response: AsyncIncoming | None = None
         try:
             response = await self._sender.send(body)
+        except (httpx.TransportError, httpx.DecodingError, errors.TransportError) as exc:
+            raise _unreachable(self.url, exc) from None
+        try:
             if not 200 <= response.status_code < 300:
                 raise await _upstream_status(response)
             kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -132,7 +135,7 @@ class ForwardingBackend:
             if relay.error is not None:
                 raise relay.error
         except (httpx.TransportError, httpx.DecodingError, errors.TransportError) as exc:
-            raise _unreachable(self.url, exc) from None
+            raise _broken_off(self.url, exc) from None
         finally:
             # Closing early (the client went away) closes the connection rather than reusing it.
             if response is not None:
@@ -215,6 +218,19 @@ def _upstream_message(body: bytes) -> str | None:
         return message[:500]
     text = body.decode("utf-8", "replace").strip()
     return text[:200] if text and not text.startswith(("<", "{", "[")) else None
+
+
+def _broken_off(url: str, exc: Exception) -> ApiError:
+    """A transport failure once the upstream had begun its reply."""
+    if isinstance(exc, (httpx.TimeoutException, errors.Timeout)):
+        return _unreachable(url, exc)
+    log.warning("upstream %s broke off its reply: %s", url, type(exc).__name__)
+    return ApiError(
+        502,
+        f"upstream broke the protocol: its reply broke off ({type(exc).__name__}: {exc})",
+        type="upstream_error",
+        code="bad_upstream",
+    )
 
 
 def _unreachable(url: str, exc: Exception) -> ApiError:
