@@ -15,7 +15,8 @@ Three coroutines share a :class:`_Box` per reply:
 Pieces that pile up while a write is under way go out together in the next write, so a fast
 backend costs one socket write per batch rather than one per tiny event; a slow one still gets
 each piece sent the moment it arrives. The producer pauses when a batch grows past
-``_HIGH_WATER`` characters, so a client that reads slowly cannot make the server buffer a whole reply.
+``_HIGH_WATER`` characters of text (or ``_HIGH_WATER_BYTES`` of an upstream's events, about what
+that much text makes), so a client that reads slowly cannot make the server buffer a whole reply.
 
 Nothing is sent before the backend's first piece (or its end): an error the backend raises
 before that becomes a plain JSON error with its status; after it, an in-stream error event.
@@ -40,6 +41,7 @@ __all__ = ["ReplyOptions", "deliver"]
 log = logging.getLogger("getgpt.server")
 
 _HIGH_WATER = 16 * 1024
+_HIGH_WATER_BYTES = 512 * 1024
 
 
 @dataclass
@@ -73,7 +75,7 @@ class _Box:
         self.gone = False
 
 
-async def _produce(pieces: AsyncIterator[Piece], box: _Box, streaming: bool) -> None:
+async def _produce(pieces: AsyncIterator[Piece], box: _Box, streaming: bool, high_water: int) -> None:
     try:
         async for piece in pieces:
             if not piece:
@@ -82,7 +84,7 @@ async def _produce(pieces: AsyncIterator[Piece], box: _Box, streaming: bool) -> 
             if streaming:
                 box.ready.set()
                 box.size += len(piece)
-                if box.size >= _HIGH_WATER:
+                if box.size >= high_water:
                     box.room.clear()
                     await box.room.wait()
     except ApiError as exc:
@@ -123,7 +125,8 @@ async def deliver(
     Returns how the reply ended: ``"ok"``, ``"error"`` (the backend raised) or ``"gone"`` (the client left).
     """
     box = _Box()
-    producer = asyncio.ensure_future(_produce(pieces, box, reply.stream))
+    high_water = _HIGH_WATER_BYTES if reply.passthrough else _HIGH_WATER
+    producer = asyncio.ensure_future(_produce(pieces, box, reply.stream, high_water))
     watcher = asyncio.ensure_future(_watch(receive, box, producer))
     released = False
     try:
