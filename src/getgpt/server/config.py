@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,13 +35,16 @@ def setting(
     parse: Callable[[str], Any] | None = None,
     shown: str | None = None,
     repr: bool = True,
+    fail_closed: bool = False,
 ) -> Any:
     """A :class:`ServerConfig` field and everything the CLI and the environment need to set it.
 
     ``flag`` replaces the generated ``--name``; ``env_only`` settings get no flag (a secret on a
     command line shows in ``ps``); ``parse`` reads a variable's or a flag's text (by default, as
     the default's type); ``shown`` is the default as ``--help`` prints it. A tuple setting's flag
-    may be repeated, and its variable holds comma-separated values.
+    may be repeated, and its variable and each flag hold comma-separated values. A ``fail_closed``
+    setting is a defence: its variable, once set, must hold a value -- an empty one (``""``,
+    ``","``) is a startup error, never the defence quietly off.
     """
     metadata = {
         "help": help,
@@ -50,6 +54,7 @@ def setting(
         "env_only": env_only,
         "parse": parse,
         "shown": shown,
+        "fail_closed": fail_closed,
     }
     return field(default=default, metadata=metadata, repr=repr)
 
@@ -100,6 +105,35 @@ class ServerConfig:
     max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
+    # Bounds on connections, kept by getgpt.server.connections (getgpt serve only).
+    max_connections: int = setting(
+        0,
+        "most client connections open at once: a newcomer closes the one waiting longest for a "
+        "request, or gets 503 (but /healthz) when all are busy; 0: what ulimit -n allows",
+        metavar="N",
+        shown="from ulimit -n",
+    )
+    max_head_bytes: int = setting(
+        32 << 10,
+        "largest request head (request line and headers), in bytes (431 beyond)",
+        metavar="N",
+        shown="32 KiB",
+    )
+    max_headers: int = setting(100, "most header lines in one request (431 beyond)", metavar="N")
+    head_timeout: float = setting(
+        10.0, "seconds for a request's head to arrive once it has begun (408 beyond)", metavar="S"
+    )
+    idle_timeout: float = setting(
+        5.0,
+        "seconds a connection may wait for a request, new or kept alive, before it is closed",
+        metavar="S",
+    )
+    write_timeout: float = setting(
+        30.0,
+        "seconds a client may leave the server's writes unread before its connection is dropped "
+        "(a stream's backend is then stopped and its slot freed)",
+        metavar="S",
+    )
     echo_delay: float = setting(0.0, "echo backend: seconds between pieces", metavar="S")
     echo_piece_chars: int = setting(4, "echo backend: characters in each piece", metavar="N")
     models: tuple[str, ...] = setting(
@@ -111,6 +145,13 @@ class ServerConfig:
         "keys the chat endpoints accept as 'Authorization: Bearer <key>', comma-separated; none: no key",
         env_only=True,
         repr=False,
+        fail_closed=True,
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        (),
+        "believe X-Forwarded-For/-Proto only from these proxy addresses or networks (repeatable, "
+        "comma-separated; '*': any); none: the headers are ignored and the peer's address is the client",
+        metavar="ADDR",
     )
     cors_origins: tuple[str, ...] = setting(
         (),
@@ -144,10 +185,21 @@ class ServerConfig:
             raise ValueError(f"the {self.backend} backend needs an upstream URL (--upstream)")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
-        for name in ("max_body_bytes", "max_messages", "max_streams", "echo_piece_chars"):
+        for name in ("max_body_bytes", "max_messages", "max_streams", "echo_piece_chars", "max_headers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("body_timeout", "upstream_timeout", "upstream_connect_timeout"):
+        if self.max_connections < 0:
+            raise ValueError(f"max_connections must be 0 (automatic) or more, not {self.max_connections}")
+        if self.max_head_bytes < 1024:
+            raise ValueError(f"max_head_bytes must be at least 1024, not {self.max_head_bytes}")
+        for name in (
+            "body_timeout",
+            "upstream_timeout",
+            "upstream_connect_timeout",
+            "head_timeout",
+            "idle_timeout",
+            "write_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
         if self.echo_delay < 0:
@@ -166,6 +218,8 @@ class ServerConfig:
             raise ValueError(f"models_cache_ttl must not be negative, not {self.models_cache_ttl}")
         if not self.models:
             raise ValueError("models must name at least one model")
+        for address in self.forwarded_allow_ips:
+            _check_address(address)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -178,13 +232,26 @@ class ServerConfig:
         for item in dataclasses.fields(cls):
             name = env_name(item)
             raw = env.get(name)
-            if raw is not None and raw.strip():
+            if raw is not None and item.metadata.get("fail_closed"):
+                values[item.name] = _read_guarded(item, raw, name)
+            elif raw is not None and raw.strip():
                 values[item.name] = _read(item, raw.strip(), name)
         unknown = overrides.keys() - {item.name for item in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+def _check_address(address: str) -> None:
+    if address == "*":
+        return
+    try:
+        ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"forwarded_allow_ips: {address!r} is not an IP address or network (or '*')"
+        ) from None
 
 
 def env_name(item: dataclasses.Field[Any]) -> str:
@@ -211,6 +278,15 @@ def _read(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
+
+
+def _read_guarded(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
+    # A defence switched on by mistake with nothing in it (GETGPT_API_KEYS=",", or a template's
+    # empty ${KEYS}) would otherwise read as "not set" and run the server open.
+    value = _read(item, raw.strip(), where) if raw.strip() else None
+    if not value:
+        raise ValueError(f"{where} is set but holds no value ({raw!r}): give one, or unset it")
+    return value
 
 
 def _detail(exc: ValueError, parse: object) -> str:
@@ -268,5 +344,7 @@ def from_flags(args: argparse.Namespace, environ: Mapping[str, str] | None = Non
     overrides: dict[str, Any] = {}
     for item in dataclasses.fields(ServerConfig):
         value = getattr(args, item.name, None)
-        overrides[item.name] = tuple(value) if isinstance(value, list) else value
+        if isinstance(value, list):
+            value = tuple(part.strip() for given in value for part in given.split(",") if part.strip())
+        overrides[item.name] = value
     return ServerConfig.from_env(environ, **overrides)

@@ -43,6 +43,16 @@ def _undecodable(exc: UnicodeDecodeError | RecursionError) -> ApiError:
     return ApiError(400, "the request body nests JSON too deeply", code="invalid_json")
 
 
+def _out_of_range(exc: msgspec.DecodeError) -> ApiError | None:
+    # A number no float holds (1e999) is one error with one status on both endpoints.
+    detail = str(exc)
+    if not detail.startswith("Number out of range"):
+        return None
+    where = detail.partition(" - at ")[2].replace("`$", "`request")
+    at = f" at {where}" if where and "[...]" not in where else ""
+    return ApiError(400, f"the request holds a number out of range{at}", code="invalid_json")
+
+
 def _too_many(count: int, max_messages: int) -> ApiError:
     return invalid(
         f"too many messages: {count}, at most {max_messages} allowed", "messages", "too_many_messages"
@@ -70,7 +80,10 @@ def parse_envelope(body: bytes, max_messages: int) -> Chat:
     except ValidationError as exc:
         try:
             msgspec.json.decode(text)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError as bad:
+            out_of_range = _out_of_range(bad)
+            if out_of_range is not None:
+                raise out_of_range from None
             raise ApiError(
                 400, "the signature decrypts to text that is not JSON", code="invalid_json", param="signature"
             ) from None
@@ -93,7 +106,7 @@ def parse_openai(body: bytes, max_messages: int) -> Chat:
     try:
         fields: Any = _decode_any(body)
     except msgspec.DecodeError as exc:
-        raise _not_json(exc) from None
+        raise _out_of_range(exc) or _not_json(exc) from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise _undecodable(exc) from None
     if not isinstance(fields, dict):
