@@ -114,3 +114,17 @@ def test_a_whole_reply_and_a_stream_reshape_into_each_other() -> None:
     again.feed(events_from_completion(json.dumps(expected).encode()) + b"data: [DONE]\n\n")
     assert again.tool_calls == expected["choices"][0]["message"]["tool_calls"]
     assert again.finish_reason == "tool_calls"
+
+
+def test_an_event_of_several_data_lines_keeps_its_line_ends() -> None:
+    # Found by the relay's fuzz target: re-framed as one `data:` line, the LF that joined the
+    # lines ended the event early and the rest of its data was lost.
+    pretty = b'data: {"choices": [{"index": 0,\ndata:  "delta": {}, "finish_reason": "stop"}]}\n\n'
+    relay = EventRelay()
+    out = relay.feed(stream_of(events_of("text")[:2], done=False) + pretty) + relay.close()
+    decoded = SSEDecoder().decode(out)
+    assert decoded == [
+        *events_of("text")[:2],
+        b'{"choices": [{"index": 0,\n "delta": {}, "finish_reason": "stop"}]}',
+    ]
+    assert relay.finished and relay.error is None

@@ -50,7 +50,13 @@ class Outcome:
 
 
 def frame(data: bytes) -> bytes:
-    """One server-sent event carrying ``data`` (a JSON object's bytes, or ``[DONE]``)."""
+    """One server-sent event carrying ``data`` (a JSON object's bytes, or ``[DONE]``).
+
+    Data holding line ends (an upstream's pretty-printed JSON) takes one ``data:`` line each, as
+    the event-stream format joins them again with LF (found by the relay's fuzz target).
+    """
+    if b"\n" in data:
+        data = data.replace(b"\n", b"\ndata: ")
     return b"data: " + data + b"\n\n"
 
 
