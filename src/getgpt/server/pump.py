@@ -36,7 +36,7 @@ from .api_error import ApiError
 from .responses import STREAM_HEADERS, error_messages, json_messages, send_all
 from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event
 
-__all__ = ["ReplyOptions", "deliver"]
+__all__ = ["ReplyOptions", "deliver", "pass_on"]
 
 log = logging.getLogger("getgpt.server")
 
@@ -221,3 +221,66 @@ async def _write_whole(box: _Box, reply: ReplyOptions, outcome: Outcome) -> list
         return json_messages(200, b"".join(box.pieces))
     text = "".join(box.pieces)
     return json_messages(200, completion_body(reply.model, text, outcome, reply.prompt_chars))
+
+
+async def pass_on(
+    receive: Receive,
+    send: Send,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: AsyncIterator[bytes],
+    *,
+    release: Callable[[], None],
+) -> str:
+    """Send an upstream's answer on as it comes: ``status``, ``headers``, then ``body`` read by read.
+
+    The same watch for the client leaving as :func:`deliver`. A body that breaks off ends an event
+    stream with an error event (as a chat stream does) and anything else cut short, so the client
+    sees an incomplete body, never a complete one. Returns how it ended, as :func:`deliver` does.
+    """
+    box = _Box()
+    producer = asyncio.ensure_future(_produce(body, box, True, _HIGH_WATER_BYTES))
+    watcher = asyncio.ensure_future(_watch(receive, box, producer))
+    events = any(
+        name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers
+    )
+    released = False
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        while not box.gone:
+            batch = box.pieces
+            if batch and not box.done:
+                box.pieces = []
+                box.size = 0
+                box.room.set()
+                await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
+                continue
+            if box.done:
+                break
+            box.ready.clear()
+            await box.ready.wait()
+        if not box.gone:
+            await asyncio.wait((producer,))
+            released = True
+            release()
+            last = b"".join(box.pieces)
+            if box.error is None:
+                await send({"type": "http.response.body", "body": last, "more_body": False})
+            elif events:
+                log.warning("forwarded stream ended by an error: %s %s", box.error.status, box.error.code)
+                await send(
+                    {"type": "http.response.body", "body": last + error_event(box.error), "more_body": False}
+                )
+            else:
+                # No way to say it inside a JSON body: the body stays incomplete, and the server
+                # closes the connection.
+                log.warning("forwarded body broke off: %s", box.error.message)
+                await send({"type": "http.response.body", "body": last, "more_body": True})
+    finally:
+        watcher.cancel()
+        if not box.gone:
+            producer.cancel()
+        await asyncio.wait((producer, watcher))
+        if not released:
+            release()
+    return "gone" if box.gone else "error" if box.error is not None else "ok"
