@@ -23,14 +23,20 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-import httpx
 import msgspec
 
 from .. import envelope, errors
-from .._client import USER_AGENT, _aread_excerpt, _error_message, _is_cloudflare, base_url_from
-from .._senders import AsyncIncoming, async_sender
 from ..reply import ReplyParser
 from ..request import encode
+from ..upstream import (
+    USER_AGENT,
+    AsyncResponse,
+    Timeouts,
+    aread_excerpt,
+    error_message,
+    is_cloudflare_block,
+    open_transport,
+)
 from .api_error import ApiError
 from .chat import Chat
 from .config import ServerConfig
@@ -64,7 +70,7 @@ class ForwardingBackend:
             self.url = config.upstream.rstrip("/") + "/chat/completions"
             headers["Accept"] = "text/event-stream"
         else:
-            base = base_url_from(config.upstream)
+            base = config.upstream if config.upstream.endswith("/") else config.upstream + "/"
             self.url = base + "api/chat/stream"
             headers.update({"Referer": base, "User-Agent": USER_AGENT})
         if config.upstream_key_env:
@@ -73,13 +79,10 @@ class ForwardingBackend:
                 raise ValueError(f"the environment variable {config.upstream_key_env} holds no API key")
             headers["Authorization"] = f"Bearer {key}"
         # The server's own stream limit bounds the connections open upstream at once; an
-        # environment proxy (HTTPS_PROXY, NO_PROXY...) sends through httpx, which honours it.
-        self._sender = async_sender(
-            self.url,
-            headers,
-            timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
-            max_idle=100,
-        )
+        # environment proxy (HTTPS_PROXY, NO_PROXY...) is honoured.
+        wait = config.upstream_timeout
+        timeouts = Timeouts(connect=config.upstream_connect_timeout, read=wait, write=wait, pool=wait)
+        self._transport = open_transport(self.url, headers, timeouts=timeouts, max_idle=100)
 
     def check(self, chat: Chat) -> None:
         if self.name == "getgpt":
@@ -103,10 +106,10 @@ class ForwardingBackend:
 
     async def stream(self, chat: Chat, outcome: Outcome) -> AsyncIterator[bytes]:
         body, strip_usage = self._body(chat)
-        response: AsyncIncoming | None = None
+        response: AsyncResponse | None = None
         try:
-            response = await self._sender.send(body)
-        except (httpx.TransportError, httpx.DecodingError, errors.TransportError) as exc:
+            response = await self._transport.send(body)
+        except errors.TransportError as exc:
             raise _unreachable(self.url, exc) from None
         try:
             if not 200 <= response.status_code < 300:
@@ -134,7 +137,7 @@ class ForwardingBackend:
                 outcome.usage = relay.usage
             if relay.error is not None:
                 raise relay.error
-        except (httpx.TransportError, httpx.DecodingError, errors.TransportError) as exc:
+        except (errors.TransportError, errors.ProtocolError) as exc:
             raise _broken_off(self.url, exc) from None
         finally:
             # Closing early (the client went away) closes the connection rather than reusing it.
@@ -142,10 +145,10 @@ class ForwardingBackend:
                 await response.aclose()
 
     async def aclose(self) -> None:
-        await self._sender.aclose()
+        await self._transport.aclose()
 
 
-async def _whole(response: AsyncIncoming, kind: str, model: str, outcome: Outcome) -> bytes:
+async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcome) -> bytes:
     """A non-streamed reply's body, passed on; a streamed one made whole (a GetGpt upstream may
     stream whatever was asked)."""
     if kind != "text/event-stream":
@@ -177,13 +180,13 @@ async def _whole(response: AsyncIncoming, kind: str, model: str, outcome: Outcom
     return completion_from_events(parser, model)
 
 
-async def _upstream_status(response: AsyncIncoming) -> ApiError:
+async def _upstream_status(response: AsyncResponse) -> ApiError:
     """An upstream's refusal as the server's answer: its status, body and Retry-After, mostly."""
-    excerpt = await _aread_excerpt(response.reads(), _EXCERPT)
+    excerpt = await aread_excerpt(response, _EXCERPT)
     status = response.status_code
     headers = {"Retry-After": response.headers["retry-after"]} if "retry-after" in response.headers else {}
     detail = _upstream_message(excerpt) or response.reason_phrase or "no detail"
-    if _is_cloudflare(response, excerpt):
+    if is_cloudflare_block(response, excerpt):
         return ApiError(
             502,
             f"the upstream answered HTTP {status} with a Cloudflare challenge page, not its API",
@@ -213,7 +216,7 @@ async def _upstream_status(response: AsyncIncoming) -> ApiError:
 
 
 def _upstream_message(body: bytes) -> str | None:
-    message = _error_message(body)
+    message = error_message(body)
     if message is not None:
         return message[:500]
     text = body.decode("utf-8", "replace").strip()
@@ -222,7 +225,7 @@ def _upstream_message(body: bytes) -> str | None:
 
 def _broken_off(url: str, exc: Exception) -> ApiError:
     """A transport failure once the upstream had begun its reply."""
-    if isinstance(exc, (httpx.TimeoutException, errors.Timeout)):
+    if isinstance(exc, errors.Timeout):
         return _unreachable(url, exc)
     log.warning("upstream %s broke off its reply: %s", url, type(exc).__name__)
     return ApiError(
@@ -234,7 +237,7 @@ def _broken_off(url: str, exc: Exception) -> ApiError:
 
 
 def _unreachable(url: str, exc: Exception) -> ApiError:
-    timed_out = isinstance(exc, (httpx.TimeoutException, errors.Timeout))
+    timed_out = isinstance(exc, errors.Timeout)
     what = "timed out" if timed_out else "failed"
     log.warning("upstream %s %s: %s", url, what, type(exc).__name__)
     return ApiError(
