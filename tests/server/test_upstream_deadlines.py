@@ -58,7 +58,7 @@ def forwarding_to(
     return getgpt_serve("--backend", backend, "--upstream", url, *options)
 
 
-@pytest.mark.parametrize("backend", ["openai"])
+@pytest.mark.parametrize("backend", ["openai", "getgpt"])
 def test_an_upstream_trickling_its_head_is_cut_off_at_the_head_timeout(backend: str) -> None:
     with FaultUpstream(trickled_head(0.5)) as upstream:
         options = ("--upstream-head-timeout", "2", "--upstream-timeout", "30")
