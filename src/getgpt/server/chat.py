@@ -140,7 +140,9 @@ class Chat:
         """
         if self.raw is None:
             request = self.request
-            limit = request.extra.get("max_completion_tokens", request.max_tokens)
+            limit = request.extra.get("max_completion_tokens")
+            if limit is None:
+                limit = request.max_tokens
         else:
             fields = self.fields
             limit = fields.get("max_completion_tokens")
