@@ -14,9 +14,9 @@ from ..support.browser import CHROMIUM, CHROMIUM_ARGS, Scripted, open_page
 from ..support.servers import serve
 
 
-# One browser a module: a session-wide one would still be running when a module that starts its own
-# playwright begins, and playwright's sync API refuses to run twice at once.
-@pytest.fixture(scope="module")
+# One browser for the whole run, shared by every module: playwright's sync API cannot run twice at
+# once, so no test module starts one of its own.
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
