@@ -19,8 +19,6 @@ from getgpt.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
 
 from ..support.browser import (
-    REASONING,
-    TOOL_CALLS,
     Scripted,
     current_messages,
     open_page,
@@ -29,6 +27,7 @@ from ..support.browser import (
     stored,
     wait_replies,
 )
+from ..support.scripted import REASONING, TOOL_CALLS
 from ..support.servers import serve
 
 KEY = "sesame-0123"
