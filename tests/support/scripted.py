@@ -74,13 +74,14 @@ class Live:
         return StreamingResponse(events(), status_code=201, media_type="text/event-stream")
 
 
-# What the scripted server streams for "tools": two calls whose names and arguments arrive in
-# fragments, split mid-JSON, the second call's first fragment before the first call's last.
+# What the scripted server streams for "tools": two calls whose arguments arrive in fragments split
+# mid-JSON (and mid-word), the second call's first fragment before the first call's last; the
+# first call's name is repeated in a later fragment, as some servers do, and counts once.
 TOOL_FRAGMENTS = [
-    [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_", "arguments": ""}}],
-    [{"index": 0, "function": {"name": "weather", "arguments": '{"city": "Пар'}}],
+    [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}],
+    [{"index": 0, "function": {"arguments": '{"city": "Пар'}}],
     [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{"}}],
-    [{"index": 0, "function": {"arguments": 'иж", "unit": "C"}'}}],
+    [{"index": 0, "function": {"name": "get_weather", "arguments": 'иж", "unit": "C"}'}}],
     [{"index": 1, "function": {"arguments": '"zone": "CET"}'}}],
 ]
 TOOL_CALLS = [
