@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
+
+import httpx
 
 from .._client import AsyncClient, Client, base_url_from
 
@@ -32,21 +35,25 @@ _lock = threading.Lock()
 def client_options(
     *,
     api_key: str | None = None,
-    timeout: float | None = None,
+    timeout: float | httpx.Timeout | None = None,
     max_retries: int | None = None,
     proxy: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The client's keyword arguments for a framework's settings; ``None`` means the default.
 
     An API key, given or from ``GETGPT_API_KEY``, is sent as ``Authorization: Bearer`` (what
-    ``getgpt serve`` checks when it has ``GETGPT_API_KEYS``).
+    ``getgpt serve`` checks when it has ``GETGPT_API_KEYS``); ``headers`` go with every request.
     """
     options: dict[str, Any] = {}
+    sent = dict(headers or {})
     key = api_key or os.environ.get(API_KEY_ENV)
     if key:
-        options["headers"] = {"Authorization": f"Bearer {key}"}
+        sent["Authorization"] = f"Bearer {key}"
+    if sent:
+        options["headers"] = sent
     if timeout is not None:
-        options["timeout"] = float(timeout)
+        options["timeout"] = timeout if isinstance(timeout, httpx.Timeout) else float(timeout)
     if max_retries is not None:
         options["max_retries"] = int(max_retries)
     if proxy:
@@ -56,7 +63,7 @@ def client_options(
 
 def _key(base_url: str | None, options: dict[str, Any]) -> tuple[Any, ...]:
     headers = tuple(sorted(options.get("headers", {}).items()))
-    rest = tuple(sorted((k, v) for k, v in options.items() if k != "headers"))
+    rest = tuple(sorted((k, repr(v)) for k, v in options.items() if k != "headers"))
     return (base_url_from(base_url), headers, rest)
 
 

@@ -14,7 +14,8 @@ It works in ``g4f.client.Client``, ``g4f.client.AsyncClient`` and the legacy
 ``g4f.ChatCompletion.create(..., provider=GetGpt)``, streamed or not. The server is the call's
 ``api_base`` (or ``base_url``, which ``g4f.client.Client(base_url=...)`` passes on), else
 ``GETGPT_BASE_URL``, else the seed's address. Errors become g4f's own types where g4f has one
-(:func:`g4f_error`), with the reply received so far in ``partial``.
+(:func:`g4f_error`), with the reply received so far in ``partial``; a stream hands over every
+piece of text that arrived before it raises.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .. import errors
 from .._client import AsyncChatStream, ChatStream, base_url_from
 from ..request import DEFAULT_MODEL
 from .clients import async_client, client_options, sync_client
-from .stops import StopScanner
+from .relay import Relay
 
 __all__ = ["GetGpt", "g4f_error"]
 
@@ -105,16 +106,16 @@ def g4f_error(exc: errors.GetGptError) -> Exception:
     return mapped
 
 
-def _ending(reply: ChatStream | AsyncChatStream, stops: StopScanner) -> Iterator[Any]:
+def _ending(reply: ChatStream | AsyncChatStream, relay: Relay) -> Iterator[Any]:
     """What follows the text: the held-back tail, then g4f's finish reason and usage objects."""
-    tail = stops.flush()
+    tail = relay.tail()
     if tail:
         yield tail
-    reason = "stop" if stops.stopped else reply.finish_reason
+    reason = relay.finish_reason(reply)
     if reason:
         yield FinishReason(reason)
     usage = reply.usage
-    if usage is not None and not stops.stopped:
+    if usage is not None:
         yield Usage(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -153,18 +154,21 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
         g4f's synchronous paths call this; they share one pooled client per server and key.
         """
         call = _Call.of(cls._model(model), stream, kwargs)
-        stops = StopScanner(call.stop)
+        relay = Relay(call.stop)
         try:
             with sync_client(call.base_url, **call.options).stream(messages, **call.params) as reply:
                 for piece in reply:
-                    text = stops.feed(piece)
+                    text = relay.piece(piece)
                     if text:
                         yield text
-                    if stops.stopped:
+                    if relay.stopped:
                         break
         except errors.GetGptError as exc:
+            rest = relay.rest(exc)
+            if rest:
+                yield rest
             raise g4f_error(exc) from exc
-        yield from _ending(reply, stops)
+        yield from _ending(reply, relay)
 
     @classmethod
     async def create_async_generator(
@@ -172,19 +176,22 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
     ) -> AsyncIterator[Any]:
         """As :meth:`create_completion`, for g4f's asynchronous paths."""
         call = _Call.of(cls._model(model), stream, kwargs)
-        stops = StopScanner(call.stop)
+        relay = Relay(call.stop)
         try:
             async with (
                 async_client(call.base_url, **call.options) as client,
                 client.stream(messages, **call.params) as reply,
             ):
                 async for piece in reply:
-                    text = stops.feed(piece)
+                    text = relay.piece(piece)
                     if text:
                         yield text
-                    if stops.stopped:
+                    if relay.stopped:
                         break
         except errors.GetGptError as exc:
+            rest = relay.rest(exc)
+            if rest:
+                yield rest
             raise g4f_error(exc) from exc
-        for item in _ending(reply, stops):
+        for item in _ending(reply, relay):
             yield item
