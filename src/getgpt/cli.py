@@ -8,6 +8,7 @@ and ``getgpt --help`` loads none of them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -215,28 +216,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .server import ServerConfig, create_app
+        from .server import create_app
+        from .server.config import from_flags
+        from .server.serving import uvicorn_config
     except ImportError as exc:
         raise CommandError(f"serving needs the server extra: pip install 'getgpt[server]' ({exc})") from None
     try:
-        config = ServerConfig.from_env(
-            host=args.host,
-            port=args.port,
-            backend=args.backend,
-            upstream=args.upstream,
-            upstream_key_env=args.upstream_key_env,
-            upstream_model=args.upstream_model,
-            max_body_bytes=args.max_body_bytes,
-            max_messages=args.max_messages,
-            max_streams=args.max_streams,
-            body_timeout=args.body_timeout,
-            echo_delay=args.echo_delay,
-            echo_piece_chars=args.echo_piece_chars,
-            cors_origins=tuple(args.cors_origin) if args.cors_origin else None,
-            rate_limit=args.rate_limit,
-            rate_burst=args.rate_burst,
-            replay_window=args.replay_window,
-        )
+        config = from_flags(args)
         app = create_app(config)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -246,17 +232,11 @@ def _serve(args: argparse.Namespace) -> int:
             "the envelope is obfuscation, not secrecy: put TLS in front",
             file=sys.stderr,
         )
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=5,
-        # A burst of as many connections as the server admits streams waits in the accept
-        # queue instead of being dropped (and retried by the client's kernel a second later).
-        # uvicorn asks for 2,048; the kernel caps whatever is asked at net.core.somaxconn.
-        backlog=max(2048, config.max_streams),
-    )
+    server = uvicorn.Server(uvicorn_config(app, config))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
+        server.run()
+    if not server.started:
+        raise CommandError(f"the server did not start on {config.host}:{config.port} (see above)")
     return 0
 
 
@@ -314,56 +294,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the server",
         description="Run the GetGpt server and its OpenAI-compatible gateway. Every option can also be set "
         "by an environment variable GETGPT_<OPTION> (GETGPT_BACKEND, GETGPT_MAX_STREAMS, ...); "
-        "options given here win.",
+        "options given here win. API keys are set only by GETGPT_API_KEYS=key1,key2 (a key on a "
+        "command line shows in ps).",
     )
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
-    serve.add_argument("--backend", choices=("echo", "openai", "getgpt"), help="what answers (default echo)")
-    serve.add_argument("--upstream", metavar="URL", help="upstream base URL for the openai/getgpt backends")
-    serve.add_argument(
-        "--upstream-key-env", metavar="NAME", help="environment variable holding the upstream key"
-    )
-    serve.add_argument("--upstream-model", metavar="NAME", help="model name to send upstream")
-    serve.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body (default 1 MiB)")
-    serve.add_argument(
-        "--max-messages", type=int, metavar="N", help="most messages in a request (default 1000)"
-    )
-    serve.add_argument("--max-streams", type=int, metavar="N", help="most replies at once (default 4096)")
-    serve.add_argument(
-        "--body-timeout", type=float, metavar="S", help="seconds to receive a body (default 10)"
-    )
-    serve.add_argument(
-        "--echo-delay", type=float, metavar="S", help="echo: seconds between pieces (default 0)"
-    )
-    serve.add_argument(
-        "--echo-piece-chars", type=int, metavar="N", help="echo: characters a piece (default 4)"
-    )
-    serve.add_argument(
-        "--cors-origin",
-        action="append",
-        metavar="ORIGIN",
-        help="let browser pages on ORIGIN call the API (repeatable; default: CORS off)",
-    )
-    serve.add_argument(
-        "--rate-limit",
-        type=float,
-        metavar="N",
-        help="chat requests a minute per API key or IP (default: none)",
-    )
-    serve.add_argument("--rate-burst", type=int, metavar="N", help="requests a client may send at once")
-    serve.add_argument(
-        "--replay-window",
-        type=float,
-        metavar="S",
-        help="refuse a request uuid seen in the last S seconds (default: off). "
-        "API keys: set GETGPT_API_KEYS=key1,key2 (never on the command line)",
-    )
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        choices=("critical", "error", "warning", "info", "debug"),
-        help="log level",
-    )
+    from .server.config import add_flags
+
+    add_flags(serve)
     serve.set_defaults(run=_serve)
     return parser
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+
 import httpx
 import pytest
 from starlette.middleware.cors import CORSMiddleware
 
 import getgpt
 from getgpt.server import ServerConfig, create_app
+from getgpt.server.config import add_flags, from_flags
 
 from ..support.servers import serve
 
@@ -81,3 +85,43 @@ def test_chat_endpoints_go_through_added_middleware() -> None:
         )
         assert preflight.status_code == 200
         assert httpx.get(url + "healthz").json()["active_streams"] == 0
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_flags(parser)
+    return parser
+
+
+def test_every_setting_has_one_declaration_with_help_and_a_flag_or_a_variable() -> None:
+    help_text = _serve_parser().format_help()
+    for item in dataclasses.fields(ServerConfig):
+        assert item.metadata.get("help"), f"{item.name} has no help text"
+        variable = "GETGPT_" + item.name.upper()
+        if item.metadata["env_only"]:
+            assert variable not in help_text  # no flag: a secret on a command line shows in ps
+        else:
+            assert variable in help_text, f"{item.name} has no flag"
+
+
+def test_flags_are_read_as_their_settings_types_and_override_the_environment() -> None:
+    args = _serve_parser().parse_args(
+        ["--max-streams", "7", "--echo-delay", "0.5", "--cors-origin", "http://a.test", "--cors-origin",
+         "http://b.test", "--backend", "getgpt", "--upstream", "http://127.0.0.1:9/"]
+    )  # fmt: skip
+    config = from_flags(args, {"GETGPT_MAX_STREAMS": "3", "GETGPT_ECHO_PIECE_CHARS": "2"})
+    assert config.max_streams == 7
+    assert config.echo_piece_chars == 2
+    assert config.echo_delay == 0.5
+    assert config.cors_origins == ("http://a.test", "http://b.test")
+    assert (config.backend, config.upstream) == ("getgpt", "http://127.0.0.1:9/")
+
+
+def test_a_bad_flag_value_names_the_flag() -> None:
+    with pytest.raises(argparse.ArgumentError, match="--max-streams='many' is not a valid int"):
+        _serve_parser().parse_args(["--max-streams", "many"])
+
+
+def test_api_keys_have_no_flag() -> None:
+    _, unknown = _serve_parser().parse_known_args(["--api-keys", "secret"])
+    assert unknown == ["--api-keys", "secret"]

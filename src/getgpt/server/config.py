@@ -1,73 +1,137 @@
 """The server's settings: one dataclass, filled from defaults, then ``GETGPT_*`` variables, then flags.
 
-Every field ``name`` can be set by the environment variable ``GETGPT_<NAME>`` (``GETGPT_MAX_STREAMS``,
-``GETGPT_ECHO_DELAY``, ...); the CLI's flags override the environment.
+Each setting is declared once, as a :class:`ServerConfig` field made by :func:`setting`; its help
+text, choices and parser live in the field's metadata. From that one declaration come the
+environment variable ``GETGPT_<NAME>`` (``GETGPT_MAX_STREAMS``, ``GETGPT_ECHO_DELAY``, ...), the
+``getgpt serve`` flag ``--<name>`` and its ``--help`` line (:func:`add_flags`, :func:`from_flags`).
+Flags override the environment, which overrides the defaults.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BACKENDS", "ENV_PREFIX", "ServerConfig"]
+__all__ = ["BACKENDS", "ENV_PREFIX", "ServerConfig", "add_flags", "from_flags", "setting"]
 
 BACKENDS = ("echo", "openai", "getgpt")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_PREFIX = "GETGPT_"
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    flag: str | None = None,
+    env_only: bool = False,
+    parse: Callable[[str], Any] | None = None,
+    shown: str | None = None,
+    repr: bool = True,
+    fail_closed: bool = False,
+) -> Any:
+    """A :class:`ServerConfig` field and everything the CLI and the environment need to set it.
+
+    ``flag`` replaces the generated ``--name``; ``env_only`` settings get no flag (a secret on a
+    command line shows in ``ps``); ``parse`` reads a variable's or a flag's text (by default, as
+    the default's type); ``shown`` is the default as ``--help`` prints it. A tuple setting's flag
+    may be repeated, and its variable and each flag hold comma-separated values. A ``fail_closed``
+    setting is a defence: its variable, once set, must hold a value -- an empty one (``""``,
+    ``","``) is a startup error, never the defence quietly off.
+    """
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "metavar": metavar,
+        "flag": flag,
+        "env_only": env_only,
+        "parse": parse,
+        "shown": shown,
+        "fail_closed": fail_closed,
+    }
+    return field(default=default, metadata=metadata, repr=repr)
 
 
 @dataclass
 class ServerConfig:
     """Settings of :func:`getgpt.server.create_app` and ``getgpt serve``."""
 
-    #: Where ``getgpt serve`` listens. Loopback unless asked otherwise.
-    host: str = "127.0.0.1"
-    port: int = 8000
-    #: What answers: ``echo`` (offline), ``openai`` (any OpenAI-compatible /v1) or ``getgpt`` (chaining).
-    backend: str = "echo"
-    #: The upstream's base URL, for the ``openai`` (``.../v1``) and ``getgpt`` backends.
-    upstream: str | None = None
-    #: Name of the environment variable that holds the upstream's API key (never the key itself).
-    upstream_key_env: str | None = None
-    #: Model name sent upstream instead of the one the client asked for.
-    upstream_model: str | None = None
-    #: Seconds to wait for the upstream to connect (the read timeout is ``upstream_timeout``).
-    upstream_connect_timeout: float = 5.0
-    upstream_timeout: float = 600.0
-    #: Largest request body accepted, in bytes; larger ones get 413 while still being read.
-    max_body_bytes: int = 1 << 20
-    #: Most messages accepted in one request.
-    max_messages: int = 1000
-    #: Most chat requests served at once; more get 503 with Retry-After.
-    max_streams: int = 4096
-    #: Seconds allowed to receive the whole request body; slower ones get 408.
-    body_timeout: float = 10.0
-    #: Seconds the echo backend sleeps between pieces (0: as fast as it can).
-    echo_delay: float = 0.0
-    #: Characters in each piece the echo backend sends.
-    echo_piece_chars: int = 4
-    #: Names listed by ``GET /v1/models``.
-    models: tuple[str, ...] = field(default=("gpt-3.5-turbo",))
+    host: str = setting("127.0.0.1", "address to listen on (this machine only unless told)", metavar="ADDR")
+    port: int = setting(8000, "port to listen on", metavar="N")
+    backend: str = setting(
+        "echo",
+        "what answers: echo (offline), openai (any OpenAI-compatible /v1) or getgpt (chaining)",
+        choices=BACKENDS,
+    )
+    upstream: str | None = setting(
+        None, "the upstream's base URL, for the openai (.../v1) and getgpt backends", metavar="URL"
+    )
+    upstream_key_env: str | None = setting(
+        None,
+        "name of the environment variable holding the upstream's API key (never the key)",
+        metavar="NAME",
+    )
+    upstream_model: str | None = setting(
+        None, "model name sent upstream instead of the one the client asked for", metavar="NAME"
+    )
+    upstream_connect_timeout: float = setting(5.0, "seconds to wait for the upstream to connect", metavar="S")
+    upstream_timeout: float = setting(600.0, "seconds to wait for each read from the upstream", metavar="S")
+    max_body_bytes: int = setting(
+        1 << 20, "largest request body accepted, in bytes (413 beyond)", metavar="N", shown="1 MiB"
+    )
+    max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
+    max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
+    body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
+    echo_delay: float = setting(0.0, "echo backend: seconds between pieces", metavar="S")
+    echo_piece_chars: int = setting(4, "echo backend: characters in each piece", metavar="N")
+    models: tuple[str, ...] = setting(
+        ("gpt-3.5-turbo",), "a model name GET /v1/models lists (repeatable)", flag="--model", metavar="NAME"
+    )
     # The defences below are all off by default; see getgpt.server.security.
-    #: Keys the chat endpoints accept as ``Authorization: Bearer <key>``; empty: no key needed.
-    #: Set them with ``GETGPT_API_KEYS`` (comma-separated), never on a command line.
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    #: Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
-    cors_origins: tuple[str, ...] = ()
-    #: Chat requests a minute per client (its API key, else its IP address); 0: no limit.
-    rate_limit: float = 0.0
-    #: Requests a client may save up and send at once (0: a tenth of a minute's worth, at least 1).
-    rate_burst: int = 0
-    #: Seconds a request's ``uuid`` is remembered so that a replay of it is refused; 0: off.
-    replay_window: float = 0.0
+    api_keys: tuple[str, ...] = setting(
+        (),
+        "keys the chat endpoints accept as 'Authorization: Bearer <key>', comma-separated; none: no key",
+        env_only=True,
+        repr=False,
+        fail_closed=True,
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        (),
+        "believe X-Forwarded-For/-Proto only from these proxy addresses or networks (repeatable, "
+        "comma-separated; '*': any); none: the headers are ignored and the peer's address is the client",
+        metavar="ADDR",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        (),
+        "let browser pages on ORIGIN call the API (repeatable); none: CORS off",
+        flag="--cors-origin",
+        metavar="ORIGIN",
+    )
+    rate_limit: float = setting(
+        0.0, "chat requests a minute per client (its API key, else its IP); 0: no limit", metavar="N"
+    )
+    rate_burst: int = setting(
+        0, "requests a client may save up and send at once (0: a tenth of a minute's worth)", metavar="N"
+    )
+    replay_window: float = setting(
+        0.0, "refuse a request uuid seen in the last S seconds; 0: off", metavar="S"
+    )
+    log_level: str = setting("info", "log level", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.backend != "echo" and not self.upstream:
             raise ValueError(f"the {self.backend} backend needs an upstream URL (--upstream)")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         for name in ("max_body_bytes", "max_messages", "max_streams", "echo_piece_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -82,6 +146,8 @@ class ServerConfig:
             self.models = (self.models,)
         if not self.models:
             raise ValueError("models must name at least one model")
+        for address in self.forwarded_allow_ips:
+            _check_address(address)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -92,10 +158,12 @@ class ServerConfig:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for item in dataclasses.fields(cls):
-            name = ENV_PREFIX + item.name.upper()
+            name = env_name(item)
             raw = env.get(name)
-            if raw is not None and raw.strip():
-                values[item.name] = _convert(name, raw.strip(), item.default)
+            if raw is not None and item.metadata.get("fail_closed"):
+                values[item.name] = _read_guarded(item, raw, name)
+            elif raw is not None and raw.strip():
+                values[item.name] = _read(item, raw.strip(), name)
         unknown = overrides.keys() - {item.name for item in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -103,17 +171,108 @@ class ServerConfig:
         return cls(**values)
 
 
-def _convert(name: str, raw: str, default: Any) -> Any:
-    """Read ``raw`` as the type of ``default`` (fields without a typed default are strings)."""
+def _check_address(address: str) -> None:
+    if address == "*":
+        return
     try:
+        ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"forwarded_allow_ips: {address!r} is not an IP address or network (or '*')"
+        ) from None
+
+
+def env_name(item: dataclasses.Field[Any]) -> str:
+    """The environment variable that sets ``item``."""
+    return ENV_PREFIX + item.name.upper()
+
+
+def _read(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
+    """Read ``raw`` as ``item``'s value: its own parser, or the type of its default."""
+    parse = item.metadata.get("parse")
+    default = item.default
+    try:
+        if parse is not None:
+            return parse(raw)
         if isinstance(default, bool):
             return raw.lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+    except ValueError as exc:
+        kind = type(default).__name__ if parse is None else "value"
+        raise ValueError(f"{where}={raw!r} is not a valid {kind}{_detail(exc, parse)}") from None
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
+
+
+def _read_guarded(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
+    # A defence switched on by mistake with nothing in it (GETGPT_API_KEYS=",", or a template's
+    # empty ${KEYS}) would otherwise read as "not set" and run the server open.
+    value = _read(item, raw.strip(), where) if raw.strip() else None
+    if not value:
+        raise ValueError(f"{where} is set but holds no value ({raw!r}): give one, or unset it")
+    return value
+
+
+def _detail(exc: ValueError, parse: object) -> str:
+    return f": {exc}" if parse is not None and str(exc) else ""
+
+
+def _flag(item: dataclasses.Field[Any]) -> str:
+    return str(item.metadata.get("flag") or "--" + item.name.replace("_", "-"))
+
+
+def _shown(item: dataclasses.Field[Any]) -> str:
+    shown = item.metadata.get("shown")
+    if shown is not None:
+        return str(shown)
+    default = item.default
+    if default is None or default == ():
+        return "none"
+    if isinstance(default, tuple):
+        return ", ".join(default)
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for every setting that may be given on a command line, with its help line."""
+    for item in dataclasses.fields(ServerConfig):
+        meta = item.metadata
+        if meta.get("env_only"):
+            continue
+        options: dict[str, Any] = {
+            "dest": item.name,
+            "default": None,
+            "metavar": meta.get("metavar"),
+            "choices": meta.get("choices"),
+            "help": f"{meta['help']} (default: {_shown(item)}; {env_name(item)})",
+        }
+        if isinstance(item.default, tuple):
+            options["action"] = "append"
+        else:
+            options["type"] = _flag_type(item)
+        parser.add_argument(_flag(item), **options)
+
+
+def _flag_type(item: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    def read(raw: str) -> Any:
+        try:
+            return _read(item, raw, _flag(item))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return read
+
+
+def from_flags(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """The settings: defaults, then ``environ`` (``os.environ``), then the flags given in ``args``."""
+    overrides: dict[str, Any] = {}
+    for item in dataclasses.fields(ServerConfig):
+        value = getattr(args, item.name, None)
+        if isinstance(value, list):
+            value = tuple(part.strip() for given in value for part in given.split(",") if part.strip())
+        overrides[item.name] = value
+    return ServerConfig.from_env(environ, **overrides)
