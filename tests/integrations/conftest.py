@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from ..support.processes import getgpt_serve
+from ..support.serve_process import getgpt_serve
 
 
 @pytest.fixture(scope="session")
 def served() -> Iterator[str]:
     """A real ``getgpt serve`` subprocess with the offline echo backend; its base URL."""
-    with getgpt_serve() as url:
-        yield url
+    with getgpt_serve("--log-level", "warning") as server:
+        yield server.url
 
 
 @pytest.fixture

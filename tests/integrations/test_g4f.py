@@ -16,7 +16,7 @@ from getgpt.integrations.g4f import GetGpt
 from getgpt.providers import GetGpt as SeedFace
 
 from ..support.faults import FaultUpstream, answer, die_after, events, hanging, response
-from ..support.processes import getgpt_serve
+from ..support.serve_process import getgpt_serve
 
 pytestmark = pytest.mark.usefixtures("g4f_home")
 
@@ -150,7 +150,8 @@ def test_images_are_refused_with_a_clear_error(served: str) -> None:
 
 
 def test_a_wrong_api_key_is_g4fs_missing_auth_error_and_the_right_one_works() -> None:
-    with getgpt_serve(env={"GETGPT_API_KEYS": "sesame"}) as url:
+    with getgpt_serve(env={"GETGPT_API_KEYS": "sesame"}) as server:
+        url = server.url
         client = Client(provider=GetGpt)
         reply = client.chat.completions.create(model="", messages=HELLO, api_base=url, api_key="sesame")
         assert reply.choices[0].message.content == TEXT
@@ -159,7 +160,8 @@ def test_a_wrong_api_key_is_g4fs_missing_auth_error_and_the_right_one_works() ->
 
 
 def test_a_rate_limited_call_is_g4fs_rate_limit_error() -> None:
-    with getgpt_serve("--rate-limit", "1", "--rate-burst", "1") as url:
+    with getgpt_serve("--rate-limit", "1", "--rate-burst", "1") as server:
+        url = server.url
         client = Client(provider=GetGpt)
         client.chat.completions.create(model="", messages=HELLO, api_base=url)
         with pytest.raises(g4f_errors.RateLimitError, match="429"):

@@ -18,7 +18,7 @@ import getgpt
 from getgpt.integrations import litellm as provider
 
 from ..support.faults import FaultUpstream, answer, die_after, events
-from ..support.processes import getgpt_serve
+from ..support.serve_process import getgpt_serve
 
 TEXT = "Привет, мир! 🙂 How are you?"
 HELLO = [{"role": "user", "content": TEXT}]
@@ -109,7 +109,8 @@ def test_register_twice_keeps_one_entry() -> None:
 
 
 def test_the_api_key_reaches_the_server_and_a_wrong_one_is_litellms_authentication_error() -> None:
-    with getgpt_serve(env={"GETGPT_API_KEYS": "sesame"}) as url:
+    with getgpt_serve(env={"GETGPT_API_KEYS": "sesame"}) as server:
+        url = server.url
         reply = litellm.completion(model=MODEL, api_base=url, api_key="sesame", messages=HELLO)
         assert reply.choices[0].message.content == TEXT
         with pytest.raises(litellm.AuthenticationError) as caught:
@@ -118,7 +119,8 @@ def test_the_api_key_reaches_the_server_and_a_wrong_one_is_litellms_authenticati
 
 
 def test_a_rate_limited_call_is_litellms_rate_limit_error() -> None:
-    with getgpt_serve("--rate-limit", "1", "--rate-burst", "1") as url:
+    with getgpt_serve("--rate-limit", "1", "--rate-burst", "1") as server:
+        url = server.url
         litellm.completion(model=MODEL, api_base=url, messages=HELLO)
         with pytest.raises(litellm.RateLimitError):
             litellm.completion(model=MODEL, api_base=url, messages=HELLO, max_retries=0)

@@ -1,10 +1,10 @@
-"""Servers run as real subprocesses on free loopback ports, stopped by their PID."""
+"""A server other than ``getgpt serve`` (for which see serve_process.py) as a real subprocess,
+stopped by its PID."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,9 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from .servers import free_port
-
-__all__ = ["getgpt_serve", "process", "stop"]
+__all__ = ["process", "stop"]
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -69,13 +67,3 @@ def process(
             yield running
         finally:
             stop(running)
-
-
-@contextmanager
-def getgpt_serve(*flags: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """``getgpt serve`` (echo backend unless ``flags`` say otherwise); yields its base URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "getgpt", "serve", "--port", str(port), "--log-level", "warning", *flags]
-    url = f"http://127.0.0.1:{port}/"
-    with process(command, url + "healthz", env=env):
-        yield url
