@@ -1,7 +1,11 @@
-"""How ``getgpt serve`` runs the app under uvicorn: whom it believes, and what its logs keep out.
+"""How ``getgpt serve`` runs the app under uvicorn: its connection bounds, whom it believes, its logs.
 
 :func:`uvicorn_config` is the one place that turns a :class:`~getgpt.server.config.ServerConfig`
 into uvicorn's settings, so whatever runs the server (the command, a worker, a test) runs it alike:
+
+- connections go through :class:`~getgpt.server.connections.LimitedHttpProtocol` (head size and
+  count, head, idle and write timeouts, a cap on connections); the cap defaults to what the
+  file-descriptor limit allows (:func:`connection_limit`);
 
 - proxy headers (``X-Forwarded-For``/``-Proto``) are believed only from the addresses in
   ``forwarded_allow_ips``; uvicorn's own default believes them from 127.0.0.1, which would let
@@ -13,16 +17,61 @@ into uvicorn's settings, so whatever runs the server (the command, a worker, a t
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import uvicorn
 
 from .config import ServerConfig
+from .connections import Limits, protocol_factory
 
-__all__ = ["QueryRedaction", "uvicorn_config"]
+__all__ = ["FD_RESERVE", "QueryRedaction", "connection_limit", "connection_protocol", "uvicorn_config"]
 
 ACCESS_LOGGER = "uvicorn.access"
 REDACTED = "[redacted]"
+#: File descriptors kept out of the connection cap: stdio, the listening sockets, the event loop's
+#: own, log files, files opened to serve the page, and the connections admitted past the cap to
+#: answer /healthz (connections.OVERFLOW).
+FD_RESERVE = 64
+#: Idle upstream connections a forwarding backend keeps (its max_idle / max_keepalive_connections).
+UPSTREAM_IDLE = 100
+
+
+def open_files_limit() -> int | None:
+    """This process's soft limit on open files (``ulimit -n``); None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def connection_limit(config: ServerConfig, open_files: int | None) -> int:
+    """The most client connections ``config`` may hold open under a limit of ``open_files``.
+
+    The echo backend needs one descriptor a connection; a forwarding backend two (each reply in
+    progress holds an upstream socket) and room for its idle upstream pool. ``max_connections``
+    0 takes all of that; a larger value than it is a startup error, since past it ``accept``
+    fails and the server stops answering even ``/healthz``.
+    """
+    if open_files is None:
+        return config.max_connections or max(config.max_streams, 1024)
+    forwarding = config.backend != "echo"
+    spare = open_files - FD_RESERVE - (UPSTREAM_IDLE if forwarding else 0)
+    allowed = spare // 2 if forwarding else spare
+    if allowed < 1:
+        raise ValueError(
+            f"the open-files limit (ulimit -n) is {open_files}: too low to serve with the "
+            f"{config.backend} backend; raise it"
+        )
+    if config.max_connections > allowed:
+        raise ValueError(
+            f"max_connections {config.max_connections} is more than the open-files limit "
+            f"(ulimit -n {open_files}) allows with the {config.backend} backend ({allowed}): "
+            "raise the limit or lower max_connections"
+        )
+    return config.max_connections or allowed
 
 
 class QueryRedaction(logging.Filter):
@@ -51,10 +100,34 @@ def redact_access_log() -> None:
         logger.addFilter(QueryRedaction())
 
 
+def connection_protocol(config: ServerConfig) -> Any:
+    """uvicorn's ``http=`` for ``config``: the protocol bounding each connection as it says.
+
+    Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
+    """
+    limits = Limits(
+        max_head_bytes=config.max_head_bytes,
+        max_headers=config.max_headers,
+        head_timeout=config.head_timeout,
+        idle_timeout=config.idle_timeout,
+        write_timeout=config.write_timeout,
+        max_connections=connection_limit(config, open_files_limit()),
+    )
+    return protocol_factory(limits)
+
+
 def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:
-    """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn."""
+    """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn.
+
+    Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
+    """
     trusted = list(config.forwarded_allow_ips)
     settings: dict[str, Any] = {
+        "http": connection_protocol(config),
+        # No WebSocket route exists; an upgrade request is answered as plain HTTP.
+        "ws": "none",
+        # uvicorn's own keep-alive timer, never shorter than the protocol's idle deadline.
+        "timeout_keep_alive": max(1, math.ceil(config.idle_timeout)),
         "host": config.host,
         "port": config.port,
         "log_level": config.log_level,
