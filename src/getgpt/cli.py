@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .cli_chat import ChatFailed, Output, add_chat_parser, add_lang_option, answer, run_chat
+from .cli_chat import LOCAL_URL, ChatFailed, Output, add_chat_parser, add_lang_option, answer, run_chat
 from .cli_text import Language, Texts, language_from_env, language_named
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def _parser(texts: Texts) -> argparse.ArgumentParser:
 
     checker = commands.add_parser(
         "check",
-        help="check that a server speaks the protocol right",
+        help=texts("check.help"),
         description="Run a battery of conformance checks against the server at URL and print a table "
         "of pass/fail, with the evidence for each failure. Exit status 0 only when every required "
         "check passes. An API key, when the server needs one, is read from GETGPT_API_KEY.",
