@@ -411,7 +411,10 @@ class Battery:
 
 
 def retry_after(answer: Answer) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), or None."""
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), or None.
+
+    Strict, as RFC 9110 writes it -- whole seconds or a date -- where the client reads it leniently.
+    """
     value = answer.headers.get("retry-after")
     if value is None:
         return None
