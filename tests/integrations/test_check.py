@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,18 +28,28 @@ def statuses(report: Report) -> dict[str, str]:
     return {result.id: result.status for result in report.results}
 
 
+@pytest.fixture(scope="module")
+def slow_echo() -> Iterator[str]:
+    """getgpt serve whose echo takes a moment a piece, as a model does: the disconnect check's
+    long reply is still being written when the checker leaves it (an instant echo may be done)."""
+    with getgpt_serve("--log-level", "warning", "--echo-delay", "0.002") as server:
+        yield server.url
+
+
 @pytest.mark.parametrize("protocol", ["getgpt", "openai"])
-def test_getgpt_serve_passes_every_check(served: str, protocol: str) -> None:
-    url = served if protocol == "getgpt" else served + "v1"
-    report = run(url, protocol)
+def test_getgpt_serve_passes_every_check(slow_echo: str, protocol: str) -> None:
+    report = run(slow_echo if protocol == "getgpt" else slow_echo + "v1", protocol)
     assert report.ok, report.table()
     got = statuses(report)
     assert "fail" not in got.values()
-    # What the echo backend gives nothing to judge: it never fails mid-stream, and has no rate limit.
-    assert {k for k, v in got.items() if v == "n/a"} <= {"error-event", "retry-after", "usage"}
-    assert got["disconnect"] == got["unicode"] == got["whole-reply"] == "pass"
-    if protocol == "openai":
-        assert got["usage"] == "pass"
+    # What the echo gives nothing to judge: it never fails mid-stream, and has no rate limit here.
+    assert {k for k, v in got.items() if v == "n/a"} == {"error-event", "retry-after"}, report.table()
+
+
+@pytest.mark.parametrize("protocol", ["getgpt", "openai"])
+def test_an_instant_echo_conforms_too(served: str, protocol: str) -> None:
+    report = run(served if protocol == "getgpt" else served + "v1", protocol)
+    assert report.ok and "fail" not in statuses(report).values(), report.table()
 
 
 def test_getgpt_serves_429_carries_retry_after() -> None:

@@ -10,12 +10,14 @@ import g4f
 import pytest
 from g4f import errors as g4f_errors
 from g4f.client import AsyncClient, Client
+from g4f.providers.response import FinishReason, Usage
 
 import getgpt
 from getgpt.integrations.g4f import GetGpt
 from getgpt.providers import GetGpt as SeedFace
 
 from ..support.faults import FaultUpstream, answer, die_after, events, hanging, response
+from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
 
 pytestmark = pytest.mark.usefixtures("g4f_home")
@@ -84,8 +86,11 @@ def test_legacy_chat_completion_create_returns_the_text_or_streams_it(served: st
     )
     items = list(streamed)
     assert [item for item in items if isinstance(item, str)] == PIECES
-    # Like g4f's own providers, the stream ends with a FinishReason (whose str() is empty).
-    assert [item.reason for item in items if not isinstance(item, str)] == ["stop"]
+    # Like g4f's own providers, the stream ends with a FinishReason and the Usage (whose str() is
+    # empty); the usage is the server's, asked for with stream_options.
+    assert [item.reason for item in items if isinstance(item, FinishReason)] == ["stop"]
+    [usage] = [item for item in items if isinstance(item, Usage)]
+    assert usage.completion_tokens == server_usage(served).completion_tokens
 
 
 def test_the_server_comes_from_getgpt_base_url_when_the_call_names_none(
@@ -109,7 +114,7 @@ def test_a_stop_sequence_split_over_two_pieces_ends_the_reply_before_it(served: 
         GetGpt.create_completion("gpt-3.5-turbo", message, stream=True, api_base=served, stop=["STOP"])
     )
     assert "".join(p for p in pieces if isinstance(p, str)) == "abcdef"
-    assert [p.reason for p in pieces if not isinstance(p, str)] == ["stop"]
+    assert [p.reason for p in pieces if isinstance(p, FinishReason)] == ["stop"]
     reply = Client(provider=GetGpt).chat.completions.create(
         model="", messages=message, api_base=served, stop="STOP"
     )
@@ -209,3 +214,52 @@ def test_a_silent_server_is_g4fs_timeout_error_on_the_async_path() -> None:
 
     with hanging(head=False) as upstream, pytest.raises(g4f_errors.TimeoutError):
         asyncio.run(main(upstream.url))
+
+
+# --------------------------------------------------------------------------- tools, through a gateway
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}},
+        },
+    },
+]
+WANTED = [("get_weather", '{"city": "Oslo", "unit": "c"}'), ("get_time", '{"tz": "Europe/Oslo"}')]
+
+
+def test_tools_travel_in_the_request_and_the_calls_come_back_as_g4fs(
+    gateway: str, upstream: ScriptedUpstream
+) -> None:
+    # g4f emulates tools in the prompt for providers without native tools: this one has them.
+    client = Client(provider=GetGpt)
+    asked = {"model": "tools", "messages": [{"role": "user", "content": "weather?"}], "tools": TOOLS}
+    reply = client.chat.completions.create(**asked, api_base=gateway)
+    message = reply.choices[0].message
+    assert [(c.function.name, c.function.arguments) for c in message.tool_calls] == WANTED
+    assert reply.choices[0].finish_reason == "tool_calls"
+    request = upstream.chat_requests()[-1].json()
+    assert [t["function"]["name"] for t in request["tools"]] == ["get_weather", "get_time"]
+    assert request["messages"] == [{"role": "user", "content": "weather?"}]  # no emulation prompt
+
+    chunks = list(
+        client.chat.completions.create(
+            model="tools",
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=TOOLS,
+            api_base=gateway,
+            stream=True,
+        )
+    )
+    streamed = [call for c in chunks for call in (c.choices[0].delta.tool_calls or [])]
+    assert [(c.function.name, c.function.arguments) for c in streamed] == WANTED

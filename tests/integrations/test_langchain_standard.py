@@ -2,7 +2,11 @@
 integration tests against a real ``getgpt serve`` subprocess with the echo backend.
 
 A capability the echo backend cannot have is declared through the suite's own properties, and
-only there (the README lists them with the reason); nothing else is skipped.
+only there (the README lists them with the reason); nothing else is skipped. The echo replies with
+the text it was given: it cannot decide to call a tool, so the tool-calling and structured-output
+tests, which need a model that does, are declared off for it here -- and run for real in
+test_langchain_tools.py, through a getgpt server whose openai backend forwards to a scripted
+upstream that answers with tool calls.
 """
 
 from __future__ import annotations
@@ -55,3 +59,11 @@ class TestChatGetGptIntegration(ChatModelIntegrationTests):
     @property
     def model_override_value(self) -> str:
         return "echo-override"
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False  # the echo never calls a tool (see the module's documentation)
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False  # the same: its answer is the user's own text, not the schema's

@@ -18,6 +18,7 @@ import getgpt
 from getgpt.integrations import litellm as provider
 
 from ..support.faults import FaultUpstream, answer, die_after, events
+from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
 
 TEXT = "Привет, мир! 🙂 How are you?"
@@ -152,3 +153,50 @@ def test_an_error_inside_a_whole_reply_keeps_its_partial_text() -> None:
         litellm.completion(model=MODEL, api_base=upstream.url, messages=HELLO)
     assert "model overloaded" in str(caught.value)
     assert caught.value.partial == "half "  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- tools, through a gateway
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "parameters": {"type": "object", "properties": {arg: {"type": "string"}}},
+        },
+    }
+    for name, arg in (("get_weather", "city"), ("get_time", "tz"))
+]
+WANTED = [("get_weather", '{"city": "Oslo", "unit": "c"}'), ("get_time", '{"tz": "Europe/Oslo"}')]
+
+
+def test_tools_travel_in_the_request_and_the_calls_come_back(
+    gateway: str, upstream: ScriptedUpstream
+) -> None:
+    asked = {"model": "getgpt/tools", "api_base": gateway, "messages": HELLO, "tools": TOOLS}
+    reply = litellm.completion(**asked, tool_choice="required")
+    calls = reply.choices[0].message.tool_calls
+    assert [(c.function.name, c.function.arguments) for c in calls] == WANTED
+    assert [c.id for c in calls] == ["call_weather", "call_time"]
+    assert reply.choices[0].finish_reason == "tool_calls"
+    request = upstream.chat_requests()[-1].json()
+    assert [t["function"]["name"] for t in request["tools"]] == ["get_weather", "get_time"]
+    assert request["tool_choice"] == "required"
+
+    chunks = list(litellm.completion(**asked, stream=True))
+    built = litellm.stream_chunk_builder(chunks)
+    streamed = built.choices[0].message.tool_calls
+    assert [(c.function.name, c.function.arguments) for c in streamed] == WANTED
+
+
+def test_a_stream_reports_the_servers_usage_and_a_reasoning_model_its_reasoning(gateway: str) -> None:
+    asked = {"model": "getgpt/reasoning", "api_base": gateway, "messages": HELLO}
+    reply = litellm.completion(**asked)
+    assert (reply.choices[0].message.content, reply.choices[0].message.reasoning_content) == (
+        "42",
+        "Thinking...",
+    )
+    chunks = list(litellm.completion(**asked, stream=True, stream_options={"include_usage": True}))
+    # The scripted upstream's counts (11 + 7), passed on by the gateway, not LiteLLM's own count.
+    usage = chunks[-1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (11, 7, 18)

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import envelope
-from .._client import USER_AGENT
 from ..request import DEFAULT_MODEL, build_request, encode
+from ..upstream import USER_AGENT
 
 __all__ = ["GetGptProtocol", "OpenAIProtocol", "Protocol", "protocol_named"]
 

@@ -15,7 +15,8 @@ It works in ``g4f.client.Client``, ``g4f.client.AsyncClient`` and the legacy
 ``api_base`` (or ``base_url``, which ``g4f.client.Client(base_url=...)`` passes on), else
 ``GETGPT_BASE_URL``, else the seed's address. Errors become g4f's own types where g4f has one
 (:func:`g4f_error`), with the reply received so far in ``partial``; a stream hands over every
-piece of text that arrived before it raises.
+piece of text that arrived before it raises. Tools (``tools=``, ``tool_choice=``) travel in the
+request, and the model's calls come back as g4f's ``ToolCalls``, its reasoning as ``Reasoning``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 
 from g4f import errors as g4f_errors
 from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
-from g4f.providers.response import FinishReason, Usage
+from g4f.providers.response import FinishReason, Reasoning, ToolCalls, Usage
 
 from .. import errors
 from .._client import AsyncChatStream, ChatStream, base_url_from
@@ -72,7 +73,9 @@ class _Call:
             max_retries=rest.pop("max_retries", None),
             proxy=rest.pop("proxy", None),
         )
-        stop = rest.pop("stop", None)
+        stop = rest.get("stop")  # sent, and applied here as well (see getgpt.integrations.stops)
+        if stream:  # the server's token counts, rather than g4f's estimate
+            rest.setdefault("stream_options", {"include_usage": True})
         return cls(base_url, options, {**rest, "model": model, "stream": stream}, stop)
 
 
@@ -111,6 +114,10 @@ def _ending(reply: ChatStream | AsyncChatStream, relay: Relay) -> Iterator[Any]:
     tail = relay.tail()
     if tail:
         yield tail
+    if reply.reasoning:
+        yield Reasoning(token=reply.reasoning)
+    if reply.tool_calls:
+        yield ToolCalls(reply.tool_calls)
     reason = relay.finish_reason(reply)
     if reason:
         yield FinishReason(reason)
@@ -133,6 +140,9 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
     supports_stream = True
     supports_message_history = True
     supports_system_message = True
+    # Tools go to the server in the request (g4f would otherwise emulate them in the prompt), and
+    # the model's calls come back as g4f's ToolCalls.
+    supports_native_tools = True
     default_model = DEFAULT_MODEL
     models: ClassVar[list[str]] = [DEFAULT_MODEL]
 

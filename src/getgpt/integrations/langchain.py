@@ -8,23 +8,40 @@
         print(chunk.content, end="")
 
 ``invoke``, ``stream``, ``batch`` and their async twins; usage metadata (an ``invoke`` asks the
-server for the whole reply, which carries its token counts); stop sequences, applied on the
-client side (:mod:`getgpt.integrations.stops`). It passes LangChain's standard tests
+server for the whole reply, a stream for ``stream_options.include_usage``: both carry its token
+counts); stop sequences (sent, and applied on the client side too: :mod:`getgpt.integrations.stops`);
+``bind_tools`` and ``with_structured_output`` (function calling, JSON mode, JSON schema), the tool
+calls coming back in the protocol's own ``tool_calls``; a reasoning model's reasoning in
+``additional_kwargs["reasoning_content"]``. It passes LangChain's standard tests
 (``langchain-tests``) against ``getgpt serve``; see the README for the counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Literal, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.openai_tools import (
+    JsonOutputKeyToolsParser,
+    PydanticToolsParser,
+    make_invalid_tool_call,
+    parse_tool_call,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, SecretStr
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from .._client import AsyncChatStream, ChatStream
 from ..errors import GetGptError
@@ -82,6 +99,8 @@ class ChatGetGpt(BaseChatModel):
     """Retries before the first byte of a reply (the client's default, 2, when None)."""
     streaming: bool = False
     """Whether ``invoke`` streams underneath (its result is the same)."""
+    stream_usage: bool = True
+    """Whether a stream asks for the token counts (``stream_options.include_usage``)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other request parameters, sent with every call."""
 
@@ -129,11 +148,17 @@ class ChatGetGpt(BaseChatModel):
     def _call(
         self, stop: list[str] | None, kwargs: dict[str, Any], stream: bool
     ) -> tuple[dict[str, Any], Relay]:
-        """The request's parameters and the relay that applies the stop sequences."""
+        """The request's parameters, and the relay that applies the stop sequences as well: the
+        server is asked to stop there, and a server that passes them by gives the same cut."""
         params = {**self._request_defaults(), **{k: v for k, v in kwargs.items() if v is not None}}
         params["model"] = params.get("model") or self.model_name
         params["stream"] = stream
-        return params, Relay(stop if stop is not None else self.stop)
+        stops = stop if stop is not None else self.stop
+        if stops:
+            params["stop"] = list(stops)
+        if stream and self.stream_usage:
+            params.setdefault("stream_options", {"include_usage": True})
+        return params, Relay(stops)
 
     def _options(self) -> dict[str, Any]:
         key = self.api_key.get_secret_value() if self.api_key is not None else None
@@ -144,13 +169,97 @@ class ChatGetGpt(BaseChatModel):
         converted = convert_to_openai_messages(list(messages), text_format="string")
         return converted if isinstance(converted, list) else [converted]
 
+    # --- tools and structured output --------------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` to the model: each goes in the request's ``tools`` in OpenAI's shape.
+
+        ``tool_choice``: a tool's name to force it, ``"any"``/``"required"``/``True`` for some
+        tool, ``"auto"`` or ``"none"``, or OpenAI's own dict.
+        """
+        formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
+        choice = _tool_choice(tool_choice)
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """The model's answer parsed into ``schema`` (a Pydantic class, a TypedDict or a JSON schema).
+
+        ``function_calling`` forces a tool of the schema's shape; ``json_mode`` asks for a JSON
+        object (``response_format``) and ``json_schema`` for one that fits the schema.
+        """
+        if kwargs:
+            raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
+        pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        function = convert_to_openai_tool(schema, strict=strict)["function"]
+        traced = {"kwargs": {"method": method, "strict": strict}, "schema": function}
+        parser: Runnable[Any, Any]
+        if method == "function_calling":
+            model = self.bind_tools(
+                [schema],
+                tool_choice=function["name"],
+                parallel_tool_calls=False,
+                strict=strict,
+                ls_structured_output_format=traced,
+            )
+            if pydantic:
+                parser = PydanticToolsParser(tools=[cast("type[BaseModel]", schema)], first_tool_only=True)
+            else:
+                parser = JsonOutputKeyToolsParser(key_name=function["name"], first_tool_only=True)
+        elif method in ("json_mode", "json_schema"):
+            if method == "json_mode":
+                response_format: dict[str, Any] = {"type": "json_object"}
+            else:
+                described = {k: function[k] for k in ("name", "description") if k in function}
+                wanted = {**described, "schema": function.get("parameters", {})}
+                if strict is not None:
+                    wanted["strict"] = strict
+                response_format = {"type": "json_schema", "json_schema": wanted}
+            model = self.bind(response_format=response_format, ls_structured_output_format=traced)
+            if pydantic:
+                parser = PydanticOutputParser(pydantic_object=cast("type[BaseModel]", schema))
+            else:
+                parser = JsonOutputParser()
+        else:
+            raise ValueError(f"method must be function_calling, json_mode or json_schema, not {method!r}")
+        if not include_raw:
+            return model | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=model) | parsed.with_fallbacks([unparsed], exception_key="parsing_error")
+
     # --- whole replies ----------------------------------------------------------------------------
 
     def _result(self, text: str, reply: ChatStream | AsyncChatStream, relay: Relay, model: str) -> ChatResult:
         reason = relay.finish_reason(reply)
         metadata = {"model_name": model, "finish_reason": reason, "model_provider": _PROVIDER}
+        calls, invalid = _tool_calls(reply.tool_calls)
         message = AIMessage(
-            content=text, response_metadata=metadata, usage_metadata=_usage_metadata(reply.usage)
+            content=text,
+            tool_calls=calls,
+            invalid_tool_calls=invalid,
+            additional_kwargs=_reasoning(reply.reasoning),
+            response_metadata=metadata,
+            usage_metadata=_usage_metadata(reply.usage),
         )
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": reason})],
@@ -196,8 +305,16 @@ class ChatGetGpt(BaseChatModel):
     @staticmethod
     def _last(reply: ChatStream | AsyncChatStream, relay: Relay, model: str) -> ChatGenerationChunk:
         reason = relay.finish_reason(reply)
+        calls = [
+            tool_call_chunk(
+                name=call["function"]["name"], args=call["function"]["arguments"], id=call["id"], index=index
+            )
+            for index, call in enumerate(reply.tool_calls)
+        ]
         message = AIMessageChunk(
             content=relay.tail(),
+            tool_call_chunks=calls,
+            additional_kwargs=_reasoning(reply.reasoning),
             chunk_position="last",
             response_metadata={"model_name": model, "finish_reason": reason, "model_provider": _PROVIDER},
             usage_metadata=_usage_metadata(reply.usage),
@@ -261,6 +378,36 @@ class ChatGetGpt(BaseChatModel):
         yield self._last(reply, relay, params["model"])
 
 
+def _tool_choice(choice: str | bool | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if choice is None or choice is False:
+        return None
+    if choice is True or choice in ("any", "required"):
+        return "required"
+    if isinstance(choice, str) and choice not in ("auto", "none"):
+        return {"type": "function", "function": {"name": choice}}
+    return choice
+
+
+def _tool_calls(raw: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """LangChain's tool calls from the protocol's (OpenAI's shape), and those whose arguments
+    are not JSON, kept as invalid ones with the reason."""
+    calls: list[Any] = []
+    invalid: list[Any] = []
+    for call in raw:
+        try:
+            parsed = parse_tool_call(call, return_id=True)
+        except OutputParserException as exc:
+            invalid.append(make_invalid_tool_call(call, str(exc)))
+        else:
+            if parsed is not None:
+                calls.append(parsed)
+    return calls, invalid
+
+
+def _reasoning(text: str) -> dict[str, Any]:
+    return {"reasoning_content": text} if text else {}
+
+
 def _from_chunks(chunks: list[ChatGenerationChunk]) -> ChatResult:
     """A whole result from the chunks of a stream (for ``streaming=True``)."""
     if not chunks:
@@ -274,6 +421,9 @@ def _from_chunks(chunks: list[ChatGenerationChunk]) -> ChatResult:
             ChatGeneration(
                 message=AIMessage(
                     content=message.content,
+                    tool_calls=getattr(message, "tool_calls", []),
+                    invalid_tool_calls=getattr(message, "invalid_tool_calls", []),
+                    additional_kwargs=message.additional_kwargs,
                     response_metadata=message.response_metadata,
                     usage_metadata=getattr(message, "usage_metadata", None),
                 ),

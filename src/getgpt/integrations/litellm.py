@@ -31,7 +31,7 @@ import httpx
 import litellm
 from litellm.exceptions import APIConnectionError, APIError
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
-from litellm.types.utils import GenericStreamingChunk, ModelResponse
+from litellm.types.utils import ChatCompletionMessageToolCall, GenericStreamingChunk, ModelResponse
 from litellm.types.utils import Usage as LiteLLMUsage
 
 from .. import errors
@@ -45,7 +45,7 @@ __all__ = ["PROVIDER", "GetGptLLM", "handler", "litellm_error", "register"]
 #: The provider name: models are called ``getgpt/<model>``.
 PROVIDER = "getgpt"
 # Parameters LiteLLM hands a provider that are settled here rather than sent in the request.
-_HANDLED = frozenset({"stream", "stream_options", "stop", "max_retries"})
+_HANDLED = frozenset({"stream", "stream_options", "max_retries"})
 
 
 @dataclass
@@ -77,6 +77,12 @@ class _Call:
         # Everything else is the request's: the protocol's fields, and any other parameter,
         # which the client sends or refuses by name -- never dropped here.
         params = {k: v for k, v in optional_params.items() if k not in _HANDLED and v is not None}
+        if stream:  # the server's token counts, whether or not the caller asked LiteLLM for them
+            params["stream_options"] = {
+                **(optional_params.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        # ``stop`` is sent, and applied here as well (see getgpt.integrations.stops).
         return cls(
             api_base, options, {**params, "model": model, "stream": stream}, optional_params.get("stop")
         )
@@ -138,9 +144,16 @@ def _fill(
     text: str,
     reason: str | None,
     usage: Usage | None,
+    calls: list[dict[str, Any]],
+    reasoning: str,
 ) -> ModelResponse:
     choice = response.choices[0]
-    choice.message.content = text
+    message = choice.message
+    message.content = text if text or not calls else None
+    if calls:
+        message.tool_calls = [ChatCompletionMessageToolCall(**call) for call in calls]
+    if reasoning:
+        message.reasoning_content = reasoning
     choice.finish_reason = cast(Any, reason or "stop")  # LiteLLM types it as OpenAI's five reasons
     response.model = model
     response.usage = _usage(usage, model, messages, text)  # type: ignore[attr-defined]
@@ -156,6 +169,19 @@ def _chunk(text: str) -> GenericStreamingChunk:
         "index": 0,
         "tool_use": None,
     }
+
+
+def _tool_uses(reply: ChatStream | AsyncChatStream) -> Iterator[GenericStreamingChunk]:
+    """The model's tool calls, one chunk each: the client hands them over whole at the end."""
+    for index, call in enumerate(reply.tool_calls):
+        chunk = _chunk("")
+        chunk["tool_use"] = {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]},
+            "index": index,
+        }
+        yield chunk
 
 
 def _last(reply: ChatStream | AsyncChatStream, relay: Relay) -> GenericStreamingChunk:
@@ -222,6 +248,8 @@ class GetGptLLM(CustomLLM):
             text=text,
             reason=relay.finish_reason(reply),
             usage=reply.usage,
+            calls=reply.tool_calls,
+            reasoning=reply.reasoning,
         )
 
     async def acompletion(  # noqa: PLR0917  (LiteLLM's signature)
@@ -269,6 +297,8 @@ class GetGptLLM(CustomLLM):
             text=text,
             reason=relay.finish_reason(reply),
             usage=reply.usage,
+            calls=reply.tool_calls,
+            reasoning=reply.reasoning,
         )
 
     def streaming(  # noqa: PLR0917  (LiteLLM's signature)
@@ -314,6 +344,7 @@ class GetGptLLM(CustomLLM):
             if rest:
                 yield _chunk(rest)
             _raise(exc, model)
+        yield from _tool_uses(reply)
         yield _last(reply, relay)
 
     # LiteLLM declares a coroutine returning an iterator, but takes an async generator too (it
@@ -364,6 +395,8 @@ class GetGptLLM(CustomLLM):
             if rest:
                 yield _chunk(rest)
             _raise(exc, model)
+        for use in _tool_uses(reply):
+            yield use
         yield _last(reply, relay)
 
 
