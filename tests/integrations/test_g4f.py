@@ -143,7 +143,7 @@ def test_the_seeds_module_face_works_as_a_provider_of_todays_g4f(
 
 
 def test_images_are_refused_with_a_clear_error(served: str) -> None:
-    with pytest.raises(getgpt.ValidationError, match="text only"):
+    with pytest.raises(getgpt.ValidationError, match="content parts"):
         list(
             GetGpt.create_completion(
                 "m", HELLO, api_base=served, media=[("data:image/png;base64,AA", "a.png")]

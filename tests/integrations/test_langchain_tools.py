@@ -143,3 +143,14 @@ def test_a_reasoning_models_reasoning_comes_with_the_answer(gateway: str) -> Non
     for chunk in chat.stream("6 times 7?"):
         whole = chunk if whole is None else whole + chunk
     assert whole is not None and whole.additional_kwargs["reasoning_content"] == "Thinking..."
+
+
+def test_content_parts_reach_the_upstream_as_langchain_wrote_them(
+    gateway: str, upstream: ScriptedUpstream
+) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    message = HumanMessage(content=[{"type": "text", "text": "What is in it?"}, image])
+    reply = ChatGetGpt(base_url=gateway, model="text").invoke([message])
+    assert reply.content == "Hello, wörld 🙂"
+    [sent_message] = sent(upstream)["messages"]
+    assert sent_message["content"] == [{"type": "text", "text": "What is in it?"}, image]

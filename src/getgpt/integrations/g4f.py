@@ -63,7 +63,7 @@ class _Call:
             rest.pop("conversation", None)
         if rest.pop("media", None):
             raise errors.ValidationError(
-                "the GetGpt protocol carries text only: images (media=) cannot be sent"
+                "this provider does not send media=: put images in the messages as OpenAI content parts"
             )
         base_url = rest.pop("api_base", None) or rest.pop("base_url", None)
         rest.pop("base_url", None)
