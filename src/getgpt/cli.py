@@ -213,15 +213,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
-        from .server import create_app
         from .server.config import from_flags
+        from .server.serving import check, run
     except ImportError as exc:
         raise CommandError(f"serving needs the server extra: pip install 'getgpt[server]' ({exc})") from None
     try:
         config = from_flags(args)
-        app = create_app(config)
+        # The app is built here once, so a bad setting is one line now, not a failing worker later.
+        check(config)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if config.host not in ("127.0.0.1", "localhost", "::1"):
@@ -230,18 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
             "the envelope is obfuscation, not secrecy: put TLS in front",
             file=sys.stderr,
         )
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        timeout_graceful_shutdown=5,
-        # A burst of as many connections as the server admits streams waits in the accept
-        # queue instead of being dropped (and retried by the client's kernel a second later).
-        # uvicorn asks for 2,048; the kernel caps whatever is asked at net.core.somaxconn.
-        backlog=max(2048, config.max_streams),
-    )
-    return 0
+    return run(config)
 
 
 # --- arguments -------------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ Routes:
   ``chat.completion.chunk`` events out with status 200 (the original service answered 201; clients
   accept any 2xx), or one ``chat.completion`` JSON object when the request says ``"stream": false``.
 - ``POST /v1/chat/completions`` and ``GET /v1/models`` -- OpenAI's API, for the openai SDK and friends.
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``.
+- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
+- ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
+  the shared state it needs is unreachable under ``--redis-failure closed``.
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.telemetry`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
@@ -24,7 +27,9 @@ the body is read; ``chat_checks`` -- ``async def check(scope, request) -> None``
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,18 +41,22 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..request import ChatRequest
 from .api_error import ApiError
 from .backends import Backend, make_backend
 from .body import ClientGone, read_json_body
 from .config import ServerConfig
+from .drain import Drain
+from .logs import REQUEST_ID, request_id
 from .metrics import Metrics
 from .parsing import parse_envelope, parse_openai
 from .pump import ReplyOptions, deliver
 from .responses import send_error
+from .scope import header
 from .security import install as install_security
+from .telemetry import CONTENT_TYPE, Telemetry, route_of
 from .wire import Outcome
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
@@ -64,6 +73,19 @@ _NO_WEB_UI = (
     "<p>getgpt server is running. The web UI is not installed.</p>"
 )
 _OVERLOADED_RETRY_AFTER = "1"
+# Where GetGptApp leaves a request's _Exchange in its ASGI scope.
+_EXCHANGE = "getgpt.exchange"
+
+
+class _Exchange:
+    """What the app's ``send`` saw of one request's answer."""
+
+    __slots__ = ("arrived", "first_body", "status")
+
+    def __init__(self) -> None:
+        self.arrived = time.perf_counter()
+        self.status = 0
+        self.first_body: float | None = None
 
 
 class _Chat:
@@ -75,13 +97,17 @@ class _Chat:
         config: ServerConfig,
         backend: Backend,
         metrics: Metrics,
+        telemetry: Telemetry,
         request_checks: list[RequestCheck],
         chat_checks: list[ChatCheck],
         parse: Parser,
+        route: str,
     ) -> None:
         self.config = config
         self.backend = backend
         self.metrics = metrics
+        self.telemetry = telemetry
+        self.route = route
         self.request_checks = request_checks
         self.chat_checks = chat_checks
         self.parse = parse
@@ -99,7 +125,7 @@ class _Chat:
                 )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        config, metrics = self.config, self.metrics
+        config, metrics, telemetry = self.config, self.metrics, self.telemetry
         try:
             for check in self.request_checks:
                 await check(scope)
@@ -107,6 +133,7 @@ class _Chat:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
                 metrics.rejected_total += 1
+                telemetry.rejected(exc.code)
                 await send_error(send, exc, close=True)
                 return
             request, include_usage = self.parse(body, config.max_messages)
@@ -124,6 +151,7 @@ class _Chat:
             return
         except ApiError as exc:
             metrics.rejected_total += 1
+            telemetry.rejected(exc.code)
             await send_error(send, exc)
             return
         log.debug(
@@ -131,9 +159,11 @@ class _Chat:
         )
         metrics.active_streams += 1
         metrics.streams_total += 1
+        telemetry.active.inc()
 
         def release() -> None:
             metrics.active_streams -= 1
+            telemetry.active.dec()
 
         outcome = Outcome()
         reply = ReplyOptions(
@@ -149,23 +179,63 @@ class _Chat:
             metrics.failed_total += 1
         elif ended == "gone":
             metrics.disconnects_total += 1
+        exchange: _Exchange | None = scope.get(_EXCHANGE)
+        if exchange is not None:
+            now = time.perf_counter()
+            telemetry.ended(self.route, ended, now - exchange.arrived)
+            if exchange.first_body is not None and exchange.status == 200:
+                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
+        usage = outcome.usage
+        if usage is not None:
+            telemetry.used(usage.prompt_tokens, usage.completion_tokens)
 
 
 class GetGptApp(Starlette):
-    """Starlette, with the chat endpoints called directly while no middleware is installed."""
+    """Starlette, with the chat endpoints called directly while no middleware is installed.
 
-    def __init__(self, chat: dict[str, _Chat], **options: Any) -> None:
+    Every HTTP request gets its id (``X-Request-Id``, :mod:`getgpt.server.logs`), is counted by
+    route and status, and, while the process drains, is answered with ``Connection: close``.
+    """
+
+    def __init__(self, chat: dict[str, _Chat], *, telemetry: Telemetry, drain: Drain, **options: Any) -> None:
         super().__init__(**options)
         self._chat = chat
+        self._telemetry = telemetry
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
-            endpoint = self._chat.get(scope["path"])
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        rid = request_id(header(scope, b"x-request-id"))
+        exchange = _Exchange()
+        scope[_EXCHANGE] = exchange
+        drain = self._drain
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                headers = [*message.get("headers", ()), (b"x-request-id", rid)]
+                if drain.draining:
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            elif exchange.first_body is None and message.get("body"):
+                exchange.first_body = time.perf_counter()
+            await send(message)
+
+        token = REQUEST_ID.set(rid.decode("ascii"))
+        try:
+            endpoint = None
+            if scope["method"] == "POST" and not self.user_middleware:
+                endpoint = self._chat.get(scope["path"])
             if endpoint is not None:
                 scope["app"] = self
-                await endpoint(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+                await endpoint(scope, receive, answer)
+            else:
+                await super().__call__(scope, receive, answer)
+        finally:
+            REQUEST_ID.reset(token)
+            self._telemetry.request(route_of(scope["path"]), exchange.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -189,23 +259,30 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     config = config or ServerConfig()
     backend = make_backend(config)
     metrics = Metrics()
+    telemetry = Telemetry()
+    drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
 
-    def chat(parse: Parser) -> _Chat:
+    def chat(parse: Parser, route: str) -> _Chat:
         return _Chat(
             config=config,
             backend=backend,
             metrics=metrics,
+            telemetry=telemetry,
             request_checks=request_checks,
             chat_checks=chat_checks,
             parse=parse,
+            route=route,
         )
 
     def envelope(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
         return parse_envelope(body, max_messages), False
 
-    endpoints = {"/api/chat/stream": chat(envelope), "/v1/chat/completions": chat(parse_openai)}
+    endpoints = {
+        path: chat(parse, path)
+        for path, parse in (("/api/chat/stream", envelope), ("/v1/chat/completions", parse_openai))
+    }
 
     async def healthz(request: Request) -> Response:
         from .. import __version__
@@ -213,6 +290,24 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         return JSONResponse(
             {"status": "ok", **metrics.snapshot(), "backend": backend.name, "version": __version__}
         )
+
+    async def readyz(request: Request) -> Response:
+        shared = app.state.shared
+        redis = "off" if shared is None else shared.status
+        if drain.draining:
+            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
+        if shared is not None and not shared.available:
+            if shared.fail_open:
+                return JSONResponse({"status": "degraded", "redis": redis})
+            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
+        return JSONResponse({"status": "ready", "redis": redis})
+
+    async def prometheus(request: Request) -> Response:
+        if config.metrics_key is not None:
+            presented = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
+                return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
+        return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
 
     async def models(request: Request) -> Response:
         names = list(
@@ -235,9 +330,14 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        shared = app.state.shared
+        if shared is not None:
+            await shared.start()
         try:
             yield
         finally:
+            if shared is not None:
+                await shared.aclose()
             await backend.aclose()
 
     routes = [
@@ -245,12 +345,16 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         Route("/v1/chat/completions", endpoints["/v1/chat/completions"], methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
     app = GetGptApp(
         endpoints,
+        telemetry=telemetry,
+        drain=drain,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
@@ -258,6 +362,9 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.state.config = config
     app.state.backend = backend
     app.state.metrics = metrics
+    app.state.telemetry = telemetry
+    app.state.drain = drain
+    app.state.shared = None
     app.state.request_checks = request_checks
     app.state.chat_checks = chat_checks
     install_security(app, config)
