@@ -6,7 +6,9 @@
   ``json.dumps`` and one ``yield`` per event, as a minimal app is usually written.
 
 ``python -m bench.apps NAME [options]`` prints the port once it listens. With ``--profile FILE``
-it runs under pyinstrument and writes the text report to FILE when stopped with SIGINT.
+it runs under pyinstrument and writes the text report to FILE when stopped with SIGINT. With
+``--workers N`` (getgpt only) it runs N workers under uvicorn's own supervisor, which shares one
+listening socket between them (bench/workers.py compares that with ``getgpt serve --workers``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,43 @@ def _app(args: argparse.Namespace) -> Any:
     return create_app(ServerConfig(**options))
 
 
+_OPTIONS_ENV = "BENCH_APP_OPTIONS"
+
+
+def getgpt_factory() -> Any:
+    """The getgpt app built from the options :func:`main` left in the environment (uvicorn's workers)."""
+    from getgpt.server import ServerConfig, create_app
+
+    return create_app(ServerConfig(**json.loads(os.environ[_OPTIONS_ENV])))
+
+
+def _uvicorn_workers(args: argparse.Namespace) -> None:
+    # uvicorn's own supervisor: it binds one socket and its workers share it (one accept queue).
+    import uvicorn
+
+    options: dict[str, Any] = {"backend": args.backend, "max_streams": args.max_streams}
+    if args.upstream:
+        options["upstream"] = args.upstream
+    if args.echo_delay:
+        options["echo_delay"] = args.echo_delay
+    os.environ[_OPTIONS_ENV] = json.dumps(options)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    print(port, flush=True)
+    uvicorn.run(
+        "bench.apps:getgpt_factory",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        backlog=args.backlog,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", choices=("getgpt", "minimal"))
@@ -83,6 +122,7 @@ def main() -> None:
     parser.add_argument("--max-streams", type=int, default=20_000)
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")
     args = parser.parse_args()
 
     import uvicorn
@@ -90,6 +130,9 @@ def main() -> None:
     from .common import raise_nofile
 
     raise_nofile(65536)
+    if args.workers > 1:
+        _uvicorn_workers(args)
+        return
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -139,10 +182,10 @@ class AppProcess:
         return self._port
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        with open(f"/proc/{self._proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server's processes (its workers too) have used so far."""
+        from .common import tree_cpu
+
+        return tree_cpu(self._proc.pid)
 
     @property
     def url(self) -> str:

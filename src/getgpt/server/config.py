@@ -129,6 +129,12 @@ class ServerConfig:
         metavar="N|auto",
         parse=_workers,
     )
+    accept_queues: int = setting(
+        0,
+        "listening sockets per worker, each with its own accept queue (SO_REUSEPORT); "
+        "0: enough queue for --max-streams connections at the kernel's cap (net.core.somaxconn)",
+        metavar="N",
+    )
     redis_url: str | None = setting(
         None,
         "Redis holding the rate limits and the replay guard for every worker and replica "
@@ -179,6 +185,8 @@ class ServerConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        if not 0 <= self.accept_queues <= 64:
+            raise ValueError(f"accept_queues must be 0..64, not {self.accept_queues}")
         if self.shutdown_grace < 0:
             raise ValueError(f"shutdown_grace must not be negative, not {self.shutdown_grace}")
         if self.metrics_key is not None and not self.metrics_key.strip():

@@ -123,6 +123,29 @@ def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None) ->
     server.run(sockets=sockets)
 
 
+def somaxconn() -> int:
+    """The kernel's cap on one socket's accept queue (``net.core.somaxconn``)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as value:
+            return max(1, int(value.read()))
+    except (OSError, ValueError):
+        return 4096
+
+
+def sockets_per_worker(config: ServerConfig) -> int:
+    """Listening sockets a worker opens: enough accept queue for ``max_streams`` connections.
+
+    The kernel caps each queue at ``somaxconn`` (4,096 here); a burst larger than a worker's
+    queues overflows them and the dropped handshakes are retried by the client only 1, 3, 7 s
+    later. Several ``SO_REUSEPORT`` sockets give one worker several queues (bench/workers.py).
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return 1
+    if config.accept_queues:
+        return config.accept_queues
+    return max(1, min(16, -(-config.max_streams // somaxconn())))
+
+
 def _reuseport_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -132,11 +155,23 @@ def _reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_free(host: str, port: int) -> None:
+    """Fail if anything listens on the port already: SO_REUSEPORT would otherwise share it silently."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def _worker(config: ServerConfig, port: int) -> None:
-    """A worker process: its own listening socket on the shared port, then the server."""
-    sock = _reuseport_socket(config.host, port)
-    sock.set_inheritable(True)
-    _serve_process(config, [sock])
+    """A worker process: its own listening sockets on the shared port, then the server."""
+    sockets = [_reuseport_socket(config.host, port) for _ in range(sockets_per_worker(config))]
+    _serve_process(config, sockets)
 
 
 class Supervisor:
@@ -172,6 +207,7 @@ class Supervisor:
             os.environ[MULTIPROC_ENV] = self._metrics_dir
         # Held, bound but not listening, for the whole run: the port stays ours while a worker
         # restarts, and a port already taken is reported before any worker starts.
+        _check_free(config.host, config.port)
         reserved = _reuseport_socket(config.host, config.port)
         port = reserved.getsockname()[1]
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -233,7 +269,19 @@ def check(config: ServerConfig) -> None:
 
 def run(config: ServerConfig) -> int:
     """Serve ``config`` until stopped; the exit status."""
-    if config.workers == 1:
+    if config.workers > 1:
+        return Supervisor(config).run()
+    count = sockets_per_worker(config)
+    if count == 1:
         _serve_process(config, None)
         return 0
-    return Supervisor(config).run()
+    try:
+        _check_free(config.host, config.port)
+        sockets = [_reuseport_socket(config.host, config.port)]
+        port = sockets[0].getsockname()[1]
+        sockets += [_reuseport_socket(config.host, port) for _ in range(count - 1)]
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    _serve_process(config, sockets)
+    return 0
