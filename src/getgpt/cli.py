@@ -229,7 +229,9 @@ def _serve(args: argparse.Namespace) -> int:
             "the envelope is obfuscation, not secrecy: put TLS in front",
             file=sys.stderr,
         )
-    return run(config)
+    if not run(config):
+        raise CommandError(f"the server did not start on {config.host}:{config.port} (see above)")
+    return 0
 
 
 # --- arguments -------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from getgpt.envelope import encrypt
 from getgpt.request import build_request, encode
 
-from .services import Nginx, Redis, Replica
+from .serve_process import ServeProcess, getgpt_serve
+from .services import Nginx, Redis
 
 __all__ = ["Cluster", "cluster", "envelope_body"]
 
@@ -18,7 +19,7 @@ __all__ = ["Cluster", "cluster", "envelope_body"]
 @dataclass
 class Cluster:
     redis: Redis
-    replicas: list[Replica]
+    replicas: list[ServeProcess]
     nginx: Nginx
 
 
@@ -30,9 +31,10 @@ def cluster(
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(Redis())
         replicas = [
-            stack.enter_context(Replica("--redis", redis.url, *options, *own, env=env)) for own in per_replica
+            stack.enter_context(getgpt_serve("--redis", redis.url, *options, *own, env=env))
+            for own in per_replica
         ]
-        nginx = stack.enter_context(Nginx([replica.address for replica in replicas]))
+        nginx = stack.enter_context(Nginx([f"127.0.0.1:{replica.port}" for replica in replicas]))
         yield Cluster(redis, replicas, nginx)
 
 

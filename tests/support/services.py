@@ -1,4 +1,4 @@
-"""Real processes for the operations tests: redis-server, nginx and ``getgpt serve`` replicas.
+"""Real processes for the operations tests: redis-server and nginx (``getgpt serve``: serve_process.py).
 
 Each runs on a free loopback port with its files in a temporary directory, and is stopped by its
 PID (never by name). redis-server and nginx come from Debian (``.ci/run`` installs them).
@@ -10,18 +10,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-import httpx
-
 from .servers import free_port
 
-__all__ = ["Nginx", "Redis", "Replica", "find"]
+__all__ = ["Nginx", "Redis", "find"]
 
 # Where Debian puts what the tests need; PATH first, for machines that have them elsewhere.
 _SEARCH = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
@@ -168,44 +165,3 @@ class Nginx(_Process):
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Replica(_Process):
-    """``getgpt serve`` in a child process on a free loopback port, ready when constructed."""
-
-    def __init__(self, *options: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 -- kept for the replica's life, closed by close()
-        args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), *options]
-        self.process = subprocess.Popen(
-            args, env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.url + "healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError(f"getgpt serve exited with {self.process.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"getgpt serve did not start:\n{self.output()}")
-            time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        """Everything it has written so far (stdout and stderr)."""
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,13 +44,16 @@ def setting(
     parse: Callable[[str], Any] | None = None,
     shown: str | None = None,
     repr: bool = True,
+    fail_closed: bool = False,
 ) -> Any:
     """A :class:`ServerConfig` field and everything the CLI and the environment need to set it.
 
     ``flag`` replaces the generated ``--name``; ``env_only`` settings get no flag (a secret on a
     command line shows in ``ps``); ``parse`` reads a variable's or a flag's text (by default, as
     the default's type); ``shown`` is the default as ``--help`` prints it. A tuple setting's flag
-    may be repeated, and its variable holds comma-separated values.
+    may be repeated, and its variable and each flag hold comma-separated values. A ``fail_closed``
+    setting is a defence: its variable, once set, must hold a value -- an empty one (``""``,
+    ``","``) is a startup error, never the defence quietly off.
     """
     metadata = {
         "help": help,
@@ -59,6 +63,7 @@ def setting(
         "env_only": env_only,
         "parse": parse,
         "shown": shown,
+        "fail_closed": fail_closed,
     }
     return field(default=default, metadata=metadata, repr=repr)
 
@@ -104,6 +109,13 @@ class ServerConfig:
         "keys the chat endpoints accept as 'Authorization: Bearer <key>', comma-separated; none: no key",
         env_only=True,
         repr=False,
+        fail_closed=True,
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        (),
+        "believe X-Forwarded-For/-Proto only from these proxy addresses or networks (repeatable, "
+        "comma-separated; '*': any); none: the headers are ignored and the peer's address is the client",
+        metavar="ADDR",
     )
     cors_origins: tuple[str, ...] = setting(
         (),
@@ -199,6 +211,8 @@ class ServerConfig:
             self.models = (self.models,)
         if not self.models:
             raise ValueError("models must name at least one model")
+        for address in self.forwarded_allow_ips:
+            _check_address(address)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -211,13 +225,26 @@ class ServerConfig:
         for item in dataclasses.fields(cls):
             name = env_name(item)
             raw = env.get(name)
-            if raw is not None and raw.strip():
+            if raw is not None and item.metadata.get("fail_closed"):
+                values[item.name] = _read_guarded(item, raw, name)
+            elif raw is not None and raw.strip():
                 values[item.name] = _read(item, raw.strip(), name)
         unknown = overrides.keys() - {item.name for item in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+def _check_address(address: str) -> None:
+    if address == "*":
+        return
+    try:
+        ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"forwarded_allow_ips: {address!r} is not an IP address or network (or '*')"
+        ) from None
 
 
 def env_name(item: dataclasses.Field[Any]) -> str:
@@ -244,6 +271,15 @@ def _read(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
+
+
+def _read_guarded(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
+    # A defence switched on by mistake with nothing in it (GETGPT_API_KEYS=",", or a template's
+    # empty ${KEYS}) would otherwise read as "not set" and run the server open.
+    value = _read(item, raw.strip(), where) if raw.strip() else None
+    if not value:
+        raise ValueError(f"{where} is set but holds no value ({raw!r}): give one, or unset it")
+    return value
 
 
 def _detail(exc: ValueError, parse: object) -> str:
@@ -301,5 +337,7 @@ def from_flags(args: argparse.Namespace, environ: Mapping[str, str] | None = Non
     overrides: dict[str, Any] = {}
     for item in dataclasses.fields(ServerConfig):
         value = getattr(args, item.name, None)
-        overrides[item.name] = tuple(value) if isinstance(value, list) else value
+        if isinstance(value, list):
+            value = tuple(part.strip() for given in value for part in given.split(",") if part.strip())
+        overrides[item.name] = value
     return ServerConfig.from_env(environ, **overrides)

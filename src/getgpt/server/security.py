@@ -9,10 +9,15 @@ or a ``getgpt serve`` flag):
   constant time; a missing or wrong key gets 401 with ``WWW-Authenticate: Bearer``.
 - ``cors_origins``: browsers on these origins may call the API; without it no CORS header is sent
   at all, so browsers keep other sites' pages from reading the answers.
+- ``api_keys`` fails closed: a ``GETGPT_API_KEYS`` that is set but holds no key (``","``, ``""``)
+  is a startup error (see :mod:`getgpt.server.config`), never a server without keys.
 - ``rate_limit`` (requests a minute) and ``rate_burst``: a token bucket per client -- its API key
-  when it sent a valid one, else its IP address -- refilled continuously; an empty bucket gets 429
-  with ``Retry-After`` (whole seconds until a token is back). Requests refused for their key spend
-  their address's tokens, so keys cannot be guessed faster than the limit.
+  when it sent a valid one, else its IP address (an IPv6 address's /64) -- refilled continuously;
+  an empty bucket gets 429 with ``Retry-After`` (whole seconds until a token is back). Requests
+  refused for their key spend their address's tokens, so keys cannot be guessed faster than the
+  limit. The address is the peer's: ``X-Forwarded-For`` counts only from the proxies named in
+  ``forwarded_allow_ips`` (see :mod:`getgpt.server.serving`). At most
+  :attr:`RateLimiter.MAX_CLIENTS` buckets are kept, least recently seen dropped first, in O(1).
 - ``replay_window`` (seconds): a request whose ``uuid`` was already answered within the window gets
   409. A request that failed before its reply began (a 5xx, a 429, ...) does not spend its ``uuid``,
   so a client retrying the same request is not refused. This stops verbatim replays and accidental
@@ -26,6 +31,7 @@ and ``chat_checks`` (on the parsed request); CORS and the replay release are ASG
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -96,8 +102,11 @@ class ApiKeys:
 class RateLimiter:
     """A token bucket per client: ``per_minute`` tokens a minute, at most ``burst`` saved up."""
 
-    #: Buckets kept before the full ones (clients idle long enough to be back at ``burst``) are dropped.
-    MAX_CLIENTS = 10_000
+    #: Buckets kept (about 260 bytes each, so ~26 MB at most); past it the least recently seen
+    #: client's is dropped, in O(1). A dropped client starts again from a full bucket, as it
+    #: would after enough idle time anyway; only a table full of clients seen within one refill
+    #: time makes that a gain for any of them.
+    MAX_CLIENTS = 100_000
 
     def __init__(self, per_minute: float, burst: int = 0, clock: Clock = time.monotonic) -> None:
         if not per_minute > 0:
@@ -105,34 +114,34 @@ class RateLimiter:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst > 0 else max(1, math.ceil(per_minute / 6)))
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when counted)
+        # client -> (tokens, when counted), least recently seen first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         #: Set by :func:`install` with ``--redis``: the buckets then live there, for every process.
         self.shared: SharedRateLimiter | None = None
 
     def take(self, client: str) -> float:
         """Spend a token of ``client``'s: 0.0 if there was one, else the seconds until there is."""
         now = self._clock()
-        tokens, then = self._buckets.get(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        buckets = self._buckets
+        found = buckets.get(client)
+        if found is None:
+            tokens = self.burst
+            if len(buckets) >= self.MAX_CLIENTS:
+                buckets.popitem(last=False)
+        else:
+            tokens = min(self.burst, found[0] + (now - found[1]) * self.rate)
+            buckets.move_to_end(client)
         if tokens >= 1.0:
-            self._buckets[client] = (tokens - 1.0, now)
-            if len(self._buckets) > self.MAX_CLIENTS:
-                self._forget_full(now)
+            buckets[client] = (tokens - 1.0, now)
             return 0.0
-        self._buckets[client] = (tokens, now)
+        buckets[client] = (tokens, now)
         return (1.0 - tokens) / self.rate
-
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has refilled is the same as no bucket: dropping it changes no answer.
-        for client, (tokens, then) in list(self._buckets.items()):
-            if tokens + (now - then) * self.rate >= self.burst:
-                del self._buckets[client]
 
     async def __call__(self, scope: Scope) -> None:
         client = scope.get(_WHO)
         if client is None:
             peer = scope.get("client")
-            client = f"ip {peer[0] if peer else 'unknown'}"
+            client = _address_bucket(peer[0] if peer else "unknown")
         wait = self.take(client) if self.shared is None else await self.shared.take(client)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
@@ -143,6 +152,22 @@ class RateLimiter:
                 code="rate_limit_exceeded",
                 headers={"Retry-After": str(seconds)},
             )
+
+
+def _address_bucket(host: str) -> str:
+    """The bucket of a client known by its address: the address, or an IPv6 address's /64.
+
+    One IPv6 subscriber routinely holds a whole /64 -- 2**64 addresses -- so a bucket per IPv6
+    address would let one client pick a fresh bucket for every request."""
+    if ":" not in host:
+        return f"ip {host}"
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return f"ip {host}"
+    if address.ipv4_mapped is not None:  # a dual-stack socket's IPv4 peer
+        return f"ip {address.ipv4_mapped}"
+    return f"ip {ipaddress.IPv6Network((address, 64), strict=False)}"
 
 
 class ReplayGuard:

@@ -16,6 +16,15 @@ accepting at once, lets streams run on for ``--shutdown-grace`` seconds, cuts an
 With several workers, ``PROMETHEUS_MULTIPROC_DIR`` points them at a temporary directory this
 supervisor makes and removes, so ``/metrics`` on any worker reports the sum of all
 (:mod:`getgpt.server.telemetry`).
+
+:func:`uvicorn_config` is the one place that turns a :class:`~getgpt.server.config.ServerConfig`
+into uvicorn's settings, so whatever runs the server (the command, a worker, a test) runs it alike:
+
+- proxy headers (``X-Forwarded-For``/``-Proto``) are believed only from the addresses in
+  ``forwarded_allow_ips``; uvicorn's own default believes them from 127.0.0.1, which would let
+  anyone behind a local proxy pick their rate-limit bucket per request;
+- the access log never shows a query string's values (:class:`QueryRedaction`): a client that
+  puts an API key in the URL must not leave it in the log.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from types import FrameType
@@ -44,10 +54,12 @@ if TYPE_CHECKING:
 
     from .app import GetGptApp
 
-__all__ = ["DrainingServer", "check", "run", "uvicorn_config"]
+__all__ = ["DrainingServer", "QueryRedaction", "check", "run", "uvicorn_config"]
 
 log = logging.getLogger("getgpt.server")
 
+ACCESS_LOGGER = "uvicorn.access"
+REDACTED = "[redacted]"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # uvicorn exits with 3 when the app or the socket cannot start: restarting would fail the same way.
 _STARTUP_FAILURE = 3
@@ -55,23 +67,55 @@ _STARTUP_FAILURE = 3
 _EXIT_MARGIN = 10.0
 
 
-def uvicorn_config(app: GetGptApp, config: ServerConfig, **options: Any) -> uvicorn.Config:
-    """The uvicorn settings every getgpt server process runs with."""
-    return uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        log_config=log_config(config),
-        lifespan="on",
+class QueryRedaction(logging.Filter):
+    """Replaces each value of the query string in uvicorn's access-log lines with ``[redacted]``.
+
+    uvicorn logs ``(client, method, path?query, http version, status)``; the parameter names stay
+    (they tell what a client tried), a value or a bare item does not.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            items = [
+                f"{name}={REDACTED}" if sep else REDACTED
+                for name, sep, _ in (item.partition("=") for item in query.split("&"))
+            ]
+            record.args = (*args[:2], f"{path}?{'&'.join(items)}", *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    """Put :class:`QueryRedaction` on uvicorn's access logger (once)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(existing, QueryRedaction) for existing in logger.filters):
+        logger.addFilter(QueryRedaction())
+
+
+def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn."""
+    trusted = list(config.forwarded_allow_ips)
+    settings: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "log_config": log_config(config),
+        "lifespan": "on",
         # The drain ends every stream by ``shutdown_grace``; this bounds only what is left then.
-        timeout_graceful_shutdown=5,
-        # A burst of as many connections as the process admits streams waits in the accept
+        "timeout_graceful_shutdown": 5,
+        # A burst of as many connections as the server admits streams waits in the accept
         # queue instead of being dropped (and retried by the client's kernel a second later).
         # uvicorn asks for 2,048; the kernel caps whatever is asked at net.core.somaxconn.
-        backlog=max(2048, config.max_streams),
+        "backlog": max(2048, config.max_streams),
+        "proxy_headers": bool(trusted),
+        # A list even when empty: given None, uvicorn reads FORWARDED_ALLOW_IPS from the environment.
+        "forwarded_allow_ips": trusted,
         **options,
-    )
+    }
+    built = uvicorn.Config(app, **settings)
+    redact_access_log()  # after Config, which (re)configures uvicorn's loggers
+    return built
 
 
 class DrainingServer(uvicorn.Server):
@@ -115,12 +159,15 @@ class DrainingServer(uvicorn.Server):
         self._waiter = asyncio.ensure_future(exit_when_drained())
 
 
-def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None) -> None:
+def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None) -> bool:
+    """Run one server process until it is stopped; whether it started."""
     from .app import create_app
 
     app = create_app(config)
     server = DrainingServer(uvicorn_config(app, config), app)
-    server.run(sockets=sockets)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
+        server.run(sockets=sockets)
+    return bool(server.started)
 
 
 def somaxconn() -> int:
@@ -267,21 +314,19 @@ def check(config: ServerConfig) -> None:
     create_app(config)
 
 
-def run(config: ServerConfig) -> int:
-    """Serve ``config`` until stopped; the exit status."""
+def run(config: ServerConfig) -> bool:
+    """Serve ``config`` until stopped; whether the server started (and, with workers, ran well)."""
     if config.workers > 1:
-        return Supervisor(config).run()
+        return Supervisor(config).run() == 0
     count = sockets_per_worker(config)
     if count == 1:
-        _serve_process(config, None)
-        return 0
+        return _serve_process(config, None)
     try:
         _check_free(config.host, config.port)
         sockets = [_reuseport_socket(config.host, config.port)]
         port = sockets[0].getsockname()[1]
         sockets += [_reuseport_socket(config.host, port) for _ in range(count - 1)]
     except OSError as exc:
-        log.error("%s", exc)
-        return 1
-    _serve_process(config, sockets)
-    return 0
+        print(f"getgpt: error: {exc}", file=sys.stderr)
+        return False
+    return _serve_process(config, sockets)
