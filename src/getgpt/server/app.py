@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -288,7 +289,13 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         from .. import __version__
 
         return JSONResponse(
-            {"status": "ok", **metrics.snapshot(), "backend": backend.name, "version": __version__}
+            {
+                "status": "ok",
+                **metrics.snapshot(),
+                "backend": backend.name,
+                "version": __version__,
+                "pid": os.getpid(),  # which worker answered, with --workers
+            }
         )
 
     async def readyz(request: Request) -> Response:

@@ -29,7 +29,9 @@ ENV_PREFIX = "GETGPT_"
 def _workers(raw: str) -> int:
     """``auto`` (one worker per CPU) or a whole number."""
     if raw.strip().lower() == "auto":
-        return os.cpu_count() or 1
+        # The CPUs this process may run on (a container's cpuset), not every CPU of the machine.
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
     return int(raw)
 
 

@@ -249,14 +249,18 @@ class Supervisor:
     def run(self) -> int:
         config = self.config
         logging.config.dictConfig(log_config(config))
+        # Held, bound but not listening, for the whole run: the port stays ours while a worker
+        # restarts, and a port already taken is reported before any worker starts.
+        try:
+            _check_free(config.host, config.port)
+            reserved = _reuseport_socket(config.host, config.port)
+        except OSError as exc:
+            print(f"getgpt: error: {exc}", file=sys.stderr)
+            return 1
+        port = reserved.getsockname()[1]
         if not os.environ.get(MULTIPROC_ENV):
             self._metrics_dir = tempfile.mkdtemp(prefix="getgpt-metrics-")
             os.environ[MULTIPROC_ENV] = self._metrics_dir
-        # Held, bound but not listening, for the whole run: the port stays ours while a worker
-        # restarts, and a port already taken is reported before any worker starts.
-        _check_free(config.host, config.port)
-        reserved = _reuseport_socket(config.host, config.port)
-        port = reserved.getsockname()[1]
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         status = 0
         try:
