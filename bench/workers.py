@@ -49,8 +49,8 @@ class ServeProcess:
         args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), "--log-level", "warning"]
         self._proc = subprocess.Popen([*args, *options])
         _wait_listening(self.port)
-        # Every worker must be up, not only the first to listen.
-        time.sleep(2.0)
+        if "--workers" in options:
+            time.sleep(2.0)  # every worker must be up, not only the first to listen
 
     def cpu_seconds(self) -> float:
         return tree_cpu(self._proc.pid)
@@ -73,8 +73,8 @@ class ServeProcess:
         self.close()
 
 
-def _contenders(max_streams: int) -> dict[str, list[str]]:
-    common = ["--echo-delay", str(DELAY), "--max-streams", str(max_streams)]
+def _contenders(max_streams: int, delay: float) -> dict[str, list[str]]:
+    common = ["--echo-delay", str(delay), "--max-streams", str(max_streams)]
     queues = str(-(-max_streams // somaxconn()))
     return {
         "getgpt serve, 1 process, 1 queue": ["serve", "--accept-queues", "1", *common],
@@ -99,10 +99,13 @@ def _start(kind: list[str]) -> ServeProcess | AppProcess:
     return ServeProcess(*options)
 
 
-def burst(count: int, spread: float) -> str:
+def burst(count: int, spread: float, delay: float = DELAY, only: tuple[str, ...] = ()) -> str:
+    """The burst against each contender (those whose name starts with one of ``only``, if given)."""
     limit = raise_nofile(count * 2 + 1024)
     rows = []
-    for name, kind in _contenders(count * 2).items():
+    for name, kind in _contenders(count * 2, delay).items():
+        if only and not name.startswith(only):
+            continue
         with _start(kind) as server:
             rows.append([name, *hold(server, count, spread)])  # type: ignore[arg-type]
     header = [
@@ -119,7 +122,7 @@ def burst(count: int, spread: float) -> str:
         "errors",
     ]
     return (
-        f"each stream: {PIECES} pieces {DELAY} s apart, all opened over {spread:.0f} s; "
+        f"each stream: {PIECES} pieces {delay} s apart, all opened over {spread:.0f} s; "
         f"open-files limit {limit}\n\n"
         + table(header, rows)
         + f"\n\nTarget (--workers 2): nothing lost, TTFC p99 < {TARGET_P99_MS:.0f} ms."
