@@ -1,6 +1,7 @@
 """Servers the server benchmarks run, each in its own process under the same uvicorn settings.
 
-- ``getgpt``: ``getgpt.server.create_app`` with the echo backend (or another, by options);
+- ``getgpt``: ``getgpt.server.create_app`` with the echo backend (or another, by options), on the
+  protocol ``getgpt serve`` uses (connection bounds); ``--unbounded``: on uvicorn's own;
 - ``minimal``: the baseline, a plain Starlette ``StreamingResponse`` that echoes the last user
   message in the same 4-character pieces as the same ``chat.completion.chunk`` events, one
   ``json.dumps`` and one ``yield`` per event, as a minimal app is usually written.
@@ -63,17 +64,22 @@ def minimal_app() -> Any:
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
-def _app(args: argparse.Namespace) -> Any:
+def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The app, and the uvicorn settings it runs with beyond the common ones."""
     if args.name == "minimal":
-        return minimal_app()
+        return minimal_app(), {}
     from getgpt.server import ServerConfig, create_app
+    from getgpt.server.serving import connection_protocol
 
     options: dict[str, Any] = {"backend": args.backend, "max_streams": args.max_streams}
     if args.upstream:
         options["upstream"] = args.upstream
     if args.echo_delay:
         options["echo_delay"] = args.echo_delay
-    return create_app(ServerConfig(**options))
+    config = ServerConfig(**options)
+    # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to.
+    protocol = {} if args.unbounded else {"http": connection_protocol(config), "ws": "none"}
+    return create_app(config), protocol
 
 
 _OPTIONS_ENV = "BENCH_APP_OPTIONS"
@@ -96,6 +102,11 @@ def _uvicorn_workers(args: argparse.Namespace) -> None:
     if args.echo_delay:
         options["echo_delay"] = args.echo_delay
     os.environ[_OPTIONS_ENV] = json.dumps(options)
+    from getgpt.server import ServerConfig
+    from getgpt.server.serving import connection_protocol
+
+    # As getgpt serve runs each process: on the protocol that bounds each connection, unless told not to.
+    protocol = {} if args.unbounded else {"http": connection_protocol(ServerConfig(**options)), "ws": "none"}
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -110,6 +121,7 @@ def _uvicorn_workers(args: argparse.Namespace) -> None:
         access_log=False,
         lifespan="on",
         backlog=args.backlog,
+        **protocol,
     )
 
 
@@ -123,6 +135,9 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--profile", metavar="FILE")
     parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")
+    parser.add_argument(
+        "--unbounded", action="store_true", help="getgpt on uvicorn's own protocol: no connection bounds"
+    )
     args = parser.parse_args()
 
     import uvicorn
@@ -136,8 +151,9 @@ def main() -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    app, protocol = _app(args)
     config = uvicorn.Config(
-        _app(args), log_level="warning", access_log=False, lifespan="on", backlog=args.backlog
+        app, log_level="warning", access_log=False, lifespan="on", backlog=args.backlog, **protocol
     )
     server = uvicorn.Server(config)
     print(sock.getsockname()[1], flush=True)

@@ -47,7 +47,7 @@ def throughput(readers: int, chunks: int, rounds: int, servers: dict[str, AppPro
     times: dict[str, list[float]] = {name: [] for name in servers}
     names = list(servers)
     for r in range(rounds):
-        for name in names[r % 2 :] + names[: r % 2]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(one_round(servers[name].port, readers, chunks))
     total = readers * chunks
     medians = {name: statistics.median(values) for name, values in times.items()}
@@ -56,9 +56,14 @@ def throughput(readers: int, chunks: int, rounds: int, servers: dict[str, AppPro
         [name, f"{s * 1000:.0f}", f"{total / s / 1000:.0f}k", f"{base / s:.2f}x"]
         for name, s in medians.items()
     ]
-    return f"{readers} reader(s) x {chunks:,} chunks, {rounds} rounds, alternating\n\n" + table(
+    out = f"{readers} reader(s) x {chunks:,} chunks, {rounds} rounds, alternating\n\n" + table(
         ["server", "ms (median)", "chunks/s", "vs minimal app"], rows
     )
+    unbounded = medians.get("getgpt server (echo), no connection bounds")
+    if unbounded:
+        cost = medians["getgpt server (echo)"] / unbounded - 1
+        out += f"\nConnection bounds: {cost:+.1%} time against the same app without them.\n"
+    return out
 
 
 def profile(chunks: int) -> str:
@@ -75,8 +80,18 @@ def profile(chunks: int) -> str:
 def run(quick: bool = False, with_profile: bool = True) -> str:
     one, many, per_reader, rounds = (20_000, 10, 1_000, 2) if quick else (200_000, 100, 4_000, 5)
     out = ["## 3. Server throughput", ""]
-    with AppProcess("getgpt") as getgpt_server, AppProcess("minimal") as minimal:
-        servers = {"getgpt server (echo)": getgpt_server, "minimal Starlette StreamingResponse": minimal}
+    with (
+        AppProcess("getgpt") as getgpt_server,
+        AppProcess("getgpt", "--unbounded") as unbounded,
+        AppProcess("minimal") as minimal,
+    ):
+        # The second shows what getgpt serve's connection bounds cost: the same app on
+        # uvicorn's own protocol.
+        servers = {
+            "getgpt server (echo)": getgpt_server,
+            "getgpt server (echo), no connection bounds": unbounded,
+            "minimal Starlette StreamingResponse": minimal,
+        }
         out += [throughput(1, one, rounds, servers), ""]
         out += [throughput(many, per_reader, rounds, servers), ""]
     out.append(f"Target: getgpt >= {TARGET:.0f}x the minimal app.")

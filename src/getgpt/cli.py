@@ -10,155 +10,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .cli_chat import ChatFailed, Output, add_chat_parser, add_lang_option, answer, run_chat
+from .cli_text import Language, Texts, language_from_env, language_named
 
 if TYPE_CHECKING:
-    from ._client import Client
     from .server.config import ServerConfig
 
 __all__ = ["main"]
 
 PROG = "getgpt"
-LOCAL_URL = "http://127.0.0.1:8000/"
 DEMO_MESSAGE = "Hello from getgpt! Привет! 👋"
-_EXIT_QUIT = ("/exit", "/quit", "exit", "quit")
 
 
 class CommandError(Exception):
     """A failure to report as one line, without a traceback."""
 
 
-# --- output ----------------------------------------------------------------------------------------
-
-
-class Output:
-    """Where a reply goes: plain text when piped, rich colours and a spinner on a terminal."""
-
-    def __init__(self, stream: TextIO, pretty: bool) -> None:
-        self.stream = stream
-        self.console: Any = None
-        if pretty:
-            try:
-                from rich.console import Console
-            except ImportError:  # rich comes with the server extra; plain text does without it
-                pretty = False
-            else:
-                self.console = Console(file=stream, highlight=False)
-        self.pretty = pretty
-
-    def reply(self, pieces: Iterator[str]) -> str:
-        """Write ``pieces`` as they arrive; a spinner runs until the first one on a terminal."""
-        if self.console is not None:
-            with self.console.status("[dim]waiting for the reply…[/]", spinner="dots"):
-                first = next(pieces, "")
-            pieces = _chain(first, pieces)
-        text: list[str] = []
-        write, flush = self.stream.write, self.stream.flush
-        for piece in pieces:
-            text.append(piece)
-            if self.console is not None:
-                self.console.out(piece, end="", style="bold", highlight=False)
-            else:
-                write(piece)
-            flush()
-        whole = "".join(text)
-        if not whole.endswith("\n"):
-            write("\n")
-        flush()
-        return whole
-
-    def note(self, text: str) -> None:
-        """A remark about the session, to stderr so it never mixes with a reply being piped."""
-        if self.console is not None:
-            from rich.console import Console
-
-            Console(stderr=True, highlight=False).print(f"[dim]{text}[/]")
-        else:
-            print(text, file=sys.stderr)
-
-    def ask(self) -> str:
-        """The next line the user types; raises EOFError at the end of input."""
-        if self.console is not None:
-            return str(self.console.input("[bold green]you[/]> "))
-        return input("you> " if sys.stdin.isatty() else "")
-
-
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    if first:
-        yield first
-    yield from rest
-
-
-# --- chat ------------------------------------------------------------------------------------------
-
-
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params = {"model": args.model, "temperature": args.temperature, "max_tokens": args.max_tokens}
-    params = {name: value for name, value in params.items() if value is not None}
-    if args.no_stream:
-        params["stream"] = False
-    return params
-
-
-def _answer(client: Client, history: list[dict[str, str]], params: dict[str, Any], out: Output) -> str:
-    with client.stream(history, **params) as chat:
-        return out.reply(chat)
-
-
-def _chat(args: argparse.Namespace) -> int:
-    from ._client import Client
-
-    base_url = args.base_url or os.environ.get("GETGPT_BASE_URL") or LOCAL_URL
-    out = Output(sys.stdout, pretty=_pretty(args))
-    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
-    params = _params(args)
-    with Client(base_url, timeout=args.timeout, max_retries=args.retries) as client:
-        if args.message is not None:
-            message = sys.stdin.read() if args.message == "-" else args.message
-            history.append({"role": "user", "content": message})
-            _answer(client, history, params, out)
-            return 0
-        return _session(client, history, params, out)
-
-
-def _session(client: Client, history: list[dict[str, str]], params: dict[str, Any], out: Output) -> int:
-    from .errors import GetGptError
-
-    if sys.stdin.isatty():
-        out.note(f"chatting with {client.base_url} -- /reset forgets the conversation, /exit or Ctrl-D quits")
-    failed = False
-    while True:
-        try:
-            line = out.ask()
-        except EOFError:
-            break
-        text = line.strip()
-        if not text:
-            continue
-        if text in _EXIT_QUIT:
-            break
-        if text == "/reset":
-            del history[sum(1 for m in history if m["role"] == "system") :]
-            out.note("conversation forgotten")
-            continue
-        history.append({"role": "user", "content": line})
-        try:
-            reply = _answer(client, history, params, out)
-        except GetGptError as exc:
-            # The session goes on; the failed turn is dropped so a retry starts clean.
-            history.pop()
-            _error_line(exc)
-            failed = True
-            continue
-        history.append({"role": "assistant", "content": reply})
-    return 1 if failed else 0
-
-
 # --- demo ------------------------------------------------------------------------------------------
 
 
-def _start_server(config: ServerConfig) -> tuple[str, Callable[[], None]]:
+def _start_server(config: ServerConfig, texts: Texts) -> tuple[str, Callable[[], None]]:
     """Run the server in a thread on a free loopback port; return its URL and a function to stop it."""
     import socket
     import threading
@@ -169,7 +43,7 @@ def _start_server(config: ServerConfig) -> tuple[str, Callable[[], None]]:
 
         from .server import create_app
     except ImportError as exc:
-        raise CommandError(f"this needs the server extra: pip install 'getgpt[server]' ({exc})") from None
+        raise CommandError(texts("demo.server_extra", detail=exc)) from None
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -181,7 +55,7 @@ def _start_server(config: ServerConfig) -> tuple[str, Callable[[], None]]:
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise CommandError("the demo server did not start")
+            raise CommandError(texts("demo.not_started"))
         time.sleep(0.01)
 
     def stop() -> None:
@@ -197,12 +71,13 @@ def _demo(args: argparse.Namespace) -> int:
     from .server.config import ServerConfig
 
     config = ServerConfig(backend="echo", echo_delay=args.delay)
-    url, stop = _start_server(config)
-    out = Output(sys.stdout, pretty=_pretty(args))
+    texts: Texts = args.texts
+    url, stop = _start_server(config, texts)
+    out = Output(sys.stdout, pretty=_pretty(args), texts=texts)
     try:
-        out.note(f"getgpt demo: server with the echo backend on {url}; sending {args.message!r}")
+        out.note(texts("demo.note", url=url, message=repr(args.message)))
         with Client(url, max_retries=0) as client:
-            _answer(client, [{"role": "user", "content": args.message}], {}, out)
+            answer(client, [{"role": "user", "content": args.message}], {}, out)
     finally:
         stop()
     return 0
@@ -214,7 +89,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         from .server.config import from_flags
-        from .server.serving import check, run
+        from .server.supervisor import check, run
     except ImportError as exc:
         raise CommandError(f"serving needs the server extra: pip install 'getgpt[server]' ({exc})") from None
     try:
@@ -241,51 +116,58 @@ def _pretty(args: argparse.Namespace) -> bool:
     return not args.plain and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="The GetGpt chat protocol: chat with a server, run one, or see both work together.",
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help in the user's language: its one word of its own, "usage:", from the catalogue."""
 
-    chat = commands.add_parser(
-        "chat",
-        help="chat with a GetGpt server",
-        description="Send MESSAGE and stream the reply; without MESSAGE, an interactive session "
-        "that keeps the conversation. MESSAGE '-' reads it from stdin.",
+    usage = "usage: "
+
+    def add_usage(self, usage: str | None, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, self.usage if prefix is None else prefix)
+
+
+def _formatter(texts: Texts) -> type[argparse.HelpFormatter]:
+    return type("Formatter", (_Formatter,), {"usage": texts("cli.usage")})
+
+
+def _chat(args: argparse.Namespace) -> int:
+    return run_chat(args, args.texts, _pretty(args))
+
+
+def _parser(texts: Texts) -> argparse.ArgumentParser:
+    formatter = _formatter(texts)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=texts("cli.description"), formatter_class=formatter, add_help=False
     )
-    chat.add_argument("message", nargs="?", metavar="MESSAGE")
-    chat.add_argument(
-        "--base-url",
-        help=f"the server (default: $GETGPT_BASE_URL, else {LOCAL_URL}, where 'getgpt serve' listens)",
-    )
-    chat.add_argument("--model", help="model name (default: the protocol's, gpt-3.5-turbo)")
-    chat.add_argument("--system", help="a system prompt")
-    chat.add_argument("--temperature", type=float, help="0..2")
-    chat.add_argument("--max-tokens", type=int, help="at least 1")
-    chat.add_argument("--no-stream", action="store_true", help="ask for the whole reply at once")
-    chat.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for data (default 600)")
-    chat.add_argument("--retries", type=int, default=2, help="retries before the first byte (default 2)")
-    chat.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+    options = parser.add_argument_group(texts("cli.options"))
+    options.add_argument("-h", "--help", action="help", help=texts("cli.help"))
+    options.add_argument("--version", action="store_true", help=texts("cli.version"))
+    add_lang_option(options, texts)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title=texts("cli.commands"))
+
+    chat = add_chat_parser(commands, texts, formatter_class=formatter, add_help=False)
     chat.set_defaults(run=_chat)
 
     demo = commands.add_parser(
         "demo",
-        help="start a local echo server and chat with it over real HTTP",
-        description="Start the server in this process on a free loopback port with the echo backend, "
-        "send MESSAGE through the real client and print the reply.",
+        help=texts("demo.help"),
+        description=texts("demo.description"),
+        formatter_class=formatter,
+        add_help=False,
     )
-    demo.add_argument("message", nargs="?", default=DEMO_MESSAGE, metavar="MESSAGE")
-    demo.add_argument(
-        "--delay", type=float, default=0.02, help="seconds between echoed pieces (default 0.02)"
+    arguments = demo.add_argument_group(texts("cli.arguments"))
+    arguments.add_argument(
+        "message", nargs="?", default=DEMO_MESSAGE, metavar=texts("demo.metavar"), help=texts("demo.message")
     )
-    demo.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+    demo_options = demo.add_argument_group(texts("cli.options"))
+    demo_options.add_argument("-h", "--help", action="help", help=texts("cli.help"))
+    demo_options.add_argument("--delay", type=float, default=0.02, help=texts("demo.delay"))
+    demo_options.add_argument("--plain", action="store_true", help=texts("chat.plain"))
+    add_lang_option(demo_options, texts)
     demo.set_defaults(run=_demo)
 
     serve = commands.add_parser(
         "serve",
-        help="run the server",
+        help=texts("serve.help"),
         description="Run the GetGpt server and its OpenAI-compatible gateway. Every option can also be set "
         "by an environment variable GETGPT_<OPTION> (GETGPT_BACKEND, GETGPT_MAX_STREAMS, ...); "
         "options given here win. API keys are set only by GETGPT_API_KEYS=key1,key2 (a key on a "
@@ -298,9 +180,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error_line(exc: BaseException) -> None:
-    message = str(exc) or type(exc).__name__
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+def _language(argv: Sequence[str], environ: Mapping[str, str]) -> Language:
+    """``--lang`` wherever it is on the line (it must be known before the parser is built), else the
+    locale's language."""
+    for index, arg in enumerate(argv):
+        value = arg.partition("=")[2] if arg.startswith("--lang=") else None
+        if arg == "--lang" and index + 1 < len(argv):
+            value = argv[index + 1]
+        language = language_named(value)
+        if language is not None:
+            return language
+    return language_from_env(environ)
+
+
+def _error_line(texts: Texts, message: str) -> None:
+    print(texts("cli.error", prog=PROG, message=" ".join(message.split())), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,8 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             # An emoji must not crash a terminal that cannot show it.
             reconfigure(errors="replace")
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    texts = Texts(_language(argv, os.environ))
+    parser = _parser(texts)
     args = parser.parse_args(argv)
+    args.texts = texts
     if args.version:
         from . import __version__
 
@@ -323,12 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        print("\n" + texts("cli.interrupted", prog=PROG), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`getgpt chat ... | head`); say nothing more to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except ChatFailed as exc:
+        _error_line(texts, str(exc))
+        return 1
     except Exception as exc:
-        _error_line(exc)
+        _error_line(texts, str(exc) or type(exc).__name__)
         return 1

@@ -45,11 +45,17 @@ def test_server_gateway_and_concurrency_paths() -> None:
         upstream = emitter.base(5) + "v1"
         with (
             AppProcess("getgpt") as getgpt_server,
+            AppProcess("getgpt", "--unbounded") as unbounded,
             AppProcess("minimal") as minimal,
             AppProcess("getgpt", "--backend", "openai", "--upstream", upstream) as gw,
         ):
-            servers = {"getgpt server (echo)": getgpt_server, "minimal Starlette StreamingResponse": minimal}
-            assert "chunks/s" in server_throughput.throughput(3, 200, 1, servers)
+            servers = {
+                "getgpt server (echo)": getgpt_server,
+                "getgpt server (echo), no connection bounds": unbounded,
+                "minimal Starlette StreamingResponse": minimal,
+            }
+            report = server_throughput.throughput(3, 200, 1, servers)
+            assert "chunks/s" in report and "Connection bounds:" in report
             row = concurrency.hold(getgpt_server, 5, 0.1)
             assert row[-2:] == ["5", "0"]  # all complete, no errors
             assert "through gateway" in gateway.latency(emitter, gw, 5, 3)

@@ -22,24 +22,10 @@ from starlette.types import Scope
 from getgpt.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
 
+from ..support.command import getgpt
 from ..support.servers import free_port, serve
 
 TEXT = "Привет, мир! 👋🏽"
-
-
-def getgpt(
-    *args: str, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "getgpt", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

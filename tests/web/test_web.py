@@ -12,182 +12,30 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.ciphers.modes import CBC
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from getgpt import envelope
 from getgpt.request import build_request, encode, parse_request
-from getgpt.server import ServerConfig, create_app
 from getgpt.sse import SSEDecoder
 
-from ..support.scripted import chunk, stream_of
+from ..support.browser import (
+    Scripted,
+    current_messages,
+    open_page,
+    page_routes,
+    screenshot,
+    send,
+    wait_replies,
+)
+from ..support.scripted import stream_of
 from ..support.servers import serve
-
-WEB = Path(__file__).resolve().parents[2] / "src" / "getgpt" / "web"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # A name for loopback that is not "potentially trustworthy": a page there is not a secure context.
-    "--host-resolver-rules=MAP insecure.test 127.0.0.1",
-]
-STORE_KEY = "getgpt.conversations.v1"
-WAIT_MS = 15_000
-
-
-# ---- servers and browser ------------------------------------------------------------------
-
-
-class Scripted:
-    """Serves the page; the last user message picks the answer; keeps every decrypted request."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-
-    async def chat(self, request: Request) -> Response:
-        text = envelope.decrypt((await request.json())["signature"])
-        self.requests.append(text)
-        last = parse_request(text).messages[-1].content
-        if last == "cut":
-            body = chunk() + chunk("partial ") + chunk("text")  # no finish_reason, no [DONE]
-        elif last == "fail":
-            error = {"error": {"message": "backend exploded", "type": "server_error", "code": "upstream"}}
-            body = (
-                chunk() + chunk("so far") + b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n"
-            )
-        elif last == "limit":
-            body = chunk() + chunk("truncated") + chunk(finish="length") + b"data: [DONE]\n\n"
-        elif last == "crlf":
-            body = stream_of(["über ", "😀 ", "done"]).replace(b"\n", b"\r\n")
-        else:
-            body = stream_of([last])
-        return Response(body, media_type="text/event-stream")
-
-
-def page_routes() -> list[Route | Mount]:
-    async def index(request: Request) -> FileResponse:
-        return FileResponse(WEB / "index.html")
-
-    return [Route("/", index), Mount("/static", StaticFiles(directory=WEB))]
-
-
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[tuple[Scripted, str]]:
-    script = Scripted()
-    app = Starlette(routes=[*page_routes(), Route("/api/chat/stream", script.chat, methods=["POST"])])
-    with serve(app) as url:
-        yield script, url
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """The project's server with the echo backend, slowed enough that streaming is visible."""
-    with serve(create_app(ServerConfig(backend="echo", echo_delay=0.01))) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def slow_server() -> Iterator[str]:
-    """A long echo takes seconds here, long enough to press Stop in the middle."""
-    with serve(create_app(ServerConfig(backend="echo", echo_delay=0.05))) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def open_page(browser: Browser, url: str, errors: list[str], **context: Any) -> Page:
-    context.setdefault("viewport", {"width": 1200, "height": 800})
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url)
-    page.wait_for_function("() => window.getgpt !== undefined")
-    return page
-
-
-@pytest.fixture
-def page_errors() -> Iterator[list[str]]:
-    """Uncaught exceptions in the page: every test ends without any."""
-    errors: list[str] = []
-    yield errors
-    assert errors == []
-
-
-@pytest.fixture
-def page(browser: Browser, server: str, page_errors: list[str]) -> Iterator[Page]:
-    page = open_page(browser, server, page_errors)
-    yield page
-    page.context.close()
-
-
-@pytest.fixture(scope="module")
-def units(browser: Browser, scripted: tuple[Scripted, str]) -> Iterator[Page]:
-    """One page for the unit checks of the page's modules."""
-    errors: list[str] = []
-    page = open_page(browser, scripted[1], errors)
-    yield page
-    page.context.close()
-    assert errors == []
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-# ---- driving the page ---------------------------------------------------------------------
-
-
-def send(page: Page, text: str) -> None:
-    page.fill("#input", text)
-    page.press("#input", "Enter")
-
-
-def wait_replies(page: Page, count: int) -> None:
-    """Wait until `count` replies exist and none is still streaming."""
-    page.wait_for_function(
-        """n => document.querySelectorAll('.msg.assistant').length >= n
-             && !document.querySelector('.msg.streaming')""",
-        arg=count,
-    )
-
-
-def stored(page: Page) -> dict[str, Any]:
-    data: dict[str, Any] = page.evaluate(f"() => JSON.parse(localStorage.getItem({STORE_KEY!r}))")
-    return data
-
-
-def current_messages(page: Page) -> list[dict[str, Any]]:
-    data = stored(page)
-    [conversation] = [c for c in data["conversations"] if c["id"] == data["currentId"]]
-    messages: list[dict[str, Any]] = conversation["messages"]
-    return messages
 
 
 def active_streams(base_url: str) -> int:
@@ -544,10 +392,16 @@ def test_cyrillic_and_emoji_echo_streams_into_the_page(
     lengths = page.evaluate("() => window.lengths.filter(n => n > 0)")
     partial = {n for n in lengths if 0 < n < len(message)}
     assert len(partial) >= 3, lengths  # text appeared in several steps, not all at once
-    assert current_messages(page) == [
+    user, reply = current_messages(page)
+    stats = reply.pop("stats")
+    assert [user, reply] == [
         {"role": "user", "content": message},
         {"role": "assistant", "content": message},
     ]
+    # How the reply came: its size, and times that fit what was seen (several pieces, ~1 s).
+    assert stats["chars"] == len(message)
+    assert stats["pieces"] >= 3
+    assert 0 <= stats["firstMs"] < stats["totalMs"]
     assert page.inner_text("#title") == message[:47] + "…"
     screenshot(page, "web-chat.png")
     page.context.close()

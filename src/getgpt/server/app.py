@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..request import ChatRequest
 from .api_error import ApiError
@@ -87,6 +87,36 @@ class _Exchange:
         self.arrived = time.perf_counter()
         self.status = 0
         self.first_body: float | None = None
+
+
+# The page's own <meta> policy, and what only a header can say: no site may frame the page
+# (frame-ancestors is ignored in <meta>), so it cannot be overlaid to trick clicks.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class _PageHeaders:
+    """ASGI middleware for the page's files: adds :data:`PAGE_HEADERS` to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(name.lower().encode(), value.encode()) for name, value in PAGE_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
 
 
 class _Chat:
@@ -332,8 +362,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     async def index(request: Request) -> Response:
         page = WEB_DIR / "index.html"
         if page.is_file():
-            return FileResponse(page, media_type="text/html; charset=utf-8")
-        return HTMLResponse(_NO_WEB_UI)
+            return FileResponse(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return HTMLResponse(_NO_WEB_UI, headers=PAGE_HEADERS)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -356,7 +386,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
+        Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
     ]
     app = GetGptApp(
         endpoints,
@@ -366,6 +396,9 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    # Starlette answers "/static" or "/healthz/" with a redirect to an absolute URL built from
+    # the request's Host header, which a client (or a poisoned cache in front) chooses: 404 instead.
+    app.router.redirect_slashes = False
     app.state.config = config
     app.state.backend = backend
     app.state.metrics = metrics

@@ -100,6 +100,35 @@ class ServerConfig:
     max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
+    # Bounds on connections, kept by getgpt.server.connections (getgpt serve only).
+    max_connections: int = setting(
+        0,
+        "most client connections open at once: a newcomer closes the one waiting longest for a "
+        "request, or gets 503 (but /healthz) when all are busy; 0: what ulimit -n allows",
+        metavar="N",
+        shown="from ulimit -n",
+    )
+    max_head_bytes: int = setting(
+        32 << 10,
+        "largest request head (request line and headers), in bytes (431 beyond)",
+        metavar="N",
+        shown="32 KiB",
+    )
+    max_headers: int = setting(100, "most header lines in one request (431 beyond)", metavar="N")
+    head_timeout: float = setting(
+        10.0, "seconds for a request's head to arrive once it has begun (408 beyond)", metavar="S"
+    )
+    idle_timeout: float = setting(
+        5.0,
+        "seconds a connection may wait for a request, new or kept alive, before it is closed",
+        metavar="S",
+    )
+    write_timeout: float = setting(
+        30.0,
+        "seconds a client may leave the server's writes unread before its connection is dropped "
+        "(a stream's backend is then stopped and its slot freed)",
+        metavar="S",
+    )
     echo_delay: float = setting(0.0, "echo backend: seconds between pieces", metavar="S")
     echo_piece_chars: int = setting(4, "echo backend: characters in each piece", metavar="N")
     models: tuple[str, ...] = setting(
@@ -185,10 +214,28 @@ class ServerConfig:
             raise ValueError(f"the {self.backend} backend needs an upstream URL (--upstream)")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
-        for name in ("max_body_bytes", "max_messages", "max_streams", "echo_piece_chars", "workers"):
+        for name in (
+            "max_body_bytes",
+            "max_messages",
+            "max_streams",
+            "echo_piece_chars",
+            "max_headers",
+            "workers",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("body_timeout", "upstream_timeout", "upstream_connect_timeout"):
+        if self.max_connections < 0:
+            raise ValueError(f"max_connections must be 0 (automatic) or more, not {self.max_connections}")
+        if self.max_head_bytes < 1024:
+            raise ValueError(f"max_head_bytes must be at least 1024, not {self.max_head_bytes}")
+        for name in (
+            "body_timeout",
+            "upstream_timeout",
+            "upstream_connect_timeout",
+            "head_timeout",
+            "idle_timeout",
+            "write_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
         for name, allowed in (

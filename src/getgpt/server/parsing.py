@@ -73,6 +73,17 @@ def _undecodable(exc: UnicodeDecodeError | RecursionError) -> ApiError:
     return ApiError(400, "the request body nests JSON too deeply", code="invalid_json")
 
 
+def _out_of_range(exc: msgspec.DecodeError) -> ApiError | None:
+    # A number no float holds (1e999) is one error with one status on both endpoints: msgspec
+    # reports it as a validation error of the typed /v1 body, and as undecodable JSON otherwise.
+    detail = str(exc)
+    if not detail.startswith("Number out of range"):
+        return None
+    where = detail.partition(" - at ")[2].replace("`$", "`request")
+    at = f" at {where}" if where and "[...]" not in where else ""
+    return ApiError(400, f"the request holds a number out of range{at}", code="invalid_json")
+
+
 def _invalid(message: str, code: str = "invalid_request") -> ApiError:
     return ApiError(422, message, code=code)
 
@@ -106,7 +117,10 @@ def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
     except ValidationError as exc:
         try:
             msgspec.json.decode(text)
-        except msgspec.DecodeError:
+        except msgspec.DecodeError as bad:
+            out_of_range = _out_of_range(bad)
+            if out_of_range is not None:
+                raise out_of_range from None
             raise ApiError(
                 400, "the signature decrypts to text that is not JSON", code="invalid_json"
             ) from None
@@ -142,7 +156,8 @@ def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
     try:
         raw = _decode_openai(body)
     except msgspec.ValidationError as exc:
-        raise _invalid(f"invalid chat request: {exc}".replace("`$", "`request")) from None
+        invalid = _invalid(f"invalid chat request: {exc}".replace("`$", "`request"))
+        raise _out_of_range(exc) or invalid from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc) from None
     except (UnicodeDecodeError, RecursionError) as exc:

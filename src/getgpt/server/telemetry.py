@@ -15,7 +15,7 @@
 - ``getgpt_rejections_total{reason}``: chat requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
 
-With several workers (``PROMETHEUS_MULTIPROC_DIR`` set, as :mod:`getgpt.server.serving` does)
+With several workers (``PROMETHEUS_MULTIPROC_DIR`` set, as :mod:`getgpt.server.supervisor` does)
 every worker writes its values to files in that directory and ``/metrics``, whichever worker
 answers it, reports their sum (live workers only, for the gauge). Protect ``/metrics`` with its
 own key by setting ``GETGPT_METRICS_KEY`` (``Authorization: Bearer <key>``).

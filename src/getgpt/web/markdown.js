@@ -1,3 +1,4 @@
+// @ts-check
 // A small Markdown renderer for model output that builds DOM nodes and never parses HTML.
 //
 // Model text is untrusted: every character of it reaches the page as a Text node or as the
@@ -7,6 +8,8 @@
 // Supported: fenced code blocks, inline code, headings, paragraphs with line breaks, bullet and
 // numbered lists (nested by indentation), tables, block quotes, horizontal rules, *emphasis*,
 // **strong**, ~~strike~~, [links](url), bare http(s) URLs and backslash escapes.
+
+import { t } from "./i18n.js";
 
 const FENCE = /^( {0,3})(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$/;
 const HEADING = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
@@ -19,16 +22,40 @@ const ESCAPABLE = "\\`*_{}[]()#+-.!~|>\"'<";
 const URL_AT = /https?:\/\/[^\s<>"'`]+/y;
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 
+/**
+ * A block of Markdown; `key` identifies its rendering (its type and source lines).
+ * @typedef {(
+ *   | {type: "code", lang: string, text: string, closed: boolean}
+ *   | {type: "rule"}
+ *   | {type: "heading", level: number, text: string}
+ *   | {type: "quote", children: Block[]}
+ *   | {type: "table", align: string[], head: string[], rows: string[][]}
+ *   | {type: "list", ordered: boolean, start: number, items: Block[][], loose: boolean}
+ *   | {type: "paragraph", text: string}
+ * ) & {key?: string}} Block
+ */
+/** @typedef {{indent: number, marker: string, ordered: boolean, content: number, first: string}} Item */
+
+/**
+ * @param {string} tag
+ * @param {string} [className]
+ */
 function el(tag, className) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   return node;
 }
 
+/** @param {string} line */
 function indentOf(line) {
   return line.length - line.trimStart().length;
 }
 
+/**
+ * @param {string} line
+ * @param {number} maxIndent
+ * @returns {Item | null}
+ */
 function itemAt(line, maxIndent) {
   const m = ITEM.exec(line);
   if (!m || m[1].length > maxIndent || RULE.test(line)) return null;
@@ -42,16 +69,26 @@ function itemAt(line, maxIndent) {
   };
 }
 
+/** @param {string} line */
 function startsBlock(line) {
   return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || itemAt(line, 3) !== null;
 }
 
-/** Split text into blocks: {type, key, ...}; `key` identifies a block's rendering. */
+/**
+ * Split text into blocks: {type, key, ...}; `key` identifies a block's rendering.
+ * @param {string} text
+ * @returns {Block[]}
+ */
 export function parseBlocks(text) {
   return blocksOf(text.replace(/\r\n?/g, "\n").split("\n"));
 }
 
+/**
+ * @param {string[]} lines
+ * @returns {Block[]}
+ */
 function blocksOf(lines) {
+  /** @type {Block[]} */
   const blocks = [];
   let i = 0;
   while (i < lines.length) {
@@ -112,7 +149,10 @@ function blocksOf(lines) {
   return blocks;
 }
 
-// A table's row: its cells, split at pipes that are not escaped, outer pipes optional.
+/**
+ * A table's row: its cells, split at pipes that are not escaped, outer pipes optional.
+ * @param {string} line
+ */
 function cells(line) {
   let row = line.trim();
   if (row.startsWith("|")) row = row.slice(1);
@@ -120,6 +160,10 @@ function cells(line) {
   return row.split(/(?<!\\)\|/).map((cell) => cell.trim());
 }
 
+/**
+ * @param {string[]} lines
+ * @param {number} i
+ */
 function isTableStart(lines, i) {
   return (
     i + 1 < lines.length &&
@@ -129,15 +173,24 @@ function isTableStart(lines, i) {
   );
 }
 
+/**
+ * @param {string[]} lines
+ * @param {number} i
+ * @param {Block[]} blocks
+ */
 function parseList(lines, i, blocks) {
-  const head = itemAt(lines[i], 3);
-  const list = { type: "list", ordered: head.ordered, start: head.ordered ? parseInt(head.marker, 10) : 1, items: [] };
+  const head = /** @type {Item} */ (itemAt(lines[i], 3));
+  /** @type {Block[][]} */
+  const items = [];
+  /** @param {Item | null} item */
   const sameKind = (item) =>
     item && item.ordered === head.ordered && (item.ordered || item.marker === head.marker) && item.indent <= 3;
+  /** @type {Item | null} */
   let item = head;
   let loose = false;
   while (item) {
     const body = [item.first];
+    /** @type {Item | null} */
     let next = null;
     for (i++; i < lines.length; i++) {
       const line = lines[i];
@@ -148,6 +201,7 @@ function parseList(lines, i, blocks) {
           body.push("");
           continue;
         }
+        /** @type {Item | null} */
         const sibling = j < lines.length ? itemAt(lines[j], item.content - 1) : null;
         if (sameKind(sibling)) {
           loose = true;
@@ -169,16 +223,19 @@ function parseList(lines, i, blocks) {
       body.push(line.trim()); // a lazy continuation of the item's paragraph
     }
     if (body.includes("")) loose = true;
-    list.items.push(blocksOf(body));
+    items.push(blocksOf(body));
     item = next;
     if (next === null) break;
   }
-  list.loose = loose;
-  blocks.push(list);
+  const start = head.ordered ? parseInt(head.marker, 10) : 1;
+  blocks.push({ type: "list", ordered: head.ordered, start, items, loose });
   return i;
 }
 
-/** A safe href for a link target, or null: http(s), mailto, and relative URLs on this site. */
+/**
+ * A safe href for a link target, or null: http(s), mailto, and relative URLs on this site.
+ * @param {string} url
+ */
 export function safeHref(url) {
   if (!url || /[\u0000-\u0020\u007f]/.test(url)) return null;
   let parsed;
@@ -190,8 +247,12 @@ export function safeHref(url) {
   return SAFE_PROTOCOLS.has(parsed.protocol) ? parsed.href : null;
 }
 
+/**
+ * @param {string} href
+ * @param {string} [title]
+ */
 function link(href, title) {
-  const a = el("a");
+  const a = /** @type {HTMLAnchorElement} */ (el("a"));
   a.href = href;
   a.target = "_blank";
   a.rel = "noopener noreferrer nofollow";
@@ -204,7 +265,11 @@ function link(href, title) {
 const MAX_LABEL = 1000;
 const MAX_TARGET = 2048;
 
-// `[label](url "title")` starting at text[i] === "[": {label, url, title, end} or null.
+/**
+ * `[label](url "title")` starting at text[i] === "[": {label, url, title, end} or null.
+ * @param {string} text
+ * @param {number} i
+ */
 function parseLink(text, i) {
   let depth = 0;
   let j = i;
@@ -229,13 +294,23 @@ function parseLink(text, i) {
   return { label: text.slice(i + 1, j), url: target[1], title: target[2] ?? "", end: k + 1 };
 }
 
+/**
+ * @param {string} text
+ * @param {number} i
+ */
 function runLength(text, i) {
   let j = i;
   while (text[j] === text[i]) j++;
   return j - i;
 }
 
-// Index of a closing run of exactly n `ch`, not preceded by a space, at or after `from`.
+/**
+ * Index of a closing run of exactly n `ch`, not preceded by a space, at or after `from`.
+ * @param {string} text
+ * @param {string} ch
+ * @param {number} n
+ * @param {number} from
+ */
 function closingRun(text, ch, n, from) {
   const word = /[\p{L}\p{N}]/u;
   for (let j = text.indexOf(ch, from); j >= 0; j = text.indexOf(ch, j + runLength(text, j))) {
@@ -247,16 +322,28 @@ function closingRun(text, ch, n, from) {
   return -1;
 }
 
-/** Append the inline Markdown of `text` to `parent`, as nodes. */
+/**
+ * Append the inline Markdown of `text` to `parent`, as nodes.
+ * @param {string} text
+ * @param {Element | DocumentFragment} parent
+ */
 export function renderInline(text, parent) {
   // A closing run searched for in vain from some point is absent from any later point too:
   // remembering that keeps text full of unmatched `**` or backticks linear.
+  /** @type {Map<string, number>} */
   const missing = new Map();
+  /**
+   * @param {string} ch
+   * @param {number} n
+   * @param {number} from
+   * @param {() => number} find
+   */
   const closer = (ch, n, from, find) => {
     const key = ch + n;
-    if (missing.has(key) && from >= missing.get(key)) return -1;
+    const known = missing.get(key);
+    if (known !== undefined && from >= known) return -1;
     const found = find();
-    if (found < 0) missing.set(key, Math.min(from, missing.get(key) ?? from));
+    if (found < 0) missing.set(key, Math.min(from, known ?? from));
     return found;
   };
   let plain = "";
@@ -360,18 +447,19 @@ export function renderInline(text, parent) {
   flush();
 }
 
+/** @param {{lang: string, text: string}} block */
 function renderCode(block) {
   const box = el("div", "code");
   const head = el("div", "code-head");
   const lang = el("span", "code-lang");
   lang.textContent = block.lang;
-  const copy = el("button", "code-copy");
+  const copy = /** @type {HTMLButtonElement} */ (el("button", "code-copy"));
   copy.type = "button";
-  copy.textContent = "Copy";
+  copy.textContent = t("message.copy");
   copy.addEventListener("click", () => {
     navigator.clipboard?.writeText(block.text).then(
-      () => (copy.textContent = "Copied"),
-      () => (copy.textContent = "Copy failed"),
+      () => (copy.textContent = t("message.copied")),
+      () => (copy.textContent = t("message.copyFailed")),
     );
   });
   head.append(lang, copy);
@@ -385,6 +473,11 @@ function renderCode(block) {
   return box;
 }
 
+/**
+ * @param {Block} block
+ * @param {boolean} [tight]
+ * @returns {Node}
+ */
 function renderBlock(block, tight = false) {
   switch (block.type) {
     case "code":
@@ -404,6 +497,10 @@ function renderBlock(block, tight = false) {
     case "table": {
       const wrap = el("div", "table-wrap");
       const table = el("table");
+      /**
+       * @param {string[]} texts
+       * @param {string} tag
+       */
       const row = (texts, tag) => {
         const tr = el("tr");
         block.align.forEach((align, n) => {
@@ -423,7 +520,7 @@ function renderBlock(block, tight = false) {
     }
     case "list": {
       const list = el(block.ordered ? "ol" : "ul");
-      if (block.ordered && block.start !== 1) list.start = block.start;
+      if (list instanceof HTMLOListElement && block.start !== 1) list.start = block.start;
       for (const item of block.items) {
         const li = el("li");
         for (const child of item) li.append(renderBlock(child, !block.loose));
@@ -440,7 +537,10 @@ function renderBlock(block, tight = false) {
   }
 }
 
-/** Render Markdown into a new DocumentFragment. */
+/**
+ * Render Markdown into a new DocumentFragment.
+ * @param {string} text
+ */
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
   for (const block of parseBlocks(text)) fragment.append(renderBlock(block));
@@ -452,12 +552,16 @@ export function renderMarkdown(text) {
  * only the blocks that changed -- usually just the last -- so a long reply stays smooth.
  */
 export class MarkdownView {
+  /** @param {Element} root */
   constructor(root) {
     this.root = root;
+    /** @type {(string | undefined)[]} */
     this.keys = [];
+    /** @type {ChildNode[][]} */
     this.nodes = [];
   }
 
+  /** @param {string} text */
   update(text) {
     const blocks = parseBlocks(text);
     let same = 0;
@@ -466,7 +570,7 @@ export class MarkdownView {
     for (const block of blocks.slice(same)) {
       const node = renderBlock(block);
       // A fragment empties itself into the page: remember the nodes it held.
-      const group = node instanceof DocumentFragment ? [...node.childNodes] : [node];
+      const group = node instanceof DocumentFragment ? [...node.childNodes] : [/** @type {ChildNode} */ (node)];
       this.root.append(node);
       this.nodes.push(group);
     }

@@ -1,3 +1,4 @@
+// @ts-check
 // The GetGpt protocol, in the browser: request body, envelope, SSE decoding and the reply.
 //
 // A second implementation, independent of the Python package, so each one tests the other.
@@ -18,6 +19,10 @@ export const DEFAULTS = Object.freeze({
 });
 
 export class ProtocolError extends Error {
+  /**
+   * @param {string} message
+   * @param {string} [partial]  the reply text received before the error
+   */
   constructor(message, partial = "") {
     super(message);
     this.name = "ProtocolError";
@@ -26,6 +31,7 @@ export class ProtocolError extends Error {
 }
 
 export class SignatureError extends Error {
+  /** @param {string} message */
   constructor(message) {
     super(message);
     this.name = "SignatureError";
@@ -34,6 +40,10 @@ export class SignatureError extends Error {
 
 // An error the server reported: as an HTTP status before the stream, or inside it.
 export class RemoteError extends Error {
+  /**
+   * @param {string} message
+   * @param {{status?: number | null, type?: string | null, code?: string | null, partial?: string}} [details]
+   */
   constructor(message, { status = null, type = null, code = null, partial = "" } = {}) {
     super(message);
     this.name = "RemoteError";
@@ -46,6 +56,10 @@ export class RemoteError extends Error {
 
 // The server closed the stream before saying the reply was finished.
 export class IncompleteStream extends Error {
+  /**
+   * @param {string} message
+   * @param {string} [partial]
+   */
   constructor(message, partial = "") {
     super(message);
     this.name = "IncompleteStream";
@@ -53,32 +67,49 @@ export class IncompleteStream extends Error {
   }
 }
 
-// The server could not be reached, or the connection broke during the reply.
+// The server could not be reached ("unreachable"), or the connection broke during the reply ("broken").
 export class NetworkError extends Error {
-  constructor(message, partial = "") {
+  /**
+   * @param {string} message
+   * @param {"unreachable" | "broken"} kind
+   * @param {string} [partial]
+   */
+  constructor(message, kind, partial = "") {
     super(message);
     this.name = "NetworkError";
+    this.kind = kind;
     this.partial = partial;
   }
 }
 
-// fetch and stream reads reject with TypeError for network failures; an abort stays an abort.
-function networkError(err, what, partial = "") {
-  return err?.name === "AbortError" ? err : new NetworkError(`${what} (${err?.message ?? err})`, partial);
+/**
+ * fetch and stream reads reject with TypeError for network failures; an abort stays an abort.
+ * @param {unknown} err
+ * @param {"unreachable" | "broken"} kind
+ * @param {string} [partial]
+ */
+function networkError(err, kind, partial = "") {
+  if (err instanceof Error && err.name === "AbortError") return err;
+  const what = kind === "unreachable" ? "could not reach the server" : "the connection broke during the reply";
+  const detail = err instanceof Error ? err.message : String(err);
+  return new NetworkError(`${what} (${detail})`, kind, partial);
 }
 
+/** @param {Uint8Array} bytes */
 export function toHex(bytes) {
   let out = "";
   for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
   return out;
 }
 
+/** @param {string} text */
 function fromHex(text) {
   const out = new Uint8Array(text.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(i * 2, 2), 16);
   return out;
 }
 
+/** @param {string} text */
 function ascii(text) {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
@@ -87,12 +118,28 @@ function randomHex16() {
   return toHex(crypto.getRandomValues(new Uint8Array(8)));
 }
 
+/** @typedef {{role: string, content: string, name?: string | null}} ChatMessage */
+/**
+ * @typedef {object} Params
+ * @property {number} [frequency_penalty]
+ * @property {number} [max_tokens]
+ * @property {string} [model]
+ * @property {number} [presence_penalty]
+ * @property {number} [temperature]
+ * @property {number} [top_p]
+ * @property {boolean} [stream]
+ * @property {string} [uuid]
+ */
+
 /**
  * The request object with its fields in the wire order every implementation shares:
  * messages, frequency_penalty, max_tokens, model, presence_penalty, temperature, top_p,
  * stream, uuid. Messages keep only role and content (and name when given).
+ * @param {ChatMessage[]} messages
+ * @param {Params} [params]
  */
 export function buildRequest(messages, params = {}) {
+  /** @param {keyof typeof DEFAULTS} name */
   const pick = (name) => (params[name] === undefined || params[name] === null ? DEFAULTS[name] : params[name]);
   return {
     messages: messages.map((m) =>
@@ -111,7 +158,12 @@ export function buildRequest(messages, params = {}) {
   };
 }
 
-/** Encrypt bytes under the given 16-character key and IV into a signature. */
+/**
+ * Encrypt bytes under the given 16-character key and IV into a signature.
+ * @param {BufferSource} plaintext
+ * @param {string} key
+ * @param {string} iv
+ */
 export async function seal(plaintext, key, iv) {
   if (!/^[0-9a-f]{16}$/.test(key) || !/^[0-9a-f]{16}$/.test(iv)) {
     throw new SignatureError("key and iv must each be 16 lowercase hex characters");
@@ -122,12 +174,18 @@ export async function seal(plaintext, key, iv) {
   return toHex(new Uint8Array(ciphertext)) + key + iv;
 }
 
-/** The signature of a text under a fresh random key and IV. */
+/**
+ * The signature of a text under a fresh random key and IV.
+ * @param {string} text
+ */
 export function encrypt(text) {
   return seal(encoder.encode(text), randomHex16(), randomHex16());
 }
 
-/** Recover the text inside a signature; reject with SignatureError when it is malformed. */
+/**
+ * Recover the text inside a signature; reject with SignatureError when it is malformed.
+ * @param {unknown} signature
+ */
 export async function decrypt(signature) {
   if (typeof signature !== "string") throw new SignatureError("signature must be a string");
   if (signature.length < 64) {
@@ -165,13 +223,18 @@ export class SSEParser {
   constructor(maxEventSize = MAX_EVENT_SIZE) {
     this.max = maxEventSize;
     this.buf = "";
+    /** @type {string | null} */
     this.data = null;
     this.size = 0;
     this.skipLF = false;
   }
 
-  /** Add decoded text; return the data of every event it completes. */
+  /**
+   * Add decoded text; return the data of every event it completes.
+   * @param {string} text
+   */
   feed(text) {
+    /** @type {string[]} */
     const events = [];
     if (!text) return events;
     if (this.skipLF && text[0] === "\n") text = text.slice(1);
@@ -202,6 +265,7 @@ export class SSEParser {
 
   /** End of stream: the data of a last event that lacked its closing blank line. */
   end() {
+    /** @type {string[]} */
     const events = [];
     if (this.buf) this.line(this.buf, events);
     this.buf = "";
@@ -209,6 +273,10 @@ export class SSEParser {
     return events;
   }
 
+  /**
+   * @param {string} line
+   * @param {string[]} events
+   */
   line(line, events) {
     if (line === "") {
       if (this.data !== null) events.push(this.data);
@@ -227,11 +295,20 @@ export class SSEParser {
     if (this.size > this.max) this.tooLarge(this.size);
   }
 
+  /**
+   * @param {number} size
+   * @returns {never}
+   */
   tooLarge(size) {
     throw new ProtocolError(`server-sent event of ${size} characters exceeds the limit of ${this.max}`);
   }
 }
 
+/**
+ * @param {any} error  the `error` member of a JSON body or event
+ * @param {number | null} status
+ * @param {string} partial
+ */
 function remoteError(error, status, partial) {
   const body = error && typeof error === "object" ? error : { message: String(error) };
   return new RemoteError(String(body.message || "the server reported an error"), {
@@ -242,7 +319,10 @@ function remoteError(error, status, partial) {
   });
 }
 
-/** Turn a non-2xx response into the error it carries: `{"error": {message, type, code}}`. */
+/**
+ * Turn a non-2xx response into the error it carries: `{"error": {message, type, code}}`.
+ * @param {Response} response
+ */
 export async function errorFromResponse(response) {
   const text = await response.text().catch(() => "");
   let body = null;
@@ -257,16 +337,66 @@ export async function errorFromResponse(response) {
 }
 
 /**
- * Read a streamed reply, calling onText(piece) as each piece of text arrives. Resolves with
- * {text, finishReason, usage}; rejects with RemoteError, ProtocolError, IncompleteStream or
- * NetworkError (each carrying the partial text), or with an AbortError when the caller aborts.
+ * A tool call in OpenAI's message shape, assembled from its streamed fragments.
+ * @typedef {{id: string, type: string, function: {name: string, arguments: string}}} ToolCall
  */
-export async function readReply(response, onText) {
+/**
+ * @typedef {object} Reply
+ * @property {string} text
+ * @property {string} reasoning  the model's reasoning, when the backend sends it ("" otherwise)
+ * @property {ToolCall[]} toolCalls
+ * @property {string | null} finishReason
+ * @property {any} usage
+ */
+/**
+ * What a caller hears while a reply streams: text pieces, reasoning pieces, and the tool calls
+ * as assembled so far each time a fragment of one arrives.
+ * @typedef {object} Listeners
+ * @property {(piece: string) => void} [onReasoning]
+ * @property {(calls: ToolCall[]) => void} [onToolCalls]
+ */
+
+/**
+ * Add one streamed `tool_calls` fragment to the calls assembled so far, OpenAI's way: fragments
+ * of one call share an `index`; its `arguments` (and `name`) arrive in pieces to concatenate.
+ * @param {ToolCall[]} calls
+ * @param {any} fragment
+ */
+export function addToolCallFragment(calls, fragment) {
+  if (!fragment || typeof fragment !== "object") return;
+  const index = Number.isInteger(fragment.index) ? fragment.index : calls.length;
+  if (index < 0 || index > 1024) return; // an index no model sends; refuse to allocate for it
+  while (calls.length <= index) calls.push({ id: "", type: "function", function: { name: "", arguments: "" } });
+  const call = calls[index];
+  if (typeof fragment.id === "string" && fragment.id) call.id = fragment.id;
+  if (typeof fragment.type === "string" && fragment.type) call.type = fragment.type;
+  const fn = fragment.function;
+  if (fn && typeof fn === "object") {
+    if (typeof fn.name === "string") call.function.name += fn.name;
+    if (typeof fn.arguments === "string") call.function.arguments += fn.arguments;
+  }
+}
+
+/**
+ * Read a streamed reply, calling onText(piece) as each piece of text arrives. Resolves with
+ * {text, reasoning, toolCalls, finishReason, usage}; rejects with RemoteError, ProtocolError,
+ * IncompleteStream or NetworkError (each carrying the partial text), or with an AbortError when
+ * the caller aborts. Reasoning (`delta.reasoning_content` or `delta.reasoning`) and tool calls
+ * (`delta.tool_calls`) are collected too, and reported to `listeners` as they come.
+ * @param {Response} response
+ * @param {(piece: string) => void} onText
+ * @param {Listeners} [listeners]
+ * @returns {Promise<Reply>}
+ */
+export async function readReply(response, onText, listeners = {}) {
+  if (!response.body) throw new ProtocolError("the response has no body");
   const reader = response.body.getReader();
   const decoder = new TextDecoder("utf-8");
   const sse = new SSEParser();
-  const state = { text: "", finishReason: null, usage: null, done: false };
+  /** @type {{text: string, reasoning: string, toolCalls: ToolCall[], finishReason: string | null, usage: any, done: boolean}} */
+  const state = { text: "", reasoning: "", toolCalls: [], finishReason: null, usage: null, done: false };
 
+  /** @param {string} data */
   const handle = (data) => {
     if (data === "[DONE]") {
       state.done = true;
@@ -285,10 +415,20 @@ export async function readReply(response, onText) {
     if (chunk.usage) state.usage = chunk.usage;
     const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : null;
     if (!choice) return;
-    const content = choice.delta?.content ?? choice.message?.content;
+    const delta = choice.delta ?? choice.message;
+    const content = delta?.content;
     if (typeof content === "string" && content) {
       state.text += content;
       onText(content);
+    }
+    const reasoning = delta?.reasoning_content ?? delta?.reasoning;
+    if (typeof reasoning === "string" && reasoning) {
+      state.reasoning += reasoning;
+      listeners.onReasoning?.(reasoning);
+    }
+    if (Array.isArray(delta?.tool_calls) && delta.tool_calls.length) {
+      for (const fragment of delta.tool_calls) addToolCallFragment(state.toolCalls, fragment);
+      listeners.onToolCalls?.(state.toolCalls);
     }
     if (choice.finish_reason) state.finishReason = choice.finish_reason;
   };
@@ -299,7 +439,7 @@ export async function readReply(response, onText) {
       try {
         read = await reader.read();
       } catch (err) {
-        throw networkError(err, "the connection broke during the reply", state.text);
+        throw networkError(err, "broken", state.text);
       }
       const { value, done } = read;
       if (done) {
@@ -322,26 +462,56 @@ export async function readReply(response, onText) {
   if (!state.done && !state.finishReason) {
     throw new IncompleteStream("the server closed the stream before the reply was complete", state.text);
   }
-  return { text: state.text, finishReason: state.finishReason, usage: state.usage };
+  return {
+    text: state.text,
+    reasoning: state.reasoning,
+    toolCalls: state.toolCalls,
+    finishReason: state.finishReason,
+    usage: state.usage,
+  };
 }
 
 /**
- * Send one chat request through the protocol and stream its reply.
- * options: {baseUrl, signal, params, onText}.
+ * The headers that carry an API key, when there is one.
+ * @param {string} [apiKey]
+ * @returns {Record<string, string>}
  */
-export async function streamChat(messages, { baseUrl = "", signal, params = {}, onText = () => {} } = {}) {
+export function authHeaders(apiKey) {
+  return apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+}
+
+/**
+ * @typedef {object} ChatOptions
+ * @property {string} [baseUrl]
+ * @property {AbortSignal} [signal]
+ * @property {Params} [params]
+ * @property {string} [apiKey]  sent as `Authorization: Bearer <key>`
+ * @property {(piece: string) => void} [onText]
+ * @property {(piece: string) => void} [onReasoning]
+ * @property {(calls: ToolCall[]) => void} [onToolCalls]
+ */
+
+/**
+ * Send one chat request through the protocol and stream its reply.
+ * @param {ChatMessage[]} messages
+ * @param {ChatOptions} [options]
+ */
+export async function streamChat(
+  messages,
+  { baseUrl = "", signal, params = {}, apiKey = "", onText = () => {}, onReasoning, onToolCalls } = {},
+) {
   const body = JSON.stringify(buildRequest(messages, params));
   const signature = await encrypt(body);
   let response;
   try {
     response = await fetch(baseUrl + "api/chat/stream", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders(apiKey) },
       body: JSON.stringify({ signature }),
       signal,
     });
   } catch (err) {
-    throw networkError(err, "could not reach the server");
+    throw networkError(err, "unreachable");
   }
   if (!response.ok) throw await errorFromResponse(response);
   const type = response.headers.get("content-type") || "";
@@ -349,5 +519,5 @@ export async function streamChat(messages, { baseUrl = "", signal, params = {}, 
     response.body?.cancel().catch(() => {});
     throw new ProtocolError(`expected an event stream, got ${type || "no content type"}`);
   }
-  return readReply(response, onText);
+  return readReply(response, onText, { onReasoning, onToolCalls });
 }

@@ -1,10 +1,54 @@
-// Conversations and settings, kept in localStorage so they survive a reload.
+// @ts-check
+// Conversations and settings, kept in localStorage so they survive a reload; the API key, kept
+// in sessionStorage unless the user asks to remember it; conversations as Markdown and JSON files.
+
+import { t } from "./i18n.js";
 
 const CONVERSATIONS = "getgpt.conversations.v1";
 const SETTINGS = "getgpt.settings.v1";
+const API_KEY = "getgpt.apiKey.v1";
+/** What an exported file says it is, so an import can tell a conversation from any JSON. */
+export const EXPORT_FORMAT = "getgpt.conversation";
+export const EXPORT_VERSION = 1;
 
+/**
+ * A tool call in OpenAI's message shape.
+ * @typedef {{id: string, type: string, function: {name: string, arguments: string}}} ToolCall
+ */
+/**
+ * How a reply arrived, in milliseconds after it was asked for, and its size.
+ * @typedef {{firstMs: number, totalMs: number, chars: number, pieces: number}} Stats
+ */
+/**
+ * @typedef {object} Message
+ * @property {"user" | "assistant"} role
+ * @property {string} content
+ * @property {string} [reasoning]
+ * @property {ToolCall[]} [toolCalls]
+ * @property {Stats} [stats]
+ * @property {string} [error]
+ * @property {boolean} [stopped]
+ * @property {string} [finishReason]
+ */
+/**
+ * @typedef {object} Conversation
+ * @property {string} id
+ * @property {number} createdAt
+ * @property {number} updatedAt
+ * @property {Message[]} messages
+ * @property {string} [forkOf]  the conversation it was forked from by editing a message
+ */
+/** @typedef {{model: string, temperature: string, maxTokens: string, system: string}} Settings */
+
+/** @type {Readonly<Settings>} */
 export const DEFAULT_SETTINGS = Object.freeze({ model: "", temperature: "1", maxTokens: "", system: "" });
 
+/**
+ * @param {Storage} storage
+ * @param {string} key
+ * @param {unknown} fallback
+ * @returns {any}
+ */
 function read(storage, key, fallback) {
   try {
     const raw = storage.getItem(key);
@@ -20,21 +64,35 @@ function newId() {
   return Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(16)).join("-");
 }
 
+/** @param {Conversation} conversation */
 export function titleOf(conversation) {
   const first = conversation.messages.find((m) => m.role === "user");
   const text = first ? first.content.replace(/\s+/g, " ").trim() : "";
-  if (!text) return "New chat";
+  if (!text) return t("chat.untitled");
   // Cut by code point, never inside a surrogate pair.
   const chars = [...text];
   return chars.length > 48 ? chars.slice(0, 47).join("") + "…" : text;
 }
 
+/** @param {Conversation} conversation */
+export function repliesOf(conversation) {
+  return conversation.messages.filter((m) => m.role === "assistant" && (m.content || m.toolCalls?.length)).length;
+}
+
 export class Store {
-  constructor(storage = window.localStorage) {
+  /**
+   * @param {Storage} [storage]  conversations and settings
+   * @param {Storage} [session]  the API key, unless remembered
+   */
+  constructor(storage = window.localStorage, session = window.sessionStorage) {
     this.storage = storage;
+    this.session = session;
     const saved = read(storage, CONVERSATIONS, null);
+    /** @type {Conversation[]} */
     this.conversations = Array.isArray(saved?.conversations) ? saved.conversations.filter(isConversation) : [];
+    /** @type {string | null} */
     this.currentId = saved?.currentId ?? null;
+    /** @type {Settings} */
     this.settings = { ...DEFAULT_SETTINGS, ...read(storage, SETTINGS, {}) };
     if (!this.current()) this.currentId = this.conversations[0]?.id ?? null;
   }
@@ -49,23 +107,43 @@ export class Store {
     return [...this.conversations].sort((a, b) => b.updatedAt - a.updatedAt);
   }
 
-  create() {
+  /** @param {Message[]} [messages] */
+  create(messages = []) {
     const now = Date.now();
-    const conversation = { id: newId(), createdAt: now, updatedAt: now, messages: [] };
+    /** @type {Conversation} */
+    const conversation = { id: newId(), createdAt: now, updatedAt: now, messages };
     this.conversations.push(conversation);
     this.currentId = conversation.id;
     return conversation;
   }
 
+  /**
+   * A new conversation holding `conversation`'s messages before `index`, then `text` as the
+   * user's message in place of the one at `index`: the original stays as it was.
+   * @param {Conversation} conversation
+   * @param {number} index
+   * @param {string} text
+   */
+  fork(conversation, index, text) {
+    /** @type {Message[]} */
+    const before = structuredClone(conversation.messages.slice(0, index));
+    const fork = this.create([...before, { role: "user", content: text }]);
+    fork.forkOf = conversation.id;
+    return fork;
+  }
+
+  /** @param {string} id */
   select(id) {
     if (this.conversations.some((c) => c.id === id)) this.currentId = id;
   }
 
+  /** @param {string} id */
   remove(id) {
     this.conversations = this.conversations.filter((c) => c.id !== id);
     if (this.currentId === id) this.currentId = this.list()[0]?.id ?? null;
   }
 
+  /** @param {Conversation} conversation */
   touch(conversation) {
     conversation.updatedAt = Date.now();
   }
@@ -80,11 +158,168 @@ export class Store {
       this.storage.setItem(SETTINGS, JSON.stringify(this.settings));
       return null;
     } catch (err) {
-      return `Could not save the conversation in this browser: ${err.message}`;
+      return t("chat.saveFailed", { message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  /** The API key and whether it is remembered across sessions of the browser. */
+  apiKey() {
+    const remembered = safeGet(this.storage, API_KEY);
+    if (remembered) return { key: remembered, remember: true };
+    return { key: safeGet(this.session, API_KEY) ?? "", remember: false };
+  }
+
+  /**
+   * Keep the key in sessionStorage, or in localStorage when `remember`; never in both.
+   * @param {string} key
+   * @param {boolean} remember
+   */
+  setApiKey(key, remember) {
+    const [keep, drop] = remember ? [this.storage, this.session] : [this.session, this.storage];
+    try {
+      drop.removeItem(API_KEY);
+      if (key) keep.setItem(API_KEY, key);
+      else keep.removeItem(API_KEY);
+    } catch {
+      // storage refused: the key still works for this page until it is closed
     }
   }
 }
 
+/**
+ * @param {Storage} storage
+ * @param {string} key
+ */
+function safeGet(storage, key) {
+  try {
+    return storage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * @param {any} c
+ * @returns {c is Conversation}
+ */
 function isConversation(c) {
   return c && typeof c.id === "string" && Array.isArray(c.messages) && typeof c.updatedAt === "number";
+}
+
+// ---- files -------------------------------------------------------------------------------
+
+/**
+ * A conversation as a JSON document that importConversation reads back to an equal one.
+ * @param {Conversation} conversation
+ */
+export function exportJson(conversation) {
+  const document = {
+    format: EXPORT_FORMAT,
+    version: EXPORT_VERSION,
+    title: titleOf(conversation),
+    createdAt: new Date(conversation.createdAt).toISOString(),
+    messages: conversation.messages,
+  };
+  return JSON.stringify(document, null, 2) + "\n";
+}
+
+/**
+ * A conversation as Markdown, for reading: each message under a heading naming who wrote it.
+ * @param {Conversation} conversation
+ */
+export function exportMarkdown(conversation) {
+  const parts = [`# ${titleOf(conversation)}`];
+  for (const message of conversation.messages) {
+    parts.push(`## ${t(message.role === "user" ? "message.user" : "message.assistant")}`);
+    if (message.reasoning) {
+      parts.push(`> **${t("message.reasoning")}**\n>\n` + message.reasoning.replace(/^/gm, "> "));
+    }
+    if (message.content) parts.push(message.content);
+    for (const call of message.toolCalls ?? []) {
+      parts.push(`**${t("message.toolCall", { name: call.function.name })}**\n\n${fenced(prettyJson(call.function.arguments), "json")}`);
+    }
+    if (message.error) parts.push(`*${message.error}*`);
+  }
+  return parts.join("\n\n") + "\n";
+}
+
+/**
+ * JSON text indented for reading; anything that is not JSON comes back as it was.
+ * @param {string} text
+ */
+export function prettyJson(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * A fenced code block long enough never to be closed by the text inside it.
+ * @param {string} text
+ * @param {string} lang
+ */
+function fenced(text, lang) {
+  const longest = Math.max(2, ...Array.from(text.matchAll(/`+/g), (m) => m[0].length));
+  const fence = "`".repeat(longest + 1);
+  return `${fence}${lang}\n${text}\n${fence}`;
+}
+
+/** Thrown when a file is not a conversation this page exported. */
+export class ImportError extends Error {}
+
+/**
+ * Read a file written by exportJson back into a fresh conversation (a new id; the same messages).
+ * @param {string} text
+ * @returns {Conversation}
+ */
+export function importConversation(text) {
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new ImportError(t("chat.importNotJson"));
+  }
+  const createdAt = Date.parse(data?.createdAt);
+  if (
+    data?.format !== EXPORT_FORMAT ||
+    data.version !== EXPORT_VERSION ||
+    !Array.isArray(data.messages) ||
+    Number.isNaN(createdAt) ||
+    !data.messages.every(isMessage)
+  ) {
+    throw new ImportError(t("chat.importNotConversation"));
+  }
+  return { id: newId(), createdAt, updatedAt: Date.now(), messages: data.messages };
+}
+
+/**
+ * @param {any} m
+ * @returns {m is Message}
+ */
+function isMessage(m) {
+  if (!m || typeof m !== "object" || (m.role !== "user" && m.role !== "assistant")) return false;
+  if (typeof m.content !== "string") return false;
+  const optional = { reasoning: "string", error: "string", finishReason: "string", stopped: "boolean" };
+  for (const [name, type] of Object.entries(optional)) if (name in m && typeof m[name] !== type) return false;
+  if ("toolCalls" in m && !(Array.isArray(m.toolCalls) && m.toolCalls.every(isToolCall))) return false;
+  if ("stats" in m && !isStats(m.stats)) return false;
+  return true;
+}
+
+/** @param {any} c */
+function isToolCall(c) {
+  return (
+    c &&
+    typeof c.id === "string" &&
+    typeof c.type === "string" &&
+    typeof c.function?.name === "string" &&
+    typeof c.function?.arguments === "string"
+  );
+}
+
+/** @param {any} s */
+function isStats(s) {
+  return s && ["firstMs", "totalMs", "chars", "pieces"].every((name) => typeof s[name] === "number");
 }

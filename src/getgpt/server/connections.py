@@ -1,0 +1,384 @@
+"""Bounds on what a client's connection may cost, kept where requests arrive: uvicorn's protocol.
+
+uvicorn (0.54) bounds none of these on its httptools protocol: a request head may be any size, may
+take for ever to arrive (its keep-alive timer is cancelled by any byte, so one byte a second keeps
+a connection), a connection that never sends a request is never closed, nothing stops the
+connections from using up the file descriptors (then ``accept`` fails and ``/healthz`` with it),
+and a client that stops reading leaves the response's task waiting on the socket for ever. So
+``getgpt serve`` runs :class:`LimitedHttpProtocol`, uvicorn's own httptools protocol with:
+
+- **the head's size and header count**: at most ``max_head_bytes`` (request line and headers)
+  and ``max_headers`` header lines; beyond, ``431`` (``414`` while still in the request line).
+  Counted as the bytes arrive, so a single endless header line is cut off too, before the parser
+  has buffered more than one network read past the limit.
+- **time**: a connection may wait ``idle_timeout`` for a request to begin -- when new, and again
+  after each response -- and then ``head_timeout`` for the head to be whole (``408`` beyond). Both
+  are deadlines that bytes do not push back, unlike uvicorn's keep-alive timer.
+- **connections**: at most ``max_connections`` open. One over it closes the connection that has
+  waited longest for a request (idle or still sending its head): a request being answered is
+  never cut for a newcomer. If every connection is busy, the newcomer may ask ``/healthz`` only
+  (anything else gets ``503`` with ``Retry-After``) and is then closed; past a small overflow it is
+  closed at once. So the process stays below its file-descriptor limit and ``/healthz`` answers.
+- **writes**: a response whose writes wait more than ``write_timeout`` for the client to read
+  (the transport's buffer stays over its high-water mark) is aborted; the app sees the client
+  gone, so a stream's backend is stopped and its slot freed.
+
+A refusal is written straight to the socket, then the connection is half-closed and what the
+client still sends is read and dropped for up to :data:`LINGER` seconds (closing with unread data
+would reset the connection and could destroy the answer before the client reads it).
+
+This leans on uvicorn's protocol: its parser callbacks (``on_message_begin``, ``on_url``,
+``on_header``, ``on_headers_complete``, ``on_body``, ``on_message_complete``), its
+``on_response_complete`` hook, its ``app`` and ``transport`` attributes and asyncio's flow-control
+callbacks. pyproject pins uvicorn to the versions this was tested with
+(``tests/server/test_hostile_clients.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .api_error import ApiError
+from .wire import error_body
+
+__all__ = ["LINGER", "OVERFLOW", "LimitedHttpProtocol", "Limits", "protocol_factory"]
+
+log = logging.getLogger("getgpt.server")
+
+#: Seconds a refused connection is kept half-closed, reading and dropping what still arrives.
+LINGER = 2.0
+#: Connections admitted past ``max_connections`` while every one is busy, to answer /healthz.
+OVERFLOW = 16
+
+_REASONS = {
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of :class:`LimitedHttpProtocol`, from the server's settings."""
+
+    max_head_bytes: int
+    max_headers: int
+    head_timeout: float
+    idle_timeout: float
+    write_timeout: float
+    max_connections: int
+
+
+class _Pool:
+    """One server's connections: how many are open, and which wait for a request, oldest first."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.overflow = 0
+        self.waiting: OrderedDict[LimitedHttpProtocol, None] = OrderedDict()
+
+
+class _State:
+    """Per-connection bookkeeping, kept under one attribute so as not to meet uvicorn's own."""
+
+    __slots__ = (
+        "counted",
+        "head_bytes",
+        "head_fed",
+        "headers",
+        "in_head",
+        "loop",
+        "overflow",
+        "pending",
+        "refused",
+        "requests",
+        "timer",
+        "write_timer",
+    )
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.timer: asyncio.TimerHandle | None = None  # idle, head or linger deadline
+        self.write_timer: asyncio.TimerHandle | None = None
+        self.counted = False  # counted in the pool's ``open``
+        self.overflow = False  # admitted past max_connections: /healthz only
+        self.in_head = False  # a request's head has begun and is not whole yet
+        self.head_bytes = 0  # request line and header lines, as the parser reported them
+        self.head_fed = 0  # bytes received while the head was unfinished
+        self.headers = 0
+        self.requests = 0  # requests whose head is whole and whose response is not
+        self.refused = False
+        self.pending: bytes | None = None  # a refusal waiting for the current response to end
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _refusal(status: int, error: ApiError) -> bytes:
+    body = error_body(error)
+    head = [b"HTTP/1.1 %d %s" % (status, _REASONS[status]), b"content-type: application/json"]
+    head += [f"{name.lower()}: {value}".encode("latin-1") for name, value in error.headers.items()]
+    head += [b"content-length: %d" % len(body), b"connection: close", b"", b""]
+    return b"\r\n".join(head) + body
+
+
+class _HealthOnly:
+    """The app for a connection admitted past the limit: ``/healthz``, and 503 for anything else."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        error = _too_many(self.limit)
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": error_body(error)})
+
+
+def _too_many(limit: int) -> ApiError:
+    return ApiError(
+        503,
+        f"the server has {limit} connections open already; retry shortly",
+        type="server_overloaded",
+        code="too_many_connections",
+        headers={"Retry-After": "1"},
+    )
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the bounds above; made by :func:`protocol_factory`."""
+
+    def __init__(self, *args: Any, pool: _Pool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._getgpt_pool = pool
+        self._getgpt = _State()
+
+    # --- the connection ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        pool, state = self._getgpt_pool, self._getgpt
+        state.loop = asyncio.get_running_loop()
+        pool.open += 1
+        state.counted = True
+        if pool.open > pool.limits.max_connections and not self._evict_one():
+            if pool.overflow >= OVERFLOW:
+                transport.close()
+                return
+            pool.overflow += 1
+            state.overflow = True
+            self.app = _HealthOnly(self.app, pool.limits.max_connections)
+        self._wait(pool.limits.idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        pool, state = self._getgpt_pool, self._getgpt
+        state.cancel()
+        if state.write_timer is not None:
+            state.write_timer.cancel()
+            state.write_timer = None
+        pool.waiting.pop(self, None)
+        if state.counted:
+            state.counted = False
+            pool.open -= 1
+            if state.overflow:
+                pool.overflow -= 1
+
+    def data_received(self, data: bytes) -> None:
+        state = self._getgpt
+        if state.refused:
+            return  # a refused client's bytes are read and dropped while the connection lingers
+        was_in_head = state.in_head
+        super().data_received(data)
+        if was_in_head and state.in_head and not state.refused:
+            # A head line still unfinished is buffered by the parser, unseen by the callbacks.
+            state.head_fed += len(data)
+            if state.head_fed > self._getgpt_pool.limits.max_head_bytes:
+                self._refuse(431, "the request head is too large", "head_too_large")
+
+    # --- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        state = self._getgpt
+        state.in_head = True
+        state.head_bytes = state.head_fed = state.headers = 0
+        if state.requests == 0:
+            self._arm(self._getgpt_pool.limits.head_timeout, self._expired)
+
+    def on_url(self, url: bytes) -> None:
+        state = self._getgpt
+        if state.refused:
+            return
+        state.head_bytes += len(url)
+        if state.head_bytes > self._getgpt_pool.limits.max_head_bytes:
+            self._refuse(414, "the request line is too long", "uri_too_long")
+            return
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        state = self._getgpt
+        if state.refused:
+            return
+        limits = self._getgpt_pool.limits
+        state.headers += 1
+        state.head_bytes += len(name) + len(value) + 4
+        if state.headers > limits.max_headers:
+            self._refuse(431, f"more than {limits.max_headers} header lines", "too_many_headers")
+            return
+        if state.head_bytes > limits.max_head_bytes:
+            self._refuse(431, "the request head is too large", "head_too_large")
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        state = self._getgpt
+        if state.refused:
+            return
+        state.in_head = False
+        state.requests += 1
+        state.cancel()
+        self._getgpt_pool.waiting.pop(self, None)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._getgpt.refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._getgpt.refused:
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        state = self._getgpt
+        state.requests -= 1
+        if state.requests or self.transport.is_closing():
+            return
+        if state.pending is not None:
+            self._send_refusal(state.pending)
+        elif state.overflow:
+            self.transport.close()  # admitted past the limit for one answer only
+        elif state.in_head:
+            self._getgpt_pool.waiting[self] = None
+            self._arm(self._getgpt_pool.limits.head_timeout, self._expired)
+        else:
+            self._wait(self._getgpt_pool.limits.idle_timeout)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._getgpt.refused:  # after a refusal, the answer has gone out already
+            super().send_400_response(msg)
+
+    # --- flow control ------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        state = self._getgpt
+        if state.write_timer is None and state.loop is not None:
+            state.write_timer = state.loop.call_later(
+                self._getgpt_pool.limits.write_timeout, self._write_expired
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        state = self._getgpt
+        if state.write_timer is not None:
+            state.write_timer.cancel()
+            state.write_timer = None
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        state = self._getgpt
+        state.cancel()
+        if state.loop is not None:
+            state.timer = state.loop.call_later(delay, callback)
+
+    def _wait(self, delay: float) -> None:
+        """The connection waits for a request: it may be evicted, and it has ``delay`` seconds."""
+        pool = self._getgpt_pool
+        pool.waiting.pop(self, None)
+        pool.waiting[self] = None
+        self._arm(delay, self._expired)
+
+    def _expired(self) -> None:
+        state = self._getgpt
+        state.timer = None
+        if self.transport.is_closing():
+            return
+        if state.in_head:
+            self._refuse(408, "the request head did not arrive in time", "head_timeout")
+        else:
+            self._getgpt_pool.waiting.pop(self, None)
+            self.transport.close()
+
+    def _evict_one(self) -> bool:
+        """Close the connection that has waited longest for a request; False if none waits."""
+        waiting = self._getgpt_pool.waiting
+        if not waiting:
+            return False
+        oldest, _ = waiting.popitem(last=False)
+        if oldest._getgpt.in_head:
+            oldest._refuse(503, "", "too_many_connections")
+        else:
+            oldest._getgpt.cancel()
+            oldest.transport.close()
+        return True
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        state = self._getgpt
+        state.refused = True
+        self._getgpt_pool.waiting.pop(self, None)
+        if status == 503:
+            error = _too_many(self._getgpt_pool.limits.max_connections)
+        else:
+            error = ApiError(status, message, code=code)
+        log.info("refused a connection's request: %d %s", status, code)
+        response = _refusal(status, error)
+        if state.requests:
+            state.pending = response  # sent once the response under way has ended
+        else:
+            self._send_refusal(response)
+
+    def _send_refusal(self, response: bytes) -> None:
+        transport = self.transport
+        transport.write(response)
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._arm(LINGER, transport.close)
+        else:
+            transport.close()
+
+    def _write_expired(self) -> None:
+        state = self._getgpt
+        state.write_timer = None
+        if not self.transport.is_closing():
+            log.info(
+                "a client read nothing for %g s: connection dropped", self._getgpt_pool.limits.write_timeout
+            )
+        self.transport.abort()
+
+
+def protocol_factory(limits: Limits) -> Any:
+    """What uvicorn's ``http=`` takes: :class:`LimitedHttpProtocol` bound to one server's pool.
+
+    A :func:`functools.partial` of a module-level class, not a class made on the fly, so that a
+    uvicorn config holding it can still be pickled for worker processes.
+    """
+    return functools.partial(LimitedHttpProtocol, pool=_Pool(limits))

@@ -1,0 +1,257 @@
+// @ts-check
+// The page's words in English and Russian: one catalogue, the language chosen from the browser
+// (navigator.languages) until the user picks one with the switch, which is remembered.
+//
+// A plain entry is a string; one that counts is an object of plural forms named after
+// Intl.PluralRules' categories (Russian needs one/few/many: 1 ответ, 2 ответа, 5 ответов, and
+// `other` for fractions). `{name}` in a text is replaced by the value given for it.
+
+/** @typedef {"en" | "ru"} Language */
+/** @typedef {string | Partial<Record<Intl.LDMLPluralRule, string>>} Entry */
+
+/** @type {readonly Language[]} */
+export const LANGUAGES = Object.freeze(["en", "ru"]);
+export const LANGUAGE_KEY = "getgpt.language.v1";
+
+/** The plural categories each language's texts must provide. */
+export const PLURAL_FORMS = Object.freeze({ en: ["one", "other"], ru: ["one", "few", "many", "other"] });
+
+/** @type {Record<Language, Record<string, Entry>>} */
+export const CATALOGUE = {
+  en: {
+    "page.title": "GetGpt chat",
+    "page.titleOf": "{title} · GetGpt chat",
+    "sidebar.label": "Conversations and settings",
+    "sidebar.open": "Open conversations and settings",
+    "sidebar.close": "Close menu",
+    "chat.new": "+ New chat",
+    "chat.untitled": "New chat",
+    "chat.list": "Conversations",
+    "chat.delete": "Delete conversation: {title}",
+    "chat.replies": { one: "{count} reply", other: "{count} replies" },
+    "chat.import": "Import JSON…",
+    "chat.imported": "Imported “{title}”.",
+    "chat.importFailed": "Could not import {name}: {reason}",
+    "chat.importNotJson": "it is not JSON.",
+    "chat.importNotConversation": "it is not a conversation exported from this page.",
+    "chat.exportMarkdown": "Export as Markdown",
+    "chat.exportJson": "Export as JSON",
+    "chat.export": "Export",
+    "chat.messages": "Messages",
+    "chat.saveFailed": "Could not save the conversation in this browser: {message}",
+    "settings.title": "Settings",
+    "settings.model": "Model",
+    "settings.models": { one: "The server offers {count} model.", other: "The server offers {count} models." },
+    "settings.temperature": "Temperature",
+    "settings.maxTokens": "Max tokens",
+    "settings.system": "System prompt",
+    "settings.systemPlaceholder": "You are a helpful assistant.",
+    "settings.apiKey": "API key",
+    "settings.apiKeyPlaceholder": "only if the server asks for one",
+    "settings.remember": "Remember the key on this device",
+    "settings.apiKeyHint": "Sent as Authorization: Bearer. Kept for this tab only unless remembered.",
+    "settings.language": "Language",
+    "empty.title": "GetGpt chat",
+    "empty.hint": "Ask anything. Enter sends, Shift+Enter starts a new line.",
+    "composer.label": "Message",
+    "composer.placeholder": "Message (Enter sends, Shift+Enter new line)",
+    "composer.send": "Send",
+    "composer.stop": "Stop",
+    "message.user": "You",
+    "message.assistant": "Assistant",
+    "message.edit": "Edit",
+    "message.editLabel": "Edit the message; sending starts a new branch of the conversation",
+    "message.editSend": "Send as a new branch",
+    "message.editCancel": "Cancel",
+    "message.regenerate": "Regenerate",
+    "message.reasoning": "Reasoning",
+    "message.toolCall": "Tool call: {name}",
+    "message.stats": "first token in {ttft} s · {cps} characters/s",
+    "message.statsFirst": "first token in {ttft} s",
+    "message.copy": "Copy",
+    "message.copied": "Copied",
+    "message.copyFailed": "Copy failed",
+    "note.stopped": "Stopped.",
+    "note.length": "The reply reached the token limit (max tokens) and was cut short.",
+    "note.finish": "The reply ended early: {reason}.",
+    "error.status": "Error {status}: {message}",
+    "error.remote": "Error: {message}",
+    "error.incomplete": "Incomplete reply: the server closed the stream before the reply was complete.",
+    "error.protocol": "Protocol error: {message}",
+    "error.unreachable": "Network error: could not reach the server.",
+    "error.broken": "Network error: the connection broke during the reply.",
+    "error.other": "Error: {message}",
+    "error.needKey": "The server needs an API key (401). Enter it under Settings → API key, then send again.",
+    "error.badKey": "The server refused this API key (401). Check it under Settings → API key, then send again.",
+    "error.insecure":
+      "This page cannot send: its encryption (WebCrypto) needs a secure context. " +
+      "Open it over HTTPS, or at http://127.0.0.1 or http://localhost.",
+  },
+  ru: {
+    "page.title": "Чат GetGpt",
+    "page.titleOf": "{title} · чат GetGpt",
+    "sidebar.label": "Разговоры и настройки",
+    "sidebar.open": "Открыть разговоры и настройки",
+    "sidebar.close": "Закрыть меню",
+    "chat.new": "+ Новый чат",
+    "chat.untitled": "Новый чат",
+    "chat.list": "Разговоры",
+    "chat.delete": "Удалить разговор: {title}",
+    "chat.replies": { one: "{count} ответ", few: "{count} ответа", many: "{count} ответов", other: "{count} ответа" },
+    "chat.import": "Импорт из JSON…",
+    "chat.imported": "Разговор «{title}» загружен.",
+    "chat.importFailed": "Не удалось загрузить {name}: {reason}",
+    "chat.importNotJson": "это не JSON.",
+    "chat.importNotConversation": "это не разговор, выгруженный с этой страницы.",
+    "chat.exportMarkdown": "Экспорт в Markdown",
+    "chat.exportJson": "Экспорт в JSON",
+    "chat.export": "Экспорт",
+    "chat.messages": "Сообщения",
+    "chat.saveFailed": "Не удалось сохранить разговор в этом браузере: {message}",
+    "settings.title": "Настройки",
+    "settings.model": "Модель",
+    "settings.models": {
+      one: "Сервер предлагает {count} модель.",
+      few: "Сервер предлагает {count} модели.",
+      many: "Сервер предлагает {count} моделей.",
+      other: "Сервер предлагает {count} модели.",
+    },
+    "settings.temperature": "Температура",
+    "settings.maxTokens": "Максимум токенов",
+    "settings.system": "Системный промпт",
+    "settings.systemPlaceholder": "Ты — полезный помощник.",
+    "settings.apiKey": "Ключ API",
+    "settings.apiKeyPlaceholder": "только если сервер его требует",
+    "settings.remember": "Запомнить ключ на этом устройстве",
+    "settings.apiKeyHint":
+      "Отправляется в заголовке Authorization: Bearer. Хранится только в этой вкладке, если не запомнить.",
+    "settings.language": "Язык",
+    "empty.title": "Чат GetGpt",
+    "empty.hint": "Спросите что угодно. Enter отправляет, Shift+Enter начинает новую строку.",
+    "composer.label": "Сообщение",
+    "composer.placeholder": "Сообщение (Enter — отправить, Shift+Enter — новая строка)",
+    "composer.send": "Отправить",
+    "composer.stop": "Остановить",
+    "message.user": "Вы",
+    "message.assistant": "Ассистент",
+    "message.edit": "Изменить",
+    "message.editLabel": "Изменить сообщение; отправка начнёт новую ветку разговора",
+    "message.editSend": "Отправить новой веткой",
+    "message.editCancel": "Отмена",
+    "message.regenerate": "Ответить заново",
+    "message.reasoning": "Рассуждение",
+    "message.toolCall": "Вызов инструмента: {name}",
+    "message.stats": "первый токен через {ttft} с · {cps} симв./с",
+    "message.statsFirst": "первый токен через {ttft} с",
+    "message.copy": "Копировать",
+    "message.copied": "Скопировано",
+    "message.copyFailed": "Не удалось скопировать",
+    "note.stopped": "Остановлено.",
+    "note.length": "Ответ упёрся в лимит токенов (максимум токенов) и обрезан.",
+    "note.finish": "Ответ закончился раньше времени: {reason}.",
+    "error.status": "Ошибка {status}: {message}",
+    "error.remote": "Ошибка: {message}",
+    "error.incomplete": "Ответ оборван: сервер закрыл поток, не закончив ответ.",
+    "error.protocol": "Ошибка протокола: {message}",
+    "error.unreachable": "Ошибка сети: не удалось связаться с сервером.",
+    "error.broken": "Ошибка сети: соединение оборвалось посреди ответа.",
+    "error.other": "Ошибка: {message}",
+    "error.needKey": "Сервер требует ключ API (401). Введите его в «Настройки → Ключ API» и отправьте снова.",
+    "error.badKey": "Сервер не принял этот ключ API (401). Проверьте его в «Настройки → Ключ API» и отправьте снова.",
+    "error.insecure":
+      "Эта страница не может отправлять сообщения: её шифрованию (WebCrypto) нужен защищённый контекст. " +
+      "Откройте её по HTTPS или по адресу http://127.0.0.1 или http://localhost.",
+  },
+};
+
+/**
+ * The first of the browser's preferred languages that the page speaks; English otherwise.
+ * @param {readonly string[]} preferred
+ * @returns {Language}
+ */
+export function languageFor(preferred) {
+  for (const tag of preferred) {
+    const base = tag.toLowerCase().split("-")[0];
+    if (base === "en" || base === "ru") return base;
+  }
+  return "en";
+}
+
+/**
+ * The remembered choice if any, else the browser's.
+ * @param {Storage} storage
+ * @returns {Language}
+ */
+export function initialLanguage(storage) {
+  let saved = null;
+  try {
+    saved = storage.getItem(LANGUAGE_KEY);
+  } catch {
+    // storage refused (private mode): the browser's language it is
+  }
+  if (saved === "en" || saved === "ru") return saved;
+  return languageFor(navigator.languages?.length ? navigator.languages : [navigator.language ?? "en"]);
+}
+
+/** @type {Language} */
+let current = "en";
+
+/** @returns {Language} */
+export function language() {
+  return current;
+}
+
+/** @param {Language} lang */
+export function setLanguage(lang) {
+  current = lang;
+  document.documentElement.lang = lang;
+}
+
+/**
+ * The text for `key` in the current language, with `{name}` replaced by `vars.name`.
+ * A counted entry picks its plural form from `vars.count`.
+ * @param {string} key
+ * @param {Record<string, string | number>} [vars]
+ * @returns {string}
+ */
+export function t(key, vars = {}) {
+  const entry = CATALOGUE[current][key] ?? CATALOGUE.en[key];
+  if (entry === undefined) throw new Error(`no text for ${key}`);
+  let text;
+  if (typeof entry === "string") text = entry;
+  else {
+    const count = Number(vars.count ?? 0);
+    const form = new Intl.PluralRules(current).select(count);
+    text = entry[form] ?? entry.other ?? "";
+  }
+  return text.replace(/\{(\w+)\}/g, (whole, name) =>
+    vars[name] === undefined ? whole : typeof vars[name] === "number" ? formatNumber(vars[name]) : vars[name],
+  );
+}
+
+/**
+ * A number written the current language's way (a decimal comma in Russian), with exactly
+ * `digits` decimals when given.
+ * @param {number} value
+ * @param {number} [digits]
+ */
+export function formatNumber(value, digits) {
+  const options = digits === undefined ? {} : { maximumFractionDigits: digits, minimumFractionDigits: digits };
+  return new Intl.NumberFormat(current, options).format(value);
+}
+
+/**
+ * Put the current language's words into the page's static markup: `data-i18n` names the key of
+ * an element's text, `data-i18n-<attribute>` the key of that attribute.
+ * @param {ParentNode} root
+ */
+export function translatePage(root) {
+  for (const node of root.querySelectorAll("*")) {
+    if (!(node instanceof HTMLElement)) continue;
+    for (const [name, key] of Object.entries(node.dataset)) {
+      if (!key || !name.startsWith("i18n")) continue;
+      if (name === "i18n") node.textContent = t(key);
+      else node.setAttribute(name.slice(4).replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()).slice(1), t(key));
+    }
+  }
+}

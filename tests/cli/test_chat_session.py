@@ -1,0 +1,250 @@
+"""``getgpt chat`` as a session: its commands, the input history kept between runs, Ctrl-C, API keys.
+
+Sessions run on a pseudo-terminal (tests/support/terminal.py) where a person would see them; the
+commands' effect on what is sent is also checked with piped input, which needs no terminal timing.
+"""
+
+# ruff: noqa: RUF001  (Russian text on purpose: Cyrillic letters that look Latin)
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.types import Scope
+
+from getgpt.request import ChatRequest
+from getgpt.server import ServerConfig, create_app
+
+from ..support.command import getgpt
+from ..support.servers import health, serve, wait_until
+from ..support.terminal import Terminal
+
+KEY = "k-7f3a"
+
+
+def recording_server(config: ServerConfig) -> tuple[object, list[ChatRequest]]:
+    app = create_app(config)
+    seen: list[ChatRequest] = []
+
+    async def record(scope: Scope, request: ChatRequest) -> None:
+        seen.append(request)
+
+    app.state.chat_checks.append(record)
+    return app, seen
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, list[ChatRequest]]]:
+    app, seen = recording_server(ServerConfig())
+    with serve(app) as url:
+        yield url, seen
+
+
+@pytest.fixture(scope="module")
+def slow() -> Iterator[tuple[str, list[ChatRequest]]]:
+    """An echo of 4 characters every 50 ms: a long message takes long enough to interrupt."""
+    app, seen = recording_server(ServerConfig(echo_delay=0.05))
+    with serve(app) as url:
+        yield url, seen
+
+
+def sent(request: ChatRequest) -> list[tuple[str, str]]:
+    return [(m.role, str(m.content)) for m in request.messages]
+
+
+def test_commands_change_what_is_sent_and_save_the_conversation(
+    server: tuple[str, list[ChatRequest]], tmp_path: Path
+) -> None:
+    url, seen = server
+    before = len(seen)
+    lines = [
+        "/system be brief",
+        "hello",
+        "/model m-2",
+        "/model",
+        "again",
+        f"/save {tmp_path / 'chat.json'}",
+        f"/save {tmp_path / 'chat.md'}",
+        "/save",
+        "/reset",
+        "third",
+        "/system",
+        "/system -",
+        "/system",
+        "fourth",
+        "/nope",
+        "/help",
+    ]
+    result = getgpt("chat", "--base-url", url, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\nagain\nthird\nfourth\n"  # notes go to stderr, replies alone to stdout
+    requests = seen[before:]
+    assert [sent(r) for r in requests] == [
+        [("system", "be brief"), ("user", "hello")],
+        [("system", "be brief"), ("user", "hello"), ("assistant", "hello"), ("user", "again")],
+        [("system", "be brief"), ("user", "third")],
+        [("user", "third"), ("assistant", "third"), ("user", "fourth")],
+    ]
+    assert [r.model for r in requests] == ["gpt-3.5-turbo", "m-2", "m-2", "m-2"]
+    notes = result.stderr.splitlines()
+    assert notes[:4] == [
+        "system prompt set",
+        "model: m-2",
+        "model: m-2",
+        f"wrote 4 messages to {tmp_path / 'chat.json'}",
+    ]
+    assert notes[4:9] == [
+        f"wrote 4 messages to {tmp_path / 'chat.md'}",
+        "/save needs a file name: /save chat.md or /save chat.json",
+        "forgot the conversation: 4 messages",
+        "system prompt: be brief",
+        "system prompt removed",
+    ]
+    assert notes[9:11] == [
+        "no system prompt; /system TEXT sets one",
+        "unknown command /nope; /help lists the commands",
+    ]
+    assert notes[11] == "commands:"
+    assert any(line.startswith("  /save FILE") for line in notes)
+
+    saved = json.loads((tmp_path / "chat.json").read_text(encoding="utf-8"))
+    assert saved["format"] == "getgpt.conversation"
+    assert saved["system"] == "be brief"
+    assert saved["messages"] == [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "again"},
+    ]
+    markdown = (tmp_path / "chat.md").read_text(encoding="utf-8")
+    assert markdown.startswith(
+        "# hello\n\n> system prompt: be brief\n\n## user\n\nhello\n\n## assistant\n\nhello\n"
+    )
+
+
+def test_a_session_in_russian_on_a_terminal(server: tuple[str, list[ChatRequest]], tmp_path: Path) -> None:
+    url, seen = server
+    with Terminal(
+        "chat", "--base-url", url, env={"LANG": "ru_RU.UTF-8", "XDG_STATE_HOME": str(tmp_path)}
+    ) as term:
+        term.wait_for(r"чат с .*; /help — список команд")
+        term.wait_for(r"вы> ")
+        term.type("привет\r")
+        term.wait_for(r"\nпривет\n.*вы> ", after=0)
+        term.type("/reset\r")
+        term.wait_for("разговор забыт: 2 сообщения")
+        term.type("/model\r")
+        term.wait_for(r"модель: gpt-3\.5-turbo \(по умолчанию в протоколе\)")
+        term.type("/help\r")
+        term.wait_for("Ctrl-C в приглашении — выход")
+        term.type("/exit\r")
+        assert term.wait_exit() == 0
+        screen = term.text()
+    assert "Traceback" not in screen
+    assert sent(seen[-1]) == [("user", "привет")]
+
+
+def test_input_history_is_kept_between_two_runs(
+    server: tuple[str, list[ChatRequest]], tmp_path: Path
+) -> None:
+    url, seen = server
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    with Terminal("chat", "--base-url", url, env=env) as term:
+        term.wait_for("you> ")
+        term.type("a line worth keeping\r")
+        term.wait_for(r"a line worth keeping\n(.|\n)*you> ")
+        term.type("\x04")  # Ctrl-D: leaves, and is no line of the history
+        assert term.wait_exit() == 0
+    history = tmp_path / "getgpt" / "chat_history"
+    assert "a line worth keeping" in history.read_text(encoding="utf-8")
+
+    before = len(seen)
+    with Terminal("chat", "--base-url", url, env=env) as term:
+        term.wait_for("you> ")
+        term.type("\x1b[A")  # the Up arrow brings back the last run's line
+        mark = len(term.wait_for("you> a line worth keeping"))
+        term.type("\r")
+        wait_until(lambda: len(seen) > before, 20)
+        term.wait_for(WAITING, after=mark)
+        term.wait_for("you> ", after=mark)  # Ctrl-D at the prompt, not into the reply
+        term.type("\x04")
+        assert term.wait_exit() == 0
+    assert sent(seen[before]) == [("user", "a line worth keeping")]
+
+
+LONG = " ".join(f"word{i}" for i in range(300))  # ~2,100 characters: ~26 s at 4 per 50 ms
+WAITING = "waiting for the reply…"
+
+
+def reply_shown(screen: str) -> str:
+    """The reply's text on the screen: after the spinner's line, up to where Ctrl-C showed as ^C."""
+    after = screen.rsplit(WAITING, 1)[1]
+    return after.partition("^C")[0].strip()
+
+
+def test_ctrl_c_stops_the_reply_keeps_its_text_and_a_second_ctrl_c_leaves(
+    slow: tuple[str, list[ChatRequest]], tmp_path: Path
+) -> None:
+    url, seen = slow
+    before = len(seen)
+    with Terminal("chat", "--base-url", url, env={"XDG_STATE_HOME": str(tmp_path)}) as term:
+        term.wait_for("you> ")
+        term.type(LONG + "\r")
+        # Ctrl-C only once the reply is coming: typed earlier, it would be a Ctrl-C at the prompt.
+        start = term.wait_for(WAITING).rindex(WAITING)
+        term.wait_for(r"word0 word1 word2 word3 word4", after=start)
+        term.type("\x03")
+        screen = term.wait_for(r"stopped; what arrived is kept\. Ctrl-C again leaves")
+        wait_until(lambda: health(url)["active_streams"] == 0, 10)  # the request was closed
+        partial = reply_shown(screen.partition("stopped; what arrived")[0])
+        assert LONG.startswith(partial) and len(partial) < len(LONG)
+        mark = len(screen)
+        term.wait_for("you> ", after=mark - 5)
+        term.type("and then?\r")
+        wait_until(lambda: len(seen) == before + 2, 20)
+        term.wait_for(r"and then\?\n(.|\n)*you> ", after=mark)
+        term.type("\x03")  # at the prompt: leave
+        assert term.wait_exit() == 0
+    # The stopped reply stays in the conversation as far as it came.
+    roles, contents = zip(*sent(seen[before + 1]), strict=True)
+    assert roles == ("user", "assistant", "user")
+    assert contents[0] == LONG
+    assert contents[1].strip() == partial
+    assert len(partial) >= len("word0 word1 word2 word3 word4")
+
+
+def test_ctrl_c_in_a_one_shot_chat_keeps_what_was_printed(slow: tuple[str, list[ChatRequest]]) -> None:
+    url, _ = slow
+    with Terminal("chat", LONG, "--base-url", url) as term:
+        start = term.wait_for(WAITING).rindex(WAITING)
+        term.wait_for("word0 word1 word2", after=start)
+        term.type("\x03")
+        assert term.wait_exit() == 130
+        screen = term.text()
+    assert "Traceback" not in screen
+    printed, _, said = screen.partition("getgpt: interrupted")
+    assert said is not None and "getgpt: interrupted" in screen
+    shown = reply_shown(printed)
+    assert LONG.startswith(shown) and len("word0 word1 word2") <= len(shown) < len(LONG)
+
+
+def test_api_key_from_the_environment_and_its_absence_explained(tmp_path: Path) -> None:
+    app, seen = recording_server(ServerConfig(api_keys=(KEY,)))
+    with serve(app) as url:
+        result = getgpt("chat", "hi", "--base-url", url)
+        assert result.returncode == 1
+        assert result.stderr == (
+            "getgpt: error: the server wants an API key (401): "
+            "put it in the environment variable GETGPT_API_KEY\n"
+        )
+        result = getgpt(
+            "chat", "hi", "--base-url", url, env={"GETGPT_API_KEY": "wrong", "LANG": "ru_RU.UTF-8"}
+        )
+        assert result.stderr == "getgpt: ошибка: сервер не принял ключ API из GETGPT_API_KEY (401)\n"
+        result = getgpt("chat", "hi", "--base-url", url, "--api-key-env", "MY_KEY", env={"MY_KEY": KEY})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "hi\n"
+    assert len(seen) == 1

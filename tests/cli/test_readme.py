@@ -1,0 +1,117 @@
+"""The READMEs: the CLI section's commands work as written, and README.ru.md keeps README.md's
+sections, code and tables."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from getgpt.server import ServerConfig, create_app
+
+from ..support.command import locale_env
+from ..support.servers import serve
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+README_RU = ROOT / "README.ru.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def section(text: str, heading: str) -> str:
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + len(heading) + 2)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def commands(block: str) -> list[str]:
+    """The lines of a shell block without their comments."""
+    return [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.strip().splitlines()]
+
+
+def test_the_cli_section_commands_work_as_written(tmp_path: Path) -> None:
+    [(_, block)] = FENCE.findall(section(README.read_text(encoding="utf-8"), "## The CLI"))
+    lines = commands(block)
+    assert len(lines) == 6
+    # `getgpt` on PATH is this source tree's, whatever is installed.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "getgpt"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m getgpt "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    expected = {
+        0: ("", "Привет! 🙂\n"),
+        1: ("", "What is AES-CBC?\n"),
+        2: ("first\nsecond\n", "first\nsecond\n"),  # interactive, fed two lines
+        3: ("", "a question\n"),
+        4: ("", "hi\n"),
+    }
+    with (
+        serve(create_app(ServerConfig())) as url,
+        serve(create_app(ServerConfig(api_keys=("key1",)))) as keyed,
+    ):
+        for index, line in enumerate(lines):
+            env = locale_env(
+                {
+                    "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "GETGPT_BASE_URL": keyed if "GETGPT_API_KEY=" in line else url,
+                    "XDG_STATE_HOME": str(tmp_path / "state"),
+                }
+            )
+            stdin, stdout = expected.get(index, ("", None))
+            done = subprocess.run(
+                ["bash", "-c", line],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, (line, done.stderr)
+            if stdout is not None:
+                assert done.stdout == stdout, line
+            else:
+                assert done.stdout.startswith("использование: getgpt chat"), line
+
+
+def headings(text: str) -> list[int]:
+    return [
+        len(m[1]) for m in re.finditer(r"^(#+) ", re.sub(r"^```.*?^```$", "", text, flags=re.M | re.S), re.M)
+    ]
+
+
+def tables(text: str) -> list[int]:
+    """The number of rows of each table, in order."""
+    rows: list[int] = []
+    previous = False
+    for line in text.splitlines():
+        row = line.startswith("|")
+        if row and not previous:
+            rows.append(0)
+        if row:
+            rows[-1] += 1
+        previous = row
+    return rows
+
+
+def test_the_russian_readme_keeps_the_english_readmes_sections_code_and_tables() -> None:
+    english = README.read_text(encoding="utf-8")
+    russian = README_RU.read_text(encoding="utf-8")
+    assert headings(russian) == headings(english)
+    assert tables(russian) == tables(english)
+    blocks_en, blocks_ru = FENCE.findall(english), FENCE.findall(russian)
+    assert [lang for lang, _ in blocks_ru] == [lang for lang, _ in blocks_en]
+    for (lang, en), (_, ru) in zip(blocks_en, blocks_ru, strict=True):
+        if lang in ("sh", "python"):
+            assert commands(ru) == commands(en)  # the same code; only its comments are translated
+        else:
+            # The layout: the same files in the same order, described in the other language.
+            firsts = [[line.split()[0] for line in block.splitlines()] for block in (ru, en)]
+            assert firsts[0] == firsts[1]
+    # Every link of the English README is in the Russian one (the two point at each other instead).
+    links = set(re.findall(r"\]\(([^)]+)\)", english)) - {"README.ru.md"}
+    assert links <= set(re.findall(r"\]\(([^)]+)\)", russian))

@@ -1,0 +1,152 @@
+"""Hostile HTTP clients on raw loopback sockets: trickling, idle, oversized, not reading.
+
+Each returns what happened and when, and never runs longer than the ``limit`` it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "Ended",
+    "idle",
+    "memory_kib",
+    "read_response",
+    "send_head",
+    "status_of",
+    "trickle",
+]
+
+
+@dataclass
+class Ended:
+    """How a hostile connection ended: after how long, with which bytes from the server."""
+
+    seconds: float
+    received: bytes
+    closed: bool  # the server closed (or reset) the connection within the limit
+
+    @property
+    def status(self) -> int | None:
+        return status_of(self.received)
+
+
+def status_of(received: bytes) -> int | None:
+    """The status code of the response at the start of ``received``, if there is one."""
+    if not received.startswith(b"HTTP/1.1 "):
+        return None
+    return int(received[9:12])
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> None:
+    with contextlib.suppress(ConnectionError):
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            into += data
+
+
+async def trickle(
+    address: tuple[str, int], data: bytes, *, every: float, limit: float, start: bytes = b""
+) -> Ended:
+    """Send ``start``, then ``data`` one byte each ``every`` seconds, until the server closes."""
+    reader, writer = await asyncio.open_connection(*address)
+    received = bytearray()
+    started = time.monotonic()
+    reading = asyncio.ensure_future(_read_until_closed(reader, received))
+    try:
+        if start:
+            writer.write(start)
+        for byte in data:
+            if reading.done() or time.monotonic() - started > limit:
+                break
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reading), every)
+        left = limit - (time.monotonic() - started)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reading), max(left, 0.01))
+        return Ended(time.monotonic() - started, bytes(received), reading.done())
+    finally:
+        reading.cancel()
+        writer.transport.abort()
+
+
+async def idle(address: tuple[str, int], *, limit: float, first: bytes = b"") -> Ended:
+    """Connect, send ``first`` (say, one whole request), then nothing until the server closes."""
+    reader, writer = await asyncio.open_connection(*address)
+    received = bytearray()
+    started = time.monotonic()
+    reading = asyncio.ensure_future(_read_until_closed(reader, received))
+    try:
+        if first:
+            writer.write(first)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reading), limit)
+        return Ended(time.monotonic() - started, bytes(received), reading.done())
+    finally:
+        reading.cancel()
+        writer.transport.abort()
+
+
+def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> Ended:
+    """Send ``head`` as fast as the server takes it (it may refuse midway); read its answer."""
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=limit) as sock:
+        sent = 0
+        with contextlib.suppress(ConnectionError, socket.timeout):
+            while sent < len(head):
+                sent += sock.send(head[sent : sent + 65536])
+        received = bytearray()
+        closed = False
+        with contextlib.suppress(ConnectionError, socket.timeout):
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                received += data
+        return Ended(time.monotonic() - started, bytes(received), closed)
+
+
+def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:
+    """One whole response with a Content-Length from ``sock``, and what arrived after it."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        data += _recv(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        rest += _recv(sock)
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+def _recv(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed the connection mid-response")
+    return data
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """``VmRSS`` (now) and ``VmHWM`` (peak) of process ``pid``, in KiB."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0])
+    return found

@@ -1,0 +1,102 @@
+"""``getgpt`` on a pseudo-terminal, as a person runs it: typed keys in, the screen's bytes out.
+
+The child makes the terminal its controlling one, so Ctrl-C typed into it (``\\x03``) becomes SIGINT
+from the kernel's line discipline, exactly as in a real terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from types import TracebackType
+
+from .command import locale_env
+
+__all__ = ["Terminal", "plain"]
+
+# Runs in the child: take the terminal on stdin as the controlling one, then become `python -m getgpt`.
+_LAUNCH = (
+    "import fcntl, os, sys, termios\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'getgpt', *sys.argv[1:]])\n"
+)
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|[\x01\x02\r]")
+
+
+def plain(text: str) -> str:
+    """Text as a person reads it on the screen: colour codes and carriage returns removed."""
+    return _ESCAPES.sub("", text)
+
+
+class Terminal:
+    """``getgpt *args`` on a new pseudo-terminal, with ``env`` added to this process's environment."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.leader, follower = pty.openpty()
+        self.output = b""
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCH, *args],
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            start_new_session=True,
+            env=locale_env({"TERM": "xterm-256color", **(env or {})}),
+        )
+        os.close(follower)
+
+    def text(self) -> str:
+        """Everything the screen has shown so far, as plain text."""
+        return plain(self.output.decode("utf-8", "replace"))
+
+    def type(self, keys: str) -> None:
+        os.write(self.leader, keys.encode())
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.leader], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            data = os.read(self.leader, 65536)
+        except OSError:  # the child closed the terminal
+            return False
+        self.output += data
+        return bool(data)
+
+    def wait_for(self, pattern: str, timeout: float = 20.0, after: int = 0) -> str:
+        """Read until ``pattern`` (a regular expression) shows in the plain text past ``after``."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text()[after:]):
+            left = deadline - time.monotonic()
+            assert left > 0, f"{pattern!r} never showed; the screen:\n{self.text()}"
+            if not self._read(min(left, 0.2)) and self.process.poll() is not None:
+                assert re.search(pattern, self.text()[after:]), f"exited first; the screen:\n{self.text()}"
+        return self.text()
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Read what is left until the child exits; its status."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        while self._read(0):
+            if not select.select([self.leader], [], [], 0)[0]:
+                break
+        return self.process.wait(max(0.1, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        os.close(self.leader)
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,71 @@
+"""Fixtures only: the browser, the servers the page talks to, and a page for each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from starlette.applications import Starlette
+
+from getgpt.server import ServerConfig, create_app
+
+from ..support.browser import CHROMIUM, CHROMIUM_ARGS, Scripted, open_page
+from ..support.servers import serve
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[tuple[Scripted, str]]:
+    """The scripted server: answers chosen by the last message; /v1/models answers 404."""
+    script = Scripted()
+    with serve(Starlette(routes=script.routes())) as url:
+        yield script, url
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The project's server with the echo backend, slowed enough that streaming is visible."""
+    with serve(create_app(ServerConfig(backend="echo", echo_delay=0.01))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[str]:
+    """A long echo takes seconds here, long enough to press Stop in the middle."""
+    with serve(create_app(ServerConfig(backend="echo", echo_delay=0.05))) as url:
+        yield url
+
+
+@pytest.fixture
+def page_errors() -> Iterator[list[str]]:
+    """Uncaught exceptions in the page: every test ends without any."""
+    errors: list[str] = []
+    yield errors
+    assert errors == []
+
+
+@pytest.fixture
+def page(browser: Browser, server: str, page_errors: list[str]) -> Iterator[Page]:
+    page = open_page(browser, server, page_errors)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def units(browser: Browser, scripted: tuple[Scripted, str]) -> Iterator[Page]:
+    """One page for the unit checks of the page's modules."""
+    errors: list[str] = []
+    page = open_page(browser, scripted[1], errors)
+    yield page
+    page.context.close()
+    assert errors == []
