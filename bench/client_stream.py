@@ -50,7 +50,7 @@ def getgpt_async_client(base: str) -> str:
 
 
 def getgpt_client_via_httpx(base: str) -> str:
-    # The way a request goes with a proxy or a custom transport: through httpx.
+    # The way a request goes with an httpx client or transport of the caller's, a SOCKS proxy or trio.
     with getgpt.Client(base, http_client=httpx.Client()) as client:
         return "".join(client.stream(MESSAGES))
 
@@ -161,7 +161,7 @@ def raw_socket_reply_parser(base: str) -> str:
 CONTENDERS: dict[str, Callable[[str], str]] = {
     "getgpt.Client": getgpt_client,
     "getgpt.AsyncClient": getgpt_async_client,
-    "getgpt.Client through httpx (proxy path)": getgpt_client_via_httpx,
+    "getgpt.Client through httpx (http_client=)": getgpt_client_via_httpx,
     "raw socket + orjson (bound)": raw_socket,
     "raw socket + getgpt ReplyParser": raw_socket_reply_parser,
     "seed-style (requests.iter_lines + json)": seed_style,

@@ -2,8 +2,8 @@
 
 The emitter answers each POST with one content chunk, a finish chunk and ``[DONE]``. The
 seed-style client opens a new connection per request (``requests.post`` without a session, as
-the seed does); getgpt's client (its lean HTTP/1.1 path, and through httpx as with a proxy) and a plain httpx
-loop reuse one pooled connection.
+the seed does); getgpt's client (its lean HTTP/1.1 path, and through httpx as with
+``http_client=``) and a plain httpx loop reuse one pooled connection.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def run_requests(requests_per_round: int, rounds: int) -> str:
             medians = compare(
                 {
                     "getgpt.Client (pooled)": getgpt_loop,
-                    "getgpt.Client through httpx (proxy path)": via_httpx_loop,
+                    "getgpt.Client through httpx (http_client=)": via_httpx_loop,
                     "seed-style (requests.post, new connection)": seed_loop,
                     "plain pooled httpx loop": httpx_loop,
                 },

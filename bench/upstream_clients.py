@@ -9,7 +9,7 @@ backend does, one request at a time, taking turns request by request:
 - ``httpx``: a plain pooled ``httpx.AsyncClient`` stream read with ``aiter_raw``;
 - ``httpcore``: httpcore's connection pool, without httpx's layers on top;
 - ``aiohttp``: an ``aiohttp.ClientSession`` read with ``iter_any`` (if installed);
-- ``getgpt lean HTTP/1.1 pool``: the clients' own :class:`getgpt._http11.AsyncPool`;
+- ``getgpt lean HTTP/1.1 pool``: the clients' own :class:`getgpt._transports.http11.async_pool.AsyncPool`;
 - ``raw socket``: asyncio streams, a hand-written request and de-chunking: the *bound*.
 
 Each one feeds the body to getgpt's ``ReplyParser`` and its joined text is checked.
@@ -86,11 +86,11 @@ async def _httpcore(url: str, body: bytes) -> tuple[Fetch, Callable[[], Awaitabl
 
 
 async def _lean(url: str, body: bytes) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
-    from getgpt._http11 import AsyncPool, endpoint
+    from getgpt._transports.base import Timeouts
+    from getgpt._transports.http11.async_pool import AsyncPool
+    from getgpt._transports.http11.origin import endpoint
 
-    where = endpoint(url, HEADERS)
-    assert where is not None
-    pool = AsyncPool(where, httpx.Timeout(60.0))
+    pool = AsyncPool(endpoint(url, HEADERS), Timeouts(read=60.0))
 
     async def fetch() -> str:
         reply = await pool.send(body)

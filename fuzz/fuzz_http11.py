@@ -1,20 +1,19 @@
-"""Atheris target: the lean HTTP/1.1 path's reply reader. Any bytes, cut into any reads, give only
-httpx's RemoteProtocolError or DecodingError, and the status, headers, body and whether the reply
-is complete do not depend on where the cuts fall."""
+"""Atheris target: the lean HTTP/1.1 path's response reader. Any bytes, cut into any reads, give
+only getgpt's TransportError or ProtocolError, and the status, headers, body and whether the
+reply is complete do not depend on where the cuts fall."""
 
 from __future__ import annotations
 
 import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
-    import httpx
-
     from _common import cut, fuzz
-    from getgpt._http11 import ReplyReader
+    from getgpt._transports.http11.reader import ResponseReader
+    from getgpt.errors import ProtocolError, TransportError
 
 
 def _outcome(parts: list[bytes]) -> tuple[object, ...]:
-    reader = ReplyReader()
+    reader = ResponseReader("http://fuzz.test/")
     body = b""
     try:
         for part in parts:
@@ -22,7 +21,7 @@ def _outcome(parts: list[bytes]) -> tuple[object, ...]:
             body += reader.take()
         reader.eof()
         body += reader.take()
-    except (httpx.RemoteProtocolError, httpx.DecodingError) as exc:
+    except (TransportError, ProtocolError) as exc:
         return ("error", type(exc).__name__)
     assert reader.complete
     return reader.status_code, reader.headers, body

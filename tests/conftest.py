@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 import getgpt
-from getgpt._senders import lean_endpoint
+from getgpt._transports import choose
+from getgpt._transports.base import Timeouts
+from getgpt._transports.http11.pool import Pool
 
 from .support.scripted import Live
 from .support.servers import serve
@@ -38,7 +42,25 @@ def via(request: pytest.FixtureRequest) -> Any:
             timeout = options.get("timeout", getgpt.DEFAULT_TIMEOUT)
             asynchronous = issubclass(kind, getgpt.AsyncClient)
             options["http_client"] = (httpx.AsyncClient if asynchronous else httpx.Client)(timeout=timeout)
-        assert lean_endpoint(url, {}) is not None  # the URL itself never forces httpx here
+        lean = choose.transport(url, {}, timeouts=Timeouts())
+        assert isinstance(lean, Pool)  # the URL itself never forces httpx here
+        lean.close()
         return kind(url, **options)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The scripted server on https://127.0.0.1, its certificate signed by a throwaway CA; the CA's file."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    where = tmp_path_factory.mktemp("tls")
+    key_file, chain_file, ca_file = where / "key.pem", where / "chain.pem", where / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(chain_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    script = Live()
+    app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
+    with serve(app, ssl_certfile=str(chain_file), ssl_keyfile=str(key_file)) as url:
+        yield url, ca_file

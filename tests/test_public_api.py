@@ -20,6 +20,7 @@ PUBLIC = {
         "ChatStream",
         "Client",
         "CloudflareBlocked",
+        "ConnectError",
         "GetGptError",
         "IncompleteStream",
         "Message",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .envelope import decrypt, encrypt
     from .errors import (
         CloudflareBlocked,
+        ConnectError,
         GetGptError,
         IncompleteStream,
         ProtocolError,
@@ -50,6 +51,7 @@ __all__ = [
     "ChatStream",
     "Client",
     "CloudflareBlocked",
+    "ConnectError",
     "GetGptError",
     "IncompleteStream",
     "Message",
@@ -84,6 +86,7 @@ _HOMES = {
     **dict.fromkeys(
         (
             "CloudflareBlocked",
+            "ConnectError",
             "GetGptError",
             "IncompleteStream",
             "ProtocolError",

@@ -5,15 +5,15 @@ way a request travels, when to retry and for how long to wait, how a failed resp
 typed error. :class:`Client` and :class:`AsyncClient` are thin shells that only send and read,
 both driving the same sans-IO :class:`~getgpt.reply.ReplyParser`.
 
-A request travels the lean HTTP/1.1 path of :mod:`getgpt._http11` unless it needs what only
-httpx has -- a proxy, a custom transport, a ready-made httpx client -- and then through httpx;
-:mod:`getgpt._senders` chooses, and both ways hand the clients a reply of the same shape.
+A request travels the lean HTTP/1.1 path of :mod:`getgpt._transports.http11` unless it needs
+what only httpx has -- a SOCKS proxy, a custom transport, a ready-made httpx client, trio -- and
+then through httpx; :mod:`getgpt._transports.choose` chooses, and both ways hand the clients a
+reply of the same shape and raise only getgpt's errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import random
 import ssl
@@ -23,23 +23,29 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import httpx
-import msgspec
 
 from . import envelope
-from ._httpx import AsyncHttpxSender
-from ._senders import AsyncIncoming, AsyncSender, Head, Incoming, Sender, async_sender, sender
+from ._transports import choose
+from ._transports.base import (
+    AsyncResponse,
+    AsyncTransport,
+    Response,
+    ResponseHead,
+    Timeouts,
+    Transport,
+)
 from .errors import (
     CloudflareBlocked,
     GetGptError,
     ProtocolError,
     RateLimitError,
     StatusError,
-    Timeout,
     TransportError,
 )
 from .reply import Reply, ReplyParser, Usage
 from .request import Message, build_request, encode
 from .sse import DEFAULT_MAX_EVENT_SIZE
+from .upstream import EXCERPT, aread_excerpt, error_message, read_excerpt, retry_after
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -62,7 +68,6 @@ USER_AGENT = (
 )
 # Statuses worth another try: the request never reached a model, or the server asks us to wait.
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-_EXCERPT = 2048
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
 _CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
@@ -93,6 +98,8 @@ class BaseClient:
         self.base_url = base_url_from(base_url)
         self.url = self.base_url + "api/chat/stream"
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        t = self.timeout
+        self._timeouts = Timeouts(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self.max_event_size = max_event_size
@@ -102,8 +109,8 @@ class BaseClient:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
-        #: Whether and how to check TLS certificates: a CA bundle's path becomes a context.
-        self.verify = _tls_context(verify) if isinstance(verify, str) else verify
+        #: Whether and how to check TLS certificates: True, False, a CA bundle's path or a context.
+        self.verify = verify
 
     def _body(self, messages: Messages, params: Mapping[str, Any]) -> bytes:
         """The POST body: the validated request, sealed in the envelope."""
@@ -117,15 +124,15 @@ class BaseClient:
         """
         if attempt >= self.max_retries or (status is not None and status not in _RETRY_STATUSES):
             return -1
-        asked = _retry_after(headers) if headers is not None else None
+        asked = retry_after(headers) if headers is not None else None
         if asked is not None:
             return asked if asked <= self.max_retry_wait else -1
         return min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
 
-    def _status_error(self, response: Head, body: bytes) -> StatusError:
+    def _status_error(self, response: ResponseHead, body: bytes) -> StatusError:
         status = response.status_code
-        excerpt = body[:_EXCERPT].decode("utf-8", "replace")
-        detail = _error_message(body) or excerpt.strip()[:200] or response.reason_phrase
+        excerpt = body[:EXCERPT].decode("utf-8", "replace")
+        detail = error_message(body) or excerpt.strip()[:200] or response.reason_phrase
         message = f"HTTP {status} from {self.url}: {detail}"
         if _is_cloudflare(response, body):
             return CloudflareBlocked(
@@ -134,24 +141,15 @@ class BaseClient:
                 body=excerpt,
             )
         if status == 429:
-            return RateLimitError(message, body=excerpt, retry_after=_retry_after(response.headers))
+            return RateLimitError(message, body=excerpt, retry_after=retry_after(response.headers))
         return StatusError(message, status_code=status, body=excerpt)
 
-    def _is_json(self, response: Head) -> bool:
+    def _is_json(self, response: ResponseHead) -> bool:
         """True when the reply is one JSON object rather than an event stream."""
         kind: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind == "text/html":
             raise ProtocolError(f"expected an event stream from {self.url}, got an HTML page")
         return kind == "application/json"
-
-    def _transport_error(self, exc: httpx.RequestError, partial: str = "") -> GetGptError:
-        what = type(exc).__name__
-        detail = str(exc) or what
-        if isinstance(exc, httpx.DecodingError):
-            return ProtocolError(f"undecodable reply from {self.url}: {detail}", partial=partial)
-        if isinstance(exc, httpx.TimeoutException):
-            return Timeout(f"timed out talking to {self.url} ({what}): {detail}", partial=partial)
-        return TransportError(f"connection to {self.url} failed ({what}): {detail}", partial=partial)
 
 
 T = TypeVar("T")
@@ -258,10 +256,10 @@ class Client(BaseClient):
         **options: Any,
     ) -> None:
         super().__init__(base_url, verify=verify, **options)
-        self._sender: Sender = sender(
+        self._transport: Transport = choose.transport(
             self.url,
             self.headers,
-            timeout=self.timeout,
+            timeouts=self._timeouts,
             verify=self.verify,
             max_idle=max_keepalive_connections,
             proxy=proxy,
@@ -297,28 +295,26 @@ class Client(BaseClient):
             if pieces:
                 pieces.reverse()
                 yield pieces
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise self._transport_error(exc, parser.text) from exc
         except GetGptError as exc:
             exc.partial = exc.partial or parser.text
             raise
         finally:
             response.close()
 
-    def _send(self, body: bytes) -> Incoming:
+    def _send(self, body: bytes) -> Response:
         attempt = 0
         while True:
             try:
-                response = self._sender.send(body)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
+                response = self._transport.send(body)
+            except TransportError:
                 delay = self._retry_delay(attempt, None, None)
                 if delay < 0:
-                    raise self._transport_error(exc) from exc
+                    raise
             else:
                 if 200 <= response.status_code < 300:
                     return response
                 try:
-                    excerpt = _read_excerpt(response.reads())
+                    excerpt = read_excerpt(response)
                 finally:
                     response.close()
                 delay = self._retry_delay(attempt, response.status_code, response.headers)
@@ -328,7 +324,7 @@ class Client(BaseClient):
             time.sleep(delay)
 
     def close(self) -> None:
-        self._sender.close()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -340,9 +336,10 @@ class Client(BaseClient):
 
 
 class AsyncClient(BaseClient):
-    """An asyncio GetGpt client; reuses connections across calls. See :class:`Client`.
+    """An async GetGpt client; reuses connections across calls. See :class:`Client`.
 
-    Under another async library (trio, through anyio) it sends through httpx.
+    Under asyncio it sends on the lean path; under another async library (trio, directly or
+    through anyio) through httpx.
     """
 
     def __init__(
@@ -357,17 +354,16 @@ class AsyncClient(BaseClient):
         **options: Any,
     ) -> None:
         super().__init__(base_url, verify=verify, **options)
-        self._sender: AsyncSender = async_sender(
+        self._transport: AsyncTransport = choose.async_transport(
             self.url,
             self.headers,
-            timeout=self.timeout,
+            timeouts=self._timeouts,
             verify=self.verify,
             max_idle=max_keepalive_connections,
             proxy=proxy,
             transport=transport,
             http_client=http_client,
         )
-        self._elsewhere: AsyncSender | None = None
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
         """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
@@ -397,28 +393,26 @@ class AsyncClient(BaseClient):
             if pieces:
                 pieces.reverse()
                 yield pieces
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise self._transport_error(exc, parser.text) from exc
         except GetGptError as exc:
             exc.partial = exc.partial or parser.text
             raise
         finally:
             await response.aclose()
 
-    async def _send(self, body: bytes) -> AsyncIncoming:
+    async def _send(self, body: bytes) -> AsyncResponse:
         attempt = 0
         while True:
             try:
-                response = await self._here().send(body)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
+                response = await self._transport.send(body)
+            except TransportError:
                 delay = self._retry_delay(attempt, None, None)
                 if delay < 0:
-                    raise self._transport_error(exc) from exc
+                    raise
             else:
                 if 200 <= response.status_code < 300:
                     return response
                 try:
-                    excerpt = await _aread_excerpt(response.reads())
+                    excerpt = await aread_excerpt(response)
                 finally:
                     await response.aclose()
                 delay = self._retry_delay(attempt, response.status_code, response.headers)
@@ -427,23 +421,8 @@ class AsyncClient(BaseClient):
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _here(self) -> AsyncSender:
-        """The sender for the running event loop: the lean path speaks asyncio only."""
-        if not isinstance(self._sender, AsyncHttpxSender):
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:  # trio, directly or under anyio: httpx speaks it
-                if self._elsewhere is None:
-                    self._elsewhere = async_sender(
-                        self.url, self.headers, timeout=self.timeout, verify=self.verify, lean=False
-                    )
-                return self._elsewhere
-        return self._sender
-
     async def aclose(self) -> None:
-        await self._sender.aclose()
-        if self._elsewhere is not None:
-            await self._elsewhere.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -454,73 +433,12 @@ class AsyncClient(BaseClient):
         await self.aclose()
 
 
-def _read_excerpt(body: Iterator[bytes]) -> bytes:
-    excerpt = b""
-    try:
-        for chunk in body:
-            excerpt += chunk
-            if len(excerpt) >= _EXCERPT:
-                break
-    except (httpx.HTTPError, ValueError):
-        pass  # the status alone is the error; a broken body adds nothing
-    return excerpt
-
-
-async def _aread_excerpt(body: AsyncIterator[bytes], limit: int = _EXCERPT) -> bytes:
-    excerpt = b""
-    try:
-        async for chunk in body:
-            excerpt += chunk
-            if len(excerpt) >= limit:
-                break
-    except (httpx.HTTPError, ValueError):
-        pass  # the status alone is the error; a broken body adds nothing
-    return excerpt
-
-
-def _tls_context(ca: str) -> ssl.SSLContext:
-    """A verifying context that trusts the CA bundle file, or directory, at ``ca``."""
-    if os.path.isdir(ca):
-        return ssl.create_default_context(capath=ca)
-    return ssl.create_default_context(cafile=ca)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def _error_message(body: bytes) -> str | None:
-    """The ``message`` of an OpenAI-style ``{"error": {...}}`` body, if it is one."""
-    # A hostile body may hold invalid UTF-8 or nest past msgspec's depth limit.
-    try:
-        value = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    error = value.get("error") if isinstance(value, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    return None
-
-
-def _is_cloudflare(response: Head, body: bytes) -> bool:
+def _is_cloudflare(response: ResponseHead, body: bytes) -> bool:
     # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
     # challenge header or an HTML page that names Cloudflare marks a block.
     if response.status_code not in (403, 503):
         return False
     if response.headers.get("cf-mitigated", "").lower() == "challenge":
         return True
-    head = body[:_EXCERPT].lower()
+    head = body[:EXCERPT].lower()
     return head.lstrip()[:1] == b"<" and any(marker in head for marker in _CLOUDFLARE_MARKERS)

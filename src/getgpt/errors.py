@@ -4,8 +4,9 @@ Every error raised while a reply was streaming carries the text received so far 
 so a failure never silently loses the part of the answer that did arrive.
 
     GetGptError                 Base of every error this package raises.
-    ├── TransportError          The connection failed: refused, reset or broken mid-transfer.
-    │   └── Timeout             Connecting or waiting for the next bytes took longer than allowed.
+    ├── TransportError          The connection failed: refused, reset, broken mid-transfer, or not HTTP.
+    │   ├── ConnectError        No connection could be made: refused, unreachable, TLS, a proxy's refusal.
+    │   └── Timeout             Connecting, sending or waiting for the reply took longer than allowed.
     ├── StatusError             The server answered with a non-2xx status; carries it and a body excerpt.
     │   ├── RateLimitError      Status 429: the server asks us to slow down (see ``retry_after``).
     │   └── CloudflareBlocked   A Cloudflare challenge or block page came back instead of the API.
@@ -22,6 +23,7 @@ import builtins
 
 __all__ = [
     "CloudflareBlocked",
+    "ConnectError",
     "GetGptError",
     "IncompleteStream",
     "ProtocolError",
@@ -46,11 +48,15 @@ class GetGptError(Exception):
 
 
 class TransportError(GetGptError):
-    """The connection failed: refused, reset or broken mid-transfer."""
+    """The connection failed: refused, reset, broken mid-transfer, or not HTTP."""
+
+
+class ConnectError(TransportError):
+    """No connection could be made: refused, unreachable, TLS, a proxy's refusal."""
 
 
 class Timeout(TransportError, builtins.TimeoutError):
-    """Connecting or waiting for the next bytes took longer than allowed."""
+    """Connecting, sending or waiting for the reply took longer than allowed."""
 
 
 class StatusError(GetGptError):

@@ -1,9 +1,9 @@
 """The openai backend honours the environment's proxy settings (HTTP_PROXY, NO_PROXY...).
 
-The lean HTTP/1.1 path has no proxy support: a proxy the environment names for the upstream
-sends the backend's requests through httpx instead (getgpt._senders). Real servers only: the
-"proxy" is a getgpt echo server, which answers a proxied (absolute-form)
-``/v1/chat/completions`` request as any other.
+The backend sends on the lean HTTP/1.1 path, which sends an http:// request through an HTTP
+proxy in absolute form (tests/client/test_proxies.py has the rest: CONNECT tunnels, NO_PROXY's
+forms). Real servers only: the "proxy" is a getgpt echo server, which answers a proxied
+(absolute-form) ``/v1/chat/completions`` request as any other.
 """
 
 from __future__ import annotations

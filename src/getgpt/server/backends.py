@@ -8,8 +8,9 @@ the client are raised as :class:`~getgpt.server.api_error.ApiError`.
 
 - :class:`EchoBackend` replies with the last user message, in small pieces: offline, deterministic.
 - :class:`OpenAIBackend` forwards to an OpenAI-compatible ``/v1`` server over streaming HTTP, on
-  the clients' own lean HTTP/1.1 path (httpx when a proxy is set): per short request it costs
-  about half of what aiohttp did and a fifth of httpx (bench/upstream_clients.py).
+  the clients' own transports (:mod:`getgpt.upstream`; the lean HTTP/1.1 path, through an HTTP
+  proxy if the environment names one): per short request it costs about half of what aiohttp
+  did and a fifth of httpx (bench/upstream_clients.py).
 - :class:`GetGptBackend` forwards to another GetGpt-protocol server with the project's own client.
 """
 
@@ -24,11 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import msgspec
 
-from .. import errors
-from .._client import AsyncClient, _aread_excerpt, _error_message
-from .._senders import AsyncIncoming, async_sender
+from .. import AsyncClient, errors
 from ..reply import ReplyParser
 from ..request import DEFAULT_MODEL, ChatRequest
+from ..upstream import AsyncResponse, Timeouts, aread_excerpt, error_message, open_transport
 from .api_error import ApiError
 from .config import ServerConfig
 from .wire import Outcome
@@ -123,13 +123,10 @@ class OpenAIBackend:
                 raise ValueError(f"the environment variable {config.upstream_key_env} holds no API key")
             self._headers["Authorization"] = f"Bearer {key}"
         # The server's own stream limit bounds the connections open upstream at once; an
-        # environment proxy (HTTPS_PROXY, NO_PROXY...) sends through httpx, which honours it.
-        self._sender = async_sender(
-            self.url,
-            self._headers,
-            timeout=httpx.Timeout(config.upstream_timeout, connect=config.upstream_connect_timeout),
-            max_idle=100,
-        )
+        # environment proxy (HTTPS_PROXY, NO_PROXY...) is honoured.
+        wait = config.upstream_timeout
+        timeouts = Timeouts(connect=config.upstream_connect_timeout, read=wait, write=wait, pool=wait)
+        self._transport = open_transport(self.url, self._headers, timeouts=timeouts, max_idle=100)
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
         body = {
@@ -139,10 +136,10 @@ class OpenAIBackend:
             **_parameters(request),
         }
         parser = ReplyParser()
-        response: AsyncIncoming | None = None
+        response: AsyncResponse | None = None
         sent = 0
         try:
-            response = await self._sender.send(msgspec.json.encode(body))
+            response = await self._transport.send(msgspec.json.encode(body))
             if not 200 <= response.status_code < 300:
                 raise await _upstream_status(response)
             async for chunk in response.reads():
@@ -151,7 +148,7 @@ class OpenAIBackend:
                     yield piece
             for piece in parser.close():
                 yield piece
-        except (httpx.TransportError, httpx.DecodingError) as exc:
+        except errors.TransportError as exc:
             raise _upstream_unreachable(self.url, exc) from None
         except errors.GetGptError as exc:
             missing = _unsent(exc, sent)
@@ -166,7 +163,7 @@ class OpenAIBackend:
         outcome.usage = parser.usage
 
     async def aclose(self) -> None:
-        await self._sender.aclose()
+        await self._transport.aclose()
 
 
 class GetGptBackend:
@@ -230,8 +227,8 @@ def _unsent(exc: errors.GetGptError, sent: int) -> str:
     return exc.partial[sent:]
 
 
-async def _upstream_status(response: AsyncIncoming) -> ApiError:
-    excerpt = await _aread_excerpt(response.reads(), _EXCERPT)
+async def _upstream_status(response: AsyncResponse) -> ApiError:
+    excerpt = await aread_excerpt(response, _EXCERPT)
     status = response.status_code
     detail = _upstream_message(excerpt) or response.reason_phrase or "no detail"
     headers = {}
@@ -247,15 +244,15 @@ async def _upstream_status(response: AsyncIncoming) -> ApiError:
 
 
 def _upstream_message(body: bytes) -> str | None:
-    message = _error_message(body)
+    message = error_message(body)
     if message is not None:
         return message[:500]
     text = body.decode("utf-8", "replace").strip()
     return text[:200] if text and not text.startswith(("<", "{", "[")) else None
 
 
-def _upstream_unreachable(url: str, exc: Exception) -> ApiError:
-    timed_out = isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException))
+def _upstream_unreachable(url: str, exc: errors.TransportError) -> ApiError:
+    timed_out = isinstance(exc, errors.Timeout)
     what = "timed out" if timed_out else "failed"
     log.warning("upstream %s %s: %s", url, what, type(exc).__name__)
     return ApiError(

@@ -1,9 +1,10 @@
-"""The lean HTTP/1.1 path: its reply reader alone (sans-IO), then its pools against real servers.
+"""The lean HTTP/1.1 path: the requests it writes, then its pools against real servers.
 
 What both ways of sending must agree on lives in test_client.py and test_faults.py, which run
-every live test through the lean path and through httpx (the ``via`` fixture). Here is what is
-the lean path's own: framing and codings, keep-alive and stale connections, TLS, flow control,
-event loops, and when it steps aside for httpx.
+every live test through the lean path and through httpx (the ``via`` fixture); its response
+reader alone is in test_response_reader.py, proxies in test_proxies.py. Here is what is the lean
+path's own: the request's bytes, keep-alive and stale connections, TLS, flow control, event
+loops, and when it steps aside for httpx.
 """
 
 from __future__ import annotations
@@ -12,164 +13,24 @@ import asyncio
 import gzip
 import ssl
 import time
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trustme
-from hypothesis import given
-from hypothesis import strategies as st
 
 import getgpt
-from getgpt._http11 import AsyncPool, Pool, ReplyReader, _Protocol, endpoint
-from getgpt._httpx import AsyncHttpxSender, HttpxSender
+from getgpt._transports.choose import LeanOrElsewhere
+from getgpt._transports.http11.async_pool import AsyncPool, _Connection
+from getgpt._transports.http11.origin import endpoint
+from getgpt._transports.http11.pool import Pool
+from getgpt._transports.httpx import AsyncHttpxTransport, HttpxTransport
 
 from ..support.faults import FaultUpstream, answer
 from ..support.scripted import Live, stream_of
-from ..support.servers import serve
+from ..support.wire import CHUNKED, chunked
 
 HI = [{"role": "user", "content": "hi"}]
-CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-
-
-def chunked(*parts: bytes) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-
-
-def read_all(*pieces: bytes, eof: bool = False) -> tuple[ReplyReader, bytes]:
-    reader = ReplyReader()
-    body = b""
-    for piece in pieces:
-        reader.feed(piece)
-        body += reader.take()
-    if eof:
-        reader.eof()
-        body += reader.take()
-    return reader, body
-
-
-# --- the reply reader, sans-IO -------------------------------------------------------------------
-
-
-@given(st.lists(st.binary(min_size=1, max_size=40), max_size=8), st.data())
-def test_chunked_body_is_the_same_however_the_bytes_are_cut(parts: list[bytes], data: Any) -> None:
-    wire = CHUNKED + chunked(*parts)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
-    pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
-    reader, body = read_all(*pieces)
-    assert body == b"".join(parts)
-    assert reader.complete and reader.keep_alive
-    assert reader.status_code == 200 and reader.headers["content-type"] == "text/event-stream"
-
-
-@given(st.binary(max_size=300), st.booleans())
-def test_any_bytes_give_a_body_or_a_typed_error(noise: bytes, with_head: bool) -> None:
-    # Whatever a server sends, the reader raises only the errors the clients map (httpx's
-    # protocol and decoding errors), never a parser's own exception or an IndexError.
-    reader = ReplyReader()
-    try:
-        reader.feed((CHUNKED if with_head else b"") + noise)
-        reader.take()
-        reader.eof()
-    except (httpx.RemoteProtocolError, httpx.DecodingError):
-        return
-    assert reader.complete
-
-
-def test_content_length_body_ends_at_its_length() -> None:
-    reader, body = read_all(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhel", b"lo")
-    assert (body, reader.complete, reader.status_code, reader.reason_phrase) == (
-        b"hello",
-        True,
-        201,
-        "Created",
-    )
-
-
-def test_body_without_framing_ends_when_the_connection_does() -> None:
-    reader, body = read_all(b"HTTP/1.1 200 OK\r\n\r\ndata: x\n\n")
-    assert body == b"data: x\n\n" and not reader.complete
-    reader.eof()
-    assert reader.complete and not reader.keep_alive
-
-
-def test_interim_replies_are_skipped() -> None:
-    wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + CHUNKED
-    reader, body = read_all(wire + chunked(b"ok"))
-    assert (reader.status_code, body, reader.complete) == (200, b"ok", True)
-    assert "link" not in reader.headers
-
-
-def test_repeated_headers_are_joined() -> None:
-    reader, _ = read_all(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\n")
-    assert reader.headers["x-a"] == "1, 2"
-
-
-@pytest.mark.parametrize(
-    "coding, compress",
-    [("gzip", gzip.compress), ("deflate", zlib.compress)],
-)
-def test_compressed_bodies_are_decoded(coding: str, compress: Any) -> None:
-    packed = compress(b"data: hello\n\n" * 50)
-    head = CHUNKED.replace(b"\r\n\r\n", f"\r\nContent-Encoding: {coding}\r\n\r\n".encode())
-    _, body = read_all(head + chunked(packed[:7], packed[7:]))
-    assert body == b"data: hello\n\n" * 50
-
-
-def test_an_unknown_coding_is_a_decoding_error() -> None:
-    with pytest.raises(httpx.DecodingError, match="br"):
-        read_all(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx")
-
-
-def test_a_corrupt_compressed_body_is_a_decoding_error() -> None:
-    with pytest.raises(httpx.DecodingError):
-        read_all(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope")
-
-
-@pytest.mark.parametrize(
-    "wire",
-    [b"HTTP/1.1 abc OK\r\n\r\n", CHUNKED + b"zz\r\n", b"SMTP ready\r\n"],
-    ids=["bad-status", "bad-chunk-size", "not-http"],
-)
-def test_malformed_replies_are_protocol_errors(wire: bytes) -> None:
-    with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
-        read_all(wire)
-
-
-@pytest.mark.parametrize(
-    "wire, message",
-    [
-        (b"", "without sending a response"),
-        (b"HTTP/1.1 200 OK\r\nContent-Le", "without sending a response"),
-        (CHUNKED + b"5\r\nhel", "complete message body"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", "complete message body"),
-    ],
-    ids=["nothing", "cut-head", "cut-chunk", "short-length"],
-)
-def test_a_close_before_the_end_is_a_protocol_error(wire: bytes, message: str) -> None:
-    reader = ReplyReader()
-    reader.feed(wire)
-    with pytest.raises(httpx.RemoteProtocolError, match=message):
-        reader.eof()
-
-
-def test_a_second_message_after_the_reply_is_not_part_of_its_body() -> None:
-    first = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
-    second = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra"
-    reader, body = read_all(first + second)
-    assert (body, reader.complete, reader.keep_alive) == (b"one", True, False)
-    reader, body = read_all(first, second)
-    assert body == b"one"
-
-
-def test_bytes_after_the_reply_or_connection_close_forbid_reuse() -> None:
-    reader, _ = read_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n")
-    assert reader.complete and not reader.keep_alive
-    reader, _ = read_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-    assert reader.complete and not reader.keep_alive
 
 
 # --- the endpoint: what goes the lean way, and the request it writes ------------------------------
@@ -189,6 +50,30 @@ def test_the_request_is_one_write_with_the_headers_given() -> None:
     assert b"Host: [::1]\r\n" in v6.prefix
 
 
+def test_another_request_to_the_same_origin_has_its_own_head() -> None:
+    where = endpoint("http://example.test:8080/v1/chat/completions", {"Authorization": "Bearer k"})
+    head = where.head("GET", "/v1/models", {"X-Request": "1", "authorization": "Bearer other"}, 0)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"GET /v1/models HTTP/1.1" and head.endswith(b"\r\n\r\n")
+    assert b"Host: example.test:8080" in lines and b"X-Request: 1" in lines
+    assert b"authorization: Bearer other" in lines and b"Authorization: Bearer k" not in lines
+    assert not any(line.lower().startswith(b"content-length") for line in lines)  # a GET without a body
+    post = where.head("POST", "/v1/embeddings?x=1 2", None, 7).split(b"\r\n")
+    assert post[0] == b"POST /v1/embeddings?x=1%202 HTTP/1.1" and b"Content-Length: 7" in post
+    for method, target in [("GET /", "/v1"), ("GET", "http://elsewhere.test/"), ("GET", "/a\r\nX: 1")]:
+        with pytest.raises(ValueError):
+            where.head(method, target, None, 0)
+
+
+def test_credentials_and_a_non_ascii_host_go_the_lean_way_too() -> None:
+    where = endpoint("http://us%40er:p%3Aw@пример.test/путь", {})
+    assert where.host == "xn--e1afmkfd.test"
+    lines = where.request(b"").split(b"\r\n")
+    assert lines[0] == b"POST /%D0%BF%D1%83%D1%82%D1%8C HTTP/1.1"
+    assert b"Host: xn--e1afmkfd.test" in lines
+    assert b"Authorization: Basic dXNAZXI6cDp3" in lines  # base64 of "us@er:p:w"
+
+
 def test_a_header_given_replaces_the_default_and_framing_stays_ours() -> None:
     where = endpoint("http://a.test/", {"accept-encoding": "gzip", "Content-Length": "5", "Host": "evil"})
     assert where is not None
@@ -200,29 +85,26 @@ def test_a_header_given_replaces_the_default_and_framing_stays_ours() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://user:pw@example.test/", "http://пример.test/", "ftp://example.test/", "http://h:99999/"],
-    ids=["credentials", "non-ascii-host", "other-scheme", "bad-port"],
+    ["ftp://example.test/", "http://h:99999/", "http:///path", "http://☃.test/"],
+    ids=["other-scheme", "bad-port", "no-host", "bad-idna"],
 )
-def test_what_the_lean_path_leaves_to_httpx(url: str) -> None:
-    assert endpoint(url, {}) is None
+def test_a_url_no_way_can_send_to_is_refused_when_the_client_is_made(url: str) -> None:
+    with pytest.raises(ValueError):
+        getgpt.Client(url)
+    with pytest.raises(ValueError):
+        getgpt.AsyncClient(url)
 
 
-def test_a_proxy_in_the_environment_sends_through_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    with getgpt.Client("http://example.test/") as client:
-        assert isinstance(client._sender, HttpxSender)
-    monkeypatch.setenv("NO_PROXY", "example.test")
-    with getgpt.Client("http://example.test/") as client:
-        assert isinstance(client._sender, Pool)
-
-
-def test_proxy_or_transport_arguments_send_through_httpx() -> None:
-    assert isinstance(getgpt.Client("http://a.test/", proxy="http://127.0.0.1:9")._sender, HttpxSender)
+def test_only_socks_https_proxies_and_httpx_objects_send_through_httpx() -> None:
+    assert isinstance(getgpt.Client("http://a.test/", proxy="http://127.0.0.1:9")._transport, Pool)
+    assert isinstance(getgpt.Client("https://a.test/", proxy="http://127.0.0.1:9")._transport, Pool)
+    assert isinstance(getgpt.Client("http://a.test/", proxy="https://127.0.0.1:9")._transport, HttpxTransport)
     mock = httpx.MockTransport(lambda request: httpx.Response(500))
-    assert isinstance(getgpt.Client("http://a.test/", transport=mock)._sender, HttpxSender)
-    assert isinstance(getgpt.AsyncClient("http://a.test/")._sender, AsyncPool)
+    assert isinstance(getgpt.Client("http://a.test/", transport=mock)._transport, HttpxTransport)
+    lean = getgpt.AsyncClient("http://a.test/")._transport
+    assert isinstance(lean, LeanOrElsewhere) and isinstance(lean.lean, AsyncPool)
     assert isinstance(
-        getgpt.AsyncClient("http://a.test/", http_client=httpx.AsyncClient())._sender, AsyncHttpxSender
+        getgpt.AsyncClient("http://a.test/", http_client=httpx.AsyncClient())._transport, AsyncHttpxTransport
     )
 
 
@@ -258,7 +140,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
         getgpt.Client(upstream.url, max_retries=0) as client,
     ):
         assert client.complete(HI) == "fine"
-        assert len(client._sender._idle) == 1  # type: ignore[union-attr]
+        assert len(client._transport._idle) == 1  # type: ignore[union-attr]
         time.sleep(0.3)  # the server has closed it by now
         assert client.complete(HI) == "fine"
         assert upstream.hits == 2
@@ -280,7 +162,7 @@ def test_connection_close_is_honoured() -> None:
     reply = REPLY.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
     with FaultUpstream(answer(reply)) as upstream, getgpt.Client(upstream.url, max_retries=0) as client:
         assert [client.complete(HI) for _ in range(3)] == ["fine"] * 3
-        assert client._sender._idle == []  # type: ignore[union-attr]
+        assert client._transport._idle == []  # type: ignore[union-attr]
         assert upstream.hits == 3
 
 
@@ -338,14 +220,14 @@ def test_a_slow_async_reader_holds_the_server_back(monkeypatch: pytest.MonkeyPat
     body = stream_of(words)
     reply = CHUNKED.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + chunked(body)
     seen = {"most": 0, "paused": 0}
-    received = _Protocol.data_received
+    received = _Connection.data_received
 
-    def spy(self: _Protocol, data: bytes) -> None:
+    def spy(self: _Connection, data: bytes) -> None:
         received(self, data)
         seen["most"] = max(seen["most"], self.reader.unread if self.reader else 0)
         seen["paused"] += self._paused
 
-    monkeypatch.setattr(_Protocol, "data_received", spy)
+    monkeypatch.setattr(_Connection, "data_received", spy)
 
     async def main(url: str) -> str:
         async with getgpt.AsyncClient(url, max_retries=0) as client:
@@ -368,32 +250,13 @@ def test_a_slow_async_reader_holds_the_server_back(monkeypatch: pytest.MonkeyPat
 # --- TLS -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A live server on https://127.0.0.1 whose certificate a throwaway CA signed; and that CA."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    where = tmp_path_factory.mktemp("tls")
-    key_file, chain_file, ca_file = where / "key.pem", where / "chain.pem", where / "ca.pem"
-    cert.private_key_pem.write_to_path(str(key_file))
-    cert.cert_chain_pems[0].write_to_path(str(chain_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    script = Live()
-    app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
-    with serve(app, ssl_certfile=str(chain_file), ssl_keyfile=str(key_file)) as url:
-        yield url, ca_file
-
-
 def test_tls_with_a_trusted_ca(tls: tuple[str, Path]) -> None:
     url, ca_file = tls
     with getgpt.Client(url, verify=str(ca_file)) as client:
-        assert isinstance(client._sender, Pool)
+        assert isinstance(client._transport, Pool)
         assert client.complete(HI) == "hi "
         assert client.complete(HI) == "hi "
-        assert len(client._sender._idle) == 1
+        assert len(client._transport._idle) == 1
 
     async def main() -> str:
         async with getgpt.AsyncClient(url, verify=str(ca_file)) as client:
@@ -407,8 +270,8 @@ def test_tls_verification_is_on_by_default(tls: tuple[str, Path]) -> None:
     with getgpt.Client(url, max_retries=0) as client, pytest.raises(getgpt.TransportError) as caught:
         client.complete(HI)
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
-    assert isinstance(caught.value.__cause__.__cause__, ssl.SSLCertVerificationError)
+    assert isinstance(caught.value, getgpt.ConnectError)
+    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
 
     async def main() -> None:
         async with getgpt.AsyncClient(url, max_retries=0) as client:
@@ -454,7 +317,8 @@ def test_async_client_under_trio(live: tuple[Live, str]) -> None:
             return [str(await client.complete([{"role": "user", "content": f"t{i}"}])) for i in range(2)]
 
     assert trio.run(main) == ["t0 ", "t1 "]
-    assert isinstance(client._elsewhere, AsyncHttpxSender)
+    chosen = client._transport
+    assert isinstance(chosen, LeanOrElsewhere) and isinstance(chosen.elsewhere, AsyncHttpxTransport)
 
 
 def test_neither_way_sends_back_a_cookie_a_reply_set() -> None:
@@ -486,8 +350,8 @@ def test_a_request_larger_than_the_socket_buffers(kind: Any, monkeypatch: pytest
     # ~12 MB sealed, to a server that does not read at first: the async path must wait for the
     # transport to drain (pause_writing / resume_writing), the sync path for sendall.
     paused = []
-    pause = _Protocol.pause_writing
-    monkeypatch.setattr(_Protocol, "pause_writing", lambda self: (paused.append(1), pause(self)))
+    pause = _Connection.pause_writing
+    monkeypatch.setattr(_Connection, "pause_writing", lambda self: (paused.append(1), pause(self)))
     word = "ж" * 3_000_000
     with SlowToRead(answer(REPLY)) as upstream:
         if kind is getgpt.Client:
@@ -513,18 +377,18 @@ def test_one_client_shared_by_threads(live: tuple[Live, str]) -> None:
         words = [f"w{i}" for i in range(80)]
         replies = list(threads.map(lambda w: str(client.complete([{"role": "user", "content": w}])), words))
         assert replies == [w + " " for w in words]
-        assert len(client._sender._idle) <= 8  # type: ignore[attr-defined]
+        assert len(client._transport._idle) <= 8  # type: ignore[attr-defined]
 
 
 def test_an_idle_connection_past_its_keepalive_is_not_reused(live: tuple[Live, str]) -> None:
-    from getgpt._senders import KEEPALIVE
+    from getgpt._transports.base import KEEPALIVE
 
     script, url = live
     with getgpt.Client(url) as client:
         client.complete(HI)
         client.complete(HI)
         assert len(set(script.peers)) == 1  # reused while fresh
-        pool = client._sender
+        pool = client._transport
         assert isinstance(pool, Pool)
         sock, since = pool._idle[0]
         pool._idle[0] = (sock, since - KEEPALIVE - 0.1)  # as if it had waited that long

@@ -1,0 +1,22 @@
+"""How requests travel: the transports under the clients and the server's forwarding backends.
+
+    choose.py         picks the way for a URL and the caller's options, trio included: the only
+                      module that knows both ways, and nothing below it imports it
+    ├── http11/       the lean HTTP/1.1 path, which carries every request it can
+    │   ├── origin.py     where requests go and their heads, the fixed POST's serialised once
+    │   ├── proxy.py      which HTTP proxy, if any (argument or environment, NO_PROXY honoured)
+    │   ├── tls.py        the TLS context: certifi, SSL_CERT_FILE/SSL_CERT_DIR, or the caller's
+    │   ├── reader.py     ResponseReader: a reply parsed as bytes arrive (sans-IO, httptools)
+    │   ├── pool_base.py  what both pools share: their settings, how they word a failure
+    │   ├── pool.py       Pool: keep-alive connections on blocking sockets
+    │   └── async_pool.py AsyncPool: keep-alive connections on an asyncio event loop
+    └── httpx.py      the adapter for what the lean path does not do: SOCKS and HTTPS proxies, a
+                      caller's ``transport=`` or ``http_client=``, trio
+    base.py           the faces both ways share (a transport, a response), timeouts, keep-alive
+    decoding.py       content codings: which were asked for, and their decoders
+
+A transport raises only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (and its
+:class:`~getgpt.errors.ConnectError`, :class:`~getgpt.errors.Timeout`) and
+:class:`~getgpt.errors.ProtocolError`, each message naming the URL. The httpx adapter maps httpx's
+exceptions at its boundary, in one place; nothing above the transports sees an httpx type.
+"""

@@ -1,0 +1,103 @@
+"""What every transport is and gives, whichever way it sends: the faces the code above is written to.
+
+A transport sends requests to one origin. :meth:`Transport.send` sends the one request its owner
+makes again and again -- a POST of ``body`` to the URL it was made for, its head serialised once --
+and :meth:`Transport.request` any other method and path of the same origin with extra headers
+(the gateway forwards ``GET /v1/models`` and ``POST /v1/embeddings`` that way). Both return once
+the reply's status line and headers have arrived; the body comes from ``reads()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "DEFAULT_HEADERS",
+    "KEEPALIVE",
+    "MAX_IDLE",
+    "AsyncResponse",
+    "AsyncTransport",
+    "Response",
+    "ResponseHead",
+    "Timeouts",
+    "Transport",
+]
+
+#: Seconds an idle connection is kept, either way: under the 5 s uvicorn and others keep
+#: theirs, so a connection is dropped here before the server drops it under a request.
+KEEPALIVE = 4.0
+#: Idle connections kept for reuse, unless told otherwise.
+MAX_IDLE = 20
+#: Sent unless the caller's headers say otherwise. Identity: a compressed body must be decoded
+#: before it can be parsed, and a decoder is work (and memory) nobody asked for.
+DEFAULT_HEADERS: Mapping[str, str] = {"Accept": "*/*", "Accept-Encoding": "identity"}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed, None for no limit.
+
+    ``connect``: to open the connection (TCP, a proxy's tunnel, the TLS handshake); ``read``: for
+    each read, the longest silence; ``write``: to send a request; ``pool``: to wait for a free
+    connection (only httpx ever waits for one).
+    """
+
+    connect: float | None = 5.0
+    read: float | None = 600.0
+    write: float | None = 600.0
+    pool: float | None = 600.0
+
+
+class ResponseHead(Protocol):
+    """A reply's status line and headers (header names in lower case)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class Response(ResponseHead, Protocol):
+    """A reply whose head has arrived. ``close()`` gives its connection back, or closes it."""
+
+    def reads(self) -> Iterator[bytes]:
+        """The body, decoded, one piece per network read as it arrives."""
+        ...
+
+    def read(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, body: bytes) -> Response:
+        """POSTs ``body`` to the transport's URL with its headers."""
+        ...
+
+    def request(
+        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> Response:
+        """Sends ``method`` to ``target`` (a path, ``/v1/models``) of the same origin; ``headers``
+        are added to the transport's own, replacing those of the same name."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AsyncResponse(ResponseHead, Protocol):
+    def reads(self) -> AsyncIterator[bytes]: ...
+    async def read(self) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, body: bytes) -> AsyncResponse: ...
+
+    async def request(
+        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> AsyncResponse: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,288 @@
+"""Keep-alive connections to one endpoint on an asyncio event loop (uvloop included): the lean
+path of :class:`getgpt.AsyncClient` and of the server's forwarding backends."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import cast
+
+from ...errors import ConnectError, GetGptError, Timeout, TransportError
+from .origin import Endpoint
+from .pool_base import PoolBase, WriteFailed, detail, via
+from .reader import ResponseReader, check_tunnel
+
+__all__ = ["AsyncPool", "AsyncPooledResponse"]
+
+# Past this much unread body the connection stops reading, so a slow consumer holds the server
+# back through TCP rather than buffering the whole reply in memory.
+_PAUSE_AT = 1 << 20
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: feeds what arrives to the current reply's reader and wakes its reader."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.reader: ResponseReader | None = None
+        self.error: BaseException | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports have the methods but not the base class: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        if reader is None or self.error is not None:
+            self.closed = True  # bytes nobody asked for: the connection is out of step
+            return
+        try:
+            reader.feed(data)
+        except Exception as exc:
+            self.error = exc
+        if reader.unread > _PAUSE_AT and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        reader = self.reader
+        if reader is not None and self.error is None:
+            try:
+                reader.eof()
+            except Exception as cut:
+                # A reset says more than "closed early" does.
+                broke = f"connection to {reader.url} broke"
+                self.error = cut if exc is None else TransportError(f"{broke}: {detail(exc)}")
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            url = reader.url if reader is not None else "the server"
+            why = detail(exc) if exc else "connection lost"
+            drained.set_exception(WriteFailed(f"connection to {url} broke while sending the request: {why}"))
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._drained = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until more has arrived, the connection closed, or ``timeout`` passed (Timeout)."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        waiter = self._waiter = self.loop.create_future()
+        if timeout is None:
+            await waiter
+            return
+        timer = self.loop.call_later(timeout, _time_out, waiter, self.reader)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    async def drain(self, timeout: float | None, url: str) -> None:
+        drained = self._drained
+        if drained is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"timed out sending the request to {url}") from None
+
+
+def _time_out(waiter: asyncio.Future[None], reader: ResponseReader | None) -> None:
+    if not waiter.done():
+        url = reader.url if reader is not None else "the server"
+        waiter.set_exception(Timeout(f"timed out waiting for {url}"))
+
+
+class AsyncPooledResponse:
+    """A reply whose head has arrived; its body is read with :meth:`reads`."""
+
+    def __init__(self, pool: AsyncPool, conn: _Connection, reader: ResponseReader) -> None:
+        self._pool = pool
+        self._conn: _Connection | None = conn
+        self._reader = reader
+        self.status_code = reader.status_code
+        self.reason_phrase = reader.reason_phrase
+        self.headers = reader.headers
+
+    async def reads(self) -> AsyncIterator[bytes]:
+        """The body, one piece per wake-up (empty ones skipped)."""
+        reader, conn = self._reader, self._conn
+        assert conn is not None, "the reply was closed"
+        timeout = self._pool.timeouts.read
+        while True:
+            data = reader.take()
+            if data:
+                yield data
+            elif conn.error is not None:
+                raise conn.error
+            elif reader.complete:
+                return
+            else:
+                await conn.wait(timeout)
+
+    async def read(self) -> bytes:
+        return b"".join([piece async for piece in self.reads()])
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        conn.reader = None
+        if self._reader.complete and self._reader.keep_alive and conn.error is None:
+            self._pool._release(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
+
+
+class AsyncPool(PoolBase[_Connection]):
+    """Keep-alive connections to one endpoint, for the event loop that opened them."""
+
+    async def send(self, body: bytes) -> AsyncPooledResponse:
+        """POSTs ``body`` and returns once the reply's head has arrived."""
+        where = self.endpoint
+        return await self._exchange(where.request(body), ResponseReader(where.url))
+
+    async def request(
+        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> AsyncPooledResponse:
+        """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
+        where = self.endpoint
+        head = where.head(method, target, headers, len(body))
+        return await self._exchange(head + body, ResponseReader(where.origin + target))
+
+    async def _exchange(self, data: bytes, reader: ResponseReader) -> AsyncPooledResponse:
+        conn = await self._acquire(reader.url)
+        conn.reader = reader
+        transport = conn.transport
+        assert transport is not None
+        timeouts = self.timeouts
+        write_error: WriteFailed | None = None
+        try:
+            transport.write(data)
+            try:
+                await conn.drain(timeouts.write, reader.url)
+            except WriteFailed as exc:
+                reader.broken_request = True
+                write_error = exc  # the server may have answered early (a 413): look first
+            while not reader.head_done:
+                if conn.error is not None:
+                    if write_error is not None:
+                        raise TransportError(write_error.message) from write_error.__cause__
+                    raise conn.error
+                await conn.wait(timeouts.read)
+        except BaseException:
+            conn.reader = None
+            transport.close()
+            raise
+        return AsyncPooledResponse(self, conn, reader)
+
+    async def _acquire(self, url: str) -> _Connection:
+        loop = asyncio.get_running_loop()
+        keepalive = self.keepalive
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.loop is not loop:
+                continue  # opened under another event loop (an earlier asyncio.run): unusable here
+            if conn.closed or time.monotonic() - conn.idle_since > keepalive or conn.transport is None:
+                if conn.transport is not None:
+                    conn.transport.close()
+                continue
+            return conn
+        try:
+            return await asyncio.wait_for(self._connect(loop, url), self.timeouts.connect)
+        except asyncio.TimeoutError as exc:
+            raise Timeout(f"timed out connecting to {via(self.endpoint, url)}") from exc
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, url: str) -> _Connection:
+        where, tls = self.endpoint, self.tls
+        host, port = where.address
+        direct_tls = tls if not where.tunnel else None
+        try:
+            _, conn = await loop.create_connection(
+                lambda: _Connection(loop),
+                host,
+                port,
+                ssl=direct_tls,
+                server_hostname=where.host if direct_tls is not None else None,
+            )
+        except OSError as exc:  # ssl.SSLError included
+            raise ConnectError(f"connection to {via(where, url)} failed: {detail(exc)}") from exc
+        transport = conn.transport
+        assert transport is not None
+        try:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if where.tunnel:
+                assert tls is not None
+                await _open_tunnel(conn, where, url)
+                try:
+                    upgraded = await loop.start_tls(transport, conn, tls, server_hostname=where.host)
+                except OSError as exc:
+                    raise ConnectError(f"connection to {url} failed: {detail(exc)}") from exc
+                if upgraded is None:
+                    raise ConnectError(f"connection to {url} failed: the TLS handshake did not complete")
+                conn.transport = upgraded
+        except BaseException:
+            transport.close()
+            raise
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed or conn.closed or len(self._idle) >= self.max_idle:
+            if conn.transport is not None:
+                conn.transport.close()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.append(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            if conn.transport is not None and not conn.loop.is_closed():
+                conn.transport.close()
+
+
+async def _open_tunnel(conn: _Connection, where: Endpoint, url: str) -> None:
+    """Asks the proxy for a tunnel to the endpoint's origin (``CONNECT``); the caller bounds the time."""
+    assert where.proxy is not None and conn.transport is not None
+    proxy = where.proxy.url
+    reader = conn.reader = ResponseReader(proxy)
+    try:
+        conn.transport.write(where.connect_request())
+        while not reader.head_done:
+            if conn.error is not None:
+                raise conn.error
+            await conn.wait(None)
+    except GetGptError as exc:
+        raise ConnectError(f"the proxy {proxy} opened no tunnel to {url}: {exc}") from exc
+    finally:
+        conn.reader = None
+    check_tunnel(reader, proxy, url)

@@ -1,0 +1,55 @@
+"""What both pools share: their settings, and how they word a failure."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Generic, TypeVar
+
+from ...errors import TransportError
+from ..base import KEEPALIVE, MAX_IDLE, Timeouts
+from .origin import Endpoint
+
+__all__ = ["PoolBase", "WriteFailed", "detail", "via"]
+
+Idle = TypeVar("Idle")
+
+
+class PoolBase(Generic[Idle]):
+    """Keep-alive connections to one endpoint: the settings either pool keeps them by, and the
+    idle ones (whatever a pool keeps of a connection)."""
+
+    def __init__(
+        self,
+        where: Endpoint,
+        timeouts: Timeouts,
+        tls: ssl.SSLContext | None = None,
+        max_idle: int = MAX_IDLE,
+        keepalive: float = KEEPALIVE,
+    ) -> None:
+        self.endpoint = where
+        self.timeouts = timeouts
+        #: Idle connections kept for reuse, each for ``keepalive`` seconds at most.
+        self.max_idle = max_idle
+        self.keepalive = keepalive
+        #: The TLS context for https:// endpoints.
+        self.tls = tls
+        if where.scheme == "https" and tls is None:
+            raise ValueError("an https:// endpoint needs a TLS context")
+        self._idle: list[Idle] = []
+        self._closed = False
+
+
+class WriteFailed(TransportError):
+    """The request could not be written whole. Never leaves a pool: the server may have answered
+    anyway (a 413 before reading a large body), and that answer is what the caller gets; else a
+    plain :class:`~getgpt.errors.TransportError` with this message."""
+
+
+def detail(exc: BaseException) -> str:
+    """An OS or TLS error's text, or its class's name when it has none."""
+    return str(exc) or type(exc).__name__
+
+
+def via(where: Endpoint, url: str) -> str:
+    """``url``, and the proxy requests to it go through."""
+    return url if where.proxy is None else f"{url} through the proxy {where.proxy.url}"

@@ -1,0 +1,253 @@
+"""The way through httpx, for what the lean path does not do: SOCKS and HTTPS proxies, a caller's
+``transport=`` or ``http_client=``, and trio.
+
+These adapters give an httpx client the transports' face (:mod:`getgpt._transports.base`), so
+the code above is written once. httpx runs unpatched: its body is read raw (``iter_raw``) and
+decoded by :mod:`getgpt._transports.decoding`, as on the lean path, so both ways honour the same
+codings. Every httpx exception is mapped to getgpt's own in one place, :func:`mapped_errors`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import ConnectError, ProtocolError, Timeout, TransportError
+from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts
+from .decoding import Decoder, decoder_for
+
+__all__ = [
+    "AsyncHttpxResponse",
+    "AsyncHttpxTransport",
+    "HttpxResponse",
+    "HttpxTransport",
+    "async_client",
+    "client",
+    "mapped_errors",
+]
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@contextmanager
+def mapped_errors(url: str) -> Iterator[None]:
+    """Turns every exception httpx raises into getgpt's own, its message naming ``url``."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"timed out talking to {url} ({type(exc).__name__}): {_detail(exc)}") from exc
+    except (httpx.ConnectError, httpx.ProxyError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ConnectError(f"connection to {url} failed ({type(exc).__name__}): {_detail(exc)}") from exc
+    except (httpx.DecodingError, httpx.TooManyRedirects) as exc:
+        raise ProtocolError(f"undecodable reply from {url}: {_detail(exc)}") from exc
+    except (httpx.HTTPError, httpx.StreamError, httpx.CookieConflict) as exc:
+        # Read, write and close errors, a reply that is not HTTP; the rest cannot happen here
+        # (no redirects followed, no raise_for_status, a stream read once) but are mapped too.
+        raise TransportError(f"connection to {url} failed ({type(exc).__name__}): {_detail(exc)}") from exc
+
+
+def _detail(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _options(
+    timeouts: Timeouts, tls: ssl.SSLContext, max_idle: int, proxy: str | None, transport: object
+) -> dict[str, Any]:
+    """An httpx client's settings, made to behave as the lean pools do."""
+    return {
+        "timeout": httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
+        ),
+        "proxy": proxy,
+        "verify": tls,
+        "transport": transport,
+        # The proxy was chosen already, NO_PROXY included, and TLS is the context given.
+        "trust_env": False,
+        # No cap on connections at once; ``max_idle`` kept as long as the lean pools keep them.
+        "limits": httpx.Limits(
+            max_connections=None, max_keepalive_connections=max_idle, keepalive_expiry=KEEPALIVE
+        ),
+        # No cookies: one a reply sets must not ride on the next request (the server's
+        # backends serve many users through one transport).
+        "cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+    }
+
+
+def client(
+    timeouts: Timeouts,
+    tls: ssl.SSLContext,
+    max_idle: int = MAX_IDLE,
+    proxy: str | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """An :class:`httpx.Client` that behaves as the lean pool does."""
+    return httpx.Client(**_options(timeouts, tls, max_idle, proxy, transport))
+
+
+def async_client(
+    timeouts: Timeouts,
+    tls: ssl.SSLContext,
+    max_idle: int = MAX_IDLE,
+    proxy: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An :class:`httpx.AsyncClient` that behaves as the lean pool does."""
+    return httpx.AsyncClient(**_options(timeouts, tls, max_idle, proxy, transport))
+
+
+def _merged(base: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
+    """``base`` with ``extra`` replacing headers of the same name, whatever their case."""
+    if not extra:
+        return dict(base)
+    replaced = {name.lower() for name in extra}
+    return {**{k: v for k, v in base.items() if k.lower() not in replaced}, **extra}
+
+
+class _Way:
+    """What both adapters share: the URL, the headers and how a request is built."""
+
+    def __init__(self, url: str, headers: Mapping[str, str]) -> None:
+        self.url = url
+        self.headers = _merged(DEFAULT_HEADERS, headers)
+        parts = urlsplit(url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+
+    def target(self, target: str, headers: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
+        if not target.startswith("/"):
+            raise ValueError(f"the target must be a path on {self.origin}, not {target!r}")
+        return self.origin + target, _merged(self.headers, headers)
+
+
+def _content(method: str, body: bytes) -> bytes | None:
+    return body if body or method in _BODY_METHODS else None
+
+
+class _Head:
+    def __init__(self, response: httpx.Response, url: str, decoder: Decoder | None) -> None:
+        self.response = response
+        self.url = url
+        self.status_code = response.status_code
+        self.reason_phrase = response.reason_phrase
+        self.headers: Mapping[str, str] = response.headers
+        self._decoder = decoder
+
+
+def _already_read(response: httpx.Response) -> Iterator[bytes]:
+    # A response made from bytes (a MockTransport's) was read, and decoded, when it was made.
+    if response.content:
+        yield response.content
+
+
+class HttpxResponse(_Head):
+    """An httpx response with the transports' face."""
+
+    def reads(self) -> Iterator[bytes]:
+        decoder, url = self._decoder, self.url
+        if self.response.is_stream_consumed:
+            yield from _already_read(self.response)
+            return
+        with mapped_errors(url):
+            for raw in self.response.iter_raw():
+                piece = raw if decoder is None else decoder.decode(raw, url)
+                if piece:
+                    yield piece
+
+    def read(self) -> bytes:
+        return b"".join(self.reads())
+
+    def close(self) -> None:
+        with mapped_errors(self.url):
+            self.response.close()
+
+
+class AsyncHttpxResponse(_Head):
+    """An httpx async response with the transports' face."""
+
+    async def reads(self) -> AsyncIterator[bytes]:
+        decoder, url = self._decoder, self.url
+        if self.response.is_stream_consumed:
+            for piece in _already_read(self.response):
+                yield piece
+            return
+        with mapped_errors(url):
+            async for raw in self.response.aiter_raw():
+                piece = raw if decoder is None else decoder.decode(raw, url)
+                if piece:
+                    yield piece
+
+    async def read(self) -> bytes:
+        return b"".join([piece async for piece in self.reads()])
+
+    async def aclose(self) -> None:
+        with mapped_errors(self.url):
+            await self.response.aclose()
+
+
+class HttpxTransport:
+    """Requests to one origin through an :class:`httpx.Client`."""
+
+    def __init__(self, http: httpx.Client, url: str, headers: Mapping[str, str]) -> None:
+        self.http = http
+        self._way = _Way(url, headers)
+
+    def send(self, body: bytes) -> HttpxResponse:
+        way = self._way
+        return self._send("POST", way.url, way.headers, body)
+
+    def request(
+        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> HttpxResponse:
+        url, merged = self._way.target(target, headers)
+        return self._send(method, url, merged, body)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> HttpxResponse:
+        with mapped_errors(url):
+            request = self.http.build_request(method, url, content=_content(method, body), headers=headers)
+            response = self.http.send(request, stream=True)
+        try:
+            decoder = decoder_for(response.headers.get("content-encoding", ""), url)
+        except ProtocolError:
+            response.close()
+            raise
+        return HttpxResponse(response, url, decoder)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncHttpxTransport:
+    """Requests to one origin through an :class:`httpx.AsyncClient` (asyncio or trio)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> None:
+        self.http = http
+        self._way = _Way(url, headers)
+
+    async def send(self, body: bytes) -> AsyncHttpxResponse:
+        way = self._way
+        return await self._send("POST", way.url, way.headers, body)
+
+    async def request(
+        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> AsyncHttpxResponse:
+        url, merged = self._way.target(target, headers)
+        return await self._send(method, url, merged, body)
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> AsyncHttpxResponse:
+        with mapped_errors(url):
+            request = self.http.build_request(method, url, content=_content(method, body), headers=headers)
+            response = await self.http.send(request, stream=True)
+        try:
+            decoder = decoder_for(response.headers.get("content-encoding", ""), url)
+        except ProtocolError:
+            await response.aclose()
+            raise
+        return AsyncHttpxResponse(response, url, decoder)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

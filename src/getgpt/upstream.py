@@ -1,0 +1,120 @@
+"""Talking to an upstream API server: what the clients and the server's forwarding backends share.
+
+An internal interface, not part of getgpt's public API: it may change with the package. It is
+the one module :mod:`getgpt.server` uses of the client side's HTTP machinery, so the server never
+reaches into the clients' or the transports' private parts.
+
+- :func:`open_transport` opens an async transport to an upstream URL: the lean HTTP/1.1 path under
+  asyncio (through an HTTP proxy if the environment names one), httpx for anything else. It
+  sends the fixed POST with ``send(body)`` and any other method and path of the same origin with
+  ``request(method, path, headers=..., body=...)``; replies have ``status_code``,
+  ``reason_phrase``, ``headers`` (lower-case names), ``reads()``, ``read()``, ``aclose()``.
+- :func:`read_excerpt` / :func:`aread_excerpt` read the start of an error reply's body, at most
+  ``limit`` bytes and never raising: the status alone is the error.
+- :func:`error_message` is the ``message`` of an OpenAI-style ``{"error": ...}`` body.
+- :func:`retry_after` reads a ``Retry-After`` header (seconds or an HTTP date) as seconds.
+
+Transports raise only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (with
+:class:`~getgpt.errors.ConnectError` and :class:`~getgpt.errors.Timeout` under it) when the
+connection fails, :class:`~getgpt.errors.ProtocolError` when the reply cannot be decoded.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+import msgspec
+
+from ._transports.base import AsyncResponse, AsyncTransport, Response, ResponseHead, Timeouts
+from ._transports.choose import async_transport
+from .errors import GetGptError
+
+__all__ = [
+    "EXCERPT",
+    "AsyncResponse",
+    "AsyncTransport",
+    "Response",
+    "ResponseHead",
+    "Timeouts",
+    "aread_excerpt",
+    "error_message",
+    "open_transport",
+    "read_excerpt",
+    "retry_after",
+]
+
+#: Bytes of an error body kept by default.
+EXCERPT = 2048
+
+
+def open_transport(
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    timeouts: Timeouts,
+    max_idle: int,
+    verify: bool | str = True,
+    proxy: str | None = None,
+) -> AsyncTransport:
+    """An async transport for requests to ``url``'s origin; ``send(body)`` POSTs to ``url``."""
+    return async_transport(url, headers, timeouts=timeouts, verify=verify, max_idle=max_idle, proxy=proxy)
+
+
+def read_excerpt(response: Response, limit: int = EXCERPT) -> bytes:
+    """The start of a reply's body, at least ``limit`` bytes of it if there are that many, or what
+    could be read before it broke."""
+    excerpt = b""
+    try:
+        for chunk in response.reads():
+            excerpt += chunk
+            if len(excerpt) >= limit:
+                break
+    except GetGptError:
+        pass  # the status alone is the error; a broken body adds nothing
+    return excerpt
+
+
+async def aread_excerpt(response: AsyncResponse, limit: int = EXCERPT) -> bytes:
+    """:func:`read_excerpt` of an async reply."""
+    excerpt = b""
+    try:
+        async for chunk in response.reads():
+            excerpt += chunk
+            if len(excerpt) >= limit:
+                break
+    except GetGptError:
+        pass  # the status alone is the error; a broken body adds nothing
+    return excerpt
+
+
+def error_message(body: bytes) -> str | None:
+    """The ``message`` of an OpenAI-style ``{"error": {...}}`` body (or its ``error`` string), if any."""
+    # A hostile body may hold invalid UTF-8 or nest past msgspec's depth limit.
+    try:
+        value = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    error = value.get("error") if isinstance(value, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (never negative), or None if it says nothing usable."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)

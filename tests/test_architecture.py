@@ -1,0 +1,227 @@
+"""Rules of the source's shape, read from the AST of every module under src/getgpt.
+
+- A private name (``_x``) defined in a module -- a function, a class, a constant -- is imported
+  only by modules of the same package. A private module (``getgpt._client``) or package
+  (``getgpt._transports``) is imported only from within the package that holds it.
+- The server reaches the client side only through its documented interface,
+  :mod:`getgpt.upstream`, and getgpt's public names: nothing of ``getgpt._client`` or
+  ``getgpt._transports``.
+- No import circles, counting every import (inside functions and ``if TYPE_CHECKING:`` too) but
+  the ``TYPE_CHECKING`` block of a package's ``__init__``: the mirror, for type checkers, of the
+  names the package loads lazily on first use (PEP 562), which never runs.
+- No private attribute of httpx, httpcore or h11 is touched: httpcore and h11 are not imported
+  at all, and a module that imports httpx reaches for private attributes only on its own objects.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import getgpt
+
+SRC = Path(getgpt.__file__).resolve().parent.parent
+PACKAGE = "getgpt"
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str  # module name
+    module: str  # absolute module name imported from
+    name: str | None  # the name imported from it, for ``from m import name``
+    line: int
+    type_checking: bool
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _package_of(module: str) -> str:
+    """The package a module belongs to (a package's ``__init__`` belongs to the package itself)."""
+    if MODULES[module].name == "__init__.py":
+        return module
+    return module.rpartition(".")[0]
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(module: str) -> Iterator[Import]:
+    tree = ast.parse(MODULES[module].read_text(), str(MODULES[module]))
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            guarded.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    package = _package_of(module)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(module, alias.name, None, node.lineno, id(node) in guarded)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                yield Import(module, source, alias.name, node.lineno, id(node) in guarded)
+
+
+IMPORTS = [found for module in MODULES for found in _imports(module)]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_the_walk_sees_the_whole_package() -> None:
+    assert {"getgpt._client", "getgpt._transports.choose", "getgpt.server.backends"} <= MODULES.keys()
+    assert len(IMPORTS) > 200
+
+
+def test_no_private_name_is_imported_from_outside_its_package() -> None:
+    wrong = []
+    for found in IMPORTS:
+        if not found.module.startswith(PACKAGE):
+            continue
+        path = found.module.split(".") + ([found.name] if found.name else [])
+        home = _package_of(found.importer)
+        for depth in range(1, len(path)):
+            owner, name = ".".join(path[:depth]), ".".join(path[: depth + 1])
+            if not _private(path[depth]):
+                continue
+            if name in MODULES:  # a private module or package: from within its parent package
+                allowed = home == owner or home.startswith(owner + ".")
+            else:  # a private name defined in the module ``owner``: from that module's package
+                allowed = owner in MODULES and _package_of(owner) == home
+            if not allowed:
+                wrong.append(f"{found.importer}:{found.line} imports {'.'.join(path)}")
+                break
+    assert wrong == []
+
+
+def test_the_server_uses_the_client_side_only_through_its_interface() -> None:
+    reached = [
+        f"{found.importer}:{found.line} imports {found.module}"
+        for found in IMPORTS
+        if found.importer.startswith("getgpt.server")
+        and (
+            found.module.startswith(("getgpt._client", "getgpt._transports"))
+            or (found.module == PACKAGE and found.name in ("_client", "_transports"))
+        )
+    ]
+    assert reached == []
+    assert any(f.importer == "getgpt.server.backends" and f.module == "getgpt.upstream" for f in IMPORTS)
+
+
+def _graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {module: set() for module in MODULES}
+    for found in IMPORTS:
+        if found.type_checking and MODULES[found.importer].name == "__init__.py":
+            continue  # a package's lazy names' mirror: never imported at run time
+        target = found.module
+        if found.name and f"{target}.{found.name}" in MODULES:
+            target = f"{target}.{found.name}"
+        if target in MODULES and target != found.importer:
+            edges[found.importer].add(target)
+    return edges
+
+
+def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles() -> None:
+    edges = _graph()
+    assert "getgpt._transports.http11.pool" in edges["getgpt._transports.choose"]
+    assert _circles(edges) == []
+
+
+def test_nothing_below_the_chooser_imports_it() -> None:
+    users = {found.importer for found in IMPORTS if found.module == "getgpt._transports.choose"}
+    users |= {
+        found.importer for found in IMPORTS if found.module == "getgpt._transports" and found.name == "choose"
+    }
+    assert users and not any(user.startswith("getgpt._transports") for user in users)
+
+
+def test_httpcore_and_h11_are_never_imported() -> None:
+    assert [f for f in IMPORTS if f.module.split(".")[0] in ("httpcore", "h11")] == []
+    for path in MODULES.values():
+        text = path.read_text()
+        assert "import_module(" not in text or "h11" not in text, path
+
+
+def test_no_private_attribute_of_another_library_is_touched() -> None:
+    httpx_users = {found.importer for found in IMPORTS if found.module.split(".")[0] == "httpx"}
+    assert "getgpt._transports.httpx" in httpx_users
+    wrong = []
+    for module in httpx_users:
+        tree = ast.parse(MODULES[module].read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                    wrong.append(f"{module}:{node.lineno} .{node.attr}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "setattr")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and _private(str(node.args[1].value))
+            ):
+                wrong.append(f"{module}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
+    assert wrong == []
