@@ -32,14 +32,11 @@ import hashlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .api_error import ApiError
 
-if TYPE_CHECKING:
-    from .security import RateLimiter, ReplayGuard
-
-__all__ = ["SharedRateLimiter", "SharedReplayGuard", "SharedState"]
+__all__ = ["LocalGuard", "LocalLimiter", "SharedRateLimiter", "SharedReplayGuard", "SharedState"]
 
 log = logging.getLogger("getgpt.server")
 
@@ -71,6 +68,25 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
     # OSError: a socket error the client did not wrap; TimeoutError: asyncio's, likewise.
     return (RedisError, OSError, asyncio.TimeoutError)
+
+
+class LocalLimiter(Protocol):
+    """What a twin needs of :class:`~getgpt.server.security.RateLimiter` (and falls back on)."""
+
+    rate: float  # requests a second
+    burst: float
+
+    def take(self, client: str) -> float: ...
+
+
+class LocalGuard(Protocol):
+    """What a twin needs of :class:`~getgpt.server.security.ReplayGuard`."""
+
+    window: float
+
+    def claim(self, uuid: str) -> bool: ...
+
+    def release(self, uuid: str) -> None: ...
 
 
 def _key(kind: str, name: str) -> str:
@@ -163,7 +179,7 @@ class SharedState:
 class SharedRateLimiter:
     """:class:`~getgpt.server.security.RateLimiter`'s limit, kept in Redis for every process."""
 
-    def __init__(self, state: SharedState, local: RateLimiter) -> None:
+    def __init__(self, state: SharedState, local: LocalLimiter) -> None:
         self.state = state
         self.local = local
         self._interval = str(round(1_000_000 / local.rate))
@@ -187,7 +203,7 @@ class SharedRateLimiter:
 class SharedReplayGuard:
     """:class:`~getgpt.server.security.ReplayGuard`'s uuids, kept in Redis for every process."""
 
-    def __init__(self, state: SharedState, local: ReplayGuard) -> None:
+    def __init__(self, state: SharedState, local: LocalGuard) -> None:
         self.state = state
         self.local = local
         self._window_ms = max(1, math.ceil(local.window * 1000))
