@@ -129,6 +129,7 @@ class _Chat:
         backend: Backend,
         metrics: Metrics,
         telemetry: Telemetry,
+        drain: Drain,
         request_checks: list[RequestCheck],
         chat_checks: list[ChatCheck],
         parse: Parser,
@@ -138,6 +139,7 @@ class _Chat:
         self.backend = backend
         self.metrics = metrics
         self.telemetry = telemetry
+        self.drain = drain
         self.route = route
         self.request_checks = request_checks
         self.chat_checks = chat_checks
@@ -204,7 +206,13 @@ class _Chat:
             include_usage=include_usage,
         )
         ended = await deliver(
-            receive, send, self.backend.stream(request, outcome), reply, outcome, release=release
+            receive,
+            send,
+            self.backend.stream(request, outcome),
+            reply,
+            outcome,
+            release=release,
+            drain=self.drain,
         )
         if ended == "error":
             metrics.failed_total += 1
@@ -301,6 +309,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             backend=backend,
             metrics=metrics,
             telemetry=telemetry,
+            drain=drain,
             request_checks=request_checks,
             chat_checks=chat_checks,
             parse=parse,
