@@ -13,6 +13,8 @@ reaches into the clients' or the transports' private parts.
   ``limit`` bytes and never raising: the status alone is the error.
 - :func:`error_message` is the ``message`` of an OpenAI-style ``{"error": ...}`` body.
 - :func:`retry_after` reads a ``Retry-After`` header (seconds or an HTTP date) as seconds.
+- :func:`is_cloudflare_block` tells a Cloudflare challenge page from an API's own error.
+- :data:`USER_AGENT` is the browser's the GetGpt protocol's clients send.
 
 Transports raise only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (with
 :class:`~getgpt.errors.ConnectError` and :class:`~getgpt.errors.Timeout` under it) when the
@@ -33,6 +35,7 @@ from .errors import GetGptError
 
 __all__ = [
     "EXCERPT",
+    "USER_AGENT",
     "AsyncResponse",
     "AsyncTransport",
     "Response",
@@ -40,6 +43,7 @@ __all__ = [
     "Timeouts",
     "aread_excerpt",
     "error_message",
+    "is_cloudflare_block",
     "open_transport",
     "read_excerpt",
     "retry_after",
@@ -47,6 +51,12 @@ __all__ = [
 
 #: Bytes of an error body kept by default.
 EXCERPT = 2048
+#: The GetGpt protocol's clients present themselves as a browser, as the original page did.
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+_CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
 
 
 def open_transport(
@@ -118,3 +128,15 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def is_cloudflare_block(response: ResponseHead, body: bytes) -> bool:
+    """Whether a 403/503 is a Cloudflare challenge or block page rather than the API's own answer."""
+    # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
+    # challenge header or an HTML page that names Cloudflare marks a block.
+    if response.status_code not in (403, 503):
+        return False
+    if response.headers.get("cf-mitigated", "").lower() == "challenge":
+        return True
+    head = body[:EXCERPT].lower()
+    return head.lstrip()[:1] == b"<" and any(marker in head for marker in _CLOUDFLARE_MARKERS)

@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from getgpt.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
+from getgpt.server.chat import Chat
 
 from ..support.command import getgpt
 from ..support.servers import health, serve, wait_until
@@ -29,8 +30,8 @@ def recording_server(config: ServerConfig) -> tuple[object, list[ChatRequest]]:
     app = create_app(config)
     seen: list[ChatRequest] = []
 
-    async def record(scope: Scope, request: ChatRequest) -> None:
-        seen.append(request)
+    async def record(scope: Scope, chat: Chat) -> None:
+        seen.append(chat.request)
 
     app.state.chat_checks.append(record)
     return app, seen

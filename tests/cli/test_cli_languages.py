@@ -54,7 +54,7 @@ def test_a_server_error_is_described_in_russian() -> None:
             env={"LANG": "ru_RU.UTF-8"},
         )
     assert result.returncode == 1
-    assert result.stderr.startswith("getgpt: ошибка: сервер ответил 422: ")
+    assert result.stderr.startswith("getgpt: ошибка: сервер ответил 400: ")
     assert result.stderr.count("\n") == 1
 
 

@@ -21,7 +21,7 @@ from getgpt.server import ServerConfig, create_app
 
 from ..support.cluster import envelope_body
 from ..support.serve_process import getgpt_serve
-from ..support.servers import serve
+from ..support.servers import free_port, serve
 from ..support.services import Redis
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -157,14 +157,48 @@ def test_tokens_are_counted_from_the_usage_the_upstream_reports(upstream: str) -
         samples = scrape(url)
     assert value(samples, "getgpt_tokens_total", direction="in") == 12 + 13
     assert value(samples, "getgpt_tokens_total", direction="out") == 7 + 7
+    assert value(samples, "getgpt_upstream_latency_seconds_count", backend="openai") == 2
 
 
-def test_the_echo_backend_reports_no_usage_so_no_token_is_counted() -> None:
-    with serve(create_app(ServerConfig())) as url:
-        assert _chat(url, "no usage here").status_code == 200
+def test_upstream_failures_are_counted_by_status_and_kind() -> None:
+    async def refuse(request: Request) -> Response:
+        return Response(b'{"error": {"message": "busy"}}', status_code=503, media_type="application/json")
+
+    upstream_app = Starlette(routes=[Route("/v1/chat/completions", refuse, methods=["POST"])])
+    with serve(upstream_app) as upstream:
+        busy = create_app(ServerConfig(backend="openai", upstream=upstream + "v1"))
+        with serve(busy) as url:
+            assert _chat(url, "one").status_code == 503
+            assert _chat(url, "two").status_code == 503
+            samples = scrape(url)
+    assert value(samples, "getgpt_upstream_errors_total", backend="openai", status="503") == 2
+    dead = create_app(ServerConfig(backend="openai", upstream=f"http://127.0.0.1:{free_port()}/v1"))
+    with serve(dead) as url:
+        assert _chat(url, "nobody there").status_code == 502
         samples = scrape(url)
-    assert value(samples, "getgpt_tokens_total", direction="in") == 0
-    assert value(samples, "getgpt_tokens_total", direction="out") == 0
+    assert value(samples, "getgpt_upstream_errors_total", backend="openai", status="connect") == 1
+    assert value(samples, "getgpt_upstream_latency_seconds_count", backend="openai") == 0
+
+
+def test_tokens_are_what_the_backend_reported_in_the_replys_usage() -> None:
+    with serve(create_app(ServerConfig())) as url:
+        answer = httpx.post(
+            url + "v1/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "twelve chars"}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        )
+        usage = next(
+            json.loads(line[6:])["usage"]
+            for line in answer.text.splitlines()
+            if line.startswith("data: {") and json.loads(line[6:]).get("usage")
+        )
+        samples = scrape(url)
+    assert usage["completion_tokens"] > 0
+    assert value(samples, "getgpt_tokens_total", direction="in") == usage["prompt_tokens"]
+    assert value(samples, "getgpt_tokens_total", direction="out") == usage["completion_tokens"]
 
 
 def test_metrics_can_need_their_own_key() -> None:

@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from getgpt.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
+from getgpt.server.chat import Chat
 
 from ..support.browser import (
     REASONING,
@@ -40,8 +41,8 @@ def recording() -> Iterator[tuple[str, list[ChatRequest]]]:
     seen: list[ChatRequest] = []
     app = create_app(ServerConfig(backend="echo", api_keys=(KEY,), models=("alpha-1", "beta-2")))
 
-    async def record(scope: Scope, request: ChatRequest) -> None:
-        seen.append(request)
+    async def record(scope: Scope, chat: Chat) -> None:
+        seen.append(chat.request)
 
     app.state.chat_checks.append(record)
     with serve(app) as url:

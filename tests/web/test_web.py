@@ -493,7 +493,7 @@ def test_history_survives_reload_with_new_switch_and_delete(page: Page) -> None:
     assert page.inner_text(".msg.assistant .body") == "second conversation"
 
 
-def test_server_422_is_shown_in_the_page(page: Page) -> None:
+def test_server_400_is_shown_in_the_page(page: Page) -> None:
     page.click("#settings summary")
     page.fill("#temperature", "5")
     send(page, "too hot")
@@ -501,10 +501,10 @@ def test_server_422_is_shown_in_the_page(page: Page) -> None:
     error = page.locator(".msg.assistant .note.error")
     assert error.get_attribute("role") == "alert"
     text = error.inner_text()
-    assert text.startswith("Error 422:")
+    assert text.startswith("Error 400:")
     assert "temperature" in text
     assert current_messages(page)[1]["error"] == text
-    screenshot(page, "web-error-422.png")
+    screenshot(page, "web-error-400.png")
 
     # Fixing the setting recovers; the failed turn's empty reply is not sent as history.
     page.fill("#temperature", "0.5")

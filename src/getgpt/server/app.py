@@ -19,8 +19,9 @@ endpoints too once middleware exists (CORS, say), go through Starlette as usual.
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
-the body is read; ``chat_checks`` -- ``async def check(scope, request) -> None`` -- run on the parsed
-:class:`~getgpt.request.ChatRequest`. A check refuses a request by raising
+the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
+:class:`~getgpt.server.chat.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
+GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
 :class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
 """
 
@@ -44,10 +45,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..request import ChatRequest
 from .api_error import ApiError
-from .backends import Backend, make_backend
+from .backends import Backend, ForwardingBackend, make_backend
 from .body import ClientGone, read_json_body
+from .chat import Chat
 from .config import ServerConfig
 from .drain import Drain
 from .logs import REQUEST_ID, request_id
@@ -65,8 +66,8 @@ __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 log = logging.getLogger("getgpt.server")
 
 RequestCheck = Callable[[Scope], Awaitable[None]]
-ChatCheck = Callable[[Scope, ChatRequest], Awaitable[None]]
-Parser = Callable[[bytes, int], tuple[ChatRequest, bool]]
+ChatCheck = Callable[[Scope, Chat], Awaitable[None]]
+Parser = Callable[[bytes, int], Chat]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _NO_WEB_UI = (
@@ -169,9 +170,10 @@ class _Chat:
                 telemetry.rejected(exc.code)
                 await send_error(send, exc, close=True)
                 return
-            request, include_usage = self.parse(body, config.max_messages)
+            chat = self.parse(body, config.max_messages)
             for chat_check in self.chat_checks:
-                await chat_check(scope, request)
+                await chat_check(scope, chat)
+            self.backend.check(chat)
             if metrics.active_streams >= config.max_streams:
                 raise ApiError(
                     503,
@@ -187,28 +189,28 @@ class _Chat:
             telemetry.rejected(exc.code)
             await send_error(send, exc)
             return
-        log.debug(
-            "chat: model=%s messages=%d stream=%s", request.model, len(request.messages), request.stream
-        )
+        log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
         metrics.active_streams += 1
         metrics.streams_total += 1
         telemetry.active.inc()
 
+        outcome = Outcome()
+
         def release() -> None:
             metrics.active_streams -= 1
             telemetry.active.dec()
+            metrics.count_usage(outcome.usage)
 
-        outcome = Outcome()
         reply = ReplyOptions(
-            model=request.model,
-            stream=request.stream,
-            prompt_chars=sum(len(message.content) for message in request.messages),
-            include_usage=include_usage,
+            model=chat.model,
+            stream=chat.stream,
+            include_usage=chat.include_usage,
+            passthrough=self.backend.passthrough,
         )
         ended = await deliver(
             receive,
             send,
-            self.backend.stream(request, outcome),
+            self.backend.stream(chat, outcome),
             reply,
             outcome,
             release=release,
@@ -278,7 +280,9 @@ class GetGptApp(Starlette):
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=status
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -299,6 +303,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     backend = make_backend(config)
     metrics = Metrics()
     telemetry = Telemetry()
+    if isinstance(backend, ForwardingBackend):
+        backend.telemetry = telemetry
     drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
@@ -316,12 +322,9 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             route=route,
         )
 
-    def envelope(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
-        return parse_envelope(body, max_messages), False
-
     endpoints = {
         path: chat(parse, path)
-        for path, parse in (("/api/chat/stream", envelope), ("/v1/chat/completions", parse_openai))
+        for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
     }
 
     async def healthz(request: Request) -> Response:

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..request import ChatRequest
 from .api_error import ApiError
 from .scope import header
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from .chat import Chat
     from .config import ServerConfig
     from .shared_state import SharedRateLimiter, SharedReplayGuard
 
@@ -204,7 +204,7 @@ class ReplayGuard:
         """Forget ``uuid``: its request failed before a reply began, so it may be sent again."""
         self._seen.pop(uuid, None)
 
-    async def __call__(self, scope: Scope, request: ChatRequest) -> None:
+    async def __call__(self, scope: Scope, request: Chat) -> None:
         claimed = self.claim(request.uuid) if self.shared is None else await self.shared.claim(request.uuid)
         if not claimed:
             raise ApiError(

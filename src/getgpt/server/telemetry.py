@@ -9,9 +9,11 @@
 - ``getgpt_upstream_latency_seconds{backend}``: a forwarding backend's wait for the upstream's
   response head.
 - ``getgpt_upstream_errors_total{backend, status}``: upstream failures, by the upstream's HTTP
-  status or ``timeout`` / ``connect`` / ``protocol``.
-- ``getgpt_tokens_total{direction}``: tokens the backend *reported* (``in``: prompt, ``out``:
-  completion); estimates are not counted.
+  status, or ``connect`` / ``timeout`` (no answer), ``protocol`` (a reply broken off),
+  ``stream_error`` (an error event inside the upstream's stream).
+- ``getgpt_tokens_total{direction}``: tokens the backend *reported* in its usage (``in``: prompt,
+  ``out``: completion): a forwarding backend's upstream's own count (the server asks an
+  ``openai`` upstream for it), the echo backend's (a token per four characters).
 - ``getgpt_rejections_total{reason}``: chat requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
 
@@ -32,8 +34,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _ROUTES = frozenset(
-    ("/api/chat/stream", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics",
-     "/openapi.json", "/")
+    ("/api/chat/stream", "/v1/chat/completions", "/v1/models", "/v1/embeddings", "/v1/completions",
+     "/v1/responses", "/healthz", "/readyz", "/metrics", "/openapi.json", "/")
 )  # fmt: skip
 # Latencies of a gateway on one machine: from 1 ms to a long reply.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -45,6 +47,8 @@ def route_of(path: str) -> str:
         return path
     if path.startswith("/static/"):
         return "/static"
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{id}"
     return "other"
 
 
