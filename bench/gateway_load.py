@@ -26,7 +26,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -232,6 +231,23 @@ def load(seconds: float, rounds: int, with_litellm: bool = True) -> str:
     )
 
 
+def profile(seconds: float) -> str:
+    """Where one gateway process spends its time under the same load (pyinstrument, top lines)."""
+    from .apps import AppProcess
+
+    with tempfile.TemporaryDirectory() as tmp, EmitterProcess(prebuild=(CHUNKS,)) as emitter:
+        path = os.path.join(tmp, "profile.txt")
+        upstream = emitter.base(CHUNKS) + "v1"
+        options = ("--backend", "openai", "--upstream", upstream, "--profile", path)
+        with AppProcess("getgpt", *options) as gateway:
+            rate = _hey(gateway.url + "v1/chat/completions", {}, seconds)["rps"]
+        with open(path) as report:
+            lines = report.read().splitlines()[:90]
+    return f"one gateway process under pyinstrument, {rate:,.0f} requests/s while profiled:\n\n" + "\n".join(
+        "    " + line for line in lines
+    )
+
+
 def run(quick: bool = False) -> str:
     text = load(1.0, 1, with_litellm=False) if quick else load(10.0, 3)
     return "\n".join(["## 9. Gateway under load", "", text, ""])
@@ -242,11 +258,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="then profile one gateway process")
     args = parser.parse_args()
     print(machine(), "\n")
     print(load(args.seconds, args.rounds, not args.no_litellm))
+    if args.profile:
+        print("\n" + profile(args.seconds))
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    main()

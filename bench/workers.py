@@ -219,6 +219,26 @@ async def _warm(port: int) -> None:
         writer.close()
 
 
+def profile(count: int, spread: float) -> str:
+    """Where one worker's time goes: one process under pyinstrument taking ``count`` streams."""
+    import os
+    import tempfile
+
+    raise_nofile(count * 2 + 1024)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "profile.txt")
+        options = ("--echo-delay", str(DELAY), "--max-streams", str(count * 2), "--profile", path)
+        with AppProcess("getgpt", *options) as server:
+            row = hold(server, count, spread)  # type: ignore[arg-type]
+        with open(path) as report:
+            lines = report.read().splitlines()[:90]
+    return (
+        f"one process under pyinstrument, {count:,} streams over {spread:.0f} s (one worker's half of the "
+        f"burst): TTFC p50 {row[1]} ms, p99 {row[2]} ms, {row[-2]} complete\n\n"
+        + "\n".join("    " + line for line in lines)
+    )
+
+
 def run(quick: bool = False) -> str:
     count = 300 if quick else 10_000
     parts = ["## 8. Workers", "", burst(count, 2.0), "", idle_memory(count, 2.0 if quick else 10.0), ""]
@@ -229,9 +249,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--spread", type=float, default=2.0)
-    parser.add_argument("--only", choices=("burst", "memory"))
+    parser.add_argument("--only", choices=("burst", "memory", "profile"))
     args = parser.parse_args()
     print(machine(), "\n")
+    if args.only == "profile":
+        print(profile(args.streams // 2, args.spread))
+        return
     if args.only != "memory":
         print(burst(args.streams, args.spread), "\n")
     if args.only != "burst":
