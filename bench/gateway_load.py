@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import machine, raise_nofile, table
+from .common import machine, raise_nofile, table, tree_cpu
 from .emitter import EmitterProcess
 from .stream import expected_text
 from .workers import ServeProcess
@@ -97,6 +97,9 @@ class LiteLLM:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    def cpu_seconds(self) -> float:
+        return tree_cpu(self._proc.pid)
+
     def close(self) -> None:
         self._proc.send_signal(signal.SIGINT)
         try:
@@ -126,6 +129,14 @@ def _check(url: str, headers: dict[str, str]) -> None:
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _STATUS = re.compile(r"\[(\d+)\]\s+(\d+) responses")
 _PERCENT = re.compile(r"(\d+)% in ([\d.]+) secs")
+
+
+def _hey_cpu() -> float:
+    import resource
+
+    # hey is the only child this process waits for while a round runs.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _hey(url: str, headers: dict[str, str], seconds: float) -> dict[str, object]:
@@ -190,8 +201,22 @@ def load(seconds: float, rounds: int, with_litellm: bool = True) -> str:
             names = list(servers)
             for r in range(rounds):
                 for name in names[r % len(names) :] + names[: r % len(names)]:
-                    url, headers, _ = servers[name]
-                    results[name].append(_hey(url, headers, seconds))
+                    url, headers, process = servers[name]
+                    cpu = (
+                        process.cpu_seconds() if process is not None else 0.0,  # type: ignore[attr-defined]
+                        tree_cpu(emitter.pid),
+                        _hey_cpu(),
+                    )
+                    result = _hey(url, headers, seconds)
+                    served = sum(result["statuses"].values()) or 1  # type: ignore[attr-defined]
+                    after = (
+                        process.cpu_seconds() if process is not None else 0.0,  # type: ignore[attr-defined]
+                        tree_cpu(emitter.pid),
+                        _hey_cpu(),
+                    )
+                    # CPU microseconds per request: the gateway, the upstream, the load generator.
+                    result["cpu"] = [(b - a) * 1e6 / served for a, b in zip(cpu, after, strict=True)]
+                    results[name].append(result)
         finally:
             for _, _, process in servers.values():
                 if process is not None:
@@ -206,6 +231,7 @@ def load(seconds: float, rounds: int, with_litellm: bool = True) -> str:
             for code, count in run["statuses"].items():  # type: ignore[attr-defined]
                 statuses[code] = statuses.get(code, 0) + count
         percentiles: dict[int, float] = middle["percentiles"]  # type: ignore[assignment]
+        gateway_us, upstream_us, hey_us = middle["cpu"]  # type: ignore[misc]
         rps = float(middle["rps"])  # type: ignore[arg-type]
         rows.append(
             [
@@ -215,6 +241,9 @@ def load(seconds: float, rounds: int, with_litellm: bool = True) -> str:
                 f"{percentiles.get(50, float('nan')):.1f}",
                 f"{percentiles.get(99, float('nan')):.1f}",
                 f"{rps / ceiling:.2f}",
+                "-" if name == names[0] else f"{gateway_us:.0f}",
+                f"{upstream_us:.0f}",
+                f"{hey_us:.0f}",
                 ", ".join(f"{code}: {count:,}" for code, count in sorted(statuses.items()))
                 + (" (and transport errors)" if any(run["errors"] for run in runs) else ""),
             ]
@@ -224,9 +253,22 @@ def load(seconds: float, rounds: int, with_litellm: bool = True) -> str:
         f"connections), {seconds:g} s a round, {rounds} rounds rotating the order; "
         "every reply checked once first\n\n"
         + table(
-            ["target", "requests/s (median)", "each round", "p50 ms", "p99 ms", "vs upstream", "statuses"],
+            [
+                "target",
+                "requests/s (median)",
+                "each round",
+                "p50 ms",
+                "p99 ms",
+                "vs upstream",
+                "gateway CPU us/req",
+                "upstream CPU us/req",
+                "hey CPU us/req",
+                "statuses",
+            ],
             rows,
         )
+        + "\n\nCPU per request is that of the median round: every process of the target (all workers), the "
+        "upstream emitter, and hey. On 2 cores their sum bounds the rate: 2,000,000 us / sum per request."
         + f"\n\nTarget: getgpt serve --workers 2 >= {TARGET_RPS:,.0f} requests/s."
     )
 

@@ -53,6 +53,7 @@ class ServeProcess:
             time.sleep(2.0)  # every worker must be up, not only the first to listen
 
     def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the server and its workers."""
         return tree_cpu(self._proc.pid)
 
     def rss(self) -> int:
