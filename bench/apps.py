@@ -76,6 +76,8 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         options["upstream"] = args.upstream
     if args.echo_delay:
         options["echo_delay"] = args.echo_delay
+    if args.idle_timeout:
+        options["idle_timeout"] = args.idle_timeout
     config = ServerConfig(**options)
     # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to.
     protocol = {} if args.unbounded else {"http": connection_protocol(config), "ws": "none"}
@@ -101,6 +103,8 @@ def _uvicorn_workers(args: argparse.Namespace) -> None:
         options["upstream"] = args.upstream
     if args.echo_delay:
         options["echo_delay"] = args.echo_delay
+    if args.idle_timeout:
+        options["idle_timeout"] = args.idle_timeout
     os.environ[_OPTIONS_ENV] = json.dumps(options)
     from getgpt.server import ServerConfig
     from getgpt.server.serving import connection_protocol
@@ -132,6 +136,7 @@ def main() -> None:
     parser.add_argument("--upstream")
     parser.add_argument("--echo-delay", type=float, default=0.0)
     parser.add_argument("--max-streams", type=int, default=20_000)
+    parser.add_argument("--idle-timeout", type=float, default=0.0, help="getgpt serve's --idle-timeout")
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--profile", metavar="FILE")
     parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")

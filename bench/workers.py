@@ -75,7 +75,11 @@ class ServeProcess:
 
 
 def _contenders(max_streams: int, delay: float) -> dict[str, list[str]]:
-    common = ["--echo-delay", str(delay), "--max-streams", str(max_streams)]
+    # --idle-timeout 60: the load generator, one Python process opening 5,000 connections a
+    # second, may send a request seconds after its connection was accepted when the machine is
+    # busy; the server's 5 s idle deadline would then (rightly) close it, which measures the load
+    # generator, not the server. Both supervisors get the same.
+    common = ["--echo-delay", str(delay), "--max-streams", str(max_streams), "--idle-timeout", "60"]
     queues = str(-(-max_streams // somaxconn()))
     return {
         "getgpt serve, 1 process, 1 queue": ["serve", "--accept-queues", "1", *common],
