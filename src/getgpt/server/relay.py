@@ -1,13 +1,14 @@
 """Passing an upstream's chat reply on, event by event, without decoding what need not be.
 
 :class:`EventRelay` is sans-IO: fed the upstream's body as it arrives, it returns the events to
-send on, each the upstream's own JSON untouched (framed anew as ``data: ...``), so tool-call
-deltas, reasoning, logprobs, refusals, several choices and whatever an upstream adds next reach
-the client as they were sent. It looks inside an event only when a cheap byte test says the
-event may end the reply or report something: a non-null ``finish_reason``, a ``usage`` object
-(counted, and dropped when the server asked for it and the client did not), an ``error``. It
-holds back the upstream's ``[DONE]`` -- the server writes the end of every stream itself -- and
-reports a body that ends before ``[DONE]`` or a finish reason as an error, never as complete.
+send on, each the upstream's own JSON untouched (as the upstream framed it, or framed anew as
+``data: ...`` lines when it had to be looked into), so tool-call deltas, reasoning, logprobs,
+refusals, several choices and whatever an upstream adds next reach the client as they were sent.
+It looks inside an event only when a cheap byte test says the event may end the reply or report
+something: a non-null ``finish_reason``, a ``usage`` object (counted, and dropped when the server
+asked for it and the client did not), an ``error``. It holds back the upstream's ``[DONE]`` --
+the server writes the end of every stream itself -- and reports a body that ends before
+``[DONE]`` or a finish reason as an error, never as complete.
 
 Speed: the whole events of one network read are tested together, as bytes -- no ``"error"``, no
 finish reason or usage with a value, no ``[DONE]``: three scans -- and, when they pass (every
@@ -39,7 +40,8 @@ __all__ = ["EventRelay", "completion_from_events", "events_from_completion", "us
 _decode_any = msgspec.json.Decoder().decode
 # Keys are the only place a quoted name meets a colon: a string value cannot hold a bare quote.
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*[^n\s]')
-# A finish reason is a string: a read whose events hold none such need not be looked into.
+# A finish reason is a string: a read whose events hold none such need not be looked into. (One
+# that is neither null nor a string goes unseen, and the stream's end is then its [DONE].)
 _FINISH_STRING = re.compile(rb'"finish_reason"\s*:\s*"')
 _BOM = b"\xef\xbb\xbf"
 _USAGE = re.compile(rb'"usage"\s*:\s*[^n\s]')
