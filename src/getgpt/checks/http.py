@@ -1,9 +1,10 @@
-"""The checker's own HTTP/1.1 exchanges: blocking sockets and h11, one connection each.
+"""The checker's own HTTP/1.1 exchanges: blocking sockets and httptools, one connection each.
 
 A conformance checker must see what the server really sent -- each read of the body as it
 arrived, malformed framing as an error rather than smoothed over, the moment a connection is
-closed -- so it does not go through the project's client, whose job is the opposite. h11 is
-strict about HTTP/1.1 and leaves every byte visible. Proxies from the environment are not
+closed -- so it does not go through the project's client, whose job is the opposite. httptools
+(llhttp, strict unless told otherwise) parses the response and de-chunks it; everything else is
+written here, so every byte the server sent is visible. Proxies from the environment are not
 used: the checker talks to the server it is pointed at.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import h11
+import httptools
 
 __all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
 
@@ -107,6 +108,48 @@ class Answer:
         return text + ("…" if len(self.body) > limit else "")
 
 
+class _Parsed:
+    """httptools' callbacks for one response: its head, and its body piece by piece."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = ""
+        self.names: list[str] = []
+        self.values: list[str] = []
+        self.head_done = False
+        self.complete = False
+        #: Bytes arriving after the response ended (the parser starts a second message).
+        self.extra = False
+        self.body: list[bytes] = []
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True
+        self.names, self.values = [], []
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.names.append(name.decode("latin-1"))
+        self.values.append(value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status >= 200:  # an interim 1xx response is skipped; the real one follows
+            self.status = status
+            self.head_done = True
+
+    def on_body(self, data: bytes) -> None:
+        if not self.complete:
+            self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self.complete = True
+
+
 class Open:
     """One request whose response is read as the caller goes, and closed when it says so."""
 
@@ -122,65 +165,72 @@ class Open:
     ) -> None:
         self.target = target
         self.timeout = timeout
-        self._conn = h11.Connection(h11.CLIENT)
+        self._parsed = _Parsed()
+        self._eof = False
         started = time.monotonic()
         self._sock = target.connect(timeout)
-        all_headers = [("Host", target.host_header), *headers.items(), ("Content-Length", str(len(body)))]
+        lines = [f"{method} {target.base_path + path} HTTP/1.1", f"Host: {target.host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
         try:
-            self._send(h11.Request(method=method, target=target.base_path + path, headers=all_headers))
-            self._send(h11.Data(data=body))
-            self._send(h11.EndOfMessage())
-            head = self._next()
-            while isinstance(head, h11.InformationalResponse):
-                head = self._next()
+            try:
+                self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            except OSError as exc:
+                raise HttpFailure(f"sending the request failed: {exc}") from None
+            while not self._parsed.head_done:
+                if self._eof:
+                    raise HttpFailure("the server closed the connection without a response head")
+                self._receive()
         except BaseException:
             self.close()
             raise
-        if not isinstance(head, h11.Response):
-            self.close()
-            raise HttpFailure(f"the server sent no response head (h11 event {type(head).__name__})")
+        parsed = self._parsed
         self.answer = Answer(
-            status=head.status_code,
-            reason=head.reason.decode("latin-1"),
-            headers=_headers(head.headers),
+            status=parsed.status,
+            reason=parsed.reason,
+            headers=_headers(zip(parsed.names, parsed.values, strict=True)),
             waited=time.monotonic() - started,
         )
+        # A body framed by neither length nor chunks ends when the connection does.
+        self._framed = "content-length" in self.answer.headers or "chunked" in self.answer.headers.get(
+            "transfer-encoding", ""
+        )
 
-    def _send(self, event: h11.Event) -> None:
-        data = self._conn.send(event)
-        if data:
-            try:
-                self._sock.sendall(data)
-            except OSError as exc:
-                raise HttpFailure(f"sending the request failed: {exc}") from None
-
-    def _next(self) -> h11.Event:
-        while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise HttpFailure(f"malformed HTTP from the server: {exc}") from None
-            if event is h11.PAUSED:
-                raise HttpFailure("the server sent more after its response")
-            if event is not h11.NEED_DATA:
-                assert isinstance(event, h11.Event)
-                return event
-            try:
-                data = self._sock.recv(_READ)
-            except TimeoutError:
-                raise HttpFailure(f"no data from the server for {self.timeout:g} s") from None
-            except OSError as exc:
-                raise HttpFailure(f"reading from the server failed: {exc}") from None
-            self._conn.receive_data(data)
+    def _receive(self) -> None:
+        """One read from the socket into the parser."""
+        try:
+            data = self._sock.recv(_READ)
+        except TimeoutError:
+            raise HttpFailure(f"no data from the server for {self.timeout:g} s") from None
+        except OSError as exc:
+            raise HttpFailure(f"reading from the server failed: {exc}") from None
+        if not data:
+            self._eof = True
+            return
+        try:
+            self._parsed.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise HttpFailure("the server switched protocols") from None
+        except httptools.HttpParserError as exc:
+            raise HttpFailure(f"malformed HTTP from the server: {exc}") from None
+        if self._parsed.extra:
+            raise HttpFailure("the server sent more after its response")
 
     def reads(self) -> Iterator[bytes]:
-        """The body's data, one item per piece h11 hands over, until the server ends it."""
+        """The body's data, one item per network read, until the server ends it."""
+        parsed = self._parsed
         while True:
-            event = self._next()
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            if parsed.body:
+                data = b"".join(parsed.body)
+                parsed.body.clear()
+                yield data
+            if parsed.complete:
                 return
+            if self._eof:
+                if self._framed:
+                    raise HttpFailure("the server closed the connection in the middle of the body")
+                return
+            self._receive()
 
     def read_all(self, deadline: float, limit: int = MAX_BODY) -> Answer:
         """Read the body to its end, or until ``limit`` bytes or ``deadline`` (monotonic)."""
@@ -217,10 +267,9 @@ def exchange(
     return Open(target, method, path, headers, body=body, timeout=timeout).read_all(deadline)
 
 
-def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def _headers(raw: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Names in lower case; a repeated name's values joined with ", " (once, not per repeat)."""
+    values: dict[str, list[str]] = {}
     for name, value in raw:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
+        values.setdefault(name.lower(), []).append(value)
+    return {name: ", ".join(texts) for name, texts in values.items()}
