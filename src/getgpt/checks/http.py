@@ -1,11 +1,11 @@
-"""The checker's own HTTP/1.1 exchanges: blocking sockets and httptools, one connection each.
+"""The checker's own HTTP/1.1 exchanges: a blocking socket each, closed when the checker says.
 
 A conformance checker must see what the server really sent -- each read of the body as it
 arrived, malformed framing as an error rather than smoothed over, the moment a connection is
-closed -- so it does not go through the project's client, whose job is the opposite. httptools
-(llhttp, strict unless told otherwise) parses the response and de-chunks it; everything else is
-written here, so every byte the server sent is visible. Proxies from the environment are not
-used: the checker talks to the server it is pointed at.
+closed -- so it does not go through the clients' pooled transports, whose job is the opposite.
+It writes its requests itself and parses the replies with the lean path's sans-IO
+:class:`~getgpt._transports.http11.reader.ResponseReader` (llhttp, strict about HTTP/1.1).
+Proxies from the environment are not used: the checker talks to the server it is pointed at.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httptools
+from .._transports.http11.reader import ResponseReader
+from ..errors import GetGptError
 
 __all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
 
@@ -108,48 +109,6 @@ class Answer:
         return text + ("…" if len(self.body) > limit else "")
 
 
-class _Parsed:
-    """httptools' callbacks for one response: its head, and its body piece by piece."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.reason = ""
-        self.names: list[str] = []
-        self.values: list[str] = []
-        self.head_done = False
-        self.complete = False
-        #: Bytes arriving after the response ended (the parser starts a second message).
-        self.extra = False
-        self.body: list[bytes] = []
-        self.parser = httptools.HttpResponseParser(self)
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            self.extra = True
-        self.names, self.values = [], []
-
-    def on_status(self, status: bytes) -> None:
-        self.reason += status.decode("latin-1")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.names.append(name.decode("latin-1"))
-        self.values.append(value.decode("latin-1"))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status >= 200:  # an interim 1xx response is skipped; the real one follows
-            self.status = status
-            self.head_done = True
-
-    def on_body(self, data: bytes) -> None:
-        if not self.complete:
-            self.body.append(data)
-
-    def on_message_complete(self) -> None:
-        if self.head_done:
-            self.complete = True
-
-
 class Open:
     """One request whose response is read as the caller goes, and closed when it says so."""
 
@@ -165,70 +124,57 @@ class Open:
     ) -> None:
         self.target = target
         self.timeout = timeout
-        self._parsed = _Parsed()
-        self._eof = False
+        self._reader = ResponseReader(target.origin + target.base_path + path)
+        self._ended = False
         started = time.monotonic()
         self._sock = target.connect(timeout)
         lines = [f"{method} {target.base_path + path} HTTP/1.1", f"Host: {target.host_header}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
             try:
-                self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+                self._sock.sendall(head + body)
             except OSError as exc:
                 raise HttpFailure(f"sending the request failed: {exc}") from None
-            while not self._parsed.head_done:
-                if self._eof:
-                    raise HttpFailure("the server closed the connection without a response head")
+            while not self._reader.head_done:
                 self._receive()
+                if self._ended and not self._reader.head_done:
+                    raise HttpFailure("the server closed the connection without a response")
         except BaseException:
             self.close()
             raise
-        parsed = self._parsed
         self.answer = Answer(
-            status=parsed.status,
-            reason=parsed.reason,
-            headers=_headers(zip(parsed.names, parsed.values, strict=True)),
+            status=self._reader.status_code,
+            reason=self._reader.reason_phrase,
+            headers=dict(self._reader.headers),
             waited=time.monotonic() - started,
-        )
-        # A body framed by neither length nor chunks ends when the connection does.
-        self._framed = "content-length" in self.answer.headers or "chunked" in self.answer.headers.get(
-            "transfer-encoding", ""
         )
 
     def _receive(self) -> None:
-        """One read from the socket into the parser."""
+        """One read from the socket, fed to the parser; the end of the connection too."""
         try:
             data = self._sock.recv(_READ)
         except TimeoutError:
             raise HttpFailure(f"no data from the server for {self.timeout:g} s") from None
         except OSError as exc:
             raise HttpFailure(f"reading from the server failed: {exc}") from None
-        if not data:
-            self._eof = True
-            return
         try:
-            self._parsed.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            raise HttpFailure("the server switched protocols") from None
-        except httptools.HttpParserError as exc:
-            raise HttpFailure(f"malformed HTTP from the server: {exc}") from None
-        if self._parsed.extra:
-            raise HttpFailure("the server sent more after its response")
+            if data:
+                self._reader.feed(data)
+            else:
+                self._ended = True
+                self._reader.eof()
+        except GetGptError as exc:
+            raise HttpFailure(str(exc)) from None
 
     def reads(self) -> Iterator[bytes]:
-        """The body's data, one item per network read, until the server ends it."""
-        parsed = self._parsed
+        """The body's data, one item per read from the socket, until the server ends it."""
         while True:
-            if parsed.body:
-                data = b"".join(parsed.body)
-                parsed.body.clear()
+            data = self._reader.take()
+            if data:
                 yield data
-            if parsed.complete:
-                return
-            if self._eof:
-                if self._framed:
-                    raise HttpFailure("the server closed the connection in the middle of the body")
+            if self._reader.complete or self._ended:
                 return
             self._receive()
 
@@ -265,11 +211,3 @@ def exchange(
     """Send one request and read the whole response (within ``total`` seconds)."""
     deadline = time.monotonic() + total
     return Open(target, method, path, headers, body=body, timeout=timeout).read_all(deadline)
-
-
-def _headers(raw: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Names in lower case; a repeated name's values joined with ", " (once, not per repeat)."""
-    values: dict[str, list[str]] = {}
-    for name, value in raw:
-        values.setdefault(name.lower(), []).append(value)
-    return {name: ", ".join(texts) for name, texts in values.items()}
