@@ -60,34 +60,44 @@ def _checked(streams: list[Stream], expected: str) -> None:
             raise AssertionError("a reply has the wrong text")
 
 
-def latency(emitter: EmitterProcess, gateway: AppProcess, chunks: int, repeats: int) -> str:
+def latency(
+    emitter: EmitterProcess,
+    gateway: AppProcess,
+    chunks: int,
+    repeats: int,
+    baseline: AppProcess | None = None,
+) -> str:
+    """Added latency, the gateway's and, with ``baseline``, another tree's gateway in the same sequence."""
     direct_path = "/" + emitter.base(chunks).split("/", 3)[3] + PATH
-    targets = [(emitter.port, direct_path), (gateway.port, "/" + PATH)]
+    gateways = {"through gateway": gateway, **({"through baseline gateway": baseline} if baseline else {})}
+    targets = [(emitter.port, direct_path)] + [(gw.port, "/" + PATH) for gw in gateways.values()]
     asyncio.run(_sequence(targets, 20))  # warm up: the gateway's upstream pool, caches
-    direct, through = asyncio.run(_sequence(targets, repeats))
+    direct, *throughs = asyncio.run(_sequence(targets, repeats))
     expected = expected_text(chunks)
-    _checked(direct, expected)
-    _checked(through, expected)
+    for streams in (direct, *throughs):
+        _checked(streams, expected)
     rows = []
     for what, pick in (("time to first text", "first"), ("whole reply", "ended")):
         d = [(getattr(s, pick) - s.started) * 1000 for s in direct]
-        t = [(getattr(s, pick) - s.started) * 1000 for s in through]
         for p in (50, 99):
-            rows.append(
-                [
-                    f"{what} p{p}",
-                    f"{percentile(d, p):.2f}",
-                    f"{percentile(t, p):.2f}",
-                    f"{percentile(t, p) - percentile(d, p):+.2f}",
-                ]
-            )
-    added = [
-        (b.ended - b.started - (a.ended - a.started)) * 1000 for a, b in zip(direct, through, strict=True)
-    ]
-    rows.append(["paired difference, median", "", "", f"{statistics.median(added):+.2f}"])
+            row = [f"{what} p{p}", f"{percentile(d, p):.2f}"]
+            for through in throughs:
+                t = [(getattr(s, pick) - s.started) * 1000 for s in through]
+                row += [f"{percentile(t, p):.2f}", f"{percentile(t, p) - percentile(d, p):+.2f}"]
+            rows.append(row)
+    paired = ["paired difference, median", ""]
+    for through in throughs:
+        added = [
+            (b.ended - b.started - (a.ended - a.started)) * 1000 for a, b in zip(direct, through, strict=True)
+        ]
+        paired += ["", f"{statistics.median(added):+.2f}"]
+    rows.append(paired)
+    header = ["ms", "direct"]
+    for name in gateways:
+        header += [name, "added"]
     return (
         f"latency: {repeats} requests each, {chunks}-chunk replies, alternating, new connection each\n\n"
-        + table(["ms", "direct", "through gateway", "added"], rows)
+        + table(header, rows)
     )
 
 
@@ -211,8 +221,9 @@ def run_gateway(
     baseline: str | None = None,
 ) -> str:
     with EmitterProcess(prebuild=(short, long, LOAD_CHUNKS)) as emitter:
-        with _gateway(emitter, short) as gateway:
-            lat = latency(emitter, gateway, short, repeats)
+        with _gateway(emitter, short) as gateway, contextlib.ExitStack() as stack:
+            old = stack.enter_context(_gateway(emitter, short, src=baseline)) if baseline else None
+            lat = latency(emitter, gateway, short, repeats, old)
         with _gateway(emitter, long) as gateway:
             thr = throughput(emitter, gateway, long, rounds)
         with _gateway(emitter, LOAD_CHUNKS) as gateway:

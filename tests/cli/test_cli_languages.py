@@ -20,7 +20,12 @@ SOURCES = [
 ]
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 # Names that stay as they are in any language: commands, a header, a stream, the product.
-NAMES = {"stdin", "Authorization", "Bearer", "GetGpt", "HTTP", "gpt", "turbo", "chat", "demo", "serve"}
+NAMES = {"stdin", "Authorization", "Bearer", "GetGpt", "HTTP", "gpt", "turbo"} | {
+    "chat",
+    "demo",
+    "serve",
+    "check",
+}
 
 
 def test_a_refused_connection_is_one_russian_line_and_exit_1() -> None:

@@ -198,7 +198,16 @@ def test_chunk_writer_output_is_what_a_json_encoder_gives() -> None:
 def test_openapi_document_describes_every_route(url: str) -> None:
     document = httpx.get(url + "openapi.json").json()
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {"/api/chat/stream", "/v1/chat/completions", "/v1/models", "/healthz"}
+    assert set(document["paths"]) == {
+        "/api/chat/stream",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/models/{model}",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/responses",
+        "/healthz",
+    }
     for path in ("/api/chat/stream", "/v1/chat/completions"):
         responses = document["paths"][path]["post"]["responses"]
         assert {"200", "400", "413", "415", "503"} <= set(responses)

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 
 from getgpt import envelope
+from getgpt.reply import ReplyParser
 from getgpt.request import build_request, encode, parse_request
 from getgpt.sse import SSEDecoder
 
@@ -34,7 +35,7 @@ from ..support.browser import (
     send,
     wait_replies,
 )
-from ..support.scripted import stream_of
+from ..support.scripted import TOOL_CALLS, reasoning_stream, stream_of, tool_call_stream
 from ..support.servers import serve
 
 
@@ -185,6 +186,23 @@ def test_page_reply_reader_handles_utf8_split_across_reads(units: Page) -> None:
         list(body),
     )
     assert text == ["".join(pieces), "stop"]
+
+
+def test_page_assembles_tool_calls_and_reasoning_like_python(units: Page) -> None:
+    for body in (tool_call_stream(), reasoning_stream()):
+        parser = ReplyParser()
+        parser.feed(body)
+        parser.close()
+        page = units.evaluate(
+            """bytes => window.getgpt.readReply(new Response(new Uint8Array(bytes)), () => {})
+                          .then(r => [r.text, r.reasoning, r.toolCalls, r.finishReason])""",
+            list(body),
+        )
+        assert page == [parser.text, parser.reasoning, parser.tool_calls, parser.finish_reason]
+    assert page[2] == [] and parser.tool_calls == []
+    parser = ReplyParser()
+    parser.feed(tool_call_stream())
+    assert parser.tool_calls == TOOL_CALLS
 
 
 # ---- Markdown, rendered as nodes ----------------------------------------------------------

@@ -25,12 +25,13 @@ the client are raised as :class:`~getgpt.server.api_error.ApiError`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..upstream import AsyncResponse
 from .chat import Chat
 from .config import ServerConfig
 from .echo import EchoBackend
-from .forwarding import ForwardingBackend
+from .forwarding import ForwardingBackend, configured_models
 from .wire import Outcome
 
 __all__ = ["Backend", "EchoBackend", "ForwardingBackend", "make_backend"]
@@ -42,6 +43,8 @@ class Backend(Protocol):
     name: str
     #: The reply is bytes to send as they are (an upstream's), not text to make events of.
     passthrough: bool
+    #: It forwards OpenAI's other routes (``/v1/embeddings``, ...) to an upstream.
+    forwards_routes: bool
 
     def check(self, chat: Chat) -> None:
         """Raise :class:`ApiError` if the backend cannot honour ``chat``."""
@@ -49,6 +52,15 @@ class Backend(Protocol):
 
     def stream(self, chat: Chat, outcome: Outcome) -> AsyncIterator[str] | AsyncIterator[bytes]:
         """The reply; fill ``outcome`` before the iterator ends."""
+        ...
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The model objects ``GET /v1/models`` lists."""
+        ...
+
+    async def forward(self, path: str, body: bytes) -> AsyncResponse:
+        """POST ``body`` to the upstream's ``path`` (``/embeddings``, ...): its 2xx answer, whose body
+        the caller reads and closes, or an :class:`ApiError` (400 when the backend has no such route)."""
         ...
 
     async def aclose(self) -> None:
@@ -59,5 +71,5 @@ class Backend(Protocol):
 def make_backend(config: ServerConfig) -> Backend:
     """The backend ``config`` names."""
     if config.backend == "echo":
-        return EchoBackend(config.echo_piece_chars, config.echo_delay)
+        return EchoBackend(config.echo_piece_chars, config.echo_delay, models=configured_models(config))
     return ForwardingBackend(config)

@@ -23,7 +23,7 @@ from ..errors import ValidationError
 from ..request import ChatRequest, request_from
 from .api_error import ApiError
 
-__all__ = ["Chat", "invalid"]
+__all__ = ["Chat", "invalid", "not_served"]
 
 _encode = msgspec.json.encode
 # The protocol's defaults mean "no preference": an OpenAI upstream gets its own defaults instead.
@@ -40,6 +40,16 @@ _ADD_USAGE = b',"stream_options":{"include_usage":true}}'
 def invalid(message: str, param: str | None, code: str = "invalid_request") -> ApiError:
     """A 400 for a request the server cannot take, naming the field at fault as OpenAI does."""
     return ApiError(400, message, code=code, param=param)
+
+
+def not_served(backend: str, path: str) -> ApiError:
+    """A 400 for a route of OpenAI's API that only an OpenAI-compatible upstream can serve."""
+    return ApiError(
+        400,
+        f"the {backend} backend does not serve POST /v1{path}: a server started with --backend openai "
+        "--upstream <an OpenAI-compatible /v1 URL> forwards it to its upstream",
+        code="unsupported_endpoint",
+    )
 
 
 class Chat:
@@ -72,7 +82,7 @@ class Chat:
 
     @classmethod
     def from_getgpt(cls, request: ChatRequest) -> Chat:
-        options = request.extra.get("stream_options")
+        options = request.extra.get("stream_options") if request.extra else None
         include_usage = request.stream and isinstance(options, dict) and options.get("include_usage") is True
         return cls(
             model=request.model,
@@ -130,7 +140,9 @@ class Chat:
         """
         if self.raw is None:
             request = self.request
-            limit = request.extra.get("max_completion_tokens", request.max_tokens)
+            limit = request.extra.get("max_completion_tokens")
+            if limit is None:
+                limit = request.max_tokens
         else:
             fields = self.fields
             limit = fields.get("max_completion_tokens")

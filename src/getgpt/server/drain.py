@@ -26,6 +26,9 @@ __all__ = ["Drain", "shutting_down_error"]
 log = logging.getLogger("getgpt.server")
 
 Cut = Callable[[ApiError], None]
+# After the cut, how long to wait for requests that cannot be cut (a forwarded /v1/embeddings
+# body, say) before the process goes on to close their connections.
+_AFTER_CUT = 2.0
 
 
 def shutting_down_error() -> ApiError:
@@ -49,6 +52,7 @@ class Drain:
         self._next = 0
         self._timer: asyncio.TimerHandle | None = None
         self.cut_count = 0
+        self.cut_at: float | None = None
 
     def register(self, cut: Cut) -> int:
         """Note an open stream; ``cut(error)`` ends it early. Returns the ticket for :meth:`unregister`."""
@@ -77,6 +81,7 @@ class Drain:
 
     def cut(self) -> None:
         """End every stream still open with the shutting-down error."""
+        self.cut_at = time.monotonic()
         streams, self._streams = list(self._streams.values()), {}
         if streams:
             log.warning("drain: grace period over, cutting %d open stream(s)", len(streams))
@@ -85,8 +90,11 @@ class Drain:
             cut(shutting_down_error())
 
     async def finished(self, active: Callable[[], int], poll: float = 0.05) -> None:
-        """Return once ``active()`` (requests being answered) is 0 after the drain began."""
+        """Return once ``active()`` (requests being answered) is 0, or soon after the cut."""
         while active() > 0:
+            if self.cut_at is not None and time.monotonic() - self.cut_at > _AFTER_CUT:
+                log.warning("drain: %d request(s) still open after the cut; closing them", active())
+                break
             await asyncio.sleep(poll)
         if self._timer is not None:
             self._timer.cancel()

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..reply import Usage
 from ..request import ChatRequest
-from .chat import Chat, invalid
+from ..upstream import AsyncResponse
+from .chat import Chat, invalid, not_served
 from .wire import CHARS_PER_TOKEN, Outcome, estimate_tokens
 
 __all__ = ["NO_EFFECT", "EchoBackend"]
@@ -129,10 +130,14 @@ class EchoBackend:
 
     name = "echo"
     passthrough = False
+    forwards_routes = False
 
-    def __init__(self, piece_chars: int = 4, delay: float = 0.0) -> None:
+    def __init__(
+        self, piece_chars: int = 4, delay: float = 0.0, *, models: list[dict[str, Any]] | None = None
+    ) -> None:
         self.piece_chars = piece_chars
         self.delay = delay
+        self._models = models or []
 
     def check(self, chat: Chat) -> None:
         request = chat.request
@@ -158,6 +163,12 @@ class EchoBackend:
             if delay and start:
                 await asyncio.sleep(delay)
             yield text[start : start + size]
+
+    async def models(self) -> list[dict[str, Any]]:
+        return self._models
+
+    async def forward(self, path: str, body: bytes) -> AsyncResponse:
+        raise not_served(self.name, path)
 
     async def aclose(self) -> None:
         pass

@@ -23,7 +23,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -40,7 +41,7 @@ from ..upstream import (
     open_transport,
 )
 from .api_error import ApiError
-from .chat import Chat
+from .chat import Chat, not_served
 from .config import ServerConfig
 from .relay import EventRelay, completion_from_events, events_from_completion, usage_of
 from .wire import Outcome
@@ -48,7 +49,7 @@ from .wire import Outcome
 if TYPE_CHECKING:
     from .telemetry import Telemetry
 
-__all__ = ["ForwardingBackend"]
+__all__ = ["ForwardingBackend", "configured_models"]
 
 log = logging.getLogger("getgpt.server")
 
@@ -56,6 +57,12 @@ _EXCERPT = 64 * 1024
 # Statuses that are the server's own failure, not the client's: its credentials upstream.
 _OURS = frozenset({401, 407})
 _decode_any = msgspec.json.Decoder().decode
+
+
+def configured_models(config: ServerConfig) -> list[dict[str, Any]]:
+    """The model objects of the server's own ``--model`` names (and ``--upstream-model``)."""
+    names = dict.fromkeys([*config.models, *([config.upstream_model] if config.upstream_model else [])])
+    return [{"id": name, "object": "model", "created": 0, "owned_by": "getgpt"} for name in names]
 
 
 class ForwardingBackend:
@@ -68,9 +75,16 @@ class ForwardingBackend:
     def __init__(self, config: ServerConfig) -> None:
         assert config.upstream is not None
         self.name = config.backend
+        self.forwards_routes = config.backend == "openai"
         self.model = config.upstream_model
         self.aliases = config.aliases
         self.ask_usage = config.upstream_usage and config.backend == "openai"
+        # Where OpenAI's other routes are: the path of the upstream's /v1.
+        self._base_path = urlsplit(config.upstream).path.rstrip("/")
+        self._configured = configured_models(config)
+        self._models_ttl = config.models_cache_ttl
+        self._models: list[dict[str, Any]] | None = None
+        self._models_until = 0.0
         # Identity encoding: the body is relayed as it comes, with no decoder to run per chunk.
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if config.backend == "openai":
@@ -167,8 +181,88 @@ class ForwardingBackend:
             if response is not None:
                 await response.aclose()
 
+    async def models(self) -> list[dict[str, Any]]:
+        """The upstream's models, asked again once ``models_cache_ttl`` has passed, with the aliases."""
+        if self.name != "openai":
+            return self._configured
+        if self._models is not None and time.monotonic() < self._models_until:
+            return self._models
+        body = await self._get(self._base_path + "/models")
+        try:
+            listed = _decode_any(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            listed = None
+        data = listed.get("data") if isinstance(listed, dict) else None
+        if not isinstance(data, list):
+            raise ApiError(
+                502,
+                "upstream broke the protocol: its model list is not one",
+                type="upstream_error",
+                code="bad_upstream",
+            )
+        models = [model for model in data if isinstance(model, dict)]
+        known = {model.get("id"): model for model in models}
+        for alias, target in self.aliases.items():
+            if alias not in known:
+                origin = known.get(target, {})
+                models.append(
+                    {
+                        "id": alias,
+                        "object": "model",
+                        "created": origin.get("created", 0),
+                        "owned_by": origin.get("owned_by", "getgpt"),
+                    }
+                )
+        self._models, self._models_until = models, time.monotonic() + self._models_ttl
+        return models
+
+    async def _get(self, target: str) -> bytes:
+        try:
+            response = await self._transport.request("GET", target, headers={"Accept": "application/json"})
+        except errors.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
+        try:
+            if not 200 <= response.status_code < 300:
+                raise await _upstream_status(response)
+            return await response.read()
+        except (errors.TransportError, errors.ProtocolError) as exc:
+            raise _broken_off(self.url, exc) from None
+        finally:
+            await response.aclose()
+
+    async def forward(self, path: str, body: bytes) -> AsyncResponse:
+        """POST a request of OpenAI's other routes to the upstream as it came (but for an aliased model)."""
+        if self.name != "openai":
+            raise not_served(self.name, path)
+        if self.aliases:
+            body = _aliased(body, self.aliases)
+        try:
+            response = await self._transport.request(
+                "POST", self._base_path + path, headers={"Accept": "*/*"}, body=body
+            )
+        except errors.TransportError as exc:
+            raise _unreachable(self.url, exc) from None
+        if 200 <= response.status_code < 300:
+            return response
+        try:
+            raise await _upstream_status(response)
+        finally:
+            await response.aclose()
+
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+def _aliased(body: bytes, aliases: dict[str, str]) -> bytes:
+    """``body`` with its ``model`` replaced when it names an alias; otherwise the bytes as they came."""
+    try:
+        fields = _decode_any(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return body  # not JSON: the upstream says so
+    if isinstance(fields, dict) and isinstance(fields.get("model"), str) and fields["model"] in aliases:
+        fields["model"] = aliases[fields["model"]]
+        return msgspec.json.encode(fields)
+    return body
 
 
 async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcome) -> bytes:

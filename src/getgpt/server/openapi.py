@@ -245,6 +245,43 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/models/{model}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "parameters": [
+                        {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The model.",
+                            "content": _json({"type": "object", "required": ["id"]}),
+                        },
+                        "404": {"description": "No such model.", "content": _json(_ref("Error"))},
+                    },
+                }
+            },
+            **{
+                "/v1" + route: {
+                    "post": {
+                        "operationId": operation,
+                        "summary": f"OpenAI's {route[1:]}: forwarded to the upstream as they are (openai "
+                        "backend); 400 from the others",
+                        "requestBody": {"required": True, "content": _json({"type": "object"})},
+                        "responses": {
+                            "200": {
+                                "description": "The upstream's answer, as it came.",
+                                "content": _json({}),
+                            },
+                            **_errors(),
+                        },
+                    }
+                }
+                for route, operation in (
+                    ("/embeddings", "createEmbedding"),
+                    ("/completions", "createCompletion"),
+                    ("/responses", "createResponse"),
+                )
+            },
             "/healthz": {
                 "get": {
                     "operationId": "health",

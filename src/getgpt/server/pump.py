@@ -47,6 +47,7 @@ log = logging.getLogger("getgpt.server")
 
 _HIGH_WATER = 16 * 1024
 _HIGH_WATER_BYTES = 512 * 1024
+_UNUSED = ChunkWriter("")
 
 
 @dataclass
@@ -184,7 +185,13 @@ async def _write_stream(send: Send, box: _Box, reply: ReplyOptions, outcome: Out
         return error_messages(box.error)
     await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
     passthrough = reply.passthrough
-    writer = ChunkWriter(reply.model, include_usage=reply.include_usage, choices=outcome.choices)
+    # A passthrough reply's events are the upstream's: no writer of the server's own is made for it
+    # (making one draws a random id: microseconds a request, on the gateway's latency).
+    writer = (
+        _UNUSED
+        if passthrough
+        else ChunkWriter(reply.model, include_usage=reply.include_usage, choices=outcome.choices)
+    )
     head = b"" if passthrough else writer.first()
     chars = 0
     while True:

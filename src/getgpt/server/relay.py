@@ -1,13 +1,14 @@
 """Passing an upstream's chat reply on, event by event, without decoding what need not be.
 
 :class:`EventRelay` is sans-IO: fed the upstream's body as it arrives, it returns the events to
-send on, each the upstream's own JSON untouched (framed anew as ``data: ...``), so tool-call
-deltas, reasoning, logprobs, refusals, several choices and whatever an upstream adds next reach
-the client as they were sent. It looks inside an event only when a cheap byte test says the
-event may end the reply or report something: a non-null ``finish_reason``, a ``usage`` object
-(counted, and dropped when the server asked for it and the client did not), an ``error``. It
-holds back the upstream's ``[DONE]`` -- the server writes the end of every stream itself -- and
-reports a body that ends before ``[DONE]`` or a finish reason as an error, never as complete.
+send on, each the upstream's own JSON untouched (as the upstream framed it, or framed anew as
+``data: ...`` lines when it had to be looked into), so tool-call deltas, reasoning, logprobs,
+refusals, several choices and whatever an upstream adds next reach the client as they were sent.
+It looks inside an event only when a cheap byte test says the event may end the reply or report
+something: a non-null ``finish_reason``, a ``usage`` object (counted, and dropped when the server
+asked for it and the client did not), an ``error``. It holds back the upstream's ``[DONE]`` --
+the server writes the end of every stream itself -- and reports a body that ends before
+``[DONE]`` or a finish reason as an error, never as complete.
 
 Speed: the whole events of one network read are tested together, as bytes -- no ``"error"``, no
 finish reason or usage with a value, no ``[DONE]``: three scans -- and, when they pass (every
@@ -39,7 +40,8 @@ __all__ = ["EventRelay", "completion_from_events", "events_from_completion", "us
 _decode_any = msgspec.json.Decoder().decode
 # Keys are the only place a quoted name meets a colon: a string value cannot hold a bare quote.
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*[^n\s]')
-# A finish reason is a string: a read whose events hold none such need not be looked into.
+# A finish reason is a string: a read whose events hold none such need not be looked into. (One
+# that is neither null nor a string goes unseen, and the stream's end is then its [DONE].)
 _FINISH_STRING = re.compile(rb'"finish_reason"\s*:\s*"')
 _BOM = b"\xef\xbb\xbf"
 _USAGE = re.compile(rb'"usage"\s*:\s*[^n\s]')
@@ -82,6 +84,7 @@ class EventRelay:
     __slots__ = (
         "_decoder_only",
         "_max",
+        "_passed",
         "_sse",
         "_tail",
         "done",
@@ -92,7 +95,10 @@ class EventRelay:
     )
 
     def __init__(self, *, strip_usage: bool = False, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
-        self._sse = SSEDecoder(max_event_size)
+        # Made when first needed: it must know whether the stream began before it (a byte-order
+        # mark is dropped only at the very start; found by the relay's fuzz target).
+        self._sse: SSEDecoder | None = None
+        self._passed = False  # bytes went on as they came, past the decoder
         self._max = max_event_size
         # The bytes after the last whole event, until the rest of it arrives.
         self._tail = b""
@@ -134,12 +140,18 @@ class EventRelay:
         ):
             # Whole events, none that may matter (every content event): they go on as the upstream
             # framed them. ([DONE] can only be the last event; what follows it is never sent on.)
+            self._passed = True
             return part
         return self._relay(self._decode(part))
 
+    def _decoder(self) -> SSEDecoder:
+        if self._sse is None:
+            self._sse = SSEDecoder(self._max, mid_stream=self._passed)
+        return self._sse
+
     def _decode(self, data: bytes) -> list[bytes]:
         try:
-            return self._sse.decode(data)
+            return self._decoder().decode(data)
         except ProtocolError as exc:
             raise _broke(str(exc)) from None
 
@@ -149,7 +161,8 @@ class EventRelay:
         if not (self.done or self.error is not None):
             # Bytes cut off mid-event are a ProtocolError: what matters is that the reply was cut short.
             with contextlib.suppress(ProtocolError):
-                out = self._relay(self._sse.decode(self._tail) + self._sse.flush())
+                decoder = self._decoder()
+                out = self._relay(decoder.decode(self._tail) + decoder.flush())
         self._tail = b""
         if not (self.done or self.finished or self.error is not None):
             self.error = _broke("the stream ended before [DONE] or a finish_reason")
