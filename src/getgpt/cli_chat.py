@@ -96,13 +96,15 @@ class Output:
             before()
             pieces = _chain(first, pieces)
             write, flush = self.stream.write, self.stream.flush
-            for piece in pieces:
-                shown.pieces.append(piece)
-                if self.console is not None:
-                    self.console.out(piece, end="", style="bold", highlight=False)
-                else:
-                    write(piece)
-                flush()
+            with _WholePieces() as whole:
+                for piece in pieces:
+                    with whole:
+                        if self.console is not None:
+                            self.console.out(piece, end="", style="bold", highlight=False)
+                        else:
+                            write(piece)
+                        flush()
+                        shown.pieces.append(piece)
         finally:
             self.end_line(shown)
 
@@ -158,6 +160,48 @@ class Output:
             # \001 and \002 tell readline the colour codes take no room, so editing keeps its place.
             return input(f"\001\x1b[1;32m\002{you}\001\x1b[0m\002> ")
         return input(f"{you}> ")
+
+
+class _WholePieces:
+    """Ctrl-C never lands between writing a piece and keeping it, so the text kept is the text seen.
+
+    Entered once around the reply, it takes SIGINT (when Python's own handler has it, in the main
+    thread); entered again around each piece, it holds an interrupt back until the piece is written
+    and kept, then raises it. Waiting for the next piece, Ctrl-C interrupts at once, as always.
+    """
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.depth = 0
+        self.pending = False
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if self.depth > 1:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _WholePieces:
+        self.depth += 1
+        if self.depth == 1:
+            import signal
+            import threading
+
+            main = threading.current_thread() is threading.main_thread()
+            if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        if self.depth == 1 and self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:

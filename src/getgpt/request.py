@@ -150,6 +150,7 @@ OPENAI_PARAMETERS = frozenset(
     }
 )
 _CORE = PARAMETERS | {"messages"}
+_KNOWN = PARAMETERS | OPENAI_PARAMETERS
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ChatRequest)
@@ -183,19 +184,22 @@ def build_request(
     extensions, such as ``top_k``), as in the openai SDK. Parameters left out, or given as
     ``None``, take the protocol's defaults or are left out.
     """
-    unknown = params.keys() - PARAMETERS - OPENAI_PARAMETERS
-    if unknown:
-        raise ValidationError(
-            f"unknown parameter(s): {', '.join(sorted(unknown))}; expected the protocol's "
-            f"{', '.join(sorted(PARAMETERS))}, an OpenAI chat parameter, or extra_body={{...}}"
-        )
+    extra: dict[str, Any] = {}
+    if params.keys() <= PARAMETERS:  # the common case: the protocol's own fields only
+        fields: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
+    else:
+        unknown = params.keys() - _KNOWN
+        if unknown:
+            raise ValidationError(
+                f"unknown parameter(s): {', '.join(sorted(unknown))}; expected the protocol's "
+                f"{', '.join(sorted(PARAMETERS))}, an OpenAI chat parameter, or extra_body={{...}}"
+            )
+        fields = {}
+        for name, value in params.items():
+            if value is not None:
+                (fields if name in PARAMETERS else extra)[name] = value
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
         raise ValidationError("messages must be a list of {'role': ..., 'content': ...} objects")
-    fields: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for name, value in params.items():
-        if value is not None:
-            (fields if name in PARAMETERS else extra)[name] = value
     if extra_body:
         clash = extra_body.keys() & _CORE
         if clash:
@@ -209,7 +213,8 @@ def build_request(
         request = msgspec.convert(fields, ChatRequest)
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
-    request.extra = extra
+    if extra:
+        request.extra = extra
     return request
 
 

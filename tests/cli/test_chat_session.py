@@ -8,7 +8,10 @@ commands' effect on what is sent is also checked with piped input, which needs n
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from getgpt import decrypt
+from getgpt.cli_chat import Output, Shown
+from getgpt.cli_text import Texts
 from getgpt.request import ChatRequest, parse_request
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.chat import Chat
@@ -297,3 +302,27 @@ def test_a_session_keeps_tool_calls_in_what_it_saves_and_sends_only_text(
         "reasoning": "Two tools, then answer.",
         "toolCalls": TOOL_CALLS,
     }
+
+
+class _InterruptedWhileWriting(io.StringIO):
+    """A screen where Ctrl-C comes while one given piece is being written."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+
+    def write(self, text: str) -> int:
+        if text == self.at:
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before this write returns
+        return super().write(text)
+
+
+def test_ctrl_c_while_a_piece_is_written_keeps_exactly_the_text_on_the_screen() -> None:
+    screen = _InterruptedWhileWriting(at="two ")
+    out = Output(screen, pretty=False, texts=Texts("en"))
+    shown = Shown()
+    with pytest.raises(KeyboardInterrupt):
+        out.reply(iter(["one ", "two ", "three"]), shown)
+    assert shown.text == "one two "
+    assert screen.getvalue() == "one two \n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

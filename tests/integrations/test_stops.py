@@ -42,6 +42,13 @@ def test_the_text_before_the_first_stop_sequence_passes_whatever_the_split(
     assert cut(pieces, stop) == expected(text, stop)
 
 
+def test_a_longer_stop_sequence_that_began_earlier_wins_over_a_shorter_one_seen_first() -> None:
+    # Found by the property above: "\n" is whole in the first piece, but "😀\nb" began before it.
+    assert cut(["😀\n", "b"], ["😀\nb", "\n"]) == ("", True)
+    assert cut(["😀\n", "c"], ["😀\nb", "\n"]) == ("😀", True)
+    assert cut(["x😀\n"], ["😀\nb", "\n"]) == ("x😀", True)  # the reply ended: the shorter one stands
+
+
 def test_text_that_cannot_begin_a_stop_sequence_is_passed_at_once() -> None:
     scanner = StopScanner(["END"])
     assert scanner.feed("hello E") == "hello "  # "E" may begin "END": held back

@@ -1,10 +1,11 @@
-"""The checker's own HTTP/1.1 exchanges: blocking sockets and h11, one connection each.
+"""The checker's own HTTP/1.1 exchanges: a blocking socket each, closed when the checker says.
 
 A conformance checker must see what the server really sent -- each read of the body as it
 arrived, malformed framing as an error rather than smoothed over, the moment a connection is
-closed -- so it does not go through the project's client, whose job is the opposite. h11 is
-strict about HTTP/1.1 and leaves every byte visible. Proxies from the environment are not
-used: the checker talks to the server it is pointed at.
+closed -- so it does not go through the clients' pooled transports, whose job is the opposite.
+It writes its requests itself and parses the replies with the lean path's sans-IO
+:class:`~getgpt._transports.http11.reader.ResponseReader` (llhttp, strict about HTTP/1.1).
+Proxies from the environment are not used: the checker talks to the server it is pointed at.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import h11
+from .._transports.http11.reader import ResponseReader
+from ..errors import GetGptError
 
 __all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
 
@@ -122,65 +124,59 @@ class Open:
     ) -> None:
         self.target = target
         self.timeout = timeout
-        self._conn = h11.Connection(h11.CLIENT)
+        self._reader = ResponseReader(target.origin + target.base_path + path)
+        self._ended = False
         started = time.monotonic()
         self._sock = target.connect(timeout)
-        all_headers = [("Host", target.host_header), *headers.items(), ("Content-Length", str(len(body)))]
+        lines = [f"{method} {target.base_path + path} HTTP/1.1", f"Host: {target.host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            self._send(h11.Request(method=method, target=target.base_path + path, headers=all_headers))
-            self._send(h11.Data(data=body))
-            self._send(h11.EndOfMessage())
-            head = self._next()
-            while isinstance(head, h11.InformationalResponse):
-                head = self._next()
+            try:
+                self._sock.sendall(head + body)
+            except OSError as exc:
+                raise HttpFailure(f"sending the request failed: {exc}") from None
+            while not self._reader.head_done:
+                self._receive()
+                if self._ended and not self._reader.head_done:
+                    raise HttpFailure("the server closed the connection without a response")
         except BaseException:
             self.close()
             raise
-        if not isinstance(head, h11.Response):
-            self.close()
-            raise HttpFailure(f"the server sent no response head (h11 event {type(head).__name__})")
         self.answer = Answer(
-            status=head.status_code,
-            reason=head.reason.decode("latin-1"),
-            headers=_headers(head.headers),
+            status=self._reader.status_code,
+            reason=self._reader.reason_phrase,
+            headers=dict(self._reader.headers),
             waited=time.monotonic() - started,
         )
 
-    def _send(self, event: h11.Event) -> None:
-        data = self._conn.send(event)
-        if data:
-            try:
-                self._sock.sendall(data)
-            except OSError as exc:
-                raise HttpFailure(f"sending the request failed: {exc}") from None
-
-    def _next(self) -> h11.Event:
-        while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise HttpFailure(f"malformed HTTP from the server: {exc}") from None
-            if event is h11.PAUSED:
-                raise HttpFailure("the server sent more after its response")
-            if event is not h11.NEED_DATA:
-                assert isinstance(event, h11.Event)
-                return event
-            try:
-                data = self._sock.recv(_READ)
-            except TimeoutError:
-                raise HttpFailure(f"no data from the server for {self.timeout:g} s") from None
-            except OSError as exc:
-                raise HttpFailure(f"reading from the server failed: {exc}") from None
-            self._conn.receive_data(data)
+    def _receive(self) -> None:
+        """One read from the socket, fed to the parser; the end of the connection too."""
+        try:
+            data = self._sock.recv(_READ)
+        except TimeoutError:
+            raise HttpFailure(f"no data from the server for {self.timeout:g} s") from None
+        except OSError as exc:
+            raise HttpFailure(f"reading from the server failed: {exc}") from None
+        try:
+            if data:
+                self._reader.feed(data)
+            else:
+                self._ended = True
+                self._reader.eof()
+        except GetGptError as exc:
+            raise HttpFailure(str(exc)) from None
 
     def reads(self) -> Iterator[bytes]:
-        """The body's data, one item per piece h11 hands over, until the server ends it."""
+        """The body's data, one item per read from the socket, until the server ends it."""
         while True:
-            event = self._next()
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            data = self._reader.take()
+            if data:
+                yield data
+            if self._reader.complete or self._ended:
                 return
+            self._receive()
 
     def read_all(self, deadline: float, limit: int = MAX_BODY) -> Answer:
         """Read the body to its end, or until ``limit`` bytes or ``deadline`` (monotonic)."""
@@ -215,12 +211,3 @@ def exchange(
     """Send one request and read the whole response (within ``total`` seconds)."""
     deadline = time.monotonic() + total
     return Open(target, method, path, headers, body=body, timeout=timeout).read_all(deadline)
-
-
-def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers

@@ -44,19 +44,31 @@ class StopScanner:
         if self.stopped:
             return ""
         text = self._held + piece
-        cut = min((at for at in (text.find(s) for s in self.stops) if at >= 0), default=-1)
-        if cut >= 0:
-            self.stopped = True
-            self._held = ""
-            return text[:cut]
-        keep = self._partial_tail(text)
-        self._held = text[len(text) - keep :]
-        return text[: len(text) - keep]
+        cut = self._first_stop(text)
+        # A longer stop sequence may have begun before the one found and not be whole yet
+        # (stops "a\nb" and "\n", text so far "a\n"): the cut waits until it is known.
+        begun = len(text) - self._partial_tail(text)
+        if cut >= 0 and cut <= begun:
+            return self._stop(text, cut)
+        self._held = text[begun:]
+        return text[:begun]
 
     def flush(self) -> str:
-        """The text held back, once the reply has ended without a stop sequence."""
+        """The text held back, once the reply has ended (cut if it holds a stop sequence)."""
         held, self._held = self._held, ""
-        return "" if self.stopped else held
+        if self.stopped:
+            return ""
+        cut = self._first_stop(held)
+        return self._stop(held, cut) if cut >= 0 else held
+
+    def _first_stop(self, text: str) -> int:
+        """Where the first whole stop sequence in ``text`` begins, or -1."""
+        return min((at for at in (text.find(s) for s in self.stops) if at >= 0), default=-1)
+
+    def _stop(self, text: str, cut: int) -> str:
+        self.stopped = True
+        self._held = ""
+        return text[:cut]
 
     def _partial_tail(self, text: str) -> int:
         """Length of the longest end of ``text`` that some stop sequence begins with."""

@@ -82,7 +82,7 @@ class Chat:
 
     @classmethod
     def from_getgpt(cls, request: ChatRequest) -> Chat:
-        options = request.extra.get("stream_options")
+        options = request.extra.get("stream_options") if request.extra else None
         include_usage = request.stream and isinstance(options, dict) and options.get("include_usage") is True
         return cls(
             model=request.model,

@@ -101,6 +101,8 @@ class _Pool:
         self.heads: OrderedDict[LimitedHttpProtocol, float] = OrderedDict()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
+        #: Connections due at the last sweep with bytes unread, and whether they were idle.
+        self._deferred: list[tuple[LimitedHttpProtocol, bool]] = []
         self._every = max(0.01, min(SWEEP, limits.idle_timeout / 4, limits.head_timeout / 4))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -112,19 +114,38 @@ class _Pool:
         assert self.loop is not None
         self._sweep_timer = None
         now = self.loop.time()
-        for table, timeout, expire in (
-            (self.idle, self.limits.idle_timeout, LimitedHttpProtocol._idle_expired),
-            (self.heads, self.limits.head_timeout, LimitedHttpProtocol._head_expired),
-        ):
-            due = now - timeout
+        # Those whose deadline came with bytes still unread, last time: due now, unless the loop
+        # has read the bytes since and they began (or finished) a request.
+        deferred, self._deferred = self._deferred, []
+        for connection, idle in deferred:
+            state = connection._getgpt
+            if connection.transport.is_closing() or state.refused or state.requests:
+                continue
+            if connection in self.idle or connection in self.heads or (idle and state.in_head):
+                continue  # waiting again, from a later moment
+            self._expire(connection, idle)
+        for table, timeout in ((self.idle, self.limits.idle_timeout), (self.heads, self.limits.head_timeout)):
+            limit = now - timeout
             while table:
                 connection, since = next(iter(table.items()))
-                if since > due:
+                if since > limit:
                     break
                 del table[connection]
-                expire(connection)
+                self._expire(connection, table is self.idle)
         if self.open:
             self._sweep_timer = self.loop.call_later(self._every, self._sweep)
+
+    def _expire(self, connection: LimitedHttpProtocol, idle: bool) -> None:
+        if _unread(connection.transport) > 0:
+            # The client's bytes arrived, but this loop has not read them: uvloop runs due timers
+            # before it reads sockets, so after a turn held up past the deadline (an overloaded
+            # server taking a burst) the request would be dropped unread, with a reset. The loop
+            # reads them first; the deadline is looked at again at the next sweep.
+            self._deferred.append((connection, idle))
+        elif idle:
+            connection._idle_expired()
+        else:
+            connection._head_expired()
 
     def oldest_waiting(self) -> LimitedHttpProtocol | None:
         """The connection that has waited longest, idle or mid-head; None if none waits."""
@@ -157,6 +178,23 @@ class _State:
     requests = 0  # requests whose head is whole and whose response is not
     refused = False
     pending: bytes | None = None  # a refusal waiting for the current response to end
+
+
+def _unread(transport: Any) -> int:
+    """Bytes received on ``transport``'s socket that nobody has read yet (0 where unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        import array
+        import fcntl
+        import termios
+
+        count = array.array("i", [0])
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    except (ImportError, OSError, ValueError):
+        return 0
+    return int(count[0])
 
 
 def _refusal(status: int, error: ApiError) -> bytes:
