@@ -125,7 +125,7 @@ class OpenAIBackend:
         # The server's own stream limit bounds the connections open upstream at once; an
         # environment proxy (HTTPS_PROXY, NO_PROXY...) is honoured.
         wait = config.upstream_timeout
-        timeouts = Timeouts(connect=config.upstream_connect_timeout, read=wait, write=wait, pool=wait)
+        timeouts = Timeouts(config.upstream_connect_timeout, read=wait, write=wait, pool=wait, head=wait)
         self._transport = open_transport(self.url, self._headers, timeouts=timeouts, max_idle=100)
 
     async def stream(self, request: ChatRequest, outcome: Outcome) -> AsyncIterator[str]:
