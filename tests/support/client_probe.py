@@ -24,7 +24,7 @@ from typing import Any
 
 import getgpt
 
-__all__ = ["probe"]
+__all__ = ["complete_one", "probe"]
 
 HI = [{"role": "user", "content": "hi"}]
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -52,7 +52,8 @@ def _memory_kib() -> dict[str, int]:
     return found
 
 
-def _run(kind: str, url: str, options: dict[str, Any]) -> str:
+def complete_one(kind: str, url: str, **options: Any) -> str:
+    """One reply, through Client (``kind`` ``sync``) or AsyncClient (``async``) made with ``options``."""
     if options.pop("via_httpx", False):
         import httpx
 
@@ -84,7 +85,7 @@ def main() -> None:
     started = time.monotonic()
     outcome: dict[str, Any] = {}
     try:
-        outcome["text"] = _run(spec["kind"], spec["url"], spec.get("options", {}))[:200]
+        outcome["text"] = complete_one(spec["kind"], spec["url"], **spec.get("options", {}))[:200]
     except BaseException as exc:  # what came of it is the result, whatever it is
         outcome["error"] = type(exc).__name__
         outcome["message"] = str(exc)[:500]
