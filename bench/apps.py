@@ -130,10 +130,14 @@ def _run(server: Any, sock: socket.socket) -> None:
 class AppProcess:
     """One of the servers above in a child process; ``url`` ends in ``/``."""
 
-    def __init__(self, name: str, *options: str) -> None:
+    def __init__(self, name: str, *options: str, src: str | None = None) -> None:
+        """``src``: run getgpt from that source directory instead (a baseline tree, say)."""
         args = [sys.executable, "-m", "bench.apps", name, *options]
         self.name = name
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        env = None
+        if src is not None:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.getcwd()])}
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
         self._port: int | None = None
 
     @property

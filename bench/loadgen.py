@@ -143,3 +143,43 @@ def text_of(stream: Stream) -> str:
     except GetGptError as exc:
         raise ValueError(str(exc)) from None
     return "".join(pieces)
+
+
+async def keepalive_load(
+    port: int, path: str, body: bytes, concurrency: int, total: int, *, timeout: float = 60.0
+) -> tuple[float, list[float], int]:
+    """``total`` requests by ``concurrency`` workers, each on its own kept-alive connection, as
+    ``hey`` sends them: seconds in all, each request's seconds, and how many did not end in a
+    whole chunked 200 response. The fallback when ``hey`` is not installed."""
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    failed = 0
+    left = total
+
+    async def worker() -> None:
+        nonlocal left, failed
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while left > 0:
+                left -= 1
+                started = time.perf_counter()
+                writer.write(request)
+                data = b""
+                while not data.endswith(_END):
+                    more = await asyncio.wait_for(reader.read(65536), timeout)
+                    if not more:
+                        raise ConnectionError("closed mid-response")
+                    data += more
+                latencies.append(time.perf_counter() - started)
+                if not data.startswith(b"HTTP/1.1 200 "):
+                    failed += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(worker() for _ in range(concurrency)), return_exceptions=True)
+    failed += sum(isinstance(result, BaseException) for result in results)
+    return time.perf_counter() - started, latencies, failed

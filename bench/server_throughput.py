@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -77,21 +78,24 @@ def profile(chunks: int) -> str:
     return "\n".join("    " + line for line in lines[:70])
 
 
-def run(quick: bool = False, with_profile: bool = True) -> str:
+def run(quick: bool = False, with_profile: bool = True, baseline: str | None = None) -> str:
+    """``baseline``: a source tree whose getgpt server runs beside, measured in the same rounds."""
     one, many, per_reader, rounds = (20_000, 10, 1_000, 2) if quick else (200_000, 100, 4_000, 5)
     out = ["## 3. Server throughput", ""]
-    with (
-        AppProcess("getgpt") as getgpt_server,
-        AppProcess("getgpt", "--unbounded") as unbounded,
-        AppProcess("minimal") as minimal,
-    ):
+    with contextlib.ExitStack() as stack:
         # The second shows what getgpt serve's connection bounds cost: the same app on
         # uvicorn's own protocol.
         servers = {
-            "getgpt server (echo)": getgpt_server,
-            "getgpt server (echo), no connection bounds": unbounded,
-            "minimal Starlette StreamingResponse": minimal,
+            "getgpt server (echo)": stack.enter_context(AppProcess("getgpt")),
+            "getgpt server (echo), no connection bounds": stack.enter_context(
+                AppProcess("getgpt", "--unbounded")
+            ),
+            "minimal Starlette StreamingResponse": stack.enter_context(AppProcess("minimal")),
         }
+        if baseline:
+            servers["getgpt server (echo), baseline tree"] = stack.enter_context(
+                AppProcess("getgpt", src=baseline)
+            )
         out += [throughput(1, one, rounds, servers), ""]
         out += [throughput(many, per_reader, rounds, servers), ""]
     out.append(f"Target: getgpt >= {TARGET:.0f}x the minimal app.")
@@ -105,9 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--baseline-src", metavar="DIR", help="also the getgpt server of this source tree")
     args = parser.parse_args()
     print(machine(), "\n")
-    print(run(args.quick, not args.no_profile))
+    print(run(args.quick, not args.no_profile, args.baseline_src))
 
 
 if __name__ == "__main__":

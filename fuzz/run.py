@@ -31,11 +31,12 @@ sys.path.insert(0, str(HERE))
 from _common import CUT_SEED_TAIL  # noqa: E402
 from getgpt import envelope  # noqa: E402
 
-TARGETS = ("envelope", "sse", "reply", "request", "http11")
+TARGETS = ("envelope", "sse", "reply", "relay", "request", "http11")
 DICTIONARIES = {
     "envelope": "request.dict",
     "sse": "sse.dict",
     "reply": "sse.dict",
+    "relay": "sse.dict",
     "request": "request.dict",
     "http11": "http11.dict",
 }
@@ -65,6 +66,8 @@ def seeds(target: str) -> list[bytes]:
     there), so each seed ends with the bytes that choose as intended: cut into four reads, the
     largest event limit (sse), the streaming path (reply).
     """
+    if target == "relay":
+        return [_STREAM + CUT_SEED_TAIL, _STREAM.replace(b"\r", b"") + CUT_SEED_TAIL]
     if target in ("sse", "reply"):
         stream_choice = CUT_SEED_TAIL + (b"\x02" if target == "sse" else b"\x01")
         seeds = [

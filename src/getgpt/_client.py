@@ -49,9 +49,11 @@ from .sse import DEFAULT_MAX_EVENT_SIZE
 from .upstream import (
     DEFAULT_MAX_REPLY_BYTES,
     EXCERPT,
+    USER_AGENT,
     aread_body,
     aread_excerpt,
     error_message,
+    is_cloudflare_block,
     read_body,
     read_excerpt,
     retry_after,
@@ -72,15 +74,10 @@ DEFAULT_BASE_URL = "https://chat.getgpt.world/"
 #: As the openai SDK: 10 minutes in all, 5 seconds to connect.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
-USER_AGENT = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
-)
 # Statuses worth another try: the request never reached a model, or the server asks us to wait.
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
-_CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
 
 Messages = Iterable[Mapping[str, Any] | Message]
 
@@ -173,7 +170,7 @@ class BaseClient:
         excerpt = body[:EXCERPT].decode("utf-8", "replace")
         detail = error_message(body) or excerpt.strip()[:200] or response.reason_phrase
         message = f"HTTP {status} from {self._named}: {detail}"
-        if _is_cloudflare(response, body):
+        if is_cloudflare_block(response, body):
             return CloudflareBlocked(
                 f"HTTP {status} from {self._named}: blocked by a Cloudflare challenge page",
                 status_code=status,
@@ -222,8 +219,30 @@ class _StreamBase(Generic[T]):
         """Token counts, if the server sent them."""
         return self._parser.usage
 
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls the model made, assembled from their fragments, in OpenAI's message shape:
+        ``[{"id", "type": "function", "function": {"name", "arguments": "<json text>"}}]``.
+
+        Complete once the stream has ended; an empty list when there are none.
+        """
+        return self._parser.tool_calls
+
+    @property
+    def reasoning(self) -> str:
+        """The model's reasoning (``reasoning_content`` / ``reasoning`` deltas), "" when none."""
+        return self._parser.reasoning
+
+    @property
+    def choices(self) -> list[Reply]:
+        """Every choice, in index order: more than one when the request asked for ``n`` > 1.
+
+        The stream's own text, tool calls and reasoning are the first choice's.
+        """
+        return self._parser.choices()
+
     def reply(self) -> Reply:
-        """The text so far, with ``finish_reason`` and ``usage``."""
+        """The text so far, with ``finish_reason``, ``usage``, ``tool_calls`` and ``reasoning``."""
         return self._parser.reply()
 
 
@@ -307,13 +326,20 @@ class Client(BaseClient):
         )
 
     def stream(self, messages: Messages, **params: Any) -> ChatStream:
-        """Send a chat request; iterate the result for the reply's text pieces as they arrive."""
+        """Send a chat request; iterate the result for the reply's text pieces as they arrive.
+
+        ``params`` are the protocol's nine fields (``temperature``, ``max_tokens``, ``model``, ...)
+        and any OpenAI chat parameter (``tools``, ``tool_choice``, ``response_format``, ``stop``,
+        ``seed``, ``n``, ...); ``extra_body={...}`` carries a server's own extensions. Once the
+        stream has ended it tells ``tool_calls``, ``reasoning``, ``usage`` and ``finish_reason``.
+        """
         body = self._body(messages, params)
         parser = ReplyParser(self.max_event_size)
         return ChatStream(parser, self._batches(body, parser))
 
     def complete(self, messages: Messages, **params: Any) -> Reply:
-        """Send a chat request and return the whole reply."""
+        """Send a chat request and return the whole reply: a ``str`` with ``tool_calls``,
+        ``reasoning``, ``usage`` and ``finish_reason``. ``params`` as for :meth:`stream`."""
         with self.stream(messages, **params) as chat:
             for _ in chat:
                 pass
@@ -405,13 +431,16 @@ class AsyncClient(BaseClient):
         )
 
     def stream(self, messages: Messages, **params: Any) -> AsyncChatStream:
-        """Send a chat request; ``async for`` over the result gives the reply's text pieces."""
+        """Send a chat request; ``async for`` over the result gives the reply's text pieces.
+
+        ``params`` and what the stream tells once it has ended: as :meth:`Client.stream`.
+        """
         body = self._body(messages, params)
         parser = ReplyParser(self.max_event_size)
         return AsyncChatStream(parser, self._batches(body, parser))
 
     async def complete(self, messages: Messages, **params: Any) -> Reply:
-        """Send a chat request and return the whole reply."""
+        """Send a chat request and return the whole reply; see :meth:`Client.complete`."""
         async with self.stream(messages, **params) as chat:
             async for _ in chat:
                 pass
@@ -470,14 +499,3 @@ class AsyncClient(BaseClient):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-def _is_cloudflare(response: ResponseHead, body: bytes) -> bool:
-    # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
-    # challenge header or an HTML page that names Cloudflare marks a block.
-    if response.status_code not in (403, 503):
-        return False
-    if response.headers.get("cf-mitigated", "").lower() == "challenge":
-        return True
-    head = body[:EXCERPT].lower()
-    return head.lstrip()[:1] == b"<" and any(marker in head for marker in _CLOUDFLARE_MARKERS)

@@ -1,4 +1,4 @@
-"""The ``getgpt`` command: ``chat``, ``demo`` and ``serve``.
+"""The ``getgpt`` command: ``chat``, ``demo``, ``serve`` and ``check``.
 
 Start-up time matters for a command line tool, so this module imports only the standard library's
 lightest parts at the top; httpx, the server stack and rich load inside the command that needs them,
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .cli_chat import ChatFailed, Output, add_chat_parser, add_lang_option, answer, run_chat
+from .cli_chat import LOCAL_URL, ChatFailed, Output, add_chat_parser, add_lang_option, answer, run_chat
 from .cli_text import Language, Texts, language_from_env, language_named
 
 if TYPE_CHECKING:
@@ -118,6 +118,30 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- check -----------------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .checks import Settings, check
+
+    url = args.url or os.environ.get("GETGPT_BASE_URL") or LOCAL_URL
+    try:
+        settings = Settings(
+            url,
+            protocol=args.protocol,
+            model=args.model,
+            api_key=os.environ.get("GETGPT_API_KEY"),
+            timeout=args.timeout,
+            burst=args.burst,
+            verify=not args.insecure,
+        )
+        report = check(settings)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.json() if args.json else report.table())
+    return 0 if report.ok else 1
+
+
 # --- arguments -------------------------------------------------------------------------------------
 
 
@@ -186,6 +210,32 @@ def _parser(texts: Texts) -> argparse.ArgumentParser:
 
     add_flags(serve)
     serve.set_defaults(run=_serve)
+
+    checker = commands.add_parser(
+        "check",
+        help=texts("check.help"),
+        description="Run a battery of conformance checks against the server at URL and print a table "
+        "of pass/fail, with the evidence for each failure. Exit status 0 only when every required "
+        "check passes. An API key, when the server needs one, is read from GETGPT_API_KEY.",
+    )
+    checker.add_argument(
+        "url", nargs="?", metavar="URL", help=f"the server (default: $GETGPT_BASE_URL, else {LOCAL_URL})"
+    )
+    checker.add_argument(
+        "--protocol",
+        choices=("getgpt", "openai"),
+        default="getgpt",
+        help="getgpt: POST URL/api/chat/stream with the envelope; openai: POST URL/chat/completions "
+        "(give URL with its /v1) (default getgpt)",
+    )
+    checker.add_argument("--json", action="store_true", help="print the results as JSON, for CI")
+    checker.add_argument("--model", default="gpt-3.5-turbo", help="model to ask for (default gpt-3.5-turbo)")
+    checker.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for data (default 30)")
+    checker.add_argument(
+        "--burst", type=int, default=30, help="most requests sent to meet a 429 (default 30)"
+    )
+    checker.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    checker.set_defaults(run=_check)
     return parser
 
 

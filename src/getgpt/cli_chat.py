@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -81,8 +81,9 @@ class Output:
                 self.console = Console(file=stream, highlight=False)
         self.pretty = pretty
 
-    def reply(self, pieces: Iterator[str], shown: Shown) -> None:
+    def reply(self, pieces: Iterator[str], shown: Shown, before: Callable[[], None] = lambda: None) -> None:
         """Write ``pieces`` as they arrive into ``shown``; a spinner runs until the first on a terminal.
+        ``before`` runs once the first piece is in (or the reply ended without one), before it is written.
 
         KeyboardInterrupt is left to the caller, with ``shown`` holding what was written.
         """
@@ -90,15 +91,20 @@ class Output:
             if self.console is not None:
                 with self.console.status(f"[dim]{self.texts('session.waiting')}[/]", spinner="dots"):
                     first = next(pieces, "")
-                pieces = _chain(first, pieces)
+            else:
+                first = next(pieces, "")
+            before()
+            pieces = _chain(first, pieces)
             write, flush = self.stream.write, self.stream.flush
-            for piece in pieces:
-                shown.pieces.append(piece)
-                if self.console is not None:
-                    self.console.out(piece, end="", style="bold", highlight=False)
-                else:
-                    write(piece)
-                flush()
+            with _WholePieces() as whole:
+                for piece in pieces:
+                    with whole:
+                        if self.console is not None:
+                            self.console.out(piece, end="", style="bold", highlight=False)
+                        else:
+                            write(piece)
+                        flush()
+                        shown.pieces.append(piece)
         finally:
             self.end_line(shown)
 
@@ -107,17 +113,21 @@ class Output:
             self.stream.write("\n")
         self.stream.flush()
 
-    def extras(self, shown: Shown) -> None:
-        """Reasoning (dimmed, to stderr: it is not the answer) and tool calls (marked, with the reply)."""
-        if shown.reasoning:
-            label = self.texts("reply.reasoning")
-            if self.console is not None:
-                from rich.console import Console
-                from rich.text import Text
+    def reasoning(self, text: str) -> None:
+        """The model's reasoning: dimmed, or marked when plain, on stderr (it is not the answer)."""
+        if not text:
+            return
+        label = self.texts("reply.reasoning")
+        if self.console is not None:
+            from rich.console import Console
+            from rich.text import Text
 
-                Console(stderr=True, highlight=False).print(Text(f"{label}: {shown.reasoning}", style="dim"))
-            else:
-                print(f"[{label}] {shown.reasoning}", file=sys.stderr)
+            Console(stderr=True, highlight=False).print(Text(f"{label}: {text}", style="dim"))
+        else:
+            print(f"[{label}] {text}", file=sys.stderr)
+
+    def tool_calls(self, shown: Shown) -> None:
+        """The tool calls the model made, marked, where the reply goes: they are its answer."""
         for call in shown.tool_calls:
             function = call.get("function") or {}
             line = self.texts(
@@ -150,6 +160,48 @@ class Output:
             # \001 and \002 tell readline the colour codes take no room, so editing keeps its place.
             return input(f"\001\x1b[1;32m\002{you}\001\x1b[0m\002> ")
         return input(f"{you}> ")
+
+
+class _WholePieces:
+    """Ctrl-C never lands between writing a piece and keeping it, so the text kept is the text seen.
+
+    Entered once around the reply, it takes SIGINT (when Python's own handler has it, in the main
+    thread); entered again around each piece, it holds an interrupt back until the piece is written
+    and kept, then raises it. Waiting for the next piece, Ctrl-C interrupts at once, as always.
+    """
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.depth = 0
+        self.pending = False
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if self.depth > 1:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _WholePieces:
+        self.depth += 1
+        if self.depth == 1:
+            import signal
+            import threading
+
+            main = threading.current_thread() is threading.main_thread()
+            if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        if self.depth == 1 and self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -397,18 +449,28 @@ class Session:
 
 
 def answer(client: Client, messages: list[Message], params: dict[str, Any], out: Output) -> Shown:
-    """Stream one reply to ``out``; Ctrl-C stops it and the part that arrived is returned."""
+    """Stream one reply to ``out``; Ctrl-C stops it and the part that arrived is returned.
+
+    Reasoning that came before the text is shown before it; reasoning after the text, and the tool
+    calls, once the reply has ended (the stream assembles tool calls from their fragments).
+    """
     shown = Shown()
     try:
         with client.stream(messages, **params) as chat:
-            out.reply(chat, shown)
-            shown.reasoning = getattr(chat, "reasoning", "") or ""
-            shown.tool_calls = list(getattr(chat, "tool_calls", None) or [])
+
+            def reasoning_so_far() -> None:
+                shown.reasoning = chat.reasoning
+                out.reasoning(shown.reasoning)
+
+            out.reply(chat, shown, before=reasoning_so_far)
+            out.reasoning(chat.reasoning[len(shown.reasoning) :])
+            shown.reasoning = chat.reasoning
+            shown.tool_calls = list(chat.tool_calls)
     except KeyboardInterrupt:
         shown.stopped = True
         out.end_line(shown)
         return shown
-    out.extras(shown)
+    out.tool_calls(shown)
     return shown
 
 

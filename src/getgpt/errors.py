@@ -129,3 +129,8 @@ class SignatureError(GetGptError, ValueError):
 
 class ValidationError(GetGptError, ValueError):
     """A chat request breaks the protocol's rules (roles, ranges, types)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        #: Where in the request the problem is (``temperature``, ``messages[0].role``), when known.
+        self.param = param

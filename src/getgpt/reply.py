@@ -1,8 +1,11 @@
 """The reply: a stream of OpenAI ``chat.completion.chunk`` events, parsed without I/O.
 
 :class:`ReplyParser` takes the bytes of a response body as they arrive and returns the text
-pieces they complete; the sync and async clients, and the server's ``getgpt`` backend, all drive
-the same parser. It also reads a whole non-streamed ``chat.completion`` object.
+pieces they complete; the sync and async clients drive the same parser. It also reads a whole
+non-streamed ``chat.completion`` object. Beside the text it assembles what else the reply
+carries, as OpenAI streams it: tool calls (fragments ``{index, id?, type?, function: {name?,
+arguments?}}`` joined by ``index``, arguments concatenated), reasoning (``reasoning_content`` or
+``reasoning`` pieces), the usage, and the choices after the first when ``n`` asked for several.
 
 Speed: a chat stream repeats one JSON shape in which only the content string changes. After a
 full, typed decode of a content chunk, the parser learns that chunk's bytes before and after the
@@ -13,6 +16,7 @@ string without a JSON decode; any other event takes the full decode, so results 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -30,13 +34,32 @@ class Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    #: OpenAI's breakdowns (``cached_tokens``, ``reasoning_tokens``, ...), as the server sent them.
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
+
+
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    index: int | None = None  # None in a non-streamed message, whose calls come whole and in order
+    id: str | None = None
+    type: str | None = None
+    function: _Function | None = None
 
 
 class _Text(msgspec.Struct):
     content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_ToolCall] | None = None
 
 
 class _Choice(msgspec.Struct):
+    index: int = 0
     delta: _Text | None = None
     message: _Text | None = None  # a non-streamed chat.completion
     finish_reason: str | None = None
@@ -49,16 +72,83 @@ class _Chunk(msgspec.Struct):
 
 
 class Reply(str):
-    """The whole text of a reply, with what the server said about it."""
+    """The whole text of a reply, with what the server said about it.
+
+    ``tool_calls`` are in OpenAI's message shape, ``[{"id", "type": "function", "function":
+    {"name", "arguments": "<json text>"}}]`` (empty when none); ``reasoning`` is "" when none.
+    """
 
     finish_reason: str | None
     usage: Usage | None
+    tool_calls: list[dict[str, Any]]
+    reasoning: str
 
-    def __new__(cls, text: str, finish_reason: str | None = None, usage: Usage | None = None) -> Reply:
+    def __new__(
+        cls,
+        text: str,
+        finish_reason: str | None = None,
+        usage: Usage | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        reasoning: str = "",
+    ) -> Reply:
         self = super().__new__(cls, text)
         self.finish_reason = finish_reason
         self.usage = usage
+        self.tool_calls = tool_calls or []
+        self.reasoning = reasoning
         return self
+
+
+class _Assembly:
+    """What one choice has said besides the text the parser keeps for the first."""
+
+    __slots__ = ("calls", "finish_reason", "reasoning", "text")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        # index -> [id, type, name, argument pieces]
+        self.calls: dict[int, list[Any]] = {}
+        self.finish_reason: str | None = None
+
+    def add(self, body: _Text, whole: bool) -> None:
+        reasoning = body.reasoning_content if body.reasoning_content is not None else body.reasoning
+        if reasoning:
+            self.reasoning.append(reasoning)
+        if body.tool_calls:
+            calls = self.calls
+            for position, fragment in enumerate(body.tool_calls):
+                index = fragment.index
+                if index is None:
+                    # A whole message lists its calls in order; a delta without an index (some
+                    # servers send them) continues the last call unless it opens one by its id.
+                    last = max(calls, default=-1)
+                    opens = whole or last < 0 or (fragment.id is not None and fragment.id != calls[last][0])
+                    index = (position if whole else last + 1) if opens else last
+                call = calls.get(index)
+                if call is None:
+                    call = calls[index] = [None, None, None, []]
+                # id, type and name come once (a repeat is ignored); arguments come in pieces.
+                if fragment.id and not call[0]:
+                    call[0] = fragment.id
+                if fragment.type and not call[1]:
+                    call[1] = fragment.type
+                function = fragment.function
+                if function is not None:
+                    if function.name and not call[2]:
+                        call[2] = function.name
+                    if function.arguments:
+                        call[3].append(function.arguments)
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": call[0] or "",
+                "type": call[1] or "function",
+                "function": {"name": call[2] or "", "arguments": "".join(call[3])},
+            }
+            for _, call in sorted(self.calls.items())
+        ]
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
@@ -81,8 +171,10 @@ class ReplyParser:
 
     __slots__ = (
         "_blocks",
+        "_first",
         "_joint",
         "_lessons",
+        "_others",
         "_pieces",
         "_prefix",
         "_sse",
@@ -108,6 +200,34 @@ class ReplyParser:
         self.done = False
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        # The first choice's reasoning and tool calls; the other choices, whole. Made when needed.
+        self._first: _Assembly | None = None
+        self._others: dict[int, _Assembly] | None = None
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The first choice's tool calls so far, assembled (empty when none)."""
+        return self._first.tool_calls() if self._first is not None else []
+
+    @property
+    def reasoning(self) -> str:
+        """The first choice's reasoning so far ("" when none)."""
+        return "".join(self._first.reasoning) if self._first is not None else ""
+
+    def choices(self) -> list[Reply]:
+        """Every choice so far, in index order: the first is :meth:`reply`; more when ``n`` > 1."""
+        replies = [self.reply()]
+        for _, other in sorted((self._others or {}).items()):
+            replies.append(
+                Reply(
+                    "".join(other.text),
+                    other.finish_reason,
+                    self.usage,
+                    other.tool_calls(),
+                    "".join(other.reasoning),
+                )
+            )
+        return replies
 
     @property
     def text(self) -> str:
@@ -120,7 +240,7 @@ class ReplyParser:
         return self.done or self.finish_reason is not None
 
     def reply(self) -> Reply:
-        return Reply(self.text, self.finish_reason, self.usage)
+        return Reply(self.text, self.finish_reason, self.usage, self.tool_calls, self.reasoning)
 
     def feed(self, chunk: bytes) -> list[str]:
         """Add bytes of the response body; return the text pieces they complete."""
@@ -262,14 +382,43 @@ class ReplyParser:
             self.usage = chunk.usage
         if not chunk.choices:
             return
-        choice = chunk.choices[0]
-        text = choice.delta if choice.delta is not None else choice.message
-        if text is not None and text.content:
-            out.append(text.content)
-            if choice.finish_reason is None and chunk.usage is None and self._lessons:
-                self._learn(data, text.content)
-        if choice.finish_reason is not None:
-            self.finish_reason = choice.finish_reason
+        for choice in chunk.choices:
+            whole = choice.delta is None
+            body = choice.message if whole else choice.delta
+            if choice.index:
+                self._other(choice.index, body, whole, choice.finish_reason)
+                continue
+            if body is not None:
+                if body.content:
+                    out.append(body.content)
+                    if (
+                        self._lessons
+                        and choice.finish_reason is None
+                        and chunk.usage is None
+                        and len(chunk.choices) == 1
+                        and _only_content(body)
+                    ):
+                        self._learn(data, body.content)
+                if not _only_content(body):
+                    if self._first is None:
+                        self._first = _Assembly()
+                    self._first.add(body, whole)
+            if choice.finish_reason is not None:
+                self.finish_reason = choice.finish_reason
+
+    def _other(self, index: int, body: _Text | None, whole: bool, finish_reason: str | None) -> None:
+        """A choice after the first (``n`` > 1): kept whole, outside the fast path."""
+        if self._others is None:
+            self._others = {}
+        other = self._others.get(index)
+        if other is None:
+            other = self._others[index] = _Assembly()
+        if body is not None:
+            if body.content:
+                other.text.append(body.content)
+            other.add(body, whole)
+        if finish_reason is not None:
+            other.finish_reason = finish_reason
 
     def _learn(self, data: bytes, content: str) -> None:
         self._lessons -= 1
@@ -287,13 +436,15 @@ class ReplyParser:
                 chunk = _decode_chunk(prefix + probe.encode() + suffix)
             except msgspec.MsgspecError:
                 return
-            choice = chunk.choices[0] if chunk.choices else None
+            choice = chunk.choices[0] if chunk.choices and len(chunk.choices) == 1 else None
             if (
                 chunk.error is not None
                 or chunk.usage is not None
                 or choice is None
+                or choice.index != 0
                 or choice.delta is None
                 or choice.delta.content != probe
+                or not _only_content(choice.delta)
                 or choice.finish_reason is not None
             ):
                 return
@@ -322,17 +473,10 @@ class ReplyParser:
             )
         chunk = _Chunk(error=value.get("error"))
         choices = value.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            first = choices[0]
-            body = first.get("delta") or first.get("message")
-            content = body.get("content") if isinstance(body, dict) else None
-            reason = first.get("finish_reason")
-            chunk.choices = [
-                _Choice(
-                    delta=_Text(content if isinstance(content, str) else None),
-                    finish_reason=reason if isinstance(reason, str) else None,
-                )
-            ]
+        if isinstance(choices, list):
+            chunk.choices = [_salvage(item) for item in choices if isinstance(item, dict)]
+        with contextlib.suppress(msgspec.ValidationError):  # counts of the wrong type tell nothing
+            chunk.usage = msgspec.convert(value.get("usage"), Usage | None)
         return chunk
 
     def _too_deep(self, data: bytes, out: list[str]) -> ProtocolError:
@@ -342,6 +486,38 @@ class ReplyParser:
 
     def _text(self, out: list[str]) -> str:
         return self.text + "".join(out)
+
+
+def _only_content(body: _Text) -> bool:
+    return body.reasoning_content is None and body.reasoning is None and not body.tool_calls
+
+
+def _salvage(item: dict[str, Any]) -> _Choice:
+    """A choice whose typed decode failed: what can be read of it, field by field."""
+    try:
+        return msgspec.convert(item, _Choice)
+    except msgspec.ValidationError:
+        pass
+    index = item.get("index")
+    index = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else 0
+    message = item.get("message")
+    whole = "delta" not in item and isinstance(message, dict)
+    body = message if whole else item.get("delta")
+    text = _Text()
+    if isinstance(body, dict):
+        for name in ("content", "reasoning_content", "reasoning"):
+            value = body.get(name)
+            if isinstance(value, str):
+                setattr(text, name, value)
+        with contextlib.suppress(msgspec.ValidationError):  # calls of the wrong shape cannot be assembled
+            text.tool_calls = msgspec.convert(body.get("tool_calls"), list[_ToolCall] | None)
+    reason = item.get("finish_reason")
+    return _Choice(
+        index=index,
+        message=text if whole else None,
+        delta=None if whole else text,
+        finish_reason=reason if isinstance(reason, str) else None,
+    )
 
 
 def _remote_error(error: Any, partial: str) -> RemoteError:

@@ -15,6 +15,8 @@ reaches into the clients' or the transports' private parts.
   ``limit`` bytes and never raising: the status alone is the error.
 - :func:`error_message` is the ``message`` of an OpenAI-style ``{"error": ...}`` body.
 - :func:`retry_after` reads a ``Retry-After`` header (seconds or an HTTP date) as seconds.
+- :func:`is_cloudflare_block` tells a Cloudflare challenge page from an API's own error.
+- :data:`USER_AGENT` is the browser's the GetGpt protocol's clients send.
 
 Transports raise only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (with
 :class:`~getgpt.errors.ConnectError` and :class:`~getgpt.errors.Timeout` under it) when the
@@ -44,6 +46,7 @@ from .errors import GetGptError, LimitExceeded
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
     "EXCERPT",
+    "USER_AGENT",
     "AsyncResponse",
     "AsyncTransport",
     "Response",
@@ -52,6 +55,7 @@ __all__ = [
     "aread_body",
     "aread_excerpt",
     "error_message",
+    "is_cloudflare_block",
     "open_transport",
     "read_body",
     "read_excerpt",
@@ -62,6 +66,12 @@ __all__ = [
 EXCERPT = 2048
 #: Largest whole (non-streamed) reply read by default: a chat reply is a few kilobytes.
 DEFAULT_MAX_REPLY_BYTES = 16 << 20
+#: The GetGpt protocol's clients present themselves as a browser, as the original page did.
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+_CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
 
 
 def open_transport(
@@ -77,9 +87,9 @@ def open_transport(
     return async_transport(url, headers, timeouts=timeouts, verify=verify, max_idle=max_idle, proxy=proxy)
 
 
-def read_body(response: Response, limit: int, url: str) -> bytes:
+def read_body(response: Response, limit: int, url: str = "the upstream") -> bytes:
     """A reply's whole body; :class:`~getgpt.errors.LimitExceeded` as soon as it passes ``limit``
-    bytes (``url`` names the reply in the message)."""
+    bytes (``url`` names the reply in the message: give none whose credentials must not show)."""
     pieces, size = [], 0
     for piece in response.reads():
         size += len(piece)
@@ -89,7 +99,7 @@ def read_body(response: Response, limit: int, url: str) -> bytes:
     return b"".join(pieces)
 
 
-async def aread_body(response: AsyncResponse, limit: int, url: str) -> bytes:
+async def aread_body(response: AsyncResponse, limit: int, url: str = "the upstream") -> bytes:
     """:func:`read_body` of an async reply."""
     pieces, size = [], 0
     async for piece in response.reads():
@@ -161,3 +171,15 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def is_cloudflare_block(response: ResponseHead, body: bytes) -> bool:
+    """Whether a 403/503 is a Cloudflare challenge or block page rather than the API's own answer."""
+    # Every response through Cloudflare has a cf-ray header, an API's own errors too: only a
+    # challenge header or an HTML page that names Cloudflare marks a block.
+    if response.status_code not in (403, 503):
+        return False
+    if response.headers.get("cf-mitigated", "").lower() == "challenge":
+        return True
+    head = body[:EXCERPT].lower()
+    return head.lstrip()[:1] == b"<" and any(marker in head for marker in _CLOUDFLARE_MARKERS)

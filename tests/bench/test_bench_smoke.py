@@ -4,10 +4,12 @@ wrong thing fails here."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from bench.apps import AppProcess
 from bench.emitter import EmitterProcess, response_bytes
-from bench.loadgen import Stream, text_of
+from bench.loadgen import Stream, chat_body, keepalive_load, text_of
 from bench.stream import expected_text
 
 from bench import client_stream, concurrency, gateway, memory, server_throughput, small_requests
@@ -50,6 +52,17 @@ def test_server_gateway_and_concurrency_paths() -> None:
             row = concurrency.hold(getgpt_server, 5, 0.1)
             assert row[-2:] == ["5", "0"]  # all complete, no errors
             assert "through gateway" in gateway.latency(emitter, gw, 5, 3)
+        with AppProcess(
+            "getgpt", "--backend", "openai", "--upstream", emitter.base(gateway.LOAD_CHUNKS) + "v1"
+        ) as gw:
+            report = gateway.load(emitter, {"through the gateway": gw}, 60, 1)
+            assert "upstream directly" in report and "through the gateway" in report
+            path = "/" + emitter.base(gateway.LOAD_CHUNKS).split("/", 3)[3] + gateway.PATH
+            seconds, each, failed = asyncio.run(
+                keepalive_load(gw.port, "/" + gateway.PATH, chat_body("Hi"), 5, 40)
+            )
+            assert (len(each), failed) == (40, 0) and seconds > 0
+            assert asyncio.run(keepalive_load(emitter.port, path, chat_body("Hi"), 5, 40))[2] == 0
 
 
 @pytest.mark.parametrize(

@@ -8,17 +8,29 @@ commands' effect on what is sent is also checked with piped input, which needs n
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Scope
 
-from getgpt.request import ChatRequest
+from getgpt import decrypt
+from getgpt.cli_chat import Output, Shown
+from getgpt.cli_text import Texts
+from getgpt.request import ChatRequest, parse_request
 from getgpt.server import ServerConfig, create_app
+from getgpt.server.chat import Chat
 
 from ..support.command import getgpt
+from ..support.scripted import REASONING, TOOL_CALLS, reasoning_stream, tool_call_stream
 from ..support.servers import health, serve, wait_until
 from ..support.terminal import Terminal
 
@@ -29,8 +41,8 @@ def recording_server(config: ServerConfig) -> tuple[object, list[ChatRequest]]:
     app = create_app(config)
     seen: list[ChatRequest] = []
 
-    async def record(scope: Scope, request: ChatRequest) -> None:
-        seen.append(request)
+    async def record(scope: Scope, chat: Chat) -> None:
+        seen.append(chat.request)
 
     app.state.chat_checks.append(record)
     return app, seen
@@ -180,9 +192,9 @@ WAITING = "waiting for the reply…"
 
 
 def reply_shown(screen: str) -> str:
-    """The reply's text on the screen: after the spinner's line, up to where Ctrl-C showed as ^C."""
-    after = screen.rsplit(WAITING, 1)[1]
-    return after.partition("^C")[0].strip()
+    """The reply's text on the screen: after the spinner's line, without the ^C the terminal echoed
+    (a piece being written when Ctrl-C came is still written whole, after the echo)."""
+    return screen.rsplit(WAITING, 1)[1].replace("^C", "").strip()
 
 
 def test_ctrl_c_stops_the_reply_keeps_its_text_and_a_second_ctrl_c_leaves(
@@ -225,8 +237,8 @@ def test_ctrl_c_in_a_one_shot_chat_keeps_what_was_printed(slow: tuple[str, list[
         assert term.wait_exit() == 130
         screen = term.text()
     assert "Traceback" not in screen
-    printed, _, said = screen.partition("getgpt: interrupted")
-    assert said is not None and "getgpt: interrupted" in screen
+    printed, interrupted, _ = screen.partition("getgpt: interrupted")
+    assert interrupted
     shown = reply_shown(printed)
     assert LONG.startswith(shown) and len("word0 word1 word2") <= len(shown) < len(LONG)
 
@@ -248,3 +260,69 @@ def test_api_key_from_the_environment_and_its_absence_explained(tmp_path: Path) 
         assert result.returncode == 0, result.stderr
         assert result.stdout == "hi\n"
     assert len(seen) == 1
+
+
+@pytest.fixture(scope="module")
+def thinking() -> Iterator[str]:
+    """A GetGpt server whose replies carry reasoning ("think") or tool calls ("tools")."""
+
+    async def chat(request: Request) -> Response:
+        last = parse_request(decrypt((await request.json())["signature"])).messages[-1].content
+        body = tool_call_stream() if last == "tools" else reasoning_stream()
+        return Response(body, media_type="text/event-stream")
+
+    with serve(Starlette(routes=[Route("/api/chat/stream", chat, methods=["POST"])])) as url:
+        yield url
+
+
+def test_tool_calls_are_printed_with_the_reply_and_reasoning_is_marked_on_stderr(thinking: str) -> None:
+    result = getgpt("chat", "tools", "--base-url", thinking)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        '[tool call: get_weather({"city": "Париж", "unit": "C"})]\n[tool call: get_time({"zone": "CET"})]\n'
+    )
+    assert result.stderr == "[reasoning] Two tools, then answer.\n"
+    result = getgpt("chat", "think", "--base-url", thinking, env={"LANG": "ru_RU.UTF-8"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "It is sunny.\n"
+    assert result.stderr == f"[рассуждение] {''.join(REASONING)}\n"
+
+
+def test_a_session_keeps_tool_calls_in_what_it_saves_and_sends_only_text(
+    thinking: str, tmp_path: Path
+) -> None:
+    saved = tmp_path / "tools.json"
+    result = getgpt("chat", "--base-url", thinking, stdin=f"tools\nthink\n/save {saved}\n")
+    assert result.returncode == 0, result.stderr
+    assert "[tool call: get_time" in result.stdout and "It is sunny." in result.stdout
+    messages = json.loads(saved.read_text(encoding="utf-8"))["messages"]
+    assert messages[1] == {
+        "role": "assistant",
+        "content": "",
+        "reasoning": "Two tools, then answer.",
+        "toolCalls": TOOL_CALLS,
+    }
+
+
+class _InterruptedWhileWriting(io.StringIO):
+    """A screen where Ctrl-C comes while one given piece is being written."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+
+    def write(self, text: str) -> int:
+        if text == self.at:
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before this write returns
+        return super().write(text)
+
+
+def test_ctrl_c_while_a_piece_is_written_keeps_exactly_the_text_on_the_screen() -> None:
+    screen = _InterruptedWhileWriting(at="two ")
+    out = Output(screen, pretty=False, texts=Texts("en"))
+    shown = Shown()
+    with pytest.raises(KeyboardInterrupt):
+        out.reply(iter(["one ", "two ", "three"]), shown)
+    assert shown.text == "one two "
+    assert screen.getvalue() == "one two \n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

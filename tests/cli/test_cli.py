@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from getgpt.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
+from getgpt.server.chat import Chat
 
 from ..support.command import getgpt
 from ..support.servers import free_port, serve
@@ -34,8 +35,8 @@ def server() -> Iterator[tuple[str, list[ChatRequest]]]:
     app = create_app(ServerConfig())
     seen: list[ChatRequest] = []
 
-    async def record(scope: Scope, request: ChatRequest) -> None:
-        seen.append(request)
+    async def record(scope: Scope, chat: Chat) -> None:
+        seen.append(chat.request)
 
     app.state.chat_checks.append(record)
     with serve(app) as url:
@@ -185,7 +186,7 @@ def test_serve_runs_a_server_that_env_and_flags_configure() -> None:
         contents = [line for line in result.text.splitlines() if '"content":"' in line]
         assert len(contents) == 2  # the role chunk and one 2-character piece
         three = [*two, {"role": "user", "content": "d"}]
-        assert httpx.post(url + "v1/chat/completions", json={"messages": three}).status_code == 422
+        assert httpx.post(url + "v1/chat/completions", json={"messages": three}).status_code == 400
         result = getgpt("chat", "через serve", "--base-url", url)
         assert result.stdout == "через serve\n"
     finally:

@@ -20,7 +20,12 @@ SOURCES = [
 ]
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 # Names that stay as they are in any language: commands, a header, a stream, the product.
-NAMES = {"stdin", "Authorization", "Bearer", "GetGpt", "HTTP", "gpt", "turbo", "chat", "demo", "serve"}
+NAMES = {"stdin", "Authorization", "Bearer", "GetGpt", "HTTP", "gpt", "turbo"} | {
+    "chat",
+    "demo",
+    "serve",
+    "check",
+}
 
 
 def test_a_refused_connection_is_one_russian_line_and_exit_1() -> None:
@@ -54,7 +59,7 @@ def test_a_server_error_is_described_in_russian() -> None:
             env={"LANG": "ru_RU.UTF-8"},
         )
     assert result.returncode == 1
-    assert result.stderr.startswith("getgpt: ошибка: сервер ответил 422: ")
+    assert result.stderr.startswith("getgpt: ошибка: сервер ответил 400: ")
     assert result.stderr.count("\n") == 1
 
 

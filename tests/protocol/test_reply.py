@@ -176,3 +176,50 @@ def test_multi_line_data_cannot_pose_as_the_template() -> None:
         expected.feed(odd)
     with pytest.raises(type(caught.value)):
         parser.feed(first + odd + first)
+
+
+def event(value: object) -> bytes:
+    return b"data: " + json.dumps(value).encode() + b"\n\n"
+
+
+def test_the_template_never_hides_a_constant_reasoning_or_another_choice() -> None:
+    # A chunk with content and the same reasoning text each time: if the fast path learned it as a
+    # template, every later event's reasoning would vanish. Likewise choice 1's text is not choice 0's.
+    both = [event({"choices": [{"index": 0, "delta": {"reasoning": "r", "content": c}}]}) for c in "abcdef"]
+    other = [event({"choices": [{"index": 1, "delta": {"content": c}}]}) for c in "uvwxyz"]
+    parser = ReplyParser()
+    pieces = parser.feed(b"".join(both) + b"".join(other) + b"data: [DONE]\n\n")
+    assert pieces == list("abcdef")
+    assert parser.reasoning == "rrrrrr"
+    assert [str(choice) for choice in parser.choices()] == ["abcdef", "uvwxyz"]
+
+
+def test_tool_call_fragments_without_an_index_continue_the_last_call() -> None:
+    parser = ReplyParser()
+    fragments = [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x"'}},
+        {"function": {"arguments": ": 1}"}},
+        {"id": "b", "function": {"name": "g", "arguments": "{}"}},
+    ]
+    for fragment in fragments:
+        parser.feed(event({"choices": [{"delta": {"tool_calls": [fragment]}}]}))
+    parser.feed(event({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}))
+    assert parser.tool_calls == [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
+        {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+    ]
+
+
+def test_odd_typed_choices_keep_what_can_be_read() -> None:
+    parser = ReplyParser()
+    odd = {
+        "choices": [
+            {"index": "zero", "delta": {"content": "kept", "reasoning_content": 5, "tool_calls": "no"}},
+            {"index": 1, "delta": {"content": "other"}, "finish_reason": "stop"},
+        ],
+        "usage": {"prompt_tokens": "many"},
+    }
+    assert parser.feed(event(odd)) == ["kept"]
+    assert parser.reasoning == "" and parser.tool_calls == [] and parser.usage is None
+    assert [str(c) for c in parser.choices()] == ["kept", "other"]
+    assert parser.choices()[1].finish_reason == "stop"

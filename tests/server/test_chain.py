@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 import getgpt
 from getgpt.server import ServerConfig, create_app
 
+from ..support.openai_upstream import ScriptedUpstream, completion_of
 from ..support.servers import serve
 
 TEXT = 'Цепочка серверов 🔗 works: "quoted" \\ and\nlines'
@@ -71,7 +72,7 @@ def test_async_clients_in_parallel_through_the_chain(a: str) -> None:
 
 
 def test_upstream_errors_come_back_in_the_error_format() -> None:
-    # B refuses the request A forwards (too many messages for B), and A passes B's 422 on.
+    # B refuses the request A forwards (too many messages for B), and A passes B's 400 on.
     with serve(create_app(ServerConfig(max_messages=1))) as strict_b:
         for kind, upstream in (("openai", strict_b + "v1"), ("getgpt", strict_b)):
             with serve(create_app(ServerConfig(backend=kind, upstream=upstream))) as gate:
@@ -81,7 +82,7 @@ def test_upstream_errors_come_back_in_the_error_format() -> None:
                     pytest.raises(getgpt.StatusError) as caught,
                 ):
                     client.complete(messages)
-                assert caught.value.status_code == 422, kind
+                assert caught.value.status_code == 400, kind
                 assert "too many messages" in caught.value.body
 
 
@@ -153,14 +154,23 @@ def test_openai_backend_forwards_parameters_key_and_model(monkeypatch: pytest.Mo
     assert reply == "ok" and reply.finish_reason == "length"
     assert plain == "ok"
     first, second = recorder.requests
+    # The server asks for the usage (its token counters) on a stream; the GetGpt request did not.
+    usage = {"stream_options": {"include_usage": True}}
     assert first == {
-        "model": "llama3",
         "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-        "stream": True,
+        "model": "llama3",
         "temperature": 0.3,
+        "stream": True,
+        **usage,
     }
     # Parameters at the protocol's defaults are left to the upstream's own defaults.
-    assert second == {"model": "llama3", "messages": [{"role": "user", "content": "u"}], "stream": True}
+    assert second == {
+        "messages": [{"role": "user", "content": "u"}],
+        "model": "llama3",
+        "stream": True,
+        **usage,
+    }
+    assert list(first) == ["messages", "model", "temperature", "stream", "stream_options"]
     assert recorder.headers[0][b"authorization"] == b"Bearer sk-test-123"
 
 
@@ -204,3 +214,56 @@ def test_openai_backend_refuses_a_compressed_upstream_it_did_not_ask_for() -> No
         client.complete([{"role": "user", "content": "x"}])
     assert caught.value.status_code == 502
     assert "gzip body, which was not asked for" in caught.value.message
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module", params=["gateway", "chain"])
+def front(request: pytest.FixtureRequest, scripted: ScriptedUpstream) -> Iterator[str]:
+    """A GetGpt server in front of the scripted upstream: the gateway itself (openai backend), or a
+    chain server (getgpt backend) in front of that gateway."""
+    with serve(create_app(ServerConfig(backend="openai", upstream=scripted.url + "v1"))) as gateway:
+        if request.param == "gateway":
+            yield gateway
+            return
+        with serve(create_app(ServerConfig(backend="getgpt", upstream=gateway))) as chain:
+            yield chain
+
+
+def test_tool_calls_come_through_the_chain(front: str, scripted: ScriptedUpstream) -> None:
+    expected = completion_of("tools", "tools")["choices"][0]["message"]["tool_calls"]
+    with getgpt.Client(front, max_retries=0) as client:
+        with client.stream([{"role": "user", "content": "weather?"}], model="tools", tools=TOOLS) as chat:
+            assert list(chat) == []
+        assert chat.tool_calls == expected
+        assert chat.finish_reason == "tool_calls"
+        whole = client.complete(
+            [{"role": "user", "content": "weather?"}], model="tools", tools=TOOLS, stream=False
+        )
+        assert whole.tool_calls == expected
+    sent = scripted.chat_requests()[-1].json()
+    assert sent["tools"] == TOOLS and sent["model"] == "tools"
+
+
+def test_reasoning_choices_and_usage_come_through_the_chain(front: str) -> None:
+    with getgpt.Client(front, max_retries=0) as client:
+        with client.stream(
+            [{"role": "user", "content": "?"}], model="reasoning", stream_options={"include_usage": True}
+        ) as chat:
+            assert "".join(chat) == "42"
+        assert chat.reasoning == "Thinking..."
+        assert chat.usage is not None and chat.usage.total_tokens == 18
+        with client.stream([{"role": "user", "content": "?"}], model="n2", n=2) as two:
+            assert "".join(two) == "first"
+        assert [str(choice) for choice in two.choices] == ["first", "second choice"]
+        # Not asked for, the usage chunk the gateway itself asked the upstream for is not passed on.
+        with client.stream([{"role": "user", "content": "?"}], model="text") as plain:
+            assert "".join(plain) == "Hello, wörld 🙂"
+        assert plain.usage is None

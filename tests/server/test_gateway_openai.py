@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
 
@@ -102,29 +101,3 @@ def test_sdk_async_stream(url: str) -> None:
             return await asyncio.gather(*(one(i) for i in range(10)))
 
     assert asyncio.run(main()) == [f"поток {i}" for i in range(10)]
-
-
-def test_sdk_sees_errors_as_its_own_exceptions(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], temperature=5)
-    assert caught.value.status_code == 422
-    body = caught.value.body
-    assert isinstance(body, dict) and "temperature" in body["message"]
-    with pytest.raises(openai.UnprocessableEntityError):
-        client.chat.completions.create(
-            model="m", messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}]
-        )
-    with pytest.raises(openai.UnprocessableEntityError):
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], n=2)
-
-
-def test_v1_json_errors_without_the_sdk(url: str) -> None:
-    bad_json = httpx.post(
-        url + "v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
-    )
-    assert bad_json.status_code == 400
-    assert bad_json.json()["error"]["code"] == "invalid_json"
-    no_messages = httpx.post(url + "v1/chat/completions", json={"model": "m"})
-    assert no_messages.status_code == 422
-    assert set(no_messages.json()["error"]) == {"message", "type", "code"}
-    assert httpx.get(url + "v1/chat/completions").status_code == 405

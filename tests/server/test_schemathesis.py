@@ -57,7 +57,7 @@ def test_no_server_errors(case: schemathesis.Case, server_url: str) -> None:
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         error = response.json()["error"]
-        assert set(error) == {"message", "type", "code"}
+        assert set(error) == {"message", "type", "param", "code"}
         assert "Traceback" not in response.text
 
 

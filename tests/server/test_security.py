@@ -43,7 +43,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
-    assert set(error) == {"message", "type", "code"}
+    assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code
     return dict(error)
 
@@ -337,11 +337,11 @@ def test_message_text_is_never_logged_at_info_or_above(caplog: pytest.LogCapture
         with getgpt.Client(url, max_retries=0) as client:
             assert client.complete([{"role": "user", "content": SECRET_TEXT}]) == SECRET_TEXT
             assert client.complete([{"role": "user", "content": SECRET_TEXT}], stream=False) == SECRET_TEXT
-        # Refused requests that carry the text: an invalid role, an unknown field.
+        # Refused requests that carry the text: an invalid role, a field the echo backend does not know.
         invalid = json.dumps({"messages": [{"role": "robot", "content": SECRET_TEXT}]}, ensure_ascii=False)
-        assert httpx.post(url + "api/chat/stream", json={"signature": encrypt(invalid)}).status_code == 422
+        assert httpx.post(url + "api/chat/stream", json={"signature": encrypt(invalid)}).status_code == 400
         extra = json.dumps({"messages": [{"role": "user", "content": SECRET_TEXT}], "x": SECRET_TEXT})
-        assert httpx.post(url + "api/chat/stream", json={"signature": encrypt(extra)}).status_code == 422
+        assert httpx.post(url + "api/chat/stream", json={"signature": encrypt(extra)}).status_code == 400
         httpx.post(url + "v1/chat/completions", json={"messages": [{"role": "user", "content": SECRET_TEXT}]})
         httpx.post(
             url + "v1/chat/completions", json={"messages": [{"role": "robot", "content": SECRET_TEXT}]}

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from getgpt import envelope
 from getgpt.request import parse_request
 
-from .scripted import chunk, stream_of
+from .scripted import chunk, reasoning_stream, stream_of, tool_call_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "src" / "getgpt" / "web"
@@ -37,37 +37,6 @@ CHROMIUM_ARGS = [
 ]
 STORE_KEY = "getgpt.conversations.v1"
 WAIT_MS = 15_000
-
-# What the scripted server streams for "tools": two calls whose names and arguments arrive in
-# fragments, split mid-JSON, the second call's first fragment before the first call's last.
-TOOL_FRAGMENTS = [
-    [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_", "arguments": ""}}],
-    [{"index": 0, "function": {"name": "weather", "arguments": '{"city": "Пар'}}],
-    [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{"}}],
-    [{"index": 0, "function": {"arguments": 'иж", "unit": "C"}'}}],
-    [{"index": 1, "function": {"arguments": '"zone": "CET"}'}}],
-]
-TOOL_CALLS = [
-    {
-        "id": "call_a",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"city": "Париж", "unit": "C"}'},
-    },
-    {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"zone": "CET"}'}},
-]
-REASONING = ["The user wants ", "the weather; ", "call the tool."]
-
-
-def delta_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    """A ``chat.completion.chunk`` event with this exact delta."""
-    body = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-3.5-turbo",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
 
 
 class Scripted:
@@ -103,23 +72,9 @@ class Scripted:
         elif last == "crlf":
             body = stream_of(["über ", "😀 ", "done"]).replace(b"\n", b"\r\n")
         elif last == "think":
-            body = (
-                chunk()
-                + b"".join(delta_chunk({"reasoning_content": piece}) for piece in REASONING)
-                + chunk("It is ")
-                + chunk("sunny.")
-                + chunk(finish="stop")
-                + b"data: [DONE]\n\n"
-            )
+            body = reasoning_stream()
         elif last == "tools":
-            body = (
-                chunk()
-                + delta_chunk({"reasoning": "Two tools, "})
-                + delta_chunk({"reasoning": "then answer."})
-                + b"".join(delta_chunk({"content": None, "tool_calls": f}) for f in TOOL_FRAGMENTS)
-                + chunk(finish="tool_calls")
-                + b"data: [DONE]\n\n"
-            )
+            body = tool_call_stream()
         else:
             body = stream_of([last])
         return Response(body, media_type="text/event-stream")

@@ -72,3 +72,56 @@ class Live:
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), status_code=201, media_type="text/event-stream")
+
+
+# What the scripted server streams for "tools": two calls whose arguments arrive in fragments split
+# mid-JSON (and mid-word), the second call's first fragment before the first call's last; the
+# first call's name is repeated in a later fragment, as some servers do, and counts once.
+TOOL_FRAGMENTS = [
+    [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}],
+    [{"index": 0, "function": {"arguments": '{"city": "Пар'}}],
+    [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{"}}],
+    [{"index": 0, "function": {"name": "get_weather", "arguments": 'иж", "unit": "C"}'}}],
+    [{"index": 1, "function": {"arguments": '"zone": "CET"}'}}],
+]
+TOOL_CALLS = [
+    {
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Париж", "unit": "C"}'},
+    },
+    {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"zone": "CET"}'}},
+]
+REASONING = ["The user wants ", "the weather; ", "call the tool."]
+
+
+def delta_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    """A ``chat.completion.chunk`` event with this exact delta."""
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "gpt-3.5-turbo",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+
+
+def reasoning_stream() -> bytes:
+    """A reply whose reasoning (``reasoning_content``) comes before its text: "It is sunny."."""
+    reasoning = b"".join(delta_chunk({"reasoning_content": piece}) for piece in REASONING)
+    return (
+        chunk() + reasoning + chunk("It is ") + chunk("sunny.") + chunk(finish="stop") + b"data: [DONE]\n\n"
+    )
+
+
+def tool_call_stream() -> bytes:
+    """A reply of reasoning (as ``reasoning``) and then the two tool calls of TOOL_CALLS, in fragments."""
+    return (
+        chunk()
+        + delta_chunk({"reasoning": "Two tools, "})
+        + delta_chunk({"reasoning": "then answer."})
+        + b"".join(delta_chunk({"content": None, "tool_calls": f}) for f in TOOL_FRAGMENTS)
+        + chunk(finish="tool_calls")
+        + b"data: [DONE]\n\n"
+    )

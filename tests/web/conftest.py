@@ -14,6 +14,8 @@ from ..support.browser import CHROMIUM, CHROMIUM_ARGS, Scripted, open_page
 from ..support.servers import serve
 
 
+# One browser for the whole run, shared by every module: playwright's sync API cannot run twice at
+# once, so no test module starts one of its own.
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 
 from getgpt import envelope
+from getgpt.reply import ReplyParser
 from getgpt.request import build_request, encode, parse_request
 from getgpt.sse import SSEDecoder
 
@@ -34,7 +35,7 @@ from ..support.browser import (
     send,
     wait_replies,
 )
-from ..support.scripted import stream_of
+from ..support.scripted import TOOL_CALLS, reasoning_stream, stream_of, tool_call_stream
 from ..support.servers import serve
 
 
@@ -185,6 +186,23 @@ def test_page_reply_reader_handles_utf8_split_across_reads(units: Page) -> None:
         list(body),
     )
     assert text == ["".join(pieces), "stop"]
+
+
+def test_page_assembles_tool_calls_and_reasoning_like_python(units: Page) -> None:
+    for body in (tool_call_stream(), reasoning_stream()):
+        parser = ReplyParser()
+        parser.feed(body)
+        parser.close()
+        page = units.evaluate(
+            """bytes => window.getgpt.readReply(new Response(new Uint8Array(bytes)), () => {})
+                          .then(r => [r.text, r.reasoning, r.toolCalls, r.finishReason])""",
+            list(body),
+        )
+        assert page == [parser.text, parser.reasoning, parser.tool_calls, parser.finish_reason]
+    assert page[2] == [] and parser.tool_calls == []
+    parser = ReplyParser()
+    parser.feed(tool_call_stream())
+    assert parser.tool_calls == TOOL_CALLS
 
 
 # ---- Markdown, rendered as nodes ----------------------------------------------------------
@@ -493,7 +511,7 @@ def test_history_survives_reload_with_new_switch_and_delete(page: Page) -> None:
     assert page.inner_text(".msg.assistant .body") == "second conversation"
 
 
-def test_server_422_is_shown_in_the_page(page: Page) -> None:
+def test_server_400_is_shown_in_the_page(page: Page) -> None:
     page.click("#settings summary")
     page.fill("#temperature", "5")
     send(page, "too hot")
@@ -501,10 +519,10 @@ def test_server_422_is_shown_in_the_page(page: Page) -> None:
     error = page.locator(".msg.assistant .note.error")
     assert error.get_attribute("role") == "alert"
     text = error.inner_text()
-    assert text.startswith("Error 422:")
+    assert text.startswith("Error 400:")
     assert "temperature" in text
     assert current_messages(page)[1]["error"] == text
-    screenshot(page, "web-error-422.png")
+    screenshot(page, "web-error-400.png")
 
     # Fixing the setting recovers; the failed turn's empty reply is not sent as history.
     page.fill("#temperature", "0.5")

@@ -3,6 +3,10 @@
 Old code that did ``from g4f.Provider.Providers import GetGpt`` and then called
 ``GetGpt._create_completion(model=..., messages=..., stream=True)`` runs unchanged against
 ``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL`` when set, else ``url``.
+
+Today's g4f (8.x) takes the module too, as ``g4f.client.Client(provider=GetGpt)``: for it the
+module also has ``working``, ``default_model``, ``get_dict()`` and ``create_completion``, which
+hands the call to :class:`getgpt.integrations.g4f.GetGpt` (g4f is installed when g4f calls it).
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ url = DEFAULT_BASE_URL
 model = ["gpt-3.5-turbo"]
 supports_stream = True
 needs_auth = False
+# What g4f 8.x reads from a provider besides the seed's attributes.
+working = True
+supports_message_history = True
+supports_system_message = True
+default_model = model[0]
+use_stream_timeout = True  # g4f's stream_timeout bounds the wait for each piece
+live = 0  # g4f counts a provider's successes and failures here
 
 _clients: dict[str, Client] = {}
 _lock = threading.Lock()
@@ -44,6 +55,18 @@ def _create_completion(model: str, messages: list, stream: bool, **kwargs: Any) 
     yield from _client().stream(messages, model=model, stream=stream, **params)
 
 
+def create_completion(model: str, messages: list, stream: bool = True, **kwargs: Any) -> Iterator[Any]:  # type: ignore[type-arg]
+    """g4f 8.x's entry point: the reply as :class:`getgpt.integrations.g4f.GetGpt` gives it."""
+    from ..integrations.g4f import GetGpt
+
+    return GetGpt.create_completion(model, messages, stream, **kwargs)
+
+
+def get_dict() -> dict[str, str]:
+    """How g4f 8.x names a provider; the server is read when asked, as calls read it."""
+    return {"name": "GetGpt", "url": base_url_from(None), "label": "GetGpt"}
+
+
 _hints = typing.get_type_hints(_create_completion)
 _code = _create_completion.__code__
 params = f"g4f.Providers.{__name__.rpartition('.')[2]} supports: " + "({})".format(
@@ -51,4 +74,19 @@ params = f"g4f.Providers.{__name__.rpartition('.')[2]} supports: " + "({})".form
 )
 del _hints, _code
 
-__all__ = ["_create_completion", "model", "needs_auth", "params", "supports_stream", "url"]
+__all__ = [
+    "_create_completion",
+    "create_completion",
+    "default_model",
+    "get_dict",
+    "live",
+    "model",
+    "needs_auth",
+    "params",
+    "supports_message_history",
+    "supports_stream",
+    "supports_system_message",
+    "url",
+    "use_stream_timeout",
+    "working",
+]

@@ -1,9 +1,11 @@
-"""The one error the server answers with, in OpenAI's shape: ``{"error": {"message", "type", "code"}}``.
+"""The one error the server answers with, in OpenAI's shape:
+``{"error": {"message", "type", "param", "code"}}``.
 
 Raised anywhere on the way -- reading the body, a request check, parsing, a backend -- an
 :class:`ApiError` becomes that JSON with its status when nothing was sent yet, or an in-stream
 ``data: {"error": ...}`` event followed by ``data: [DONE]`` once the stream has begun (the bytes
-of both are made in :mod:`getgpt.server.wire`).
+of both are made in :mod:`getgpt.server.wire`). An error an upstream sent is passed on as it
+came: ``body`` holds its JSON.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ __all__ = ["ApiError"]
 
 
 class ApiError(Exception):
-    """An error for the client: HTTP ``status``, a message, a ``type`` and a ``code``.
+    """An error for the client: HTTP ``status``, a message, a ``type``, a ``param`` and a ``code``.
 
+    ``param`` names the request field at fault, as OpenAI's errors do (None when none is).
     ``headers`` go on the response (``Retry-After``, ``WWW-Authenticate``, ...) when it is one.
+    ``body``, when given, is the exact JSON to send instead of one made from the other fields:
+    an upstream's own error object, passed on untouched.
     """
 
     def __init__(
@@ -24,14 +29,18 @@ class ApiError(Exception):
         *,
         type: str = "invalid_request_error",
         code: str | int | None = None,
+        param: str | None = None,
         headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.code = code
+        self.param = param
         self.headers = headers or {}
+        self.body = body
 
     def payload(self) -> dict[str, object]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

@@ -5,19 +5,22 @@ Routes:
 - ``POST /api/chat/stream`` -- the GetGpt protocol: ``{"signature": ...}`` in, an event stream of
   ``chat.completion.chunk`` events out with status 200 (the original service answered 201; clients
   accept any 2xx), or one ``chat.completion`` JSON object when the request says ``"stream": false``.
-- ``POST /v1/chat/completions`` and ``GET /v1/models`` -- OpenAI's API, for the openai SDK and friends.
+- ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
+  openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
+  to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
 - ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``.
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
-The two chat endpoints are plain ASGI callables that :class:`GetGptApp` calls directly, past
-Starlette's middleware stack, as long as no middleware was added; the other routes, and the chat
-endpoints too once middleware exists (CORS, say), go through Starlette as usual.
+The two chat endpoints, and the forwarded routes, are plain ASGI callables that :class:`GetGptApp`
+calls directly, past Starlette's middleware stack, as long as no middleware was added; the other
+routes, and these too once middleware exists (CORS, say), go through Starlette as usual.
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
-the body is read; ``chat_checks`` -- ``async def check(scope, request) -> None`` -- run on the parsed
-:class:`~getgpt.request.ChatRequest`. A check refuses a request by raising
+the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
+:class:`~getgpt.server.chat.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
+GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
 :class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
 """
 
@@ -38,25 +41,25 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..request import ChatRequest
 from .api_error import ApiError
 from .backends import Backend, make_backend
 from .body import ClientGone, read_json_body
+from .chat import Chat, not_served
 from .config import ServerConfig
 from .metrics import Metrics
 from .parsing import parse_envelope, parse_openai
-from .pump import ReplyOptions, deliver
-from .responses import send_error
+from .pump import ReplyOptions, deliver, pass_on
+from .responses import STREAM_HEADERS, send_error
 from .security import install as install_security
-from .wire import Outcome
+from .wire import Outcome, error_body
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
 log = logging.getLogger("getgpt.server")
 
 RequestCheck = Callable[[Scope], Awaitable[None]]
-ChatCheck = Callable[[Scope, ChatRequest], Awaitable[None]]
-Parser = Callable[[bytes, int], tuple[ChatRequest, bool]]
+ChatCheck = Callable[[Scope, Chat], Awaitable[None]]
+Parser = Callable[[bytes, int], Chat]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _NO_WEB_UI = (
@@ -64,6 +67,8 @@ _NO_WEB_UI = (
     "<p>getgpt server is running. The web UI is not installed.</p>"
 )
 _OVERLOADED_RETRY_AFTER = "1"
+#: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
+FORWARDED = ("/embeddings", "/completions", "/responses")
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
 # (frame-ancestors is ignored in <meta>), so it cannot be overlaid to trick clicks.
 _CSP = (
@@ -137,41 +142,36 @@ class _Chat:
                 metrics.rejected_total += 1
                 await send_error(send, exc, close=True)
                 return
-            request, include_usage = self.parse(body, config.max_messages)
+            chat = self.parse(body, config.max_messages)
             for chat_check in self.chat_checks:
-                await chat_check(scope, request)
+                await chat_check(scope, chat)
+            self.backend.check(chat)
             if metrics.active_streams >= config.max_streams:
-                raise ApiError(
-                    503,
-                    f"the server is answering {config.max_streams} requests already; retry shortly",
-                    type="server_overloaded",
-                    code="too_many_streams",
-                    headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
-                )
+                raise _overloaded(config.max_streams)
         except ClientGone:
             return
         except ApiError as exc:
             metrics.rejected_total += 1
             await send_error(send, exc)
             return
-        log.debug(
-            "chat: model=%s messages=%d stream=%s", request.model, len(request.messages), request.stream
-        )
+        log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
         metrics.active_streams += 1
         metrics.streams_total += 1
 
+        outcome = Outcome()
+
         def release() -> None:
             metrics.active_streams -= 1
+            metrics.count_usage(outcome.usage)
 
-        outcome = Outcome()
         reply = ReplyOptions(
-            model=request.model,
-            stream=request.stream,
-            prompt_chars=sum(len(message.content) for message in request.messages),
-            include_usage=include_usage,
+            model=chat.model,
+            stream=chat.stream,
+            include_usage=chat.include_usage,
+            passthrough=self.backend.passthrough,
         )
         ended = await deliver(
-            receive, send, self.backend.stream(request, outcome), reply, outcome, release=release
+            receive, send, self.backend.stream(chat, outcome), reply, outcome, release=release
         )
         if ended == "error":
             metrics.failed_total += 1
@@ -179,10 +179,106 @@ class _Chat:
             metrics.disconnects_total += 1
 
 
+class _Forward:
+    """One of OpenAI's other routes (``/v1/embeddings``, ``/v1/completions``, ``/v1/responses``):
+    the chat endpoints' request checks, body limits and reply slots, then the upstream's answer
+    passed on as it comes, stopped when the client leaves."""
+
+    def __init__(
+        self,
+        *,
+        config: ServerConfig,
+        backend: Backend,
+        metrics: Metrics,
+        request_checks: list[RequestCheck],
+        path: str,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.metrics = metrics
+        self.request_checks = request_checks
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        except Exception:
+            log.exception("forwarded request failed")
+            with contextlib.suppress(Exception):
+                await send_error(
+                    send, ApiError(500, "internal server error", type="server_error", code="internal")
+                )
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        config, metrics = self.config, self.metrics
+        try:
+            for check in self.request_checks:
+                await check(scope)
+            try:
+                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
+            except ApiError as exc:
+                metrics.rejected_total += 1
+                await send_error(send, exc, close=True)
+                return
+            if not self.backend.forwards_routes:
+                raise not_served(self.backend.name, self.path)
+            if metrics.active_streams >= config.max_streams:
+                raise _overloaded(config.max_streams)
+        except ClientGone:
+            return
+        except ApiError as exc:
+            metrics.rejected_total += 1
+            await send_error(send, exc)
+            return
+        metrics.active_streams += 1
+        metrics.streams_total += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                metrics.active_streams -= 1
+
+        try:
+            try:
+                response = await self.backend.forward(self.path, body)
+            except ApiError as exc:
+                metrics.failed_total += 1
+                await send_error(send, exc)
+                return
+            try:
+                kind = response.headers.get("content-type", "application/json").encode("latin-1")
+                headers = [(b"content-type", kind)]
+                if kind.startswith(b"text/event-stream"):
+                    headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
+                ended = await pass_on(
+                    receive, send, response.status_code, headers, response.reads(), release=release
+                )
+            finally:
+                await response.aclose()
+        finally:
+            release()
+        if ended == "error":
+            metrics.failed_total += 1
+        elif ended == "gone":
+            metrics.disconnects_total += 1
+
+
+def _overloaded(limit: int) -> ApiError:
+    return ApiError(
+        503,
+        f"the server is answering {limit} requests already; retry shortly",
+        type="server_overloaded",
+        code="too_many_streams",
+        headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
+    )
+
+
 class GetGptApp(Starlette):
     """Starlette, with the chat endpoints called directly while no middleware is installed."""
 
-    def __init__(self, chat: dict[str, _Chat], **options: Any) -> None:
+    def __init__(self, chat: dict[str, _Chat | _Forward], **options: Any) -> None:
         super().__init__(**options)
         self._chat = chat
 
@@ -197,7 +293,9 @@ class GetGptApp(Starlette):
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=status
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -230,10 +328,14 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             parse=parse,
         )
 
-    def envelope(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
-        return parse_envelope(body, max_messages), False
-
-    endpoints = {"/api/chat/stream": chat(envelope), "/v1/chat/completions": chat(parse_openai)}
+    endpoints: dict[str, _Chat | _Forward] = {
+        "/api/chat/stream": chat(parse_envelope),
+        "/v1/chat/completions": chat(parse_openai),
+    }
+    for route in FORWARDED:
+        endpoints["/v1" + route] = _Forward(
+            config=config, backend=backend, metrics=metrics, request_checks=request_checks, path=route
+        )
 
     async def healthz(request: Request) -> Response:
         from .. import __version__
@@ -243,11 +345,23 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         )
 
     async def models(request: Request) -> Response:
-        names = list(
-            dict.fromkeys([*config.models, *([config.upstream_model] if config.upstream_model else [])])
-        )
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "getgpt"} for name in names]
+        try:
+            data = await backend.models()
+        except ApiError as exc:
+            return Response(error_body(exc), exc.status, exc.headers, media_type="application/json")
         return JSONResponse({"object": "list", "data": data})
+
+    async def model(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            data = await backend.models()
+        except ApiError as exc:
+            return Response(error_body(exc), exc.status, exc.headers, media_type="application/json")
+        for item in data:
+            if item.get("id") == name:
+                return JSONResponse(item)
+        missing = ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
+        return Response(error_body(missing), 404, media_type="application/json")
 
     async def openapi(request: Request) -> Response:
         from .. import __version__
@@ -272,6 +386,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         Route("/api/chat/stream", endpoints["/api/chat/stream"], methods=["POST"]),
         Route("/v1/chat/completions", endpoints["/v1/chat/completions"], methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{name:path}", model, methods=["GET"]),
+        *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),

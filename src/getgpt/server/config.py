@@ -81,6 +81,22 @@ class ServerConfig:
     upstream_model: str | None = setting(
         None, "model name sent upstream instead of the one the client asked for", metavar="NAME"
     )
+    model_aliases: tuple[str, ...] = setting(
+        (),
+        "ALIAS=NAME: clients may ask for model ALIAS, the upstream gets NAME; GET /v1/models lists ALIAS "
+        "(repeatable)",
+        flag="--model-alias",
+        metavar="ALIAS=NAME",
+    )
+    models_cache_ttl: float = setting(
+        60.0, "seconds GET /v1/models answers from the upstream's list before asking again", metavar="S"
+    )
+    upstream_usage: bool = setting(
+        True,
+        "ask the upstream for the usage of every stream, for the token counters; the usage chunk "
+        "reaches only clients that asked for it (false: for an upstream that refuses stream_options)",
+        metavar="BOOL",
+    )
     upstream_connect_timeout: float = setting(5.0, "seconds to wait for the upstream to connect", metavar="S")
     upstream_timeout: float = setting(600.0, "seconds to wait for each read from the upstream", metavar="S")
     max_body_bytes: int = setting(
@@ -154,6 +170,14 @@ class ServerConfig:
     )
     log_level: str = setting("info", "log level", choices=LOG_LEVELS)
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """``model_aliases`` as a mapping: the name a client asks for -> the upstream's name."""
+        return {
+            name.strip(): target.strip()
+            for name, _, target in (alias.partition("=") for alias in self.model_aliases)
+        }
+
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
@@ -184,6 +208,14 @@ class ServerConfig:
             raise ValueError(f"port must be 0..65535, not {self.port}")
         if isinstance(self.models, str):
             self.models = (self.models,)
+        if isinstance(self.model_aliases, str):
+            self.model_aliases = (self.model_aliases,)
+        for alias in self.model_aliases:
+            name, _, target = alias.partition("=")
+            if not name.strip() or not target.strip():
+                raise ValueError(f"a model alias must be ALIAS=NAME, not {alias!r}")
+        if self.models_cache_ttl < 0:
+            raise ValueError(f"models_cache_ttl must not be negative, not {self.models_cache_ttl}")
         if not self.models:
             raise ValueError("models must name at least one model")
         for address in self.forwarded_allow_ips:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..reply import Usage
+
 __all__ = ["Metrics"]
 
 
@@ -21,6 +23,14 @@ class Metrics:
     failed_total: int = 0
     #: Streams whose client went away before the reply ended.
     disconnects_total: int = 0
+    #: Tokens the backend reported (an upstream's real counts, the echo's own), prompt and reply.
+    prompt_tokens_total: int = 0
+    completion_tokens_total: int = 0
+
+    def count_usage(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.prompt_tokens_total += usage.prompt_tokens or 0
+            self.completion_tokens_total += usage.completion_tokens or 0
 
     def snapshot(self) -> dict[str, int]:
         return {
@@ -29,4 +39,6 @@ class Metrics:
             "rejected_total": self.rejected_total,
             "failed_total": self.failed_total,
             "disconnects_total": self.disconnects_total,
+            "prompt_tokens_total": self.prompt_tokens_total,
+            "completion_tokens_total": self.completion_tokens_total,
         }

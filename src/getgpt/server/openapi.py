@@ -12,16 +12,16 @@ from typing import Any
 __all__ = ["openapi_document"]
 
 _ERROR_STATUSES = {
-    "400": "The body is not JSON, or the envelope (signature) is malformed.",
+    "400": "The body is not JSON, the envelope (signature) is malformed, the chat request is invalid, "
+    "or it asks for what the backend cannot honour; the error's param names the field at fault.",
     "401": "A configured API key check refused the request.",
     "408": "The request body did not arrive in time.",
     "409": "A request check refused the request (a replayed request id, say).",
     "413": "The request body is larger than the server accepts.",
     "415": "The body is not declared as application/json.",
-    "422": "The chat request breaks the protocol's rules (roles, ranges, types, count).",
     "429": "Too many requests: slow down (see Retry-After).",
     "500": "The server or its backend failed.",
-    "502": "The upstream failed or broke the protocol.",
+    "502": "The upstream failed, broke the protocol, or refused this server's credentials.",
     "503": "Over the concurrent-reply limit: retry after Retry-After seconds.",
     "504": "The upstream timed out.",
 }
@@ -74,6 +74,8 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _request_schema(roles: list[str], extra: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
+    # The messages of the common case; any OpenAI message (a tool's answer, an assistant's tool
+    # calls, content parts) is taken too, and any other OpenAI parameter after these.
     properties: dict[str, Any] = {
         "messages": {
             "type": "array",
@@ -120,10 +122,11 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "error": {
                     "type": "object",
-                    "required": ["message", "type", "code"],
+                    "required": ["message", "type", "param", "code"],
                     "properties": {
                         "message": {"type": "string"},
                         "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]},
                         "code": {"type": ["string", "integer", "null"]},
                     },
                 }
@@ -145,7 +148,7 @@ def _schemas() -> dict[str, Any]:
             ["system", "developer", "user", "assistant"],
             {
                 "max_completion_tokens": {"type": "integer", "minimum": 1},
-                "n": {"type": "integer", "enum": [1]},
+                "n": {"type": "integer", "minimum": 1, "maximum": 128},
                 "stream_options": {
                     "type": "object",
                     "properties": {"include_usage": {"type": ["boolean", "null"]}},
@@ -241,6 +244,43 @@ def openapi_document(version: str) -> dict[str, Any]:
                         }
                     },
                 }
+            },
+            "/v1/models/{model}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "parameters": [
+                        {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The model.",
+                            "content": _json({"type": "object", "required": ["id"]}),
+                        },
+                        "404": {"description": "No such model.", "content": _json(_ref("Error"))},
+                    },
+                }
+            },
+            **{
+                "/v1" + route: {
+                    "post": {
+                        "operationId": operation,
+                        "summary": f"OpenAI's {route[1:]}: forwarded to the upstream as they are (openai "
+                        "backend); 400 from the others",
+                        "requestBody": {"required": True, "content": _json({"type": "object"})},
+                        "responses": {
+                            "200": {
+                                "description": "The upstream's answer, as it came.",
+                                "content": _json({}),
+                            },
+                            **_errors(),
+                        },
+                    }
+                }
+                for route, operation in (
+                    ("/embeddings", "createEmbedding"),
+                    ("/completions", "createCompletion"),
+                    ("/responses", "createResponse"),
+                )
             },
             "/healthz": {
                 "get": {

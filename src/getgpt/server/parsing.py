@@ -1,8 +1,11 @@
-"""Turning a request body into a :class:`~getgpt.request.ChatRequest`, for both chat endpoints.
+"""Turning a request body into a :class:`~getgpt.server.chat.Chat`, for both chat endpoints.
 
 ``/api/chat/stream`` carries the GetGpt envelope, ``{"signature": ...}``, around the protocol's own
-request; ``/v1/chat/completions`` carries OpenAI's request, which is mapped onto the same model so
-that one validation (:func:`getgpt.request.build_request`) serves both.
+request, which is validated whole. ``/v1/chat/completions`` carries OpenAI's request, which is
+checked only for what makes it a chat request at all (a JSON object with a list of message
+objects) and for the server's own limits: the rest is the upstream's to judge, or the backend's
+(:attr:`Chat.request` validates it when a backend needs the GetGpt form). Every refusal is a 400
+``invalid_request_error`` naming the ``param`` at fault, as OpenAI answers.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import msgspec
 
 from .. import envelope
 from ..errors import SignatureError, ValidationError
-from ..request import DEFAULT_MODEL, ChatRequest, build_request, parse_request
+from ..request import DEFAULT_MODEL, parse_request
 from .api_error import ApiError
+from .chat import Chat, invalid
 
 __all__ = ["parse_envelope", "parse_openai"]
 
@@ -23,42 +27,8 @@ class _Envelope(msgspec.Struct):
     signature: str
 
 
-class _Part(msgspec.Struct):
-    type: str
-    text: str | None = None
-
-
-class _Message(msgspec.Struct):
-    role: str
-    content: str | list[_Part] | None = None
-    name: str | None = None
-
-
-class _StreamOptions(msgspec.Struct):
-    include_usage: bool | None = None
-
-
-class _OpenAIRequest(msgspec.Struct):
-    """The fields of OpenAI's request this server uses; the SDK may send others, which are ignored."""
-
-    messages: list[_Message]
-    model: str = DEFAULT_MODEL
-    stream: bool | None = None
-    stream_options: _StreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    # Floats too: JSON has one number type, and 100.0 is as good a count as 100.
-    max_tokens: int | float | None = None
-    max_completion_tokens: int | float | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    n: int | None = None
-
-
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_decode_openai = msgspec.json.Decoder(_OpenAIRequest).decode
-# OpenAI's newer name for the system role.
-_ROLES = {"developer": "system"}
+_decode_any = msgspec.json.Decoder().decode
 
 
 def _not_json(detail: object) -> ApiError:
@@ -74,8 +44,7 @@ def _undecodable(exc: UnicodeDecodeError | RecursionError) -> ApiError:
 
 
 def _out_of_range(exc: msgspec.DecodeError) -> ApiError | None:
-    # A number no float holds (1e999) is one error with one status on both endpoints: msgspec
-    # reports it as a validation error of the typed /v1 body, and as undecodable JSON otherwise.
+    # A number no float holds (1e999) is one error with one status on both endpoints.
     detail = str(exc)
     if not detail.startswith("Number out of range"):
         return None
@@ -84,25 +53,19 @@ def _out_of_range(exc: msgspec.DecodeError) -> ApiError | None:
     return ApiError(400, f"the request holds a number out of range{at}", code="invalid_json")
 
 
-def _invalid(message: str, code: str = "invalid_request") -> ApiError:
-    return ApiError(422, message, code=code)
+def _too_many(count: int, max_messages: int) -> ApiError:
+    return invalid(
+        f"too many messages: {count}, at most {max_messages} allowed", "messages", "too_many_messages"
+    )
 
 
-def _count(request: ChatRequest, max_messages: int) -> ChatRequest:
-    if len(request.messages) > max_messages:
-        raise _invalid(
-            f"too many messages: {len(request.messages)}, at most {max_messages} allowed", "too_many_messages"
-        )
-    return request
-
-
-def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
-    """The request inside a GetGpt envelope: 400 for a bad envelope, 422 for a bad request inside."""
+def parse_envelope(body: bytes, max_messages: int) -> Chat:
+    """The request inside a GetGpt envelope; a 400 for a bad envelope or a bad request inside."""
     try:
         signature = _decode_envelope(body).signature
     except msgspec.ValidationError as exc:
         raise ApiError(
-            400, f'the body must be {{"signature": "<hex>"}}: {exc}', code="bad_signature"
+            400, f'the body must be {{"signature": "<hex>"}}: {exc}', code="bad_signature", param="signature"
         ) from None
     except msgspec.DecodeError as exc:
         raise _not_json(exc) from None
@@ -111,7 +74,7 @@ def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
     try:
         text = envelope.decrypt(signature)
     except SignatureError as exc:
-        raise ApiError(400, str(exc), code="bad_signature") from None
+        raise ApiError(400, str(exc), code="bad_signature", param="signature") from None
     try:
         request = parse_request(text)
     except ValidationError as exc:
@@ -122,80 +85,64 @@ def parse_envelope(body: bytes, max_messages: int) -> ChatRequest:
             if out_of_range is not None:
                 raise out_of_range from None
             raise ApiError(
-                400, "the signature decrypts to text that is not JSON", code="invalid_json"
+                400, "the signature decrypts to text that is not JSON", code="invalid_json", param="signature"
             ) from None
         except RecursionError:
             pass  # JSON, if too deep to read here: the request's own error says what is wrong
-        raise _invalid(str(exc)) from None
-    return _count(request, max_messages)
+        raise invalid(str(exc), exc.param) from None
+    if len(request.messages) > max_messages:
+        raise _too_many(len(request.messages), max_messages)
+    return Chat.from_getgpt(request)
 
 
-def _text(message: _Message, index: int) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    if content is None:
-        raise _invalid(f"messages[{index}] has no content")
-    texts: list[str] = []
-    for part in content:
-        if part.type != "text" or part.text is None:
-            raise _invalid(f"messages[{index}]: only text content is supported, not {part.type!r}")
-        texts.append(part.text)
-    return "".join(texts)
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
-def _count_of(value: float | None) -> float | None:
-    """An integral float as the int it is; anything else as given, for validation to judge."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return value
-
-
-def parse_openai(body: bytes, max_messages: int) -> tuple[ChatRequest, bool]:
-    """An OpenAI chat request as a :class:`ChatRequest`, and whether usage was asked for in the stream."""
+def parse_openai(body: bytes, max_messages: int) -> Chat:
+    """An OpenAI chat request: what makes it one is checked, the rest left as the client sent it."""
     try:
-        raw = _decode_openai(body)
-    except msgspec.ValidationError as exc:
-        invalid = _invalid(f"invalid chat request: {exc}".replace("`$", "`request"))
-        raise _out_of_range(exc) or invalid from None
+        fields: Any = _decode_any(body)
     except msgspec.DecodeError as exc:
-        raise _not_json(exc) from None
+        raise _out_of_range(exc) or _not_json(exc) from None
     except (UnicodeDecodeError, RecursionError) as exc:
         raise _undecodable(exc) from None
-    if raw.max_tokens is not None and raw.max_completion_tokens is not None:
-        # Only one is used, but a bad value in the other is still a bad request.
-        legacy = _count_of(raw.max_tokens)
-        if not isinstance(legacy, int) or legacy < 1:
-            raise _invalid(f"max_tokens must be an integer of at least 1, not {raw.max_tokens}")
-    if raw.n not in (None, 1):
-        raise _invalid(f"n must be 1 here, not {raw.n}")
-    if len(raw.messages) > max_messages:
-        raise _invalid(
-            f"too many messages: {len(raw.messages)}, at most {max_messages} allowed", "too_many_messages"
+    if not isinstance(fields, dict):
+        raise invalid(f"the request body must be a JSON object, not {_kind(fields)}", None, "invalid_type")
+    messages = fields.get("messages")
+    if messages is None:
+        raise invalid("missing required parameter: 'messages'", "messages", "missing_required_parameter")
+    if not isinstance(messages, list):
+        raise invalid(
+            f"messages must be a list of message objects, not {_kind(messages)}", "messages", "invalid_type"
         )
-    messages: list[dict[str, Any]] = []
-    for index, message in enumerate(raw.messages):
-        item: dict[str, Any] = {
-            "role": _ROLES.get(message.role, message.role),
-            "content": _text(message, index),
-        }
-        if message.name is not None:
-            item["name"] = message.name
-        messages.append(item)
-    try:
-        request = build_request(
-            messages,
-            model=raw.model,
-            stream=bool(raw.stream),
-            temperature=raw.temperature,
-            top_p=raw.top_p,
-            max_tokens=_count_of(
-                raw.max_completion_tokens if raw.max_completion_tokens is not None else raw.max_tokens
-            ),
-            frequency_penalty=raw.frequency_penalty,
-            presence_penalty=raw.presence_penalty,
+    if not messages:
+        raise invalid("messages must hold at least one message", "messages")
+    if len(messages) > max_messages:
+        raise _too_many(len(messages), max_messages)
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise invalid(
+                f"messages[{index}] must be a message object, not {_kind(message)}",
+                f"messages[{index}]",
+                "invalid_type",
+            )
+    model = fields.get("model")
+    if model is None:
+        model = DEFAULT_MODEL
+    elif not isinstance(model, str):
+        raise invalid(f"model must be a string, not {_kind(model)}", "model", "invalid_type")
+    stream = fields.get("stream")
+    if stream is None:
+        stream = False
+    elif not isinstance(stream, bool):
+        raise invalid(f"stream must be a boolean, not {_kind(stream)}", "stream", "invalid_type")
+    options = fields.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise invalid(
+            f"stream_options must be an object, not {_kind(options)}", "stream_options", "invalid_type"
         )
-    except ValidationError as exc:
-        raise _invalid(str(exc)) from None
-    include_usage = bool(raw.stream and raw.stream_options and raw.stream_options.include_usage)
-    return request, include_usage
+    include_usage = stream and options is not None and options.get("include_usage") is True
+    return Chat.from_openai(fields, body, model, stream, include_usage)

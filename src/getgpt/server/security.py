@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..request import ChatRequest
 from .api_error import ApiError
 from .scope import header
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from .chat import Chat
     from .config import ServerConfig
 
 __all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install"]
@@ -199,7 +199,7 @@ class ReplayGuard:
         """Forget ``uuid``: its request failed before a reply began, so it may be sent again."""
         self._seen.pop(uuid, None)
 
-    async def __call__(self, scope: Scope, request: ChatRequest) -> None:
+    async def __call__(self, scope: Scope, request: Chat) -> None:
         if not self.claim(request.uuid):
             raise ApiError(
                 409,

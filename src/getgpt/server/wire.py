@@ -1,6 +1,10 @@
 """Every byte of a response body the server writes: OpenAI ``chat.completion.chunk`` events,
 ``chat.completion`` objects and error objects (as a body, or as the events that end a stream).
 
+Two kinds of reply: a backend that makes its reply (the echo) hands over text pieces, which
+:class:`ChunkWriter` turns into events; a backend that forwards one (``openai``, ``getgpt``) hands
+over the upstream's events already framed, which go out as they came (:func:`events`).
+
 Speed: within one reply every chunk is the same JSON but for its content string, so
 :class:`ChunkWriter` builds the bytes before and after that string once, and each piece costs one
 JSON encode of the string alone and a join -- no model object, no validation, no re-serialising
@@ -19,7 +23,17 @@ import msgspec
 from ..reply import Usage
 from .api_error import ApiError
 
-__all__ = ["ChunkWriter", "Outcome", "completion_body", "error_body", "error_event", "estimate_tokens"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DONE",
+    "ChunkWriter",
+    "Outcome",
+    "completion_body",
+    "error_body",
+    "error_event",
+    "estimate_tokens",
+    "frame",
+]
 
 _encode = msgspec.json.encode
 DONE = b"data: [DONE]\n\n"
@@ -27,18 +41,36 @@ DONE = b"data: [DONE]\n\n"
 
 @dataclass
 class Outcome:
-    """What a backend reports besides text: why it stopped and, if it knows, the token counts."""
+    """What a backend reports besides its reply: why it stopped, the token counts if it knows them,
+    and how many choices its text pieces stand for (each choice gets the same text)."""
 
     finish_reason: str = "stop"
     usage: Usage | None = None
+    choices: int = 1
+
+
+def frame(data: bytes) -> bytes:
+    """One server-sent event carrying ``data`` (a JSON object's bytes, or ``[DONE]``).
+
+    Data holding line ends (an upstream's pretty-printed JSON) takes one ``data:`` line each, as
+    the event-stream format joins them again with LF (found by the relay's fuzz target).
+    """
+    if b"\n" in data:
+        data = data.replace(b"\n", b"\ndata: ")
+    return b"data: " + data + b"\n\n"
+
+
+#: The rough size of a token, for counts no model gave.
+CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(chars: int) -> int:
     """A rough token count of ``chars`` characters, for backends that report none: four a token."""
-    return (chars + 3) // 4
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def _usage(outcome: Outcome, prompt_chars: int, completion_chars: int) -> bytes:
+    """The usage object: the backend's counts, or estimates of those it did not give."""
     usage = outcome.usage
     prompt_tokens = usage.prompt_tokens if usage and usage.prompt_tokens is not None else None
     completion_tokens = usage.completion_tokens if usage and usage.completion_tokens is not None else None
@@ -63,37 +95,47 @@ def _identity(model: str) -> tuple[bytes, bytes]:
 
 
 class ChunkWriter:
-    """The bytes of one streamed reply's events."""
+    """The bytes of one streamed reply's events, for ``choices`` choices of the same text."""
 
-    __slots__ = ("_head", "_prefix", "_suffix", "include_usage")
+    __slots__ = ("_head", "_prefixes", "_suffix", "include_usage")
 
-    def __init__(self, model: str, *, include_usage: bool = False) -> None:
+    def __init__(self, model: str, *, include_usage: bool = False, choices: int = 1) -> None:
         reply_id, shared = _identity(model)
         self._head = b'data: {"id":"' + reply_id + b'","object":"chat.completion.chunk"' + shared
-        self._prefix = self._head + b',"choices":[{"index":0,"delta":{"content":'
+        self._prefixes = [
+            self._head + b',"choices":[{"index":' + str(index).encode() + b',"delta":{"content":'
+            for index in range(choices)
+        ]
         # OpenAI sends "usage":null on every chunk when the client asked for usage.
         self._suffix = b'},"finish_reason":null}]' + (b',"usage":null' if include_usage else b"") + b"}\n\n"
         self.include_usage = include_usage
 
     def first(self) -> bytes:
-        """The opening chunk: the assistant's role and no text."""
-        return self._prefix + b'""' + b',"role":"assistant"' + self._suffix
+        """The opening chunks: the assistant's role and no text, one for each choice."""
+        return b"".join(prefix + b'""' + b',"role":"assistant"' + self._suffix for prefix in self._prefixes)
 
     def pieces(self, texts: Sequence[str]) -> bytes:
         """The content chunks of ``texts``, as one block of bytes."""
-        prefix, suffix = self._prefix, self._suffix
-        return b"".join([prefix + _encode(text) + suffix for text in texts])
+        suffix = self._suffix
+        if len(self._prefixes) == 1:
+            prefix = self._prefixes[0]
+            return b"".join([prefix + _encode(text) + suffix for text in texts])
+        return b"".join([prefix + _encode(text) + suffix for text in texts for prefix in self._prefixes])
 
     def last(self, outcome: Outcome, prompt_chars: int, completion_chars: int) -> bytes:
-        """The closing chunk with the finish reason, the usage chunk if asked for, and ``[DONE]``."""
+        """The closing chunks with the finish reason, the usage chunk if asked for, and ``[DONE]``."""
         usage_null = b',"usage":null' if self.include_usage else b""
-        end = (
+        reason = _encode(outcome.finish_reason)
+        end = b"".join(
             self._head
-            + b',"choices":[{"index":0,"delta":{},"finish_reason":'
-            + _encode(outcome.finish_reason)
+            + b',"choices":[{"index":'
+            + str(index).encode()
+            + b',"delta":{},"finish_reason":'
+            + reason
             + b"}]"
             + usage_null
             + b"}\n\n"
+            for index in range(len(self._prefixes))
         )
         if self.include_usage:
             end += (
@@ -106,28 +148,34 @@ class ChunkWriter:
 
 
 def completion_body(model: str, text: str, outcome: Outcome, prompt_chars: int) -> bytes:
-    """A whole non-streamed reply: one ``chat.completion`` object."""
+    """A whole non-streamed reply: one ``chat.completion`` object, the text in each choice."""
     reply_id, shared = _identity(model)
+    message = (
+        b'"message":{"role":"assistant","content":' + _encode(text) + b'},"logprobs":null,"finish_reason":'
+    )
+    reason = _encode(outcome.finish_reason)
+    choices = b",".join(
+        b'{"index":' + str(index).encode() + b"," + message + reason + b"}"
+        for index in range(outcome.choices)
+    )
     return (
         b'{"id":"'
         + reply_id
         + b'","object":"chat.completion"'
         + shared
-        + b',"choices":[{"index":0,"message":{"role":"assistant","content":'
-        + _encode(text)
-        + b'},"logprobs":null,"finish_reason":'
-        + _encode(outcome.finish_reason)
-        + b'}],"usage":'
-        + _usage(outcome, prompt_chars, len(text))
+        + b',"choices":['
+        + choices
+        + b'],"usage":'
+        + _usage(outcome, prompt_chars, len(text) * outcome.choices)
         + b"}"
     )
 
 
 def error_body(error: ApiError) -> bytes:
-    """The JSON body of an error response."""
-    return _encode(error.payload())
+    """The JSON body of an error response: the upstream's own, when the error passes one on."""
+    return error.body if error.body is not None else _encode(error.payload())
 
 
 def error_event(error: ApiError) -> bytes:
     """The events that end a stream with ``error``."""
-    return b"data: " + _encode(error.payload()) + b"\n\n" + DONE
+    return frame(error_body(error)) + DONE

@@ -357,8 +357,9 @@ export async function errorFromResponse(response) {
  */
 
 /**
- * Add one streamed `tool_calls` fragment to the calls assembled so far, OpenAI's way: fragments
- * of one call share an `index`; its `arguments` (and `name`) arrive in pieces to concatenate.
+ * Add one streamed `tool_calls` fragment to the calls assembled so far, as the Python client does:
+ * fragments of one call share an `index`; its `id`, `type` and `name` come once (a repeat, which
+ * some servers send, is ignored) and its `arguments` arrive in pieces to concatenate.
  * @param {ToolCall[]} calls
  * @param {any} fragment
  */
@@ -366,13 +367,13 @@ export function addToolCallFragment(calls, fragment) {
   if (!fragment || typeof fragment !== "object") return;
   const index = Number.isInteger(fragment.index) ? fragment.index : calls.length;
   if (index < 0 || index > 1024) return; // an index no model sends; refuse to allocate for it
-  while (calls.length <= index) calls.push({ id: "", type: "function", function: { name: "", arguments: "" } });
+  while (calls.length <= index) calls.push({ id: "", type: "", function: { name: "", arguments: "" } });
   const call = calls[index];
-  if (typeof fragment.id === "string" && fragment.id) call.id = fragment.id;
-  if (typeof fragment.type === "string" && fragment.type) call.type = fragment.type;
+  if (typeof fragment.id === "string" && !call.id) call.id = fragment.id;
+  if (typeof fragment.type === "string" && !call.type) call.type = fragment.type;
   const fn = fragment.function;
   if (fn && typeof fn === "object") {
-    if (typeof fn.name === "string") call.function.name += fn.name;
+    if (typeof fn.name === "string" && !call.function.name) call.function.name = fn.name;
     if (typeof fn.arguments === "string") call.function.arguments += fn.arguments;
   }
 }
@@ -462,6 +463,7 @@ export async function readReply(response, onText, listeners = {}) {
   if (!state.done && !state.finishReason) {
     throw new IncompleteStream("the server closed the stream before the reply was complete", state.text);
   }
+  for (const call of state.toolCalls) call.type ||= "function"; // OpenAI's only kind, when unsaid
   return {
     text: state.text,
     reasoning: state.reasoning,

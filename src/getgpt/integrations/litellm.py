@@ -1,0 +1,414 @@
+"""A LiteLLM custom provider speaking the GetGpt protocol, registered as ``getgpt``.
+
+    import litellm
+    from getgpt.integrations import litellm as getgpt_litellm
+
+    getgpt_litellm.register()
+    reply = litellm.completion(
+        model="getgpt/gpt-3.5-turbo",
+        api_base="http://127.0.0.1:8000/",          # or GETGPT_BASE_URL
+        messages=[{"role": "user", "content": "Hi"}],
+    )
+
+``completion``, ``acompletion`` and both streamed. The LiteLLM proxy loads the same provider from
+its ``config.yaml`` (``litellm_settings.custom_provider_map`` naming
+``getgpt.integrations.litellm.handler``; see examples/litellm-proxy/config.yaml).
+
+A whole reply is asked for with ``"stream": false``, so the server's token counts come back;
+when a server reports none, LiteLLM's own counter fills them in, as LiteLLM does for any
+provider. ``stop`` is applied on the client side (see :mod:`getgpt.integrations.stops`).
+Failures are raised as LiteLLM's own exception types (chosen by LiteLLM from the status, as for
+its built-in providers), with ``partial`` holding the text that had arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn, cast
+
+import httpx
+import litellm
+from litellm.exceptions import APIConnectionError, APIError
+from litellm.llms.custom_llm import CustomLLM, CustomLLMError
+from litellm.types.utils import ChatCompletionMessageToolCall, GenericStreamingChunk, ModelResponse
+from litellm.types.utils import Usage as LiteLLMUsage
+
+from .. import errors
+from .._client import AsyncChatStream, ChatStream
+from ..reply import Usage
+from .clients import async_client, client_options, sync_client
+from .relay import Relay
+
+__all__ = ["PROVIDER", "GetGptLLM", "handler", "litellm_error", "register"]
+
+#: The provider name: models are called ``getgpt/<model>``.
+PROVIDER = "getgpt"
+# Parameters LiteLLM hands a provider that are settled here rather than sent in the request.
+_HANDLED = frozenset({"stream", "stream_options", "max_retries"})
+
+
+@dataclass
+class _Call:
+    """One LiteLLM call, sorted: where to send, how, what, and where to stop."""
+
+    base_url: str | None
+    options: dict[str, Any]
+    params: dict[str, Any]
+    stop: Any
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        model: str,
+        api_base: str | None,
+        api_key: str | None,
+        optional_params: Mapping[str, Any],
+        litellm_params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | httpx.Timeout | None,
+        stream: bool,
+    ) -> _Call:
+        retries = optional_params.get("max_retries")
+        if retries is None and litellm_params:
+            retries = litellm_params.get("max_retries")
+        options = client_options(api_key=api_key, timeout=timeout, max_retries=retries, headers=headers)
+        # Everything else is the request's: the protocol's fields, and any other parameter,
+        # which the client sends or refuses by name -- never dropped here.
+        params = {k: v for k, v in optional_params.items() if k not in _HANDLED and v is not None}
+        if stream:  # the server's token counts, whether or not the caller asked LiteLLM for them
+            params["stream_options"] = {
+                **(optional_params.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        # ``stop`` is sent, and applied here as well (see getgpt.integrations.stops).
+        return cls(
+            api_base, options, {**params, "model": model, "stream": stream}, optional_params.get("stop")
+        )
+
+
+_STATUS_OF = (
+    (errors.StatusError, None),  # its own status
+    (errors.Timeout, 408),
+    (errors.ValidationError, 400),
+    (errors.SignatureError, 400),
+    (errors.ProtocolError, 502),  # the reply broke the protocol, as a bad gateway's would
+    (errors.RemoteError, 500),  # the server reported a failure of its own
+)
+
+
+def litellm_error(exc: errors.GetGptError, model: str) -> Exception:
+    """LiteLLM's exception for a getgpt error, with ``partial`` and the error as its cause."""
+    if isinstance(exc, errors.TransportError) and not isinstance(exc, errors.Timeout):
+        mapped: Exception = APIConnectionError(message=str(exc), llm_provider=PROVIDER, model=model)
+    else:
+        status = next(
+            (getattr(exc, "status_code", code) for kind, code in _STATUS_OF if isinstance(exc, kind)), 500
+        )
+        try:
+            # LiteLLM's own mapping, the one its built-in providers go through.
+            litellm.exception_type(
+                model=model,
+                original_exception=CustomLLMError(status_code=status, message=str(exc)),  # type: ignore[no-untyped-call]
+                custom_llm_provider=PROVIDER,
+            )
+        except Exception as raised:
+            mapped = raised
+        else:  # pragma: no cover - exception_type always raises
+            mapped = APIError(500, str(exc), PROVIDER, model)
+    mapped.partial = exc.partial  # type: ignore[attr-defined]
+    mapped.__cause__ = exc
+    return mapped
+
+
+def _raise(exc: errors.GetGptError, model: str) -> NoReturn:
+    raise litellm_error(exc, model) from exc
+
+
+def _usage(usage: Usage | None, model: str, messages: list[Any], text: str) -> LiteLLMUsage:
+    prompt = usage.prompt_tokens if usage else None
+    completion = usage.completion_tokens if usage else None
+    if prompt is None:
+        prompt = litellm.token_counter(model=model, messages=messages)
+    if completion is None:
+        completion = litellm.token_counter(model=model, text=text)
+    return LiteLLMUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def _fill(
+    response: ModelResponse,
+    *,
+    model: str,
+    messages: list[Any],
+    text: str,
+    reason: str | None,
+    usage: Usage | None,
+    calls: list[dict[str, Any]],
+    reasoning: str,
+) -> ModelResponse:
+    choice = response.choices[0]
+    message = choice.message
+    message.content = text if text or not calls else None
+    if calls:
+        message.tool_calls = [ChatCompletionMessageToolCall(**call) for call in calls]
+    if reasoning:
+        message.reasoning_content = reasoning
+    choice.finish_reason = cast(Any, reason or "stop")  # LiteLLM types it as OpenAI's five reasons
+    response.model = model
+    response.usage = _usage(usage, model, messages, text)  # type: ignore[attr-defined]
+    return response
+
+
+def _chunk(text: str) -> GenericStreamingChunk:
+    return {
+        "text": text,
+        "is_finished": False,
+        "finish_reason": "",
+        "usage": None,
+        "index": 0,
+        "tool_use": None,
+    }
+
+
+def _tool_uses(reply: ChatStream | AsyncChatStream) -> Iterator[GenericStreamingChunk]:
+    """The model's tool calls, one chunk each: the client hands them over whole at the end."""
+    for index, call in enumerate(reply.tool_calls):
+        chunk = _chunk("")
+        chunk["tool_use"] = {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]},
+            "index": index,
+        }
+        yield chunk
+
+
+def _last(reply: ChatStream | AsyncChatStream, relay: Relay) -> GenericStreamingChunk:
+    usage = reply.usage
+    block = None
+    if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
+        block = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        }
+    return {
+        "text": relay.tail(),
+        "is_finished": True,
+        "finish_reason": relay.finish_reason(reply) or "stop",
+        "usage": block,  # type: ignore[typeddict-item]
+        "index": 0,
+        "tool_use": None,
+    }
+
+
+class GetGptLLM(CustomLLM):
+    """The GetGpt protocol as a LiteLLM custom provider; see the module's documentation."""
+
+    def completion(  # noqa: PLR0917  (LiteLLM's signature)
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str | None,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        acompletion: Any = None,
+        litellm_params: dict[str, Any] | None = None,
+        logger_fn: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        client: Any = None,
+    ) -> ModelResponse:
+        call = _Call.of(
+            model=model,
+            api_base=api_base,
+            api_key=api_key,
+            optional_params=optional_params,
+            litellm_params=litellm_params,
+            headers=headers,
+            timeout=timeout,
+            stream=False,
+        )
+        relay = Relay(call.stop)
+        try:
+            with sync_client(call.base_url, **call.options).stream(messages, **call.params) as reply:
+                text = "".join(relay.piece(piece) for piece in reply) + relay.tail()
+        except errors.GetGptError as exc:
+            _raise(exc, model)
+        return _fill(
+            model_response,
+            model=model,
+            messages=messages,
+            text=text,
+            reason=relay.finish_reason(reply),
+            usage=reply.usage,
+            calls=reply.tool_calls,
+            reasoning=reply.reasoning,
+        )
+
+    async def acompletion(  # noqa: PLR0917  (LiteLLM's signature)
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str | None,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        acompletion: Any = None,
+        litellm_params: dict[str, Any] | None = None,
+        logger_fn: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        client: Any = None,
+    ) -> ModelResponse:
+        call = _Call.of(
+            model=model,
+            api_base=api_base,
+            api_key=api_key,
+            optional_params=optional_params,
+            litellm_params=litellm_params,
+            headers=headers,
+            timeout=timeout,
+            stream=False,
+        )
+        relay = Relay(call.stop)
+        try:
+            async with (
+                async_client(call.base_url, **call.options) as getgpt_client,
+                getgpt_client.stream(messages, **call.params) as reply,
+            ):
+                text = "".join([relay.piece(piece) async for piece in reply]) + relay.tail()
+        except errors.GetGptError as exc:
+            _raise(exc, model)
+        return _fill(
+            model_response,
+            model=model,
+            messages=messages,
+            text=text,
+            reason=relay.finish_reason(reply),
+            usage=reply.usage,
+            calls=reply.tool_calls,
+            reasoning=reply.reasoning,
+        )
+
+    def streaming(  # noqa: PLR0917  (LiteLLM's signature)
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str | None,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        acompletion: Any = None,
+        litellm_params: dict[str, Any] | None = None,
+        logger_fn: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        client: Any = None,
+    ) -> Iterator[GenericStreamingChunk]:
+        call = _Call.of(
+            model=model,
+            api_base=api_base,
+            api_key=api_key,
+            optional_params=optional_params,
+            litellm_params=litellm_params,
+            headers=headers,
+            timeout=timeout,
+            stream=True,
+        )
+        relay = Relay(call.stop)
+        try:
+            with sync_client(call.base_url, **call.options).stream(messages, **call.params) as reply:
+                for piece in reply:
+                    text = relay.piece(piece)
+                    if text:
+                        yield _chunk(text)
+                    if relay.stopped:
+                        break
+        except errors.GetGptError as exc:
+            rest = relay.rest(exc)
+            if rest:
+                yield _chunk(rest)
+            _raise(exc, model)
+        yield from _tool_uses(reply)
+        yield _last(reply, relay)
+
+    # LiteLLM declares a coroutine returning an iterator, but takes an async generator too (it
+    # iterates what the call returns), and a generator is what streams without buffering.
+    async def astreaming(  # type: ignore[override,misc]  # noqa: PLR0917
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str | None,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        acompletion: Any = None,
+        litellm_params: dict[str, Any] | None = None,
+        logger_fn: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        client: Any = None,
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        call = _Call.of(
+            model=model,
+            api_base=api_base,
+            api_key=api_key,
+            optional_params=optional_params,
+            litellm_params=litellm_params,
+            headers=headers,
+            timeout=timeout,
+            stream=True,
+        )
+        relay = Relay(call.stop)
+        try:
+            async with (
+                async_client(call.base_url, **call.options) as getgpt_client,
+                getgpt_client.stream(messages, **call.params) as reply,
+            ):
+                async for piece in reply:
+                    text = relay.piece(piece)
+                    if text:
+                        yield _chunk(text)
+                    if relay.stopped:
+                        break
+        except errors.GetGptError as exc:
+            rest = relay.rest(exc)
+            if rest:
+                yield _chunk(rest)
+            _raise(exc, model)
+        for use in _tool_uses(reply):
+            yield use
+        yield _last(reply, relay)
+
+
+#: The instance the LiteLLM proxy's ``custom_provider_map`` names, and :func:`register` installs.
+handler = GetGptLLM()
+
+
+def register(provider: str = PROVIDER) -> GetGptLLM:
+    """Make ``litellm.completion(model="getgpt/...")`` use :data:`handler`; returns it.
+
+    Calling it again replaces the entry rather than adding a second one.
+    """
+    others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != provider]
+    litellm.custom_provider_map = [*others, {"provider": provider, "custom_handler": handler}]
+    return handler

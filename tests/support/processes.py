@@ -1,0 +1,69 @@
+"""A server other than ``getgpt serve`` (for which see serve_process.py) as a real subprocess,
+stopped by its PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+__all__ = ["process", "stop"]
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def stop(running: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``grace`` seconds."""
+    if running.poll() is None:
+        running.terminate()
+        try:
+            running.wait(grace)
+        except subprocess.TimeoutExpired:
+            running.kill()
+            running.wait(grace)
+
+
+@contextmanager
+def process(
+    command: Sequence[str],
+    ready_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    limit: float = 30,
+    headers: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command``; yield once ``ready_url`` answers 2xx; stop it on leaving.
+
+    Its output goes to a temporary file, shown when it dies or does not become ready in time.
+    """
+    with tempfile.TemporaryFile() as log:
+        running = subprocess.Popen(
+            list(command),
+            env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})},
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + limit
+            while True:
+                try:
+                    if httpx.get(ready_url, timeout=2, headers=headers).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                if running.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")[-4000:]
+                    raise RuntimeError(f"{command[:3]} did not become ready at {ready_url}:\n{output}")
+                time.sleep(0.1)
+            yield running
+        finally:
+            stop(running)
