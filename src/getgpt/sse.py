@@ -31,7 +31,9 @@ class SSEDecoder:
 
     __slots__ = ("_buf", "_head", "_lf_pending", "_max", "_scanned")
 
-    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE, *, mid_stream: bool = False) -> None:
+        """``mid_stream``: the bytes fed start after the stream's beginning (at an event boundary),
+        where a byte-order mark is no longer the stream's to drop."""
         self._buf = bytearray()
         self._max = max_event_size
         # A read ended in CR: if the next begins with LF, that LF belongs to the same line end.
@@ -39,7 +41,7 @@ class SSEDecoder:
         # How much of _buf is known to hold no event boundary, so each byte is searched once.
         self._scanned = 0
         # The stream's first bytes while they may still be a byte-order mark; None once past it.
-        self._head: bytes | None = b""
+        self._head: bytes | None = None if mid_stream else b""
 
     def decode(self, chunk: bytes) -> list[bytes]:
         """Add ``chunk``; return the data of every event it completes, in order."""

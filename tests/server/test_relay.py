@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from getgpt.reply import ReplyParser
@@ -41,6 +41,7 @@ def relay_all(body: bytes, cuts: list[int], **options: bool) -> tuple[list[bytes
 cuts = st.lists(st.integers(0, 4000), max_size=8)
 
 
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
 @given(cuts, st.sampled_from(["tools", "reasoning", "logprobs", "n2", "refusal"]), st.booleans())
 def test_every_event_goes_on_untouched_whatever_the_reads(cut: list[int], name: str, spaced: bool) -> None:
     events = events_of(name, spaced=spaced)
@@ -49,6 +50,7 @@ def test_every_event_goes_on_untouched_whatever_the_reads(cut: list[int], name: 
     assert relay.done and relay.finished and relay.error is None
 
 
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
 @given(cuts, st.sampled_from([b"\r\n", b"\r"]))
 def test_other_line_ends_are_read_and_the_events_framed_anew(cut: list[int], line_end: bytes) -> None:
     events = events_of("tools")
@@ -56,6 +58,7 @@ def test_other_line_ends_are_read_and_the_events_framed_anew(cut: list[int], lin
     assert out == events and relay.done
 
 
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
 @given(cuts)
 def test_the_usage_chunk_the_server_asked_for_is_counted_and_dropped(cut: list[int]) -> None:
     events = events_of("text", usage=True)
@@ -66,6 +69,7 @@ def test_the_usage_chunk_the_server_asked_for_is_counted_and_dropped(cut: list[i
     assert kept == events
 
 
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
 @given(cuts)
 def test_a_stream_cut_short_is_an_error_not_an_end(cut: list[int]) -> None:
     events = events_of("text")[:2]  # no finish reason, no [DONE]
@@ -128,3 +132,13 @@ def test_an_event_of_several_data_lines_keeps_its_line_ends() -> None:
         b'{"choices": [{"index": 0,\n "delta": {}, "finish_reason": "stop"}]}',
     ]
     assert relay.finished and relay.error is None
+
+
+def test_a_byte_order_mark_after_the_start_is_no_mark_to_drop() -> None:
+    # Found by the relay's fuzz target: the decoder, first used after events had gone on as they
+    # came, took a mark after them for the stream's own and read the line it opened as data.
+    first, second = events_of("text")[1], events_of("text")[2]
+    body = b"data: " + first + b"\n\n" + b"\xef\xbb\xbfdata: " + second + b"\n\n"
+    relay = EventRelay()
+    out = relay.feed(body[: len(first) + 8]) + relay.feed(body[len(first) + 8 :]) + relay.close()
+    assert SSEDecoder().decode(out) == SSEDecoder().decode(body) == [first]

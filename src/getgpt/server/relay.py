@@ -84,6 +84,7 @@ class EventRelay:
     __slots__ = (
         "_decoder_only",
         "_max",
+        "_passed",
         "_sse",
         "_tail",
         "done",
@@ -94,7 +95,10 @@ class EventRelay:
     )
 
     def __init__(self, *, strip_usage: bool = False, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
-        self._sse = SSEDecoder(max_event_size)
+        # Made when first needed: it must know whether the stream began before it (a byte-order
+        # mark is dropped only at the very start; found by the relay's fuzz target).
+        self._sse: SSEDecoder | None = None
+        self._passed = False  # bytes went on as they came, past the decoder
         self._max = max_event_size
         # The bytes after the last whole event, until the rest of it arrives.
         self._tail = b""
@@ -136,12 +140,18 @@ class EventRelay:
         ):
             # Whole events, none that may matter (every content event): they go on as the upstream
             # framed them. ([DONE] can only be the last event; what follows it is never sent on.)
+            self._passed = True
             return part
         return self._relay(self._decode(part))
 
+    def _decoder(self) -> SSEDecoder:
+        if self._sse is None:
+            self._sse = SSEDecoder(self._max, mid_stream=self._passed)
+        return self._sse
+
     def _decode(self, data: bytes) -> list[bytes]:
         try:
-            return self._sse.decode(data)
+            return self._decoder().decode(data)
         except ProtocolError as exc:
             raise _broke(str(exc)) from None
 
@@ -151,7 +161,8 @@ class EventRelay:
         if not (self.done or self.error is not None):
             # Bytes cut off mid-event are a ProtocolError: what matters is that the reply was cut short.
             with contextlib.suppress(ProtocolError):
-                out = self._relay(self._sse.decode(self._tail) + self._sse.flush())
+                decoder = self._decoder()
+                out = self._relay(decoder.decode(self._tail) + decoder.flush())
         self._tail = b""
         if not (self.done or self.finished or self.error is not None):
             self.error = _broke("the stream ended before [DONE] or a finish_reason")
