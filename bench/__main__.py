@@ -7,7 +7,17 @@ import os
 import time
 from collections.abc import Callable
 
-from . import client_stream, concurrency, gateway, memory, server_throughput, small_requests, startup
+from . import (
+    client_stream,
+    concurrency,
+    gateway,
+    gateway_load,
+    memory,
+    server_throughput,
+    small_requests,
+    startup,
+    workers,
+)
 from .common import machine
 
 BENCHMARKS: dict[str, Callable[[bool], str]] = {
@@ -18,6 +28,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "gateway": gateway.run,
     "startup": startup.run,
     "memory": memory.run,
+    "workers": workers.run,
+    "load": gateway_load.run,
 }
 
 

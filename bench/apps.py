@@ -7,7 +7,9 @@
   ``json.dumps`` and one ``yield`` per event, as a minimal app is usually written.
 
 ``python -m bench.apps NAME [options]`` prints the port once it listens. With ``--profile FILE``
-it runs under pyinstrument and writes the text report to FILE when stopped with SIGINT.
+it runs under pyinstrument and writes the text report to FILE when stopped with SIGINT. With
+``--workers N`` (getgpt only) it runs N workers under uvicorn's own supervisor, which shares one
+listening socket between them (bench/workers.py compares that with ``getgpt serve --workers``).
 """
 
 from __future__ import annotations
@@ -74,10 +76,57 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         options["upstream"] = args.upstream
     if args.echo_delay:
         options["echo_delay"] = args.echo_delay
+    if args.idle_timeout:
+        options["idle_timeout"] = args.idle_timeout
     config = ServerConfig(**options)
     # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to.
     protocol = {} if args.unbounded else {"http": connection_protocol(config), "ws": "none"}
     return create_app(config), protocol
+
+
+_OPTIONS_ENV = "BENCH_APP_OPTIONS"
+
+
+def getgpt_factory() -> Any:
+    """The getgpt app built from the options :func:`main` left in the environment (uvicorn's workers)."""
+    from getgpt.server import ServerConfig, create_app
+
+    return create_app(ServerConfig(**json.loads(os.environ[_OPTIONS_ENV])))
+
+
+def _uvicorn_workers(args: argparse.Namespace) -> None:
+    # uvicorn's own supervisor: it binds one socket and its workers share it (one accept queue).
+    import uvicorn
+
+    options: dict[str, Any] = {"backend": args.backend, "max_streams": args.max_streams}
+    if args.upstream:
+        options["upstream"] = args.upstream
+    if args.echo_delay:
+        options["echo_delay"] = args.echo_delay
+    if args.idle_timeout:
+        options["idle_timeout"] = args.idle_timeout
+    os.environ[_OPTIONS_ENV] = json.dumps(options)
+    from getgpt.server import ServerConfig
+    from getgpt.server.serving import connection_protocol
+
+    # As getgpt serve runs each process: on the protocol that bounds each connection, unless told not to.
+    protocol = {} if args.unbounded else {"http": connection_protocol(ServerConfig(**options)), "ws": "none"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    print(port, flush=True)
+    uvicorn.run(
+        "bench.apps:getgpt_factory",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        backlog=args.backlog,
+        **protocol,
+    )
 
 
 def main() -> None:
@@ -87,8 +136,10 @@ def main() -> None:
     parser.add_argument("--upstream")
     parser.add_argument("--echo-delay", type=float, default=0.0)
     parser.add_argument("--max-streams", type=int, default=20_000)
+    parser.add_argument("--idle-timeout", type=float, default=0.0, help="getgpt serve's --idle-timeout")
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")
     parser.add_argument(
         "--unbounded", action="store_true", help="getgpt on uvicorn's own protocol: no connection bounds"
     )
@@ -99,6 +150,9 @@ def main() -> None:
     from .common import raise_nofile
 
     raise_nofile(65536)
+    if args.workers > 1:
+        _uvicorn_workers(args)
+        return
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -153,10 +207,10 @@ class AppProcess:
         return self._port
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        with open(f"/proc/{self._proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server's processes (its workers too) have used so far."""
+        from .common import tree_cpu
+
+        return tree_cpu(self._proc.pid)
 
     @property
     def url(self) -> str:

@@ -12,7 +12,17 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 
-__all__ = ["compare", "machine", "percentile", "raise_nofile", "rss", "table"]
+__all__ = [
+    "compare",
+    "machine",
+    "percentile",
+    "raise_nofile",
+    "rss",
+    "table",
+    "tree_cpu",
+    "tree_pids",
+    "tree_rss",
+]
 
 _LIBRARIES = (
     "getgpt", "httpx", "httpcore", "h11", "msgspec", "orjson", "requests", "httpx-sse", "openai",
@@ -119,3 +129,47 @@ def raise_nofile(want: int) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and every process below it (a supervisor's workers, say), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo += [int(child) for child in children.read().split()]
+            except OSError:
+                pass
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` and the processes below it that still run."""
+    total = 0.0
+    for each in tree_pids(pid):
+        try:
+            with open(f"/proc/{each}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident set size of ``pid`` and the processes below it, in bytes."""
+    total = 0
+    for each in tree_pids(pid):
+        try:
+            with open(f"/proc/{each}/statm") as statm:
+                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total

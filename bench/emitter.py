@@ -124,6 +124,10 @@ class EmitterProcess:
         self.port = int(line)
         self.url = f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def base(self, n: int, group: int = 1) -> str:
         """The base URL (ending in ``/``) under which every path answers ``n`` chunks."""
         return f"{self.url}/{n}-{group}/"

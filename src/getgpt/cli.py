@@ -8,7 +8,6 @@ and ``getgpt --help`` loads none of them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -89,16 +88,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
-        from .server import create_app
         from .server.config import from_flags
-        from .server.serving import uvicorn_config
+        from .server.supervisor import check, run
     except ImportError as exc:
         raise CommandError(f"serving needs the server extra: pip install 'getgpt[server]' ({exc})") from None
     try:
         config = from_flags(args)
-        app = create_app(config)
+        # The app is built here once, so a bad setting is one line now, not a failing worker later.
+        check(config)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if config.host not in ("127.0.0.1", "localhost", "::1"):
@@ -107,13 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
             "the envelope is obfuscation, not secrecy: put TLS in front",
             file=sys.stderr,
         )
-    try:
-        server = uvicorn.Server(uvicorn_config(app, config))
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
-        server.run()
-    if not server.started:
+    if not run(config):
         raise CommandError(f"the server did not start on {config.host}:{config.port} (see above)")
     return 0
 

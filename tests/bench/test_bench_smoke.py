@@ -12,7 +12,16 @@ from bench.emitter import EmitterProcess, response_bytes
 from bench.loadgen import Stream, chat_body, keepalive_load, text_of
 from bench.stream import expected_text
 
-from bench import client_stream, concurrency, gateway, memory, server_throughput, small_requests
+from bench import (
+    client_stream,
+    concurrency,
+    gateway,
+    gateway_load,
+    memory,
+    server_throughput,
+    small_requests,
+    workers,
+)
 
 
 def test_emitter_response_is_valid_chunked_sse() -> None:
@@ -71,3 +80,15 @@ def test_server_gateway_and_concurrency_paths() -> None:
 def test_loadgen_rejects_what_is_not_a_chunked_stream(bad: bytes) -> None:
     with pytest.raises(ValueError):
         text_of(Stream(parts=[bad]))
+
+
+def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
+    report = workers.burst(40, 0.2, delay=0.01, only=("uvicorn", "getgpt serve --workers 2, 1 queue each"))
+    rows = [line for line in report.splitlines() if line.startswith(("| getgpt serve", "| uvicorn"))]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        assert cells[-2:] == ["40", "0"], row  # every stream complete, no error
+    assert "KiB per stream" in workers.idle_memory(40, 0.2)
+    load = gateway_load.load(0.5, 1, with_litellm=False)
+    assert "getgpt serve --workers 2" in load and "200:" in load

@@ -8,7 +8,10 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``.
+- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
+- ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
+  the shared state it needs is unreachable under ``--redis-failure closed``.
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.telemetry`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
@@ -27,7 +30,10 @@ GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,15 +48,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api_error import ApiError
-from .backends import Backend, make_backend
+from .backends import Backend, ForwardingBackend, make_backend
 from .body import ClientGone, read_json_body
 from .chat import Chat, not_served
 from .config import ServerConfig
+from .drain import Drain
+from .logs import REQUEST_ID, request_id
 from .metrics import Metrics
 from .parsing import parse_envelope, parse_openai
 from .pump import ReplyOptions, deliver, pass_on
 from .responses import STREAM_HEADERS, send_error
+from .scope import header
 from .security import install as install_security
+from .telemetry import CONTENT_TYPE, Telemetry, route_of
 from .wire import Outcome, error_body
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
@@ -69,6 +79,21 @@ _NO_WEB_UI = (
 _OVERLOADED_RETRY_AFTER = "1"
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
+# Where GetGptApp leaves a request's _Exchange in its ASGI scope.
+_EXCHANGE = "getgpt.exchange"
+
+
+class _Exchange:
+    """What the app's ``send`` saw of one request's answer."""
+
+    __slots__ = ("arrived", "first_body", "status")
+
+    def __init__(self) -> None:
+        self.arrived = time.perf_counter()
+        self.status = 0
+        self.first_body: float | None = None
+
+
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
 # (frame-ancestors is ignored in <meta>), so it cannot be overlaid to trick clicks.
 _CSP = (
@@ -108,13 +133,19 @@ class _Chat:
         config: ServerConfig,
         backend: Backend,
         metrics: Metrics,
+        telemetry: Telemetry,
+        drain: Drain,
         request_checks: list[RequestCheck],
         chat_checks: list[ChatCheck],
         parse: Parser,
+        route: str,
     ) -> None:
         self.config = config
         self.backend = backend
         self.metrics = metrics
+        self.telemetry = telemetry
+        self.drain = drain
+        self.route = route
         self.request_checks = request_checks
         self.chat_checks = chat_checks
         self.parse = parse
@@ -132,7 +163,7 @@ class _Chat:
                 )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        config, metrics = self.config, self.metrics
+        config, metrics, telemetry = self.config, self.metrics, self.telemetry
         try:
             for check in self.request_checks:
                 await check(scope)
@@ -140,6 +171,7 @@ class _Chat:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
                 metrics.rejected_total += 1
+                telemetry.rejected(exc.code)
                 await send_error(send, exc, close=True)
                 return
             chat = self.parse(body, config.max_messages)
@@ -152,16 +184,19 @@ class _Chat:
             return
         except ApiError as exc:
             metrics.rejected_total += 1
+            telemetry.rejected(exc.code)
             await send_error(send, exc)
             return
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
         metrics.active_streams += 1
         metrics.streams_total += 1
+        telemetry.active.inc()
 
         outcome = Outcome()
 
         def release() -> None:
             metrics.active_streams -= 1
+            telemetry.active.dec()
             metrics.count_usage(outcome.usage)
 
         reply = ReplyOptions(
@@ -171,12 +206,27 @@ class _Chat:
             passthrough=self.backend.passthrough,
         )
         ended = await deliver(
-            receive, send, self.backend.stream(chat, outcome), reply, outcome, release=release
+            receive,
+            send,
+            self.backend.stream(chat, outcome),
+            reply,
+            outcome,
+            release=release,
+            drain=self.drain,
         )
         if ended == "error":
             metrics.failed_total += 1
         elif ended == "gone":
             metrics.disconnects_total += 1
+        exchange: _Exchange | None = scope.get(_EXCHANGE)
+        if exchange is not None:
+            now = time.perf_counter()
+            telemetry.ended(self.route, ended, now - exchange.arrived)
+            if exchange.first_body is not None and exchange.status == 200:
+                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
+        usage = outcome.usage
+        if usage is not None:
+            telemetry.used(usage.prompt_tokens, usage.completion_tokens)
 
 
 class _Forward:
@@ -276,20 +326,53 @@ def _overloaded(limit: int) -> ApiError:
 
 
 class GetGptApp(Starlette):
-    """Starlette, with the chat endpoints called directly while no middleware is installed."""
+    """Starlette, with the chat endpoints called directly while no middleware is installed.
 
-    def __init__(self, chat: dict[str, _Chat | _Forward], **options: Any) -> None:
+    Every HTTP request gets its id (``X-Request-Id``, :mod:`getgpt.server.logs`), is counted by
+    route and status, and, while the process drains, is answered with ``Connection: close``.
+    """
+
+    def __init__(
+        self, chat: dict[str, _Chat | _Forward], *, telemetry: Telemetry, drain: Drain, **options: Any
+    ) -> None:
         super().__init__(**options)
         self._chat = chat
+        self._telemetry = telemetry
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
-            endpoint = self._chat.get(scope["path"])
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        rid = request_id(header(scope, b"x-request-id"))
+        exchange = _Exchange()
+        scope[_EXCHANGE] = exchange
+        drain = self._drain
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                headers = [*message.get("headers", ()), (b"x-request-id", rid)]
+                if drain.draining:
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            elif exchange.first_body is None and message.get("body"):
+                exchange.first_body = time.perf_counter()
+            await send(message)
+
+        token = REQUEST_ID.set(rid.decode("ascii"))
+        try:
+            endpoint = None
+            if scope["method"] == "POST" and not self.user_middleware:
+                endpoint = self._chat.get(scope["path"])
             if endpoint is not None:
                 scope["app"] = self
-                await endpoint(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+                await endpoint(scope, receive, answer)
+            else:
+                await super().__call__(scope, receive, answer)
+        finally:
+            REQUEST_ID.reset(token)
+            self._telemetry.request(route_of(scope["path"]), exchange.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -315,22 +398,29 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     config = config or ServerConfig()
     backend = make_backend(config)
     metrics = Metrics()
+    telemetry = Telemetry()
+    if isinstance(backend, ForwardingBackend):
+        backend.telemetry = telemetry
+    drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
 
-    def chat(parse: Parser) -> _Chat:
+    def chat(parse: Parser, route: str) -> _Chat:
         return _Chat(
             config=config,
             backend=backend,
             metrics=metrics,
+            telemetry=telemetry,
+            drain=drain,
             request_checks=request_checks,
             chat_checks=chat_checks,
             parse=parse,
+            route=route,
         )
 
     endpoints: dict[str, _Chat | _Forward] = {
-        "/api/chat/stream": chat(parse_envelope),
-        "/v1/chat/completions": chat(parse_openai),
+        path: chat(parse, path)
+        for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
     }
     for route in FORWARDED:
         endpoints["/v1" + route] = _Forward(
@@ -341,8 +431,32 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         from .. import __version__
 
         return JSONResponse(
-            {"status": "ok", **metrics.snapshot(), "backend": backend.name, "version": __version__}
+            {
+                "status": "ok",
+                **metrics.snapshot(),
+                "backend": backend.name,
+                "version": __version__,
+                "pid": os.getpid(),  # which worker answered, with --workers
+            }
         )
+
+    async def readyz(request: Request) -> Response:
+        shared = app.state.shared
+        redis = "off" if shared is None else shared.status
+        if drain.draining:
+            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
+        if shared is not None and not shared.available:
+            if shared.fail_open:
+                return JSONResponse({"status": "degraded", "redis": redis})
+            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
+        return JSONResponse({"status": "ready", "redis": redis})
+
+    async def prometheus(request: Request) -> Response:
+        if config.metrics_key is not None:
+            presented = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
+                return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
+        return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
 
     async def models(request: Request) -> Response:
         try:
@@ -377,9 +491,14 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        shared = app.state.shared
+        if shared is not None:
+            await shared.start()
         try:
             yield
         finally:
+            if shared is not None:
+                await shared.aclose()
             await backend.aclose()
 
     routes = [
@@ -389,12 +508,16 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         Route("/v1/models/{name:path}", model, methods=["GET"]),
         *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
     ]
     app = GetGptApp(
         endpoints,
+        telemetry=telemetry,
+        drain=drain,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
@@ -405,6 +528,9 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.state.config = config
     app.state.backend = backend
     app.state.metrics = metrics
+    app.state.telemetry = telemetry
+    app.state.drain = drain
+    app.state.shared = None
     app.state.request_checks = request_checks
     app.state.chat_checks = chat_checks
     install_security(app, config)

@@ -21,7 +21,18 @@ __all__ = ["BACKENDS", "ENV_PREFIX", "ServerConfig", "add_flags", "from_flags", 
 
 BACKENDS = ("echo", "openai", "getgpt")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
+REDIS_FAILURE = ("open", "closed")
 ENV_PREFIX = "GETGPT_"
+
+
+def _workers(raw: str) -> int:
+    """``auto`` (one worker per CPU) or a whole number."""
+    if raw.strip().lower() == "auto":
+        # The CPUs this process may run on (a container's cpuset), not every CPU of the machine.
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return int(raw)
 
 
 def setting(
@@ -169,6 +180,48 @@ class ServerConfig:
         0.0, "refuse a request uuid seen in the last S seconds; 0: off", metavar="S"
     )
     log_level: str = setting("info", "log level", choices=LOG_LEVELS)
+    # Operations: several processes, state shared between them, drain, metrics, logs; see docs/deploy.md.
+    workers: int = setting(
+        1,
+        "worker processes sharing the port, each with its own socket (SO_REUSEPORT); auto: one per CPU. "
+        "--max-streams applies to each worker",
+        metavar="N|auto",
+        parse=_workers,
+    )
+    accept_queues: int = setting(
+        0,
+        "listening sockets per worker, each with its own accept queue (SO_REUSEPORT); "
+        "0: enough queue for --max-streams connections at the kernel's cap (net.core.somaxconn)",
+        metavar="N",
+    )
+    redis_url: str | None = setting(
+        None,
+        "Redis holding the rate limits and the replay guard for every worker and replica "
+        "(redis://host:6379/0); none: each process keeps its own",
+        flag="--redis",
+        metavar="URL",
+        repr=False,
+    )
+    redis_failure: str = setting(
+        "open",
+        "while Redis is unreachable: open (each process limits and guards on its own) or closed "
+        "(chat requests get 503)",
+        choices=REDIS_FAILURE,
+    )
+    shutdown_grace: float = setting(
+        30.0,
+        "on SIGTERM, seconds streams in flight may run on before they end with an error event",
+        metavar="S",
+    )
+    metrics_key: str | None = setting(
+        None,
+        "key GET /metrics needs as 'Authorization: Bearer <key>'; none: /metrics is open",
+        env_only=True,
+        repr=False,
+    )
+    log_format: str = setting(
+        "text", "log lines as text, or one JSON object each (with the request id)", choices=LOG_FORMATS
+    )
 
     @property
     def aliases(self) -> dict[str, str]:
@@ -185,7 +238,14 @@ class ServerConfig:
             raise ValueError(f"the {self.backend} backend needs an upstream URL (--upstream)")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
-        for name in ("max_body_bytes", "max_messages", "max_streams", "echo_piece_chars", "max_headers"):
+        for name in (
+            "max_body_bytes",
+            "max_messages",
+            "max_streams",
+            "echo_piece_chars",
+            "max_headers",
+            "workers",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_connections < 0:
@@ -202,6 +262,20 @@ class ServerConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
+        for name, allowed in (
+            ("log_format", LOG_FORMATS),
+            ("redis_failure", REDIS_FAILURE),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        if not 0 <= self.accept_queues <= 64:
+            raise ValueError(f"accept_queues must be 0..64, not {self.accept_queues}")
+        if self.shutdown_grace < 0:
+            raise ValueError(f"shutdown_grace must not be negative, not {self.shutdown_grace}")
+        if self.metrics_key is not None and not self.metrics_key.strip():
+            raise ValueError("metrics_key is empty: leave it unset for an open /metrics")
         if self.echo_delay < 0:
             raise ValueError(f"echo_delay must not be negative, not {self.echo_delay}")
         if not 0 <= self.port <= 65535:

@@ -125,6 +125,27 @@ class _State:
             self.timer = None
 
 
+#: Seconds a deadline waits again for bytes already received but not yet read.
+_UNREAD_GRACE = 0.25
+
+
+def _unread(transport: Any) -> int:
+    """Bytes received on ``transport``'s socket that nobody has read yet (0 where unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        import array
+        import fcntl
+        import termios
+
+        count = array.array("i", [0])
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    except (ImportError, OSError, ValueError):
+        return 0
+    return int(count[0])
+
+
 def _refusal(status: int, error: ApiError) -> bytes:
     body = error_body(error)
     head = [b"HTTP/1.1 %d %s" % (status, _REASONS[status]), b"content-type: application/json"]
@@ -321,6 +342,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         state = self._getgpt
         state.timer = None
         if self.transport.is_closing():
+            return
+        if _unread(self.transport) > 0:
+            # The client's bytes arrived, but this loop has not read them: uvloop runs due timers
+            # before it reads sockets, so after a turn held up past the deadline (an overloaded
+            # server taking a burst) the request would be dropped unread, with a reset. The
+            # loop reads them first; the deadline is checked again then.
+            self._arm(_UNREAD_GRACE, self._expired)
             return
         if state.in_head:
             self._refuse(408, "the request head did not arrive in time", "head_timeout")

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -48,6 +48,9 @@ from .config import ServerConfig
 from .relay import EventRelay, completion_from_events, events_from_completion, usage_of
 from .wire import Outcome
 
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
+
 __all__ = ["ForwardingBackend", "configured_models"]
 
 log = logging.getLogger("getgpt.server")
@@ -68,6 +71,8 @@ class ForwardingBackend:
     """Forwards chat requests to an upstream of ``config.backend``'s kind; see the module docstring."""
 
     passthrough = True
+    #: Where upstream latency and failures are counted (``/metrics``); set by the app.
+    telemetry: Telemetry | None = None
 
     def __init__(self, config: ServerConfig) -> None:
         assert config.upstream is not None
@@ -126,14 +131,26 @@ class ForwardingBackend:
     async def stream(self, chat: Chat, outcome: Outcome) -> AsyncIterator[bytes]:
         body, strip_usage = self._body(chat)
         response: AsyncResponse | None = None
+        telemetry = self.telemetry
+        started = time.perf_counter()
         try:
             response = await self._transport.send(body)
         except errors.TransportError as exc:
+            if telemetry is not None:
+                telemetry.upstream_failed(
+                    self.name, "timeout" if isinstance(exc, errors.Timeout) else "connect"
+                )
             raise _unreachable(self.url, exc) from None
         except errors.ProtocolError as exc:  # a head past the transport's bounds
+            if telemetry is not None:
+                telemetry.upstream_failed(self.name, "protocol")
             raise _broken_off(self.url, exc) from None
+        if telemetry is not None:
+            telemetry.upstream(self.name, time.perf_counter() - started)
         try:
             if not 200 <= response.status_code < 300:
+                if telemetry is not None:
+                    telemetry.upstream_failed(self.name, response.status_code)
                 raise await _upstream_status(response)
             kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
             if not chat.stream:
@@ -157,8 +174,14 @@ class ForwardingBackend:
             finally:
                 outcome.usage = relay.usage
             if relay.error is not None:
+                if telemetry is not None:
+                    telemetry.upstream_failed(self.name, "stream_error")
                 raise relay.error
         except (errors.TransportError, errors.ProtocolError) as exc:
+            if telemetry is not None:
+                telemetry.upstream_failed(
+                    self.name, "timeout" if isinstance(exc, errors.Timeout) else "protocol"
+                )
             raise _broken_off(self.url, exc) from None
         finally:
             # Closing early (the client went away) closes the connection rather than reusing it.

@@ -20,6 +20,10 @@ that much text makes), so a client that reads slowly cannot make the server buff
 
 Nothing is sent before the backend's first piece (or its end): an error the backend raises
 before that becomes a plain JSON error with its status; after it, an in-stream error event.
+
+A reply still open when a draining server's grace period ends is *cut*
+(:mod:`getgpt.server.drain`): the producer is stopped and the reply ends as if the backend had
+raised the drain's error -- an in-stream error event and ``[DONE]`` after the text already sent.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 from starlette.types import Message, Receive, Send
 
 from .api_error import ApiError
+from .drain import Drain
 from .responses import STREAM_HEADERS, error_messages, json_messages, send_all
 from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event
 
@@ -62,7 +67,7 @@ Piece = str | bytes
 
 
 class _Box:
-    __slots__ = ("done", "error", "gone", "pieces", "ready", "room", "size")
+    __slots__ = ("cut", "done", "error", "gone", "pieces", "ready", "room", "size")
 
     def __init__(self) -> None:
         # All text or all bytes, as the reply is (ReplyOptions.passthrough).
@@ -74,6 +79,7 @@ class _Box:
         self.done = False
         self.error: ApiError | None = None
         self.gone = False
+        self.cut: ApiError | None = None  # the drain's error, once it has cut this reply
 
 
 async def _produce(pieces: AsyncIterator[Piece], box: _Box, streaming: bool, high_water: int) -> None:
@@ -90,6 +96,10 @@ async def _produce(pieces: AsyncIterator[Piece], box: _Box, streaming: bool, hig
                     await box.room.wait()
     except ApiError as exc:
         box.error = exc
+    except asyncio.CancelledError:
+        if box.cut is None:
+            raise
+        box.error = box.cut  # cut by the drain: the reply ends with its error, not as if complete
     except Exception:
         log.exception("backend failed")
         box.error = ApiError(500, "the backend failed", type="server_error", code="backend_error")
@@ -118,18 +128,27 @@ async def deliver(
     outcome: Outcome,
     *,
     release: Callable[[], None],
+    drain: Drain | None = None,
 ) -> str:
     """Send the backend's ``pieces`` as ``reply`` says; return once the backend is closed.
 
     ``release`` is called once, when the backend has finished and closed: just before the reply's
     last bytes go out, so a client that has read the whole reply finds the slot already free.
-    Returns how the reply ended: ``"ok"``, ``"error"`` (the backend raised) or ``"gone"`` (the client left).
+    Returns how the reply ended: ``"ok"``, ``"error"`` (the backend raised, or the drain cut it)
+    or ``"gone"`` (the client left).
     """
     box = _Box()
     high_water = _HIGH_WATER_BYTES if reply.passthrough else _HIGH_WATER
     producer = asyncio.ensure_future(_produce(pieces, box, reply.stream, high_water))
     watcher = asyncio.ensure_future(_watch(receive, box, producer))
     released = False
+
+    def cut(error: ApiError) -> None:
+        if not box.done and not box.gone and box.cut is None:
+            box.cut = error
+            producer.cancel()
+
+    ticket = drain.register(cut) if drain is not None else None
     try:
         if reply.stream:
             last = await _write_stream(send, box, reply, outcome)
@@ -141,8 +160,10 @@ async def deliver(
             release()
             await send_all(send, last)
     finally:
+        if ticket is not None and drain is not None:
+            drain.unregister(ticket)
         watcher.cancel()
-        if not box.gone:
+        if not box.gone and box.cut is None:
             # Once only: a second cancel would interrupt the backend's own clean-up, and with it the
             # closing of the upstream connection (the watcher has already cancelled it when gone).
             producer.cancel()

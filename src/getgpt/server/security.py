@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from .chat import Chat
     from .config import ServerConfig
+    from .shared_state import SharedRateLimiter, SharedReplayGuard
 
 __all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install"]
 
@@ -115,6 +116,8 @@ class RateLimiter:
         self._clock = clock
         # client -> (tokens, when counted), least recently seen first.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        #: Set by :func:`install` with ``--redis``: the buckets then live there, for every process.
+        self.shared: SharedRateLimiter | None = None
 
     def take(self, client: str) -> float:
         """Spend a token of ``client``'s: 0.0 if there was one, else the seconds until there is."""
@@ -139,7 +142,7 @@ class RateLimiter:
         if client is None:
             peer = scope.get("client")
             client = _address_bucket(peer[0] if peer else "unknown")
-        wait = self.take(client)
+        wait = self.take(client) if self.shared is None else await self.shared.take(client)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             raise ApiError(
@@ -180,6 +183,8 @@ class ReplayGuard:
         self._clock = clock
         # uuid -> when it expires; insertion order is expiry order, as the window is fixed.
         self._seen: OrderedDict[str, float] = OrderedDict()
+        #: Set by :func:`install` with ``--redis``: the uuids then live there, for every process.
+        self.shared: SharedReplayGuard | None = None
 
     def claim(self, uuid: str) -> bool:
         """Record ``uuid``; False if it is already recorded and unexpired."""
@@ -200,7 +205,8 @@ class ReplayGuard:
         self._seen.pop(uuid, None)
 
     async def __call__(self, scope: Scope, request: Chat) -> None:
-        if not self.claim(request.uuid):
+        claimed = self.claim(request.uuid) if self.shared is None else await self.shared.claim(request.uuid)
+        if not claimed:
             raise ApiError(
                 409,
                 f"request {request.uuid[:64]!r} was already answered; send a new uuid for a new request",
@@ -236,8 +242,12 @@ class _ReleaseFailed:
             await self.app(scope, receive, watch)
         finally:
             if not 200 <= status < 300:
+                shared = self.guard.shared
                 for uuid in spent:
-                    self.guard.release(uuid)
+                    if shared is None:
+                        self.guard.release(uuid)
+                    else:
+                        await shared.release(uuid)
 
 
 def _check_origins(origins: tuple[str, ...]) -> list[str]:
@@ -272,14 +282,23 @@ def install(app: Starlette, config: ServerConfig) -> None:
     limiter = RateLimiter(config.rate_limit, config.rate_burst) if config.rate_limit else None
     if config.rate_burst and limiter is None:
         raise ValueError("rate_burst needs rate_limit")
+    guard = ReplayGuard(config.replay_window) if config.replay_window else None
+    if config.redis_url and (limiter is not None or guard is not None):
+        from .shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
+
+        shared = SharedState(config.redis_url, config.redis_failure)
+        state.shared = shared
+        if limiter is not None:
+            limiter.shared = SharedRateLimiter(shared, limiter)
+        if guard is not None:
+            guard.shared = SharedReplayGuard(shared, guard)
     if keys is not None and limiter is not None:
         state.request_checks.append(_keys_then_limit(keys, limiter))
     elif keys is not None:
         state.request_checks.append(keys)
     elif limiter is not None:
         state.request_checks.append(limiter)
-    if config.replay_window:
-        guard = ReplayGuard(config.replay_window)
+    if guard is not None:
         state.chat_checks.append(guard)
         app.add_middleware(_ReleaseFailed, guard=guard)
     if config.cors_origins:

@@ -11,7 +11,10 @@ into uvicorn's settings, so whatever runs the server (the command, a worker, a t
   ``forwarded_allow_ips``; uvicorn's own default believes them from 127.0.0.1, which would let
   anyone behind a local proxy pick their rate-limit bucket per request;
 - the access log never shows a query string's values (:class:`QueryRedaction`): a client that
-  puts an API key in the URL must not leave it in the log.
+  puts an API key in the URL must not leave it in the log;
+- logs are text or JSON as ``--log-format`` says (:mod:`getgpt.server.logs`).
+
+How many processes run it, and how they drain on SIGTERM, is :mod:`getgpt.server.supervisor`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import uvicorn
 
 from .config import ServerConfig
 from .connections import Limits, protocol_factory
+from .logs import log_config
 
 __all__ = ["FD_RESERVE", "QueryRedaction", "connection_limit", "connection_protocol", "uvicorn_config"]
 
@@ -131,6 +135,10 @@ def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Co
         "host": config.host,
         "port": config.port,
         "log_level": config.log_level,
+        "log_config": log_config(config),
+        "lifespan": "on",
+        # The drain (supervisor.DrainingServer) ends every stream by --shutdown-grace; this
+        # bounds only what is left after it.
         "timeout_graceful_shutdown": 5,
         # A burst of as many connections as the server admits streams waits in the accept
         # queue instead of being dropped (and retried by the client's kernel a second later).

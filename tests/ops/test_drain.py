@@ -1,0 +1,75 @@
+"""Graceful drain: SIGTERM stops new work at once, lets streams finish, cuts what outlasts the grace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+import getgpt
+
+from ..support.serve_process import getgpt_serve
+
+
+def _stream(url: str, text: str, first: threading.Event, out: list[object]) -> None:
+    try:
+        with getgpt.Client(url, max_retries=0) as client:
+            stream = client.stream([{"role": "user", "content": text}])
+            pieces = [next(iter(stream))]
+            first.set()
+            pieces += list(stream)
+            out.append("".join(pieces))
+    except getgpt.GetGptError as exc:
+        out.append(exc)
+        first.set()
+
+
+def test_sigterm_turns_readyz_503_at_once_and_lets_the_stream_in_flight_finish() -> None:
+    text = "drain me gently " * 3  # 12 pieces 0.15 s apart: about 1.7 s
+    with (
+        getgpt_serve("--echo-delay", "0.15", "--shutdown-grace", "30", "--log-level", "info") as server,
+        httpx.Client(timeout=5) as kept,  # one kept-alive connection, opened before the signal
+    ):
+        assert kept.get(server.url + "readyz").json() == {"status": "ready", "redis": "off"}
+        first, out = threading.Event(), []  # type: ignore[var-annotated]
+        reader = threading.Thread(target=_stream, args=(server.url, text, first, out))
+        reader.start()
+        assert first.wait(10)
+        os.kill(server.process.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(0.05)
+        ready = kept.get(server.url + "readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert ready.headers["connection"] == "close"  # the next request goes elsewhere
+        with pytest.raises(httpx.ConnectError):  # no new connection is accepted
+            kept.get(server.url + "healthz")
+        reader.join(20)
+        assert out == [text]
+        assert server.process.wait(20) in (0, -signal.SIGTERM)
+        # It left as soon as its last stream ended, long before the grace period's end.
+        assert time.monotonic() - signalled < 10
+        assert "draining: 1 stream(s) open, 30 s to finish" in server.output()
+
+
+def test_a_stream_that_outlasts_the_grace_period_ends_with_an_error_carrying_its_partial_text() -> None:
+    text = "this reply is far too long to finish " * 2  # 19 pieces 0.3 s apart: about 5.4 s
+    with getgpt_serve("--echo-delay", "0.3", "--shutdown-grace", "1", "--log-level", "info") as server:
+        first, out = threading.Event(), []  # type: ignore[var-annotated]
+        reader = threading.Thread(target=_stream, args=(server.url, text, first, out))
+        reader.start()
+        assert first.wait(10)
+        os.kill(server.process.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        reader.join(20)
+        assert server.process.wait(20) in (0, -signal.SIGTERM)
+        stopped = time.monotonic() - signalled
+        (error,) = out
+        assert isinstance(error, getgpt.RemoteError), error
+        assert error.code == "server_shutting_down"
+        assert error.partial and text.startswith(error.partial) and error.partial != text
+        assert 1.0 <= stopped < 5.0  # cut at the grace period's end, not at the reply's
+        assert "cutting 1 open stream(s)" in server.output()

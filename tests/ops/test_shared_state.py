@@ -1,0 +1,115 @@
+"""The Redis-backed twins of the rate limiter and the replay guard, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from getgpt.server.api_error import ApiError
+from getgpt.server.security import RateLimiter, ReplayGuard
+from getgpt.server.shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
+
+from ..support.services import Redis
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[Redis]:
+    with Redis() as server:
+        yield server
+
+
+def _state(redis: Redis, failure: str = "open") -> SharedState:
+    return SharedState(redis.url, failure)
+
+
+def test_the_shared_limit_admits_the_burst_then_one_request_per_interval(redis: Redis) -> None:
+    async def run() -> tuple[list[float], float]:
+        state = _state(redis)
+        try:
+            limiter = SharedRateLimiter(state, RateLimiter(600, burst=3))  # one every 0.1 s
+            waits = [await limiter.take("client a") for _ in range(4)]
+            await asyncio.sleep(waits[-1] + 0.01)
+            return waits, await limiter.take("client a")
+        finally:
+            await state.aclose()
+
+    waits, later = asyncio.run(run())
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 0 < waits[3] <= 0.1
+    assert later == 0.0
+
+
+def test_concurrent_requests_never_share_the_last_token(redis: Redis) -> None:
+    async def run() -> list[float]:
+        states = [_state(redis) for _ in range(4)]  # four processes' worth of clients
+        try:
+            limiters = [SharedRateLimiter(state, RateLimiter(1, burst=10)) for state in states]
+            return await asyncio.gather(*(limiters[i % 4].take("client b") for i in range(100)))
+        finally:
+            for state in states:
+                await state.aclose()
+
+    waits = asyncio.run(run())
+    assert waits.count(0.0) == 10
+
+
+def test_clients_have_buckets_of_their_own(redis: Redis) -> None:
+    async def run() -> tuple[float, float]:
+        state = _state(redis)
+        try:
+            limiter = SharedRateLimiter(state, RateLimiter(1, burst=1))
+            await limiter.take("client c")
+            return await limiter.take("client c"), await limiter.take("client d")
+        finally:
+            await state.aclose()
+
+    again, other = asyncio.run(run())
+    assert again > 50 and other == 0.0
+
+
+def test_a_uuid_is_claimed_once_until_released_or_expired(redis: Redis) -> None:
+    async def run() -> list[bool]:
+        state = _state(redis)
+        try:
+            first = SharedReplayGuard(state, ReplayGuard(0.3))
+            second = SharedReplayGuard(state, ReplayGuard(0.3))  # another process
+            seen = [await first.claim("u-1"), await second.claim("u-1")]
+            await second.release("u-1")
+            seen.append(await second.claim("u-1"))
+            seen.append(await first.claim("u-1"))
+            await asyncio.sleep(0.35)
+            seen.append(await first.claim("u-1"))
+            return seen
+        finally:
+            await state.aclose()
+
+    assert asyncio.run(run()) == [True, False, True, False, True]
+
+
+def test_without_redis_open_falls_back_to_this_process_and_closed_refuses() -> None:
+    async def run() -> tuple[list[float], bool, bool, ApiError, float]:
+        dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+        open_state, closed_state = SharedState(dead, "open"), SharedState(dead, "closed")
+        try:
+            started = time.monotonic()
+            limiter = SharedRateLimiter(open_state, RateLimiter(60, burst=2))
+            waits = [await limiter.take("client e") for _ in range(3)]
+            guard = SharedReplayGuard(open_state, ReplayGuard(60))
+            claims = await guard.claim("u-2"), await guard.claim("u-2")
+            with pytest.raises(ApiError) as refused:
+                await SharedRateLimiter(closed_state, RateLimiter(60, burst=2)).take("client e")
+            assert not open_state.available and not closed_state.available
+            return waits, claims[0], claims[1], refused.value, time.monotonic() - started
+        finally:
+            await open_state.aclose()
+            await closed_state.aclose()
+
+    waits, first, second, error, elapsed = asyncio.run(run())
+    assert waits[:2] == [0.0, 0.0] and waits[2] > 0  # this process's own bucket of 2
+    assert (first, second) == (True, False)
+    assert error.status == 503 and error.code == "shared_state_unavailable"
+    assert error.headers["Retry-After"] == "1"
+    assert elapsed < 2

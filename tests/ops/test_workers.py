@@ -1,0 +1,142 @@
+"""``getgpt serve --workers N``: several processes on one port, supervised, stopped by draining."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from getgpt.server import ServerConfig
+
+from ..support.serve_process import getgpt_serve
+from ..support.servers import free_port, wait_until
+
+
+def _pids(url: str, tries: int) -> set[int]:
+    # A new connection each time: the kernel picks a worker per connection.
+    return {int(httpx.get(url + "healthz", timeout=5).json()["pid"]) for _ in range(tries)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_two_workers_answer_on_one_port_and_a_killed_worker_is_replaced() -> None:
+    with getgpt_serve("--workers", "2", "--log-level", "warning") as server:
+        pids = _pids(server.url, 60)
+        assert len(pids) == 2 and server.process.pid not in pids
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        # The supervisor starts another; meanwhile the survivor answers every request.
+        wait_until(lambda: len(_pids(server.url, 20) - {victim}) == 2, 20)
+        assert (
+            httpx.post(
+                server.url + "v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "still here"}]},
+            ).json()["choices"][0]["message"]["content"]
+            == "still here"
+        )
+        assert "ended (exit -9); starting another" in server.output()
+
+
+def test_sigterm_stops_the_supervisor_and_every_worker() -> None:
+    with getgpt_serve("--workers", "2", "--log-level", "info") as server:
+        pids = _pids(server.url, 60)
+        assert len(pids) == 2
+        os.kill(server.process.pid, signal.SIGTERM)
+        assert server.process.wait(20) == 0
+        assert not any(_alive(pid) for pid in pids)
+        assert server.output().count("draining: 0 stream(s) open") == 2
+        assert "Traceback" not in server.output()
+
+
+def test_a_port_in_use_is_one_clear_error_with_workers_too() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            result = subprocess.run(
+                [sys.executable, "-m", "getgpt", "serve", "--port", str(port), "--workers", workers,
+                 "--max-streams", "9000"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert result.returncode == 1
+            assert "Traceback" not in result.stderr
+            assert f"{port}" in result.stderr
+
+
+def test_workers_auto_means_the_cpus_this_process_may_use() -> None:
+    config = ServerConfig.from_env({"GETGPT_WORKERS": "auto"})
+    assert config.workers == len(os.sched_getaffinity(0))
+    assert ServerConfig.from_env({"GETGPT_WORKERS": "3"}).workers == 3
+
+
+def test_each_worker_gets_enough_accept_queues_for_its_stream_limit() -> None:
+    from getgpt.server.supervisor import sockets_per_worker, somaxconn
+
+    cap = somaxconn()
+    assert sockets_per_worker(ServerConfig(max_streams=cap)) == 1
+    assert sockets_per_worker(ServerConfig(max_streams=cap + 1)) == 2
+    assert sockets_per_worker(ServerConfig(max_streams=cap * 3, accept_queues=1)) == 1
+
+
+def test_a_burst_larger_than_one_accept_queue_waits_in_the_others() -> None:
+    # Two queues of 2,048 (asked for explicitly: the kernel's cap may be larger) hold a burst of
+    # 3,000 connections at a stopped server: none is dropped, so none waits for a SYN retry.
+    import resource
+    import selectors
+
+    burst = 3000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < burst + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, burst + 1024), hard))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "getgpt", "serve", "--port", str(port), "--max-streams", "2048",
+         "--accept-queues", "2", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sockets: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "getgpt serve did not start"
+                time.sleep(0.1)
+        process.send_signal(signal.SIGSTOP)
+        with selectors.DefaultSelector() as waiting:
+            for _ in range(burst):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", port))
+                sockets.append(sock)
+                waiting.register(sock, selectors.EVENT_WRITE)
+            connected = 0
+            until = time.monotonic() + 0.8  # under a second: a dropped handshake is retried after one
+            while connected < burst and time.monotonic() < until:
+                for key, _ in waiting.select(0.1):
+                    waiting.unregister(key.fileobj)
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        connected += 1
+        assert connected == burst
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,0 +1,167 @@
+"""Real processes for the operations tests: redis-server and nginx (``getgpt serve``: serve_process.py).
+
+Each runs on a free loopback port with its files in a temporary directory, and is stopped by its
+PID (never by name). redis-server and nginx come from Debian (``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from .servers import free_port
+
+__all__ = ["Nginx", "Redis", "find"]
+
+# Where Debian puts what the tests need; PATH first, for machines that have them elsewhere.
+_SEARCH = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
+
+
+def find(name: str) -> str:
+    """The path of program ``name``; fails the test when it is not installed (.ci/run installs it)."""
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in _SEARCH if (Path(d) / name).is_file()), None
+    )
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: apt-get install the package (.ci/run does)")
+    return found
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, limit: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not listen on {port} within {limit:.0f} s") from None
+            time.sleep(0.05)
+
+
+class _Process:
+    """A child process stopped by its PID on exit."""
+
+    process: subprocess.Popen[bytes]
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 20.0) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            try:
+                self.process.wait(wait)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> _Process:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stop()
+
+
+class Redis(_Process):
+    """redis-server with no persistence, on a free loopback port, in a temporary directory."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="getgpt-redis-")
+        self.port = free_port()
+        self.start()
+
+    def start(self) -> None:
+        """Start it (again, on the same port: a restarted Redis comes back empty)."""
+        args = [
+            find("redis-server"),
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+            "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, self.process, "redis-server")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream getgpt {{
+        {servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://getgpt;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 3600s;
+            proxy_connect_timeout 2s;
+            proxy_next_upstream error timeout;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx(_Process):
+    """nginx in front of ``backends`` (``host:port``), round robin, streaming as deploy.md says."""
+
+    def __init__(self, backends: Sequence[str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="getgpt-nginx-")
+        # Run as root, nginx's worker is nobody: it must reach the temporary files it makes here.
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        servers = "\n        ".join(f"server {backend} max_fails=0;" for backend in backends)
+        conf = Path(self.dir) / "nginx.conf"
+        conf.write_text(_NGINX_CONF.format(dir=self.dir, servers=servers, port=self.port))
+        self.process = subprocess.Popen(
+            [find("nginx"), "-c", str(conf), "-p", self.dir, "-e", f"{self.dir}/error.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_port(self.port, self.process, "nginx")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self, sig: int = signal.SIGQUIT, wait: float = 20.0) -> None:
+        # SIGQUIT: nginx's graceful stop (its worker goes with it).
+        super().stop(sig, wait)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
