@@ -84,8 +84,17 @@ def seeds(target: str) -> list[bytes]:
             head + b"Content-Length: %d\r\n\r\n%s" % (len(_STREAM), _STREAM),
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\n" + _STREAM,
             head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(packed), packed),
+            head + b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nhi",
         ]
-        return [reply + CUT_SEED_TAIL for reply in replies]
+        # Raw mode (the last byte), compression asked for (the one before), cut in four.
+        raw = [reply + CUT_SEED_TAIL + b"\x01\x00" for reply in replies]
+        # Built mode: the body from the start of the input, the choices from its end (a few
+        # headers, gzip, asked for).
+        built = [
+            _STREAM + b"\x00\x02\x10\x08\x00\x05\x01\x01\x01",
+            b"body" * 50 + b"\x03\x20\x00\x00\x02\x01",
+        ]
+        return raw + built
     signature = envelope.encrypt(_REQUEST.decode()).encode()
     return [
         signature,

@@ -23,6 +23,7 @@ PUBLIC = {
         "ConnectError",
         "GetGptError",
         "IncompleteStream",
+        "LimitExceeded",
         "Message",
         "ProtocolError",
         "RateLimitError",

@@ -33,6 +33,7 @@ from ._transports.base import (
     ResponseHead,
     Timeouts,
     Transport,
+    shown,
 )
 from .errors import (
     CloudflareBlocked,
@@ -46,11 +47,14 @@ from .reply import Reply, ReplyParser, Usage
 from .request import Message, build_request, encode
 from .sse import DEFAULT_MAX_EVENT_SIZE
 from .upstream import (
+    DEFAULT_MAX_REPLY_BYTES,
     EXCERPT,
     USER_AGENT,
+    aread_body,
     aread_excerpt,
     error_message,
     is_cloudflare_block,
+    read_body,
     read_excerpt,
     retry_after,
 )
@@ -85,24 +89,42 @@ def base_url_from(value: str | None) -> str:
 
 
 class BaseClient:
-    """Configuration and every decision that needs no I/O."""
+    """Configuration and every decision that needs no I/O.
+
+    Time: ``timeout`` (seconds, or an :class:`httpx.Timeout`) bounds each step -- connecting,
+    sending, and each read, the longest silence while a reply streams; ``head_timeout`` bounds
+    the reply's status line and headers in all, from the request sent (default: the read
+    timeout); ``deadline``, if given, the whole reply, retries and their waits included.
+    ``max_reply_bytes`` bounds a whole (non-streamed) JSON reply.
+    """
 
     def __init__(
         self,
         base_url: str | None = None,
         *,
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        head_timeout: float | None = None,
+        deadline: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_retry_wait: float = 60.0,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         headers: Mapping[str, str] | None = None,
         verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.base_url = base_url_from(base_url)
         self.url = self.base_url + "api/chat/stream"
+        # The URL as messages name it: credentials in it stay out of errors and logs.
+        self._named = shown(self.url)
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         t = self.timeout
-        self._timeouts = Timeouts(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+        #: Seconds for a reply's status line and headers in all (None: as long as a read may take).
+        self.head_timeout = t.read if head_timeout is None else head_timeout
+        #: Seconds for a whole reply, retries included; None for no limit.
+        self.deadline = deadline
+        #: Largest whole (non-streamed) reply read, in bytes.
+        self.max_reply_bytes = max_reply_bytes
+        self._timeouts = Timeouts(t.connect, t.read, t.write, t.pool, self.head_timeout)
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self.max_event_size = max_event_size
@@ -120,26 +142,37 @@ class BaseClient:
         signature = envelope.encrypt(encode(build_request(messages, **params)).decode())
         return b'{"signature":"' + signature.encode() + b'"}'
 
-    def _retry_delay(self, attempt: int, status: int | None, headers: Mapping[str, str] | None) -> float:
+    def _until(self) -> float | None:
+        """The moment (``time.monotonic()``) a reply starting now must end by, if there is one."""
+        return None if self.deadline is None else time.monotonic() + self.deadline
+
+    def _retry_delay(
+        self, attempt: int, status: int | None, headers: Mapping[str, str] | None, until: float | None
+    ) -> float:
         """Seconds to wait before attempt ``attempt + 1``, or -1 to give up.
 
-        ``status`` is None for a connection that failed before any response.
+        ``status`` is None for a connection that failed before any response. A wait that would
+        end past the deadline (``until``) is not started.
         """
         if attempt >= self.max_retries or (status is not None and status not in _RETRY_STATUSES):
             return -1
         asked = retry_after(headers) if headers is not None else None
         if asked is not None:
-            return asked if asked <= self.max_retry_wait else -1
-        return min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
+            delay = asked if asked <= self.max_retry_wait else -1
+        else:
+            delay = min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
+        if until is not None and time.monotonic() + delay >= until:
+            return -1
+        return delay
 
     def _status_error(self, response: ResponseHead, body: bytes) -> StatusError:
         status = response.status_code
         excerpt = body[:EXCERPT].decode("utf-8", "replace")
         detail = error_message(body) or excerpt.strip()[:200] or response.reason_phrase
-        message = f"HTTP {status} from {self.url}: {detail}"
+        message = f"HTTP {status} from {self._named}: {detail}"
         if is_cloudflare_block(response, body):
             return CloudflareBlocked(
-                f"HTTP {status} from {self.url}: blocked by a Cloudflare challenge page",
+                f"HTTP {status} from {self._named}: blocked by a Cloudflare challenge page",
                 status_code=status,
                 body=excerpt,
             )
@@ -151,7 +184,7 @@ class BaseClient:
         """True when the reply is one JSON object rather than an event stream."""
         kind: str = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind == "text/html":
-            raise ProtocolError(f"expected an event stream from {self.url}, got an HTML page")
+            raise ProtocolError(f"expected an event stream from {self._named}, got an HTML page")
         return kind == "application/json"
 
 
@@ -313,10 +346,10 @@ class Client(BaseClient):
             return chat.reply()
 
     def _batches(self, body: bytes, parser: ReplyParser) -> Iterator[list[str]]:
-        response = self._send(body)
+        response = self._send(body, self._until())
         try:
             if self._is_json(response):
-                pieces = parser.feed_json(response.read())
+                pieces = parser.feed_json(read_body(response, self.max_reply_bytes, self._named))
             else:
                 for chunk in response.reads():
                     pieces = parser.feed(chunk)
@@ -333,13 +366,13 @@ class Client(BaseClient):
         finally:
             response.close()
 
-    def _send(self, body: bytes) -> Response:
+    def _send(self, body: bytes, until: float | None) -> Response:
         attempt = 0
         while True:
             try:
-                response = self._transport.send(body)
+                response = self._transport.send(body, deadline=until)
             except TransportError:
-                delay = self._retry_delay(attempt, None, None)
+                delay = self._retry_delay(attempt, None, None, until)
                 if delay < 0:
                     raise
             else:
@@ -349,7 +382,7 @@ class Client(BaseClient):
                     excerpt = read_excerpt(response)
                 finally:
                     response.close()
-                delay = self._retry_delay(attempt, response.status_code, response.headers)
+                delay = self._retry_delay(attempt, response.status_code, response.headers, until)
                 if delay < 0:
                     raise self._status_error(response, excerpt)
             attempt += 1
@@ -414,10 +447,10 @@ class AsyncClient(BaseClient):
             return chat.reply()
 
     async def _batches(self, body: bytes, parser: ReplyParser) -> AsyncIterator[list[str]]:
-        response = await self._send(body)
+        response = await self._send(body, self._until())
         try:
             if self._is_json(response):
-                pieces = parser.feed_json(await response.read())
+                pieces = parser.feed_json(await aread_body(response, self.max_reply_bytes, self._named))
             else:
                 async for chunk in response.reads():
                     pieces = parser.feed(chunk)
@@ -434,13 +467,13 @@ class AsyncClient(BaseClient):
         finally:
             await response.aclose()
 
-    async def _send(self, body: bytes) -> AsyncResponse:
+    async def _send(self, body: bytes, until: float | None) -> AsyncResponse:
         attempt = 0
         while True:
             try:
-                response = await self._transport.send(body)
+                response = await self._transport.send(body, deadline=until)
             except TransportError:
-                delay = self._retry_delay(attempt, None, None)
+                delay = self._retry_delay(attempt, None, None, until)
                 if delay < 0:
                     raise
             else:
@@ -450,7 +483,7 @@ class AsyncClient(BaseClient):
                     excerpt = await aread_excerpt(response)
                 finally:
                     await response.aclose()
-                delay = self._retry_delay(attempt, response.status_code, response.headers)
+                delay = self._retry_delay(attempt, response.status_code, response.headers, until)
                 if delay < 0:
                     raise self._status_error(response, excerpt)
             attempt += 1

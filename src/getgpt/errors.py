@@ -10,8 +10,9 @@ so a failure never silently loses the part of the answer that did arrive.
     ├── StatusError             The server answered with a non-2xx status; carries it and a body excerpt.
     │   ├── RateLimitError      Status 429: the server asks us to slow down (see ``retry_after``).
     │   └── CloudflareBlocked   A Cloudflare challenge or block page came back instead of the API.
-    ├── ProtocolError           The reply broke the protocol: a malformed or oversized event.
-    │   └── IncompleteStream    The server closed the stream before ``[DONE]`` or a ``finish_reason``.
+    ├── ProtocolError           The reply broke the protocol: a malformed or oversized event, a bad coding.
+    │   ├── IncompleteStream    The server closed the stream before ``[DONE]`` or a ``finish_reason``.
+    │   └── LimitExceeded       The reply went past a bound the client keeps: its size, its head's.
     ├── RemoteError             The server reported an error inside the stream: ``data: {"error": ...}``.
     ├── SignatureError          A signature (the request envelope) is malformed and cannot be decrypted.
     └── ValidationError         A chat request breaks the protocol's rules (roles, ranges, types).
@@ -26,6 +27,7 @@ __all__ = [
     "ConnectError",
     "GetGptError",
     "IncompleteStream",
+    "LimitExceeded",
     "ProtocolError",
     "RateLimitError",
     "RemoteError",
@@ -90,11 +92,19 @@ class CloudflareBlocked(StatusError):
 
 
 class ProtocolError(GetGptError):
-    """The reply broke the protocol: a malformed or oversized event."""
+    """The reply broke the protocol: a malformed or oversized event, a bad coding."""
 
 
 class IncompleteStream(ProtocolError):
     """The server closed the stream before ``[DONE]`` or a ``finish_reason``."""
+
+
+class LimitExceeded(ProtocolError):
+    """The reply went past a bound the client keeps: its size, its head's.
+
+    A whole (non-streamed) reply larger than ``max_reply_bytes``, a head larger or with more
+    headers than the client reads, too many interim (1xx) replies. Never retried.
+    """
 
 
 class RemoteError(GetGptError):

@@ -9,6 +9,8 @@ reaches into the clients' or the transports' private parts.
   sends the fixed POST with ``send(body)`` and any other method and path of the same origin with
   ``request(method, path, headers=..., body=...)``; replies have ``status_code``,
   ``reason_phrase``, ``headers`` (lower-case names), ``reads()``, ``read()``, ``aclose()``.
+- :func:`read_body` / :func:`aread_body` read a whole (non-streamed) reply's body, refused with
+  :class:`~getgpt.errors.LimitExceeded` as soon as it passes ``limit`` bytes.
 - :func:`read_excerpt` / :func:`aread_excerpt` read the start of an error reply's body, at most
   ``limit`` bytes and never raising: the status alone is the error.
 - :func:`error_message` is the ``message`` of an OpenAI-style ``{"error": ...}`` body.
@@ -18,7 +20,15 @@ reaches into the clients' or the transports' private parts.
 
 Transports raise only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (with
 :class:`~getgpt.errors.ConnectError` and :class:`~getgpt.errors.Timeout` under it) when the
-connection fails, :class:`~getgpt.errors.ProtocolError` when the reply cannot be decoded.
+connection fails, :class:`~getgpt.errors.ProtocolError` when the reply cannot be decoded, and
+:class:`~getgpt.errors.LimitExceeded` (a ProtocolError) when it goes past a bound.
+
+Bounds: ``Timeouts(connect=, read=, write=, pool=, head=)`` bound each step (``read`` each read,
+``head`` the status line and headers in all); ``send(body, deadline=time.monotonic() + s)`` (and
+``request(..., deadline=)``) bounds a whole reply, body included. A head is at most 64 KiB and 256
+headers, at most 16 interim (1xx) replies precede it; a compressed body is decoded only when the
+request's ``Accept-Encoding`` asked for it (the transports ask for identity unless the headers say
+otherwise), 64 KiB at a time.
 """
 
 from __future__ import annotations
@@ -31,9 +41,10 @@ import msgspec
 
 from ._transports.base import AsyncResponse, AsyncTransport, Response, ResponseHead, Timeouts
 from ._transports.choose import async_transport
-from .errors import GetGptError
+from .errors import GetGptError, LimitExceeded
 
 __all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
     "EXCERPT",
     "USER_AGENT",
     "AsyncResponse",
@@ -41,16 +52,20 @@ __all__ = [
     "Response",
     "ResponseHead",
     "Timeouts",
+    "aread_body",
     "aread_excerpt",
     "error_message",
     "is_cloudflare_block",
     "open_transport",
+    "read_body",
     "read_excerpt",
     "retry_after",
 ]
 
 #: Bytes of an error body kept by default.
 EXCERPT = 2048
+#: Largest whole (non-streamed) reply read by default: a chat reply is a few kilobytes.
+DEFAULT_MAX_REPLY_BYTES = 16 << 20
 #: The GetGpt protocol's clients present themselves as a browser, as the original page did.
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -70,6 +85,34 @@ def open_transport(
 ) -> AsyncTransport:
     """An async transport for requests to ``url``'s origin; ``send(body)`` POSTs to ``url``."""
     return async_transport(url, headers, timeouts=timeouts, verify=verify, max_idle=max_idle, proxy=proxy)
+
+
+def read_body(response: Response, limit: int, url: str = "the upstream") -> bytes:
+    """A reply's whole body; :class:`~getgpt.errors.LimitExceeded` as soon as it passes ``limit``
+    bytes (``url`` names the reply in the message: give none whose credentials must not show)."""
+    pieces, size = [], 0
+    for piece in response.reads():
+        size += len(piece)
+        if size > limit:
+            raise _too_large(url, limit)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+async def aread_body(response: AsyncResponse, limit: int, url: str = "the upstream") -> bytes:
+    """:func:`read_body` of an async reply."""
+    pieces, size = [], 0
+    async for piece in response.reads():
+        size += len(piece)
+        if size > limit:
+            raise _too_large(url, limit)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _too_large(url: str, limit: int) -> LimitExceeded:
+    amount = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit:,} bytes"
+    return LimitExceeded(f"the reply from {url} is larger than {amount} (max_reply_bytes)")
 
 
 def read_excerpt(response: Response, limit: int = EXCERPT) -> bytes:

@@ -167,20 +167,25 @@ def test_connection_close_is_honoured() -> None:
 
 
 @pytest.mark.parametrize("kind", [getgpt.Client, getgpt.AsyncClient])
-def test_a_gzip_stream_through_a_real_socket(kind: Any) -> None:
+def test_a_gzip_stream_through_a_real_socket_when_asked_for(kind: Any) -> None:
     packed = gzip.compress(stream_of(["zip", "ped"]))
     reply = CHUNKED.replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n")
+    asked = {"Accept-Encoding": "gzip"}
     with FaultUpstream(answer(reply + chunked(packed[:10], packed[10:]))) as upstream:
         if kind is getgpt.Client:
-            with kind(upstream.url, max_retries=0) as client:
+            with kind(upstream.url, max_retries=0, headers=asked) as client:
                 assert client.complete(HI) == "zipped"
+            with kind(upstream.url, max_retries=0) as client, pytest.raises(getgpt.ProtocolError):
+                client.complete(HI)  # not asked for: not decoded
         else:
 
-            async def main() -> str:
-                async with kind(upstream.url, max_retries=0) as client:
+            async def main(headers: dict[str, str]) -> str:
+                async with kind(upstream.url, max_retries=0, headers=headers) as client:
                     return str(await client.complete(HI))
 
-            assert asyncio.run(main()) == "zipped"
+            assert asyncio.run(main(asked)) == "zipped"
+            with pytest.raises(getgpt.ProtocolError):
+                asyncio.run(main({}))
 
 
 def test_an_async_client_outlives_its_event_loop(live: tuple[Live, str]) -> None:
@@ -395,3 +400,28 @@ def test_an_idle_connection_past_its_keepalive_is_not_reused(live: tuple[Live, s
         client.complete(HI)
         assert len(set(script.peers)) == 2
         assert sock.fileno() == -1  # the stale one was closed, not leaked
+
+
+@pytest.mark.parametrize("way", ["lean", "httpx"])
+def test_credentials_in_the_url_stay_out_of_error_messages(way: str) -> None:
+    # Messages travel on: into logs, and through the gateway to its own clients.
+    from ..support.faults import response
+    from ..support.servers import free_port
+
+    def made(url: str) -> getgpt.Client:
+        options: dict[str, Any] = {"http_client": httpx.Client()} if way == "httpx" else {}
+        return getgpt.Client(url, max_retries=0, **options)
+
+    port = free_port()
+    with (
+        made(f"http://user:s3cret@127.0.0.1:{port}/") as client,
+        pytest.raises(getgpt.ConnectError) as refused,
+    ):
+        client.complete(HI)
+    assert f"127.0.0.1:{port}" in str(refused.value) and "s3cret" not in str(refused.value)
+    failing = response(500, b'{"error":{"message":"boom"}}', "application/json")
+    with FaultUpstream(answer(failing)) as upstream:
+        keyed = upstream.url.replace("http://", "http://user:s3cret@")
+        with made(keyed) as client, pytest.raises(getgpt.StatusError) as caught:
+            client.complete(HI)
+    assert "boom" in str(caught.value) and "s3cret" not in str(caught.value)

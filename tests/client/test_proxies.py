@@ -18,6 +18,7 @@ from getgpt._transports.http11.pool import Pool
 from getgpt._transports.http11.proxy import bypassed, parse_proxy
 from getgpt._transports.httpx import AsyncHttpxTransport, HttpxTransport
 
+from ..support.client_probe import complete_one
 from ..support.proxy import Proxied, TestProxy
 from ..support.scripted import Live
 from ..support.servers import free_port
@@ -97,25 +98,13 @@ def test_an_https_url_goes_through_a_connect_tunnel_and_tls_is_checked_inside(
 def test_a_tunnel_the_proxy_refuses_is_a_connect_error_naming_its_answer(tls: tuple[str, Path]) -> None:
     url, ca_file = tls
     with TestProxy(credentials=("u", "p")) as proxy:
-        for kind in (getgpt.Client, getgpt.AsyncClient):
+        for kind in ("sync", "async"):
             with pytest.raises(getgpt.ConnectError, match=r"refused a tunnel.*407"):
                 complete_one(kind, url, proxy=proxy.url, verify=str(ca_file), max_retries=0)
 
 
-def complete_one(kind: type[Any], url: str, **options: Any) -> str:
-    if kind is getgpt.Client:
-        with getgpt.Client(url, **options) as client:
-            return str(client.complete(HI))
-
-    async def main() -> str:
-        async with getgpt.AsyncClient(url, **options) as client:
-            return str(await client.complete(HI))
-
-    return asyncio.run(main())
-
-
-@pytest.mark.parametrize("kind", [getgpt.Client, getgpt.AsyncClient])
-def test_a_proxy_that_is_not_there_is_a_connect_error_naming_it(kind: type[Any]) -> None:
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_proxy_that_is_not_there_is_a_connect_error_naming_it(kind: str) -> None:
     proxy = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(getgpt.ConnectError, match=f"through the proxy {proxy}") as caught:
         complete_one(kind, "http://example.test/", proxy=proxy, max_retries=0)

@@ -202,13 +202,18 @@ async def gzipping_upstream(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def test_openai_backend_decodes_a_compressed_upstream() -> None:
+def test_openai_backend_refuses_a_compressed_upstream_it_did_not_ask_for() -> None:
+    # Decoding what was not asked for is how a compression bomb gets in (issue 11): the backend
+    # asks for identity, so a gzip body is the upstream's fault, named, and never decoded.
     with (
         serve(gzipping_upstream) as upstream,
         serve(create_app(ServerConfig(backend="openai", upstream=upstream + "v1"))) as gate,
-        getgpt.Client(gate) as client,
+        getgpt.Client(gate, max_retries=0) as client,
+        pytest.raises(getgpt.StatusError) as caught,
     ):
-        assert client.complete([{"role": "user", "content": "x"}]) == "сжатый поток 🗜️"
+        client.complete([{"role": "user", "content": "x"}])
+    assert caught.value.status_code == 502
+    assert "gzip body, which was not asked for" in caught.value.message
 
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]

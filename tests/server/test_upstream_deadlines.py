@@ -94,3 +94,17 @@ def test_an_upstream_reply_that_never_ends_is_cut_off_at_the_max_duration(backen
             whole = httpx.post(server.url + "v1/chat/completions", json=HI, timeout=30)
             assert whole.status_code == 504, whole.text
             assert 2.9 <= time.monotonic() - started < 3 + MARGIN
+
+
+def test_the_head_timeout_bounds_the_other_forwarded_routes_too() -> None:
+    with FaultUpstream(trickled_head(0.5)) as upstream:
+        options = ("--upstream-head-timeout", "2", "--upstream-timeout", "30")
+        with forwarding_to(upstream, "openai", *options) as server:
+            started = time.monotonic()
+            response = httpx.post(
+                server.url + "v1/embeddings", json={"model": "m", "input": "hi"}, timeout=30
+            )
+            elapsed = time.monotonic() - started
+            assert response.status_code == 504, response.text
+            assert response.json()["error"]["code"] == "upstream_timeout"
+            assert 1.9 <= elapsed < 2 + MARGIN

@@ -71,9 +71,12 @@ class FaultUpstream:
         async def stop() -> None:
             assert self._server is not None
             self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            # Let them finish (relays end, writers close) before the loop stops: a coroutine
+            # left pending when its loop closes is reported as never finished.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -92,6 +95,10 @@ class FaultUpstream:
             self.hits += 1
             await self.script(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # Stopped with the server: end as a finished task, which asyncio's stream callback
+            # (Python 3.11) expects of every connection's task.
             pass
         finally:
             writer.close()

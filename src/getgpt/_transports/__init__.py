@@ -13,10 +13,12 @@
     └── httpx.py      the adapter for what the lean path does not do: SOCKS and HTTPS proxies, a
                       caller's ``transport=`` or ``http_client=``, trio
     base.py           the faces both ways share (a transport, a response), timeouts, keep-alive
-    decoding.py       content codings: which were asked for, and their decoders
+    bounds.py         time bounds beside the per-step timeouts: a reply's head, a whole reply
+    decoding.py       content codings: which were asked for, and their bounded decoders
 
 A transport raises only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (and its
 :class:`~getgpt.errors.ConnectError`, :class:`~getgpt.errors.Timeout`) and
-:class:`~getgpt.errors.ProtocolError`, each message naming the URL. The httpx adapter maps httpx's
+:class:`~getgpt.errors.ProtocolError` (and its :class:`~getgpt.errors.LimitExceeded`), each message
+naming the URL (without the credentials it may carry). The httpx adapter maps httpx's
 exceptions at its boundary, in one place; nothing above the transports sees an httpx type.
 """

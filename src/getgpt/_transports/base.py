@@ -5,6 +5,11 @@ makes again and again -- a POST of ``body`` to the URL it was made for, its head
 and :meth:`Transport.request` any other method and path of the same origin with extra headers
 (the gateway forwards ``GET /v1/models`` and ``POST /v1/embeddings`` that way). Both return once
 the reply's status line and headers have arrived; the body comes from ``reads()``.
+
+Time is bounded three ways. :class:`Timeouts` bound each step -- connecting, sending, each read
+(the longest silence) -- and the head (status line and headers in all, however they trickle).
+``deadline``, a moment on the ``time.monotonic()`` clock given to ``send``/``request``, bounds the
+whole reply, body included: connecting, sending and every read are cut short to end by it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_HEADERS",
@@ -23,6 +29,7 @@ __all__ = [
     "ResponseHead",
     "Timeouts",
     "Transport",
+    "shown",
 ]
 
 #: Seconds an idle connection is kept, either way: under the 5 s uvicorn and others keep
@@ -35,19 +42,32 @@ MAX_IDLE = 20
 DEFAULT_HEADERS: Mapping[str, str] = {"Accept": "*/*", "Accept-Encoding": "identity"}
 
 
+def shown(url: str) -> str:
+    """``url`` as messages show it: without the credentials it may carry (they may travel on,
+    to a log or to the gateway's own client)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(
+        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment)
+    )
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds allowed, None for no limit.
 
     ``connect``: to open the connection (TCP, a proxy's tunnel, the TLS handshake); ``read``: for
     each read, the longest silence; ``write``: to send a request; ``pool``: to wait for a free
-    connection (only httpx ever waits for one).
+    connection (only httpx ever waits for one); ``head``: from the request sent to the reply's
+    status line and headers all arrived, interim (1xx) replies included.
     """
 
     connect: float | None = 5.0
     read: float | None = 600.0
     write: float | None = 600.0
     pool: float | None = 600.0
+    head: float | None = 600.0
 
 
 class ResponseHead(Protocol):
@@ -73,12 +93,18 @@ class Response(ResponseHead, Protocol):
 
 
 class Transport(Protocol):
-    def send(self, body: bytes) -> Response:
-        """POSTs ``body`` to the transport's URL with its headers."""
+    def send(self, body: bytes, *, deadline: float | None = None) -> Response:
+        """POSTs ``body`` to the transport's URL with its headers; the reply must end by ``deadline``."""
         ...
 
     def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> Response:
         """Sends ``method`` to ``target`` (a path, ``/v1/models``) of the same origin; ``headers``
         are added to the transport's own, replacing those of the same name."""
@@ -94,10 +120,16 @@ class AsyncResponse(ResponseHead, Protocol):
 
 
 class AsyncTransport(Protocol):
-    async def send(self, body: bytes) -> AsyncResponse: ...
+    async def send(self, body: bytes, *, deadline: float | None = None) -> AsyncResponse: ...
 
     async def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> AsyncResponse: ...
 
     async def aclose(self) -> None: ...

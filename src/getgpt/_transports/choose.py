@@ -91,7 +91,7 @@ def async_transport(
         from . import httpx as way
 
         http = http_client or way.async_client(timeouts, context(verify), max_idle, proxy_url, transport)
-        return way.AsyncHttpxTransport(http, url, headers)
+        return way.AsyncHttpxTransport(http, url, headers, timeouts)
 
     if where is None:
         return through_httpx()
@@ -122,13 +122,19 @@ class LeanOrElsewhere:
 
     # Not ``async def``: the coroutine of the transport chosen is handed over as it is, so the
     # choice costs no coroutine of its own.
-    def send(self, body: bytes) -> Coroutine[Any, Any, AsyncResponse]:
-        return self._here().send(body)
+    def send(self, body: bytes, *, deadline: float | None = None) -> Coroutine[Any, Any, AsyncResponse]:
+        return self._here().send(body, deadline=deadline)
 
     def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> Coroutine[Any, Any, AsyncResponse]:
-        return self._here().request(method, target, headers=headers, body=body)
+        return self._here().request(method, target, headers=headers, body=body, deadline=deadline)
 
     async def aclose(self) -> None:
         await self.lean.aclose()

@@ -4,23 +4,35 @@
 These adapters give an httpx client the transports' face (:mod:`getgpt._transports.base`), so
 the code above is written once. httpx runs unpatched: its body is read raw (``iter_raw``) and
 decoded by :mod:`getgpt._transports.decoding`, as on the lean path, so both ways honour the same
-codings. Every httpx exception is mapped to getgpt's own in one place, :func:`mapped_errors`.
+codings, a bounded piece at a time. Every httpx exception is mapped to getgpt's own in one place,
+:func:`mapped_errors`.
+
+Time bounds: asynchronously (asyncio or trio, through anyio) the head bound and the deadline are
+kept exactly, by cancelling the wait. Synchronously httpx offers no way to cut a read short once
+it began: with a deadline each read's timeout is cut to the time left when the request is sent,
+and the deadline is checked between reads, so a reply may overrun it by up to that much; the head
+is bounded per read only (h11, below httpx, reads a head of at most 100 KiB). The lean path keeps
+both exactly either way.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
 from ..errors import ConnectError, ProtocolError, Timeout, TransportError
-from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts
-from .decoding import Decoder, decoder_for
+from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts, shown
+from .bounds import Bound, head_bound, reply_bound
+from .decoding import BodyDecoder, accepted, decoder_for
+
+T = TypeVar("T")
 
 __all__ = [
     "AsyncHttpxResponse",
@@ -54,6 +66,10 @@ def mapped_errors(url: str) -> Iterator[None]:
 
 def _detail(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _least(limit: float | None, left: float) -> float:
+    return left if limit is None else min(limit, left)
 
 
 def _options(
@@ -129,13 +145,52 @@ def _content(method: str, body: bytes) -> bytes | None:
 
 
 class _Head:
-    def __init__(self, response: httpx.Response, url: str, decoder: Decoder | None) -> None:
+    def __init__(
+        self, response: httpx.Response, url: str, decoder: BodyDecoder | None, bound: Bound | None
+    ) -> None:
         self.response = response
         self.url = url
         self.status_code = response.status_code
         self.reason_phrase = response.reason_phrase
         self.headers: Mapping[str, str] = response.headers
         self._decoder = decoder
+        self._bound = bound
+
+    def _decoded(self, raw: bytes) -> Iterator[bytes]:
+        """What ``raw`` decodes to, a bounded piece at a time, the deadline checked before each."""
+        decoder, bound = self._decoder, self._bound
+        if decoder is None:
+            if bound is not None:
+                bound.left()
+            if raw:
+                yield raw
+            return
+        while True:
+            if bound is not None:
+                bound.left()
+            piece = decoder.decode(raw, self.url)
+            if piece:
+                yield piece
+            if not decoder.pending:
+                return
+            raw = b""
+
+
+def _decoder(response: httpx.Response, headers: Mapping[str, str], url: str) -> BodyDecoder | None:
+    return decoder_for(response.headers.get("content-encoding", ""), accepted(headers), url)
+
+
+async def _within(bound: Bound | None, step: Awaitable[T]) -> T:
+    """``step``, cancelled when ``bound`` runs out (anyio: asyncio and trio alike)."""
+    if bound is None:
+        return await step
+    try:
+        with anyio.fail_after(bound.left()):
+            return await step
+    except TimeoutError as exc:
+        if isinstance(exc, Timeout):
+            raise
+        raise Timeout(bound.message) from None
 
 
 def _already_read(response: httpx.Response) -> Iterator[bytes]:
@@ -148,15 +203,17 @@ class HttpxResponse(_Head):
     """An httpx response with the transports' face."""
 
     def reads(self) -> Iterator[bytes]:
-        decoder, url = self._decoder, self.url
         if self.response.is_stream_consumed:
             yield from _already_read(self.response)
             return
-        with mapped_errors(url):
+        with mapped_errors(self.url):
+            if self._decoder is None and self._bound is None:
+                for raw in self.response.iter_raw():
+                    if raw:
+                        yield raw
+                return
             for raw in self.response.iter_raw():
-                piece = raw if decoder is None else decoder.decode(raw, url)
-                if piece:
-                    yield piece
+                yield from self._decoded(raw)
 
     def read(self) -> bytes:
         return b"".join(self.reads())
@@ -170,15 +227,23 @@ class AsyncHttpxResponse(_Head):
     """An httpx async response with the transports' face."""
 
     async def reads(self) -> AsyncIterator[bytes]:
-        decoder, url = self._decoder, self.url
         if self.response.is_stream_consumed:
             for piece in _already_read(self.response):
                 yield piece
             return
-        with mapped_errors(url):
-            async for raw in self.response.aiter_raw():
-                piece = raw if decoder is None else decoder.decode(raw, url)
-                if piece:
+        with mapped_errors(self.url):
+            if self._decoder is None and self._bound is None:
+                async for raw in self.response.aiter_raw():
+                    if raw:
+                        yield raw
+                return
+            raws = self.response.aiter_raw()
+            while True:
+                try:
+                    raw = await _within(self._bound, raws.__anext__())
+                except StopAsyncIteration:
+                    return
+                for piece in self._decoded(raw):
                     yield piece
 
     async def read(self) -> bytes:
@@ -196,26 +261,42 @@ class HttpxTransport:
         self.http = http
         self._way = _Way(url, headers)
 
-    def send(self, body: bytes) -> HttpxResponse:
+    def send(self, body: bytes, *, deadline: float | None = None) -> HttpxResponse:
         way = self._way
-        return self._send("POST", way.url, way.headers, body)
+        return self._send("POST", way.url, way.headers, body, deadline)
 
     def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> HttpxResponse:
         url, merged = self._way.target(target, headers)
-        return self._send(method, url, merged, body)
+        return self._send(method, url, merged, body, deadline)
 
-    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> HttpxResponse:
-        with mapped_errors(url):
-            request = self.http.build_request(method, url, content=_content(method, body), headers=headers)
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
+    ) -> HttpxResponse:
+        named = shown(url)
+        whole = reply_bound(deadline, named)
+        options: dict[str, Any] = {}
+        if whole is not None:
+            left, given = whole.left(), self.http.timeout
+            # Every wait of this request ends by the deadline's time as it stands now.
+            options["timeout"] = httpx.Timeout(
+                connect=_least(given.connect, left),
+                read=_least(given.read, left),
+                write=_least(given.write, left),
+                pool=_least(given.pool, left),
+            )
+        with mapped_errors(named):
+            content = _content(method, body)
+            request = self.http.build_request(method, url, content=content, headers=headers, **options)
             response = self.http.send(request, stream=True)
-        try:
-            decoder = decoder_for(response.headers.get("content-encoding", ""), url)
-        except ProtocolError:
-            response.close()
-            raise
-        return HttpxResponse(response, url, decoder)
+        return HttpxResponse(response, named, _decoder(response, headers, named), whole)
 
     def close(self) -> None:
         self.http.close()
@@ -224,30 +305,40 @@ class HttpxTransport:
 class AsyncHttpxTransport:
     """Requests to one origin through an :class:`httpx.AsyncClient` (asyncio or trio)."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str], timeouts: Timeouts | None = None
+    ) -> None:
         self.http = http
         self._way = _Way(url, headers)
+        #: The head bound comes from these (the read, connect and write timeouts are httpx's own).
+        self.timeouts = timeouts or Timeouts(head=None)
 
-    async def send(self, body: bytes) -> AsyncHttpxResponse:
+    async def send(self, body: bytes, *, deadline: float | None = None) -> AsyncHttpxResponse:
         way = self._way
-        return await self._send("POST", way.url, way.headers, body)
+        return await self._send("POST", way.url, way.headers, body, deadline)
 
     async def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> AsyncHttpxResponse:
         url, merged = self._way.target(target, headers)
-        return await self._send(method, url, merged, body)
+        return await self._send(method, url, merged, body, deadline)
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> AsyncHttpxResponse:
-        with mapped_errors(url):
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
+    ) -> AsyncHttpxResponse:
+        named = shown(url)
+        head = head_bound(self.timeouts, deadline, named)
+        with mapped_errors(named):
             request = self.http.build_request(method, url, content=_content(method, body), headers=headers)
-            response = await self.http.send(request, stream=True)
-        try:
-            decoder = decoder_for(response.headers.get("content-encoding", ""), url)
-        except ProtocolError:
-            await response.aclose()
-            raise
-        return AsyncHttpxResponse(response, url, decoder)
+            response = await _within(head, self.http.send(request, stream=True))
+        decoder = _decoder(response, headers, named)
+        return AsyncHttpxResponse(response, named, decoder, reply_bound(deadline, named))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -32,9 +32,11 @@ from .. import envelope, errors
 from ..reply import ReplyParser
 from ..request import encode
 from ..upstream import (
+    DEFAULT_MAX_REPLY_BYTES,
     USER_AGENT,
     AsyncResponse,
     Timeouts,
+    aread_body,
     aread_excerpt,
     error_message,
     is_cloudflare_block,
@@ -43,7 +45,6 @@ from ..upstream import (
 from .api_error import ApiError
 from .chat import Chat, not_served
 from .config import ServerConfig
-from .deadlines import Deadline
 from .relay import EventRelay, completion_from_events, events_from_completion, usage_of
 from .wire import Outcome
 
@@ -102,11 +103,22 @@ class ForwardingBackend:
             headers["Authorization"] = f"Bearer {key}"
         # The server's own stream limit bounds the connections open upstream at once; an
         # environment proxy (HTTPS_PROXY, NO_PROXY...) is honoured.
+        # --upstream-timeout bounds each read; --upstream-head-timeout the reply's status and headers
+        # in all, however they trickle; --upstream-max-duration the whole reply (its deadline).
         wait = config.upstream_timeout
-        timeouts = Timeouts(connect=config.upstream_connect_timeout, read=wait, write=wait, pool=wait)
-        self._transport = open_transport(self.url, headers, timeouts=timeouts, max_idle=100)
-        self.head_timeout = config.upstream_head_timeout
+        timeouts = Timeouts(
+            config.upstream_connect_timeout,
+            read=wait,
+            write=wait,
+            pool=wait,
+            head=config.upstream_head_timeout,
+        )
         self.max_duration = config.upstream_max_duration
+        self._transport = open_transport(self.url, headers, timeouts=timeouts, max_idle=100)
+
+    def _deadline(self) -> float:
+        """When a reply asked for now must have ended, body included (``time.monotonic()``)."""
+        return time.monotonic() + self.max_duration
 
     def check(self, chat: Chat) -> None:
         if self.name == "getgpt":
@@ -133,49 +145,44 @@ class ForwardingBackend:
         response: AsyncResponse | None = None
         telemetry = self.telemetry
         started = time.perf_counter()
-        # The per-read timeout never fires on an upstream that trickles; these bound the whole wait.
-        whole = Deadline(self.max_duration, "reply")
-        head = Deadline(self.head_timeout, "reply head")
         try:
-            try:
-                response = await whole.step(head.step(self._transport.send(body)))
-            except errors.TransportError as exc:
-                if telemetry is not None:
-                    telemetry.upstream_failed(
-                        self.name, "timeout" if isinstance(exc, errors.Timeout) else "connect"
-                    )
-                raise _unreachable(self.url, exc) from None
-            finally:
-                head.close()
+            response = await self._transport.send(body, deadline=self._deadline())
+        except errors.TransportError as exc:
             if telemetry is not None:
-                telemetry.upstream(self.name, time.perf_counter() - started)
+                telemetry.upstream_failed(
+                    self.name, "timeout" if isinstance(exc, errors.Timeout) else "connect"
+                )
+            raise _unreachable(self.url, exc) from None
+        except errors.ProtocolError as exc:  # a head past the transport's bounds
+            if telemetry is not None:
+                telemetry.upstream_failed(self.name, "protocol")
+            raise _broken_off(self.url, exc) from None
+        if telemetry is not None:
+            telemetry.upstream(self.name, time.perf_counter() - started)
+        try:
             if not 200 <= response.status_code < 300:
                 if telemetry is not None:
                     telemetry.upstream_failed(self.name, response.status_code)
-                raise await whole.step(_upstream_status(response))
+                raise await _upstream_status(response)
             kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
             if not chat.stream:
-                yield await whole.step(_whole(response, kind, chat.model, outcome))
+                yield await _whole(response, kind, chat.model, outcome)
                 return
             if kind == "application/json":
-                yield events_from_completion(await whole.step(response.read()))
+                yield events_from_completion(await aread_body(response, DEFAULT_MAX_REPLY_BYTES))
                 return
             relay = EventRelay(strip_usage=strip_usage)
-            reads = response.reads().__aiter__()
             try:
-                while True:
-                    try:
-                        chunk = await whole.step(reads.__anext__())
-                    except StopAsyncIteration:
-                        last = relay.close()
-                        if last:
-                            yield last
-                        break
+                async for chunk in response.reads():
                     events = relay.feed(chunk)
                     if events:
                         yield events
                     if relay.error is not None or relay.done:
                         break
+                else:
+                    last = relay.close()
+                    if last:
+                        yield last
             finally:
                 outcome.usage = relay.usage
             if relay.error is not None:
@@ -188,12 +195,7 @@ class ForwardingBackend:
                     self.name, "timeout" if isinstance(exc, errors.Timeout) else "protocol"
                 )
             raise _broken_off(self.url, exc) from None
-        except ApiError:
-            if telemetry is not None and (whole.passed or head.passed):
-                telemetry.upstream_failed(self.name, "timeout")
-            raise
         finally:
-            whole.close()
             # Closing early (the client went away) closes the connection rather than reusing it.
             if response is not None:
                 await response.aclose()
@@ -235,13 +237,17 @@ class ForwardingBackend:
 
     async def _get(self, target: str) -> bytes:
         try:
-            response = await self._transport.request("GET", target, headers={"Accept": "application/json"})
+            response = await self._transport.request(
+                "GET", target, headers={"Accept": "application/json"}, deadline=self._deadline()
+            )
         except errors.TransportError as exc:
             raise _unreachable(self.url, exc) from None
+        except errors.ProtocolError as exc:
+            raise _broken_off(self.url, exc) from None
         try:
             if not 200 <= response.status_code < 300:
                 raise await _upstream_status(response)
-            return await response.read()
+            return await aread_body(response, DEFAULT_MAX_REPLY_BYTES)
         except (errors.TransportError, errors.ProtocolError) as exc:
             raise _broken_off(self.url, exc) from None
         finally:
@@ -255,10 +261,16 @@ class ForwardingBackend:
             body = _aliased(body, self.aliases)
         try:
             response = await self._transport.request(
-                "POST", self._base_path + path, headers={"Accept": "*/*"}, body=body
+                "POST",
+                self._base_path + path,
+                headers={"Accept": "*/*"},
+                body=body,
+                deadline=self._deadline(),
             )
         except errors.TransportError as exc:
             raise _unreachable(self.url, exc) from None
+        except errors.ProtocolError as exc:
+            raise _broken_off(self.url, exc) from None
         if 200 <= response.status_code < 300:
             return response
         try:
@@ -284,9 +296,10 @@ def _aliased(body: bytes, aliases: dict[str, str]) -> bytes:
 
 async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcome) -> bytes:
     """A non-streamed reply's body, passed on; a streamed one made whole (a GetGpt upstream may
-    stream whatever was asked)."""
+    stream whatever was asked). Either is held whole, so either is refused past
+    ``DEFAULT_MAX_REPLY_BYTES`` as it arrives."""
     if kind != "text/event-stream":
-        body = await response.read()
+        body = await aread_body(response, DEFAULT_MAX_REPLY_BYTES)
         try:
             outcome.usage = usage_of(_decode_any(body))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -298,8 +311,14 @@ async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcom
             ) from None
         return body
     parser = ReplyParser()
+    read = 0
     try:
         async for chunk in response.reads():
+            read += len(chunk)
+            if read > DEFAULT_MAX_REPLY_BYTES:
+                raise errors.LimitExceeded(
+                    f"the streamed reply, made whole, is larger than {DEFAULT_MAX_REPLY_BYTES >> 20} MiB"
+                )
             parser.feed(chunk)
         parser.close()
     except errors.RemoteError as exc:

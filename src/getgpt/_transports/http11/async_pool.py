@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import cast
 
 from ...errors import ConnectError, GetGptError, Timeout, TransportError
+from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via
 from .reader import ResponseReader, check_tunnel
@@ -88,8 +89,9 @@ class _Connection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait(self, timeout: float | None) -> None:
-        """Until more has arrived, the connection closed, or ``timeout`` passed (Timeout)."""
+    async def wait(self, timeout: float | None, why: str | None = None) -> None:
+        """Until more has arrived, the connection closed, or ``timeout`` passed: a Timeout saying
+        ``why``, or that a read timed out."""
         if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
@@ -97,7 +99,7 @@ class _Connection(asyncio.Protocol):
         if timeout is None:
             await waiter
             return
-        timer = self.loop.call_later(timeout, _time_out, waiter, self.reader)
+        timer = self.loop.call_later(timeout, _time_out, waiter, self.reader, why)
         try:
             await waiter
         finally:
@@ -113,38 +115,51 @@ class _Connection(asyncio.Protocol):
             raise Timeout(f"timed out sending the request to {url}") from None
 
 
-def _time_out(waiter: asyncio.Future[None], reader: ResponseReader | None) -> None:
+def _time_out(waiter: asyncio.Future[None], reader: ResponseReader | None, why: str | None) -> None:
     if not waiter.done():
         url = reader.url if reader is not None else "the server"
-        waiter.set_exception(Timeout(f"timed out waiting for {url}"))
+        waiter.set_exception(Timeout(why or f"timed out waiting for {url}"))
+
+
+async def _wait_within(conn: _Connection, read: float | None, bound: Bound | None) -> None:
+    """One wait for more bytes: the read timeout, cut short to end within ``bound``."""
+    wait = within(read, bound)
+    await conn.wait(wait, bound.message if bound is not None and wait != read else None)
 
 
 class AsyncPooledResponse:
     """A reply whose head has arrived; its body is read with :meth:`reads`."""
 
-    def __init__(self, pool: AsyncPool, conn: _Connection, reader: ResponseReader) -> None:
+    def __init__(
+        self, pool: AsyncPool, conn: _Connection, reader: ResponseReader, bound: Bound | None
+    ) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
         self._reader = reader
+        self._bound = bound
         self.status_code = reader.status_code
         self.reason_phrase = reader.reason_phrase
         self.headers = reader.headers
 
     async def reads(self) -> AsyncIterator[bytes]:
-        """The body, one piece per wake-up (empty ones skipped)."""
-        reader, conn = self._reader, self._conn
+        """The body, one piece per wake-up (or per decoded piece), empty ones skipped."""
+        reader, conn, bound = self._reader, self._conn, self._bound
         assert conn is not None, "the reply was closed"
         timeout = self._pool.timeouts.read
         while True:
             data = reader.take()
             if data:
                 yield data
+                if bound is not None and reader.more:
+                    bound.left()  # a decoded piece at a time, each one checked
             elif conn.error is not None:
                 raise conn.error
             elif reader.complete:
                 return
-            else:
+            elif bound is None:
                 await conn.wait(timeout)
+            else:
+                await _wait_within(conn, timeout, bound)
 
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self.reads()])
@@ -163,21 +178,32 @@ class AsyncPooledResponse:
 class AsyncPool(PoolBase[_Connection]):
     """Keep-alive connections to one endpoint, for the event loop that opened them."""
 
-    async def send(self, body: bytes) -> AsyncPooledResponse:
+    async def send(self, body: bytes, *, deadline: float | None = None) -> AsyncPooledResponse:
         """POSTs ``body`` and returns once the reply's head has arrived."""
         where = self.endpoint
-        return await self._exchange(where.request(body), ResponseReader(where.url))
+        return await self._exchange(where.request(body), ResponseReader(where.url, where.asked), deadline)
 
     async def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> AsyncPooledResponse:
         """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
         where = self.endpoint
         head = where.head(method, target, headers, len(body))
-        return await self._exchange(head + body, ResponseReader(where.origin + target))
+        reader = ResponseReader(where.origin + target, where.asked_with(headers))
+        return await self._exchange(head + body, reader, deadline)
 
-    async def _exchange(self, data: bytes, reader: ResponseReader) -> AsyncPooledResponse:
-        conn = await self._acquire(reader.url)
+    async def _exchange(
+        self, data: bytes, reader: ResponseReader, deadline: float | None
+    ) -> AsyncPooledResponse:
+        url = reader.url
+        whole = reply_bound(deadline, url)
+        conn = await self._acquire(url, whole)
         conn.reader = reader
         transport = conn.transport
         assert transport is not None
@@ -186,23 +212,24 @@ class AsyncPool(PoolBase[_Connection]):
         try:
             transport.write(data)
             try:
-                await conn.drain(timeouts.write, reader.url)
+                await conn.drain(within(timeouts.write, whole), url)
             except WriteFailed as exc:
                 reader.broken_request = True
                 write_error = exc  # the server may have answered early (a 413): look first
+            bound = head_bound(timeouts, deadline, url)
             while not reader.head_done:
                 if conn.error is not None:
                     if write_error is not None:
                         raise TransportError(write_error.message) from write_error.__cause__
                     raise conn.error
-                await conn.wait(timeouts.read)
+                await _wait_within(conn, timeouts.read, bound)
         except BaseException:
             conn.reader = None
             transport.close()
             raise
-        return AsyncPooledResponse(self, conn, reader)
+        return AsyncPooledResponse(self, conn, reader, whole)
 
-    async def _acquire(self, url: str) -> _Connection:
+    async def _acquire(self, url: str, whole: Bound | None) -> _Connection:
         loop = asyncio.get_running_loop()
         keepalive = self.keepalive
         while self._idle:
@@ -215,7 +242,7 @@ class AsyncPool(PoolBase[_Connection]):
                 continue
             return conn
         try:
-            return await asyncio.wait_for(self._connect(loop, url), self.timeouts.connect)
+            return await asyncio.wait_for(self._connect(loop, url), within(self.timeouts.connect, whole))
         except asyncio.TimeoutError as exc:
             raise Timeout(f"timed out connecting to {via(self.endpoint, url)}") from exc
 

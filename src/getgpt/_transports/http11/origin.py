@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 from ..base import DEFAULT_HEADERS
+from ..decoding import accepted
 from .proxy import Proxy
 
 __all__ = ["Endpoint", "check_headers", "endpoint"]
@@ -56,7 +57,7 @@ def _fields(*layers: Mapping[str, str] | None) -> Fields:
 class Endpoint:
     """An origin, the fixed request's head serialised once, and the proxy requests go through."""
 
-    #: The URL the fixed request goes to, for messages.
+    #: The URL the fixed request goes to, for messages: without the credentials it may carry.
     url: str
     scheme: str
     host: str
@@ -73,10 +74,19 @@ class Endpoint:
     target: str
     #: The fixed request's head up to and including ``Content-Length: ``.
     prefix: bytes = field(init=False, repr=False)
+    #: The content codings its requests ask for (``Accept-Encoding``).
+    asked: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         lines = self._lines("POST", self.target, self.fields.values())
         object.__setattr__(self, "prefix", ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1"))
+        object.__setattr__(self, "asked", accepted(dict(self.fields.values())))
+
+    def asked_with(self, headers: Mapping[str, str] | None) -> frozenset[str]:
+        """The content codings a request with these extra ``headers`` asks for."""
+        if headers and any(name.lower() == "accept-encoding" for name in headers):
+            return accepted(headers)
+        return self.asked
 
     @property
     def address(self) -> tuple[str, int]:
@@ -174,7 +184,7 @@ def endpoint(url: str, headers: Mapping[str, str], proxy: Proxy | None = None) -
         auth["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
     fields = _fields(DEFAULT_HEADERS, auth, headers)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Endpoint(url, scheme, host, port, origin, authority, fields, proxy, target)
+    return Endpoint(origin + target, scheme, host, port, origin, authority, fields, proxy, target)
 
 
 def _idna(host: str) -> str:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from ...errors import ConnectError, GetGptError, Timeout, TransportError
+from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via
 from .reader import ResponseReader, check_tunnel
@@ -15,32 +16,67 @@ from .reader import ResponseReader, check_tunnel
 __all__ = ["Pool", "PooledResponse"]
 
 _READ_SIZE = 65536
+# Seconds a bound may leave under the read timeout and still be left to the socket's own timeout.
+_SLACK = 0.01
 
 
 class PooledResponse:
     """A reply whose head has arrived; its body is read with :meth:`reads`."""
 
-    def __init__(self, pool: Pool, sock: socket.socket, reader: ResponseReader, buffer: memoryview) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        sock: socket.socket,
+        reader: ResponseReader,
+        buffer: memoryview,
+        bound: Bound | None,
+    ) -> None:
         self._pool = pool
         self._sock: socket.socket | None = sock
         self._reader = reader
         self._buffer = buffer
+        self._bound = bound
         self.status_code = reader.status_code
         self.reason_phrase = reader.reason_phrase
         self.headers = reader.headers
 
     def reads(self) -> Iterator[bytes]:
-        """The body, one piece per network read (empty reads skipped)."""
+        """The body, one piece per network read (or per decoded piece), empty ones skipped."""
         reader, sock, buffer = self._reader, self._sock, self._buffer
         assert sock is not None, "the reply was closed"
+        if self._bound is not None:
+            yield from self._bounded_reads(sock, self._bound)
+            return
         data = reader.take()
         if data:
             yield data
-        while not reader.complete:
-            _pull(sock, reader, buffer)
+        while not reader.complete or reader.more:
+            if not reader.more:
+                _pull(sock, reader, buffer)
             data = reader.take()
             if data:
                 yield data
+
+    def _bounded_reads(self, sock: socket.socket, bound: Bound) -> Iterator[bytes]:
+        """:meth:`reads` for a reply with a deadline: each read cut short to end by it."""
+        reader, buffer, read = self._reader, self._buffer, self._pool.timeouts.read
+        while True:
+            data = reader.take()
+            if data:
+                yield data
+            if reader.more:
+                bound.left()  # a decoded piece at a time, each one checked
+                continue
+            if reader.complete:
+                return
+            wait = within(read, bound)
+            sock.settimeout(wait)
+            try:
+                _pull(sock, reader, buffer)
+            except Timeout as exc:
+                if wait != read:
+                    raise Timeout(bound.message) from exc
+                raise
 
     def read(self) -> bytes:
         return b"".join(self.reads())
@@ -88,36 +124,84 @@ def _pull(sock: socket.socket, reader: ResponseReader, buffer: memoryview) -> No
 class Pool(PoolBase[tuple[socket.socket, float]]):
     """Keep-alive connections to one endpoint; thread-safe as list append and pop are."""
 
-    def send(self, body: bytes) -> PooledResponse:
+    def send(self, body: bytes, *, deadline: float | None = None) -> PooledResponse:
         """POSTs ``body`` and returns once the reply's head has arrived."""
         where = self.endpoint
-        return self._exchange(where.request(body), ResponseReader(where.url))
+        return self._exchange(where.request(body), ResponseReader(where.url, where.asked), deadline)
 
     def request(
-        self, method: str, target: str, *, headers: Mapping[str, str] | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        deadline: float | None = None,
     ) -> PooledResponse:
         """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
         where = self.endpoint
         head = where.head(method, target, headers, len(body))
-        return self._exchange(head + body, ResponseReader(where.origin + target))
+        reader = ResponseReader(where.origin + target, where.asked_with(headers))
+        return self._exchange(head + body, reader, deadline)
 
-    def _exchange(self, data: bytes, reader: ResponseReader) -> PooledResponse:
-        sock = self._acquire(reader.url)
+    def _exchange(self, data: bytes, reader: ResponseReader, deadline: float | None) -> PooledResponse:
+        url = reader.url
+        whole = None if deadline is None else reply_bound(deadline, url)
+        sock = self._acquire(url, whole)
         buffer = memoryview(bytearray(_READ_SIZE))
         try:
             try:
-                self._write(sock, data, reader.url)
+                self._write(sock, data, url, whole)
             except WriteFailed as exc:
                 reader.broken_request = True
                 _answer_anyway(exc, lambda: _pull(sock, reader, buffer), reader)
-            while not reader.head_done:
-                _pull(sock, reader, buffer)
+            if not reader.head_done:
+                self._read_head(sock, reader, buffer, deadline)
         except BaseException:
             sock.close()
             raise
-        return PooledResponse(self, sock, reader, buffer)
+        return PooledResponse(self, sock, reader, buffer, whole)
 
-    def _acquire(self, url: str) -> socket.socket:
+    def _read_head(
+        self, sock: socket.socket, reader: ResponseReader, buffer: memoryview, deadline: float | None
+    ) -> None:
+        """Reads until the head is whole, within the head bound and the deadline, however slowly
+        its bytes come."""
+        timeouts = self.timeouts
+        read, head = timeouts.read, timeouts.head
+        if deadline is None and read is not None and head is not None and head >= read:
+            # The first read's own timeout ends within the head bound: a head that comes in one
+            # read, the usual case, needs no bound made and no call to change the timeout.
+            started = time.monotonic()
+            _pull(sock, reader, buffer)
+            if reader.head_done:
+                return
+            bound: Bound | None = Bound(started + head, reader.url, head)
+        else:
+            bound = head_bound(timeouts, deadline, reader.url)
+        cut = False
+        while not reader.head_done:
+            if bound is None:
+                _pull(sock, reader, buffer)
+                continue
+            # While the bound leaves (nearly) a read timeout or more, the socket's own timeout
+            # -- the read timeout, as _write left it -- is all it needs. "Nearly": the head
+            # bound, when it equals the read timeout, began a few microseconds before this read.
+            left = bound.left()
+            shorter = read is None or left < read - _SLACK
+            if shorter:
+                cut = True
+                sock.settimeout(left)
+            try:
+                _pull(sock, reader, buffer)
+            except Timeout as exc:
+                if shorter:
+                    raise Timeout(bound.message) from exc
+                raise
+        if cut:
+            sock.settimeout(read)
+
+    def _acquire(self, url: str, whole: Bound | None) -> socket.socket:
         idle = self._idle
         while idle:
             try:
@@ -129,12 +213,12 @@ class Pool(PoolBase[tuple[socket.socket, float]]):
                 sock.close()
                 continue
             return sock
-        return self._connect(url)
+        return self._connect(url, whole)
 
-    def _connect(self, url: str) -> socket.socket:
+    def _connect(self, url: str, whole: Bound | None) -> socket.socket:
         where, timeouts = self.endpoint, self.timeouts
         try:
-            sock = socket.create_connection(where.address, timeout=timeouts.connect)
+            sock = socket.create_connection(where.address, timeout=within(timeouts.connect, whole))
         except TimeoutError as exc:
             raise Timeout(f"timed out connecting to {via(where, url)}") from exc
         except OSError as exc:
@@ -156,9 +240,9 @@ class Pool(PoolBase[tuple[socket.socket, float]]):
             raise
         return sock
 
-    def _write(self, sock: socket.socket, data: bytes, url: str) -> None:
+    def _write(self, sock: socket.socket, data: bytes, url: str, whole: Bound | None) -> None:
         timeouts = self.timeouts
-        sock.settimeout(timeouts.write)
+        sock.settimeout(timeouts.write if whole is None else within(timeouts.write, whole))
         try:
             sock.sendall(data)
         except TimeoutError as exc:
