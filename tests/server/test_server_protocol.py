@@ -175,9 +175,11 @@ def test_echo_delay_spaces_the_pieces() -> None:
             start = time.monotonic()
             for _ in client.stream(user("abcdef")):
                 arrivals.append(time.monotonic() - start)
-    # Three pieces, two pauses of 50 ms between them: each piece arrives on its own, spread out.
+    # Three pieces, two pauses of 50 ms between them. The last piece cannot arrive before both
+    # pauses have passed; on a loaded machine the client may read all three at once, so the time
+    # between arrivals proves nothing, but the time to the last one does.
     assert len(arrivals) == 3
-    assert arrivals[2] - arrivals[0] >= 0.08
+    assert arrivals[2] >= 0.1
 
 
 def test_chunk_writer_output_is_what_a_json_encoder_gives() -> None:
