@@ -211,3 +211,16 @@ def test_metrics_can_need_their_own_key() -> None:
             "getgpt_requests_total"
             in httpx.get(url + "metrics", headers={"Authorization": "Bearer scrape-me"}).text
         )
+
+
+def test_forwarded_routes_are_counted_like_the_chat_routes() -> None:
+    # /v1/embeddings and friends take a reply slot and can be refused like a chat request: the
+    # Prometheus metrics must say so, as /healthz does (they once counted only the chat routes).
+    with serve(create_app(ServerConfig())) as url:
+        before = scrape(url)
+        refused = httpx.post(url + "v1/embeddings", json={"input": "x", "model": "m"}, timeout=10)
+        assert refused.status_code == 400  # the echo backend forwards nothing: said, not ignored
+        after = scrape(url)
+    reason = refused.json()["error"]["code"]
+    rejections = "getgpt_rejections_total"
+    assert value(after, rejections, reason=reason) - value(before, rejections, reason=reason) == 1

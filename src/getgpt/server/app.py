@@ -36,6 +36,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,38 +125,34 @@ class _PageHeaders:
         await self.app(scope, receive, add_headers)
 
 
-class _Chat:
-    """One chat endpoint: limits, checks, parsing, then the backend's reply."""
+@dataclass
+class _Parts:
+    """What every POST endpoint of one app shares."""
 
-    def __init__(
-        self,
-        *,
-        config: ServerConfig,
-        backend: Backend,
-        metrics: Metrics,
-        telemetry: Telemetry,
-        drain: Drain,
-        request_checks: list[RequestCheck],
-        chat_checks: list[ChatCheck],
-        parse: Parser,
-        route: str,
-    ) -> None:
-        self.config = config
-        self.backend = backend
-        self.metrics = metrics
-        self.telemetry = telemetry
-        self.drain = drain
+    config: ServerConfig
+    backend: Backend
+    metrics: Metrics
+    telemetry: Telemetry
+    drain: Drain
+    request_checks: list[RequestCheck]
+    chat_checks: list[ChatCheck]
+
+
+class _Endpoint:
+    """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
+    forwarded routes alike. Admission -- request checks, the body, the slot -- and its accounting
+    are written once here; :meth:`_reply` is each endpoint's own."""
+
+    def __init__(self, parts: _Parts, route: str) -> None:
+        self.parts = parts
         self.route = route
-        self.request_checks = request_checks
-        self.chat_checks = chat_checks
-        self.parse = parse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._serve(scope, receive, send)
         except Exception:
             # A bug must cost one request, never the process, and never show the client a traceback.
-            log.exception("chat request failed")
+            log.exception("request to %s failed", self.route)
             # If the response had already begun this fails, and the client sees the stream cut short.
             with contextlib.suppress(Exception):
                 await send_error(
@@ -163,125 +160,27 @@ class _Chat:
                 )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        config, metrics, telemetry = self.config, self.metrics, self.telemetry
+        parts = self.parts
+        config, metrics = parts.config, parts.metrics
         try:
-            for check in self.request_checks:
+            for check in parts.request_checks:
                 await check(scope)
             try:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
-                metrics.rejected_total += 1
-                telemetry.rejected(exc.code)
-                await send_error(send, exc, close=True)
+                await self._refuse(send, exc, close=True)  # the rest of the body is unread
                 return
-            chat = self.parse(body, config.max_messages)
-            for chat_check in self.chat_checks:
-                await chat_check(scope, chat)
-            self.backend.check(chat)
+            admitted = await self._admit(scope, body)
             if metrics.active_streams >= config.max_streams:
                 raise _overloaded(config.max_streams)
         except ClientGone:
             return
         except ApiError as exc:
-            metrics.rejected_total += 1
-            telemetry.rejected(exc.code)
-            await send_error(send, exc)
-            return
-        log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
-        metrics.active_streams += 1
-        metrics.streams_total += 1
-        telemetry.active.inc()
-
-        outcome = Outcome()
-
-        def release() -> None:
-            metrics.active_streams -= 1
-            telemetry.active.dec()
-            metrics.count_usage(outcome.usage)
-
-        reply = ReplyOptions(
-            model=chat.model,
-            stream=chat.stream,
-            include_usage=chat.include_usage,
-            passthrough=self.backend.passthrough,
-        )
-        ended = await deliver(
-            receive,
-            send,
-            self.backend.stream(chat, outcome),
-            reply,
-            outcome,
-            release=release,
-            drain=self.drain,
-        )
-        if ended == "error":
-            metrics.failed_total += 1
-        elif ended == "gone":
-            metrics.disconnects_total += 1
-        exchange: _Exchange | None = scope.get(_EXCHANGE)
-        if exchange is not None:
-            now = time.perf_counter()
-            telemetry.ended(self.route, ended, now - exchange.arrived)
-            if exchange.first_body is not None and exchange.status == 200:
-                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
-        usage = outcome.usage
-        if usage is not None:
-            telemetry.used(usage.prompt_tokens, usage.completion_tokens)
-
-
-class _Forward:
-    """One of OpenAI's other routes (``/v1/embeddings``, ``/v1/completions``, ``/v1/responses``):
-    the chat endpoints' request checks, body limits and reply slots, then the upstream's answer
-    passed on as it comes, stopped when the client leaves."""
-
-    def __init__(
-        self,
-        *,
-        config: ServerConfig,
-        backend: Backend,
-        metrics: Metrics,
-        request_checks: list[RequestCheck],
-        path: str,
-    ) -> None:
-        self.config = config
-        self.backend = backend
-        self.metrics = metrics
-        self.request_checks = request_checks
-        self.path = path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self._serve(scope, receive, send)
-        except Exception:
-            log.exception("forwarded request failed")
-            with contextlib.suppress(Exception):
-                await send_error(
-                    send, ApiError(500, "internal server error", type="server_error", code="internal")
-                )
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        config, metrics = self.config, self.metrics
-        try:
-            for check in self.request_checks:
-                await check(scope)
-            try:
-                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
-            except ApiError as exc:
-                metrics.rejected_total += 1
-                await send_error(send, exc, close=True)
-                return
-            if not self.backend.forwards_routes:
-                raise not_served(self.backend.name, self.path)
-            if metrics.active_streams >= config.max_streams:
-                raise _overloaded(config.max_streams)
-        except ClientGone:
-            return
-        except ApiError as exc:
-            metrics.rejected_total += 1
-            await send_error(send, exc)
+            await self._refuse(send, exc)
             return
         metrics.active_streams += 1
         metrics.streams_total += 1
+        parts.telemetry.active.inc()
         released = False
 
         def release() -> None:
@@ -289,30 +188,113 @@ class _Forward:
             if not released:
                 released = True
                 metrics.active_streams -= 1
+                parts.telemetry.active.dec()
 
         try:
-            try:
-                response = await self.backend.forward(self.path, body)
-            except ApiError as exc:
-                metrics.failed_total += 1
-                await send_error(send, exc)
-                return
-            try:
-                kind = response.headers.get("content-type", "application/json").encode("latin-1")
-                headers = [(b"content-type", kind)]
-                if kind.startswith(b"text/event-stream"):
-                    headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-                ended = await pass_on(
-                    receive, send, response.status_code, headers, response.reads(), release=release
-                )
-            finally:
-                await response.aclose()
+            ended = await self._reply(receive, send, admitted, release)
         finally:
             release()
         if ended == "error":
             metrics.failed_total += 1
         elif ended == "gone":
             metrics.disconnects_total += 1
+        exchange: _Exchange | None = scope.get(_EXCHANGE)
+        if exchange is not None:
+            telemetry = parts.telemetry
+            telemetry.ended(self.route, ended, time.perf_counter() - exchange.arrived)
+            if exchange.first_body is not None and exchange.status == 200:
+                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
+
+    async def _refuse(self, send: Send, exc: ApiError, *, close: bool = False) -> None:
+        self.parts.metrics.rejected_total += 1
+        self.parts.telemetry.rejected(exc.code)
+        await send_error(send, exc, close=close)
+
+    async def _admit(self, scope: Scope, body: bytes) -> Any:
+        """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
+        raise NotImplementedError
+
+    async def _reply(self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]) -> str:
+        """Send the reply; return how it ended: ``"ok"``, ``"error"`` or ``"gone"``."""
+        raise NotImplementedError
+
+
+class _Chat(_Endpoint):
+    """One chat endpoint: its parser, the chat checks and the backend's check, then the reply."""
+
+    def __init__(self, parts: _Parts, route: str, parse: Parser) -> None:
+        super().__init__(parts, route)
+        self.parse = parse
+
+    async def _admit(self, scope: Scope, body: bytes) -> Chat:
+        parts = self.parts
+        chat = self.parse(body, parts.config.max_messages)
+        for chat_check in parts.chat_checks:
+            await chat_check(scope, chat)
+        parts.backend.check(chat)
+        return chat
+
+    async def _reply(self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]) -> str:
+        parts = self.parts
+        log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
+        outcome = Outcome()
+
+        def counted() -> None:
+            release()
+            parts.metrics.count_usage(outcome.usage)
+
+        reply = ReplyOptions(
+            model=chat.model,
+            stream=chat.stream,
+            include_usage=chat.include_usage,
+            passthrough=parts.backend.passthrough,
+        )
+        ended = await deliver(
+            receive,
+            send,
+            parts.backend.stream(chat, outcome),
+            reply,
+            outcome,
+            release=counted,
+            drain=parts.drain,
+        )
+        usage = outcome.usage
+        if usage is not None:
+            parts.telemetry.used(usage.prompt_tokens, usage.completion_tokens)
+        return ended
+
+
+class _Forward(_Endpoint):
+    """One of OpenAI's other routes (``/v1/embeddings``, ``/v1/completions``, ``/v1/responses``):
+    the chat endpoints' request checks, body limits and reply slots, then the upstream's answer
+    passed on as it comes, stopped when the client leaves."""
+
+    def __init__(self, parts: _Parts, route: str, path: str) -> None:
+        super().__init__(parts, route)
+        self.path = path
+
+    async def _admit(self, scope: Scope, body: bytes) -> bytes:
+        backend = self.parts.backend
+        if not backend.forwards_routes:
+            raise not_served(backend.name, self.path)
+        return body
+
+    async def _reply(self, receive: Receive, send: Send, body: bytes, release: Callable[[], None]) -> str:
+        try:
+            response = await self.parts.backend.forward(self.path, body)
+        except ApiError as exc:
+            await send_error(send, exc)
+            return "error"
+        try:
+            kind = response.headers.get("content-type", "application/json").encode("latin-1")
+            headers = [(b"content-type", kind)]
+            if kind.startswith(b"text/event-stream"):
+                headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
+            return await pass_on(
+                receive, send, response.status_code, headers, response.reads(), release=release
+            )
+        finally:
+            await response.aclose()
 
 
 def _overloaded(limit: int) -> ApiError:
@@ -333,7 +315,7 @@ class GetGptApp(Starlette):
     """
 
     def __init__(
-        self, chat: dict[str, _Chat | _Forward], *, telemetry: Telemetry, drain: Drain, **options: Any
+        self, chat: dict[str, _Endpoint], *, telemetry: Telemetry, drain: Drain, **options: Any
     ) -> None:
         super().__init__(**options)
         self._chat = chat
@@ -405,27 +387,13 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
 
-    def chat(parse: Parser, route: str) -> _Chat:
-        return _Chat(
-            config=config,
-            backend=backend,
-            metrics=metrics,
-            telemetry=telemetry,
-            drain=drain,
-            request_checks=request_checks,
-            chat_checks=chat_checks,
-            parse=parse,
-            route=route,
-        )
-
-    endpoints: dict[str, _Chat | _Forward] = {
-        path: chat(parse, path)
+    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks)
+    endpoints: dict[str, _Endpoint] = {
+        path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
     }
     for route in FORWARDED:
-        endpoints["/v1" + route] = _Forward(
-            config=config, backend=backend, metrics=metrics, request_checks=request_checks, path=route
-        )
+        endpoints["/v1" + route] = _Forward(parts, "/v1" + route, route)
 
     async def healthz(request: Request) -> Response:
         from .. import __version__

@@ -2,7 +2,8 @@
 
 - ``getgpt_requests_total{route, status}``: HTTP requests answered, by route template and status
   (``0``: the client left before an answer began).
-- ``getgpt_active_streams``: chat requests being answered now (a gauge).
+- ``getgpt_active_streams``: requests holding a reply slot now: chat, and the forwarded
+  ``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (a gauge).
 - ``getgpt_time_to_first_chunk_seconds{route}``: from a chat request's arrival to its first text.
 - ``getgpt_stream_duration_seconds{route, outcome}``: admitted chat requests, arrival to end;
   outcome ``ok``, ``error`` or ``gone`` (the client left).
@@ -14,7 +15,7 @@
 - ``getgpt_tokens_total{direction}``: tokens the backend *reported* in its usage (``in``: prompt,
   ``out``: completion): a forwarding backend's upstream's own count (the server asks an
   ``openai`` upstream for it), the echo backend's (a token per four characters).
-- ``getgpt_rejections_total{reason}``: chat requests refused before a backend ran, by error code
+- ``getgpt_rejections_total{reason}``: requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
 
 With several workers (``PROMETHEUS_MULTIPROC_DIR`` set, as :mod:`getgpt.server.supervisor` does)
@@ -68,7 +69,7 @@ class Telemetry:
         )
         self.active = Gauge(
             "getgpt_active_streams",
-            "chat requests being answered now",
+            "requests holding a reply slot now (chat and forwarded routes)",
             registry=registry,
             multiprocess_mode="livesum",
         )
@@ -104,7 +105,7 @@ class Telemetry:
             registry=registry,
         )  # fmt: skip
         self.rejections = Counter(
-            "getgpt_rejections", "chat requests refused before a backend ran", ["reason"], registry=registry
+            "getgpt_rejections", "requests refused before a backend ran", ["reason"], registry=registry
         )
         # labels() takes a lock and builds a key each call; the children are kept instead.
         self._children: dict[tuple[Any, ...], Any] = {}
