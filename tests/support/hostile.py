@@ -87,19 +87,7 @@ async def trickle(
 
 async def idle(address: tuple[str, int], *, limit: float, first: bytes = b"") -> Ended:
     """Connect, send ``first`` (say, one whole request), then nothing until the server closes."""
-    reader, writer = await asyncio.open_connection(*address)
-    received = bytearray()
-    started = time.monotonic()
-    reading = asyncio.ensure_future(_read_until_closed(reader, received))
-    try:
-        if first:
-            writer.write(first)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reading), limit)
-        return Ended(time.monotonic() - started, bytes(received), reading.done())
-    finally:
-        reading.cancel()
-        writer.transport.abort()
+    return await trickle(address, b"", every=0, limit=limit, start=first)
 
 
 def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> Ended:
