@@ -74,7 +74,8 @@ def _statuses(url: str, forwarded_for: list[str]) -> list[int]:
 
 def test_forwarded_for_from_loopback_is_not_believed_by_default() -> None:
     # One bucket per peer: a client behind a local proxy cannot pick a fresh bucket per request.
-    with getgpt_serve("--rate-limit", "60", "--rate-burst", "1") as server:
+    # uvicorn's own variable, which would trust everyone, is not read either.
+    with getgpt_serve("--rate-limit", "60", "--rate-burst", "1", env={"FORWARDED_ALLOW_IPS": "*"}) as server:
         assert _statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) == [200, 429, 429]
 
 
@@ -101,11 +102,14 @@ def test_a_trusted_proxy_that_is_not_an_address_is_a_startup_error() -> None:
     assert "'proxy.example' is not an IP address or network" in result.stderr
 
 
-def _flags_of(command: str) -> set[str]:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+def _help_of(command: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "2000"}  # no flag broken across lines
     command_line = [sys.executable, "-m", "getgpt", command, "--help"]
-    text = subprocess.run(command_line, env=env, capture_output=True, text=True, check=True).stdout
-    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+    return subprocess.run(command_line, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def _flags_of(command: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", _help_of(command)))
 
 
 def _section(text: str, title: str) -> str:
@@ -122,6 +126,25 @@ def test_the_readme_names_only_flags_getgpt_serve_has() -> None:
         named |= set(re.findall(r"`(--[a-z][a-z0-9-]*)", _section(readme, title)))
     assert "--forwarded-allow-ips" in named
     assert named <= flags, f"the README names flags getgpt serve does not have: {sorted(named - flags)}"
+
+
+def test_the_limits_table_gives_the_defaults_getgpt_serve_has() -> None:
+    readme = _section((ROOT / "README.md").read_text("utf-8"), "## Limits and timeouts")
+    # One block per option: "  --flag METAVAR  help ... (default: X; GETGPT_...)", the help on
+    # the next line when the flag is long.
+    blocks = re.split(r"\n(?=  -)", _help_of("serve").partition("options:")[2])
+    defaults = dict(
+        found.groups()
+        for block in blocks
+        if (found := re.match(r"(--[a-z][a-z0-9-]*) .*\(default: ([^;]+); GETGPT_", " ".join(block.split())))
+    )
+    rows = re.findall(r"^\| [^|]+ \| ([^|]+) \| `(--[a-z0-9-]+)` \|", readme, flags=re.MULTILINE)
+    assert len(rows) >= 14
+    for default, flag in rows:
+        cell = default.strip()  # "5 s", "1 MiB", "4096 per worker": the value, then a unit or a note
+        if defaults[flag] == "0":
+            continue  # 0 means "worked out at start", which the cell describes in words
+        assert cell.removesuffix(" s") == defaults[flag] or cell.startswith(defaults[flag] + " "), flag
 
 
 # --------------------------------------------------------------------------- the rate-limit table

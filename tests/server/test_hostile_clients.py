@@ -17,8 +17,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from getgpt.server import ServerConfig
+from getgpt.server.serving import connection_limit
+
 from ..support.hostile import Ended, idle, memory_kib, read_response, send_head, status_of, trickle
-from ..support.serve_process import ServeProcess, getgpt_serve
+from ..support.serve_process import ServeProcess, getgpt_serve, run_getgpt
 from ..support.servers import wait_until
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -127,6 +130,23 @@ def test_an_oversized_head_is_refused_before_it_is_read_whole(head: bytes, statu
     assert after["VmHWM"] - before["VmHWM"] < 8 << 10, (before, after)
 
 
+def test_a_request_after_a_refused_one_in_the_same_write_gets_no_answer() -> None:
+    flood = b"GET /healthz HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n"
+    with getgpt_serve("--head-timeout", "1") as server:
+        with socket.create_connection(server.address) as sock:
+            sock.sendall(flood + HEALTH + HEALTH)
+            sock.settimeout(5)
+            received = b""
+            while data := sock.recv(65536):  # the answer, then the server's half-close
+                received += data
+            time.sleep(2.5)  # past the head timeout and the linger, the connection still open
+        assert server.healthz() < 1.0
+        log = server.output()
+    assert status_of(received) == 431
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert "Traceback" not in log and "Exception" not in log, log
+
+
 def test_exactly_the_limits_are_accepted() -> None:
     with getgpt_serve("--max-headers", "20", "--max-head-bytes", "4096") as server:
         twenty = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 19 + b"\r\n"
@@ -166,6 +186,32 @@ def test_idle_connections_past_the_file_descriptor_limit_leave_healthz_answering
             assert server.process.poll() is None
         finally:
             for sock in held:
+                sock.close()
+
+
+def test_connections_still_sending_their_heads_when_they_must_make_way_are_told_503() -> None:
+    # 96 connections (the cap under ulimit -n 160) each mid-head, then 120 newcomers: each of the
+    # 96 is told 503 and closed at once -- not kept lingering, which would hold its descriptor
+    # while the newcomers take theirs, past the limit.
+    with getgpt_serve("--idle-timeout", "60", "--head-timeout", "60", open_files=160) as server:
+        slow = [socket.create_connection(server.address) for _ in range(96)]
+        held: list[socket.socket] = []
+        try:
+            for sock in slow:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            time.sleep(0.3)
+            held = [socket.create_connection(server.address) for _ in range(120)]
+            assert server.healthz(timeout=5) < 1.0
+            for sock in slow:
+                sock.settimeout(5)
+                received = b""
+                with contextlib.suppress(ConnectionError):
+                    while data := sock.recv(65536):
+                        received += data
+                assert status_of(received) == 503
+                assert b'"code":"too_many_connections"' in received
+        finally:
+            for sock in slow + held:
                 sock.close()
 
 
@@ -215,3 +261,60 @@ def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout_and_its_slo
             assert time.monotonic() - started < 20
         finally:
             sock.close()
+
+
+def test_with_every_connection_busy_idle_newcomers_do_not_keep_healthz_out() -> None:
+    # All 16 connections busy; 70 more that send nothing would take every descriptor left under
+    # ulimit -n 80. Those past the cap wait like any connection, so each newcomer closes the
+    # longest-waiting one, and /healthz still gets in.
+    with getgpt_serve("--echo-delay", "0.5", "--idle-timeout", "60", open_files=80) as server:
+        busy = [socket.create_connection(server.address) for _ in range(16)]
+        idle_ones: list[socket.socket] = []
+        try:
+            for sock in busy:
+                sock.sendall(chat_request("x" * 80))
+            wait_until(lambda: server.health()["active_streams"] == 16, 5)
+            idle_ones = [socket.create_connection(server.address) for _ in range(70)]
+            assert server.healthz(timeout=5) < 2.0
+            assert server.health()["active_streams"] == 16
+        finally:
+            for sock in busy + idle_ones:
+                sock.close()
+
+
+def test_a_client_pausing_its_reads_for_less_than_the_write_timeout_gets_the_whole_stream() -> None:
+    text = "pause and read. " * 20_000
+    with getgpt_serve("--write-timeout", "2") as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(server.address)
+        with sock:
+            sock.sendall(chat_request(text))
+            received = bytearray()
+            deadline = time.monotonic() + 60
+            while not received.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
+                assert time.monotonic() < deadline
+                time.sleep(1.0)  # reads nothing for a second, then everything there is
+                sock.settimeout(0.2)
+                with contextlib.suppress(TimeoutError):
+                    while data := sock.recv(1 << 16):
+                        received += data
+        assert server.health()["disconnects_total"] == 0
+    pieces = [json.loads(line[6:]) for line in received.split(b"\n") if line.startswith(b"data: {")]
+    assert "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces) == text
+
+
+def test_a_connection_cap_the_open_files_limit_cannot_hold_is_a_startup_error() -> None:
+    result = run_getgpt("serve", "--max-connections", "500", open_files=160)
+    assert result.returncode == 1
+    assert "max_connections 500 is more than the open-files limit (ulimit -n 160) allows" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_automatic_connection_cap_leaves_room_for_the_server_and_its_upstream() -> None:
+    assert connection_limit(ServerConfig(), 1024) == 1024 - 64
+    forwarding = ServerConfig(backend="openai", upstream="http://127.0.0.1:9/v1")
+    assert connection_limit(forwarding, 1024) == (1024 - 64 - 100) // 2  # two sockets a reply
+    assert connection_limit(ServerConfig(max_connections=100), 1024) == 100
+    with pytest.raises(ValueError, match="too low to serve"):
+        connection_limit(ServerConfig(), 64)

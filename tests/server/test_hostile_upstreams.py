@@ -30,7 +30,7 @@ from ..support.hostile_upstreams import (
 )
 from ..support.serve_process import ServeProcess, getgpt_serve
 
-#: The server's --upstream-timeout: each read, and the head in all, from the upstream.
+#: The server's --upstream-timeout and --upstream-head-timeout: each read, and the head in all.
 BOUND = 1.5
 MEMORY = 100
 SLACK = 1.5
@@ -63,6 +63,7 @@ def gateway(
     server, _ = upstream
     target = server.url + "v1" if backend == "openai" else server.url
     options = ["--backend", backend, "--upstream", target, "--upstream-timeout", str(BOUND)]
+    options += ["--upstream-head-timeout", str(BOUND)]
     with getgpt_serve(*options, "--upstream-connect-timeout", "1") as serve:
         yield serve
 
@@ -117,7 +118,7 @@ def test_a_flooded_head_is_a_502_at_once(
     assert out["hits"] == 1  # a bound broken is not retried
 
 
-def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_upstream_timeout(
+def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_upstream_head_timeout(
     gateway: ServeProcess, upstream: tuple[FaultUpstream, Switchboard]
 ) -> None:
     out = through(gateway, upstream, trickled_head(every=0.3))

@@ -21,7 +21,7 @@ import httpx
 from .processes import stop
 from .servers import free_port
 
-__all__ = ["ServeProcess", "getgpt_serve"]
+__all__ = ["ServeProcess", "getgpt_serve", "run_getgpt"]
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -62,6 +62,28 @@ _LIMITED = (
 )
 
 
+def _command(open_files: int | None) -> list[str]:
+    if open_files is None:
+        return [sys.executable, "-m", "getgpt"]
+    return [sys.executable, "-c", _LIMITED, str(open_files)]
+
+
+def run_getgpt(
+    *args: str, env: dict[str, str] | None = None, open_files: int | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """Run ``getgpt ARGS`` to its end (a command expected to stop by itself, as on a bad setting)."""
+    environment = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    return subprocess.run(
+        [*_command(open_files), *args],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,  # a server that starts anyway runs until this
+    )
+
+
 @contextmanager
 def getgpt_serve(
     *args: str, env: dict[str, str] | None = None, open_files: int | None = None, start_within: float = 20
@@ -72,11 +94,8 @@ def getgpt_serve(
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "serve.log"
         with log.open("wb") as sink:
-            start = [sys.executable, "-m", "getgpt"]
-            if open_files is not None:
-                start = [sys.executable, "-c", _LIMITED, str(open_files)]
             process = subprocess.Popen(
-                [*start, "serve", "--port", str(port), *args],
+                [*_command(open_files), "serve", "--port", str(port), *args],
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,

@@ -110,6 +110,18 @@ class ServerConfig:
     )
     upstream_connect_timeout: float = setting(5.0, "seconds to wait for the upstream to connect", metavar="S")
     upstream_timeout: float = setting(600.0, "seconds to wait for each read from the upstream", metavar="S")
+    upstream_head_timeout: float = setting(
+        120.0,
+        "seconds from sending a request upstream to its reply's status and headers, however they "
+        "trickle in (raise it for an upstream that loads a model before it answers)",
+        metavar="S",
+    )
+    upstream_max_duration: float = setting(
+        3600.0,
+        "seconds an upstream reply may take in all, from the request to its last byte; an upstream "
+        "still sending then is cut off (an error event after the partial reply)",
+        metavar="S",
+    )
     max_body_bytes: int = setting(
         1 << 20, "largest request body accepted, in bytes (413 beyond)", metavar="N", shown="1 MiB"
     )
@@ -256,6 +268,8 @@ class ServerConfig:
             "body_timeout",
             "upstream_timeout",
             "upstream_connect_timeout",
+            "upstream_head_timeout",
+            "upstream_max_duration",
             "head_timeout",
             "idle_timeout",
             "write_timeout",

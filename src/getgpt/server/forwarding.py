@@ -103,10 +103,22 @@ class ForwardingBackend:
             headers["Authorization"] = f"Bearer {key}"
         # The server's own stream limit bounds the connections open upstream at once; an
         # environment proxy (HTTPS_PROXY, NO_PROXY...) is honoured.
-        # --upstream-timeout bounds each read, and the reply's status and headers in all.
+        # --upstream-timeout bounds each read; --upstream-head-timeout the reply's status and headers
+        # in all, however they trickle; --upstream-max-duration the whole reply (its deadline).
         wait = config.upstream_timeout
-        timeouts = Timeouts(config.upstream_connect_timeout, read=wait, write=wait, pool=wait, head=wait)
+        timeouts = Timeouts(
+            config.upstream_connect_timeout,
+            read=wait,
+            write=wait,
+            pool=wait,
+            head=config.upstream_head_timeout,
+        )
+        self.max_duration = config.upstream_max_duration
         self._transport = open_transport(self.url, headers, timeouts=timeouts, max_idle=100)
+
+    def _deadline(self) -> float:
+        """When a reply asked for now must have ended, body included (``time.monotonic()``)."""
+        return time.monotonic() + self.max_duration
 
     def check(self, chat: Chat) -> None:
         if self.name == "getgpt":
@@ -134,7 +146,7 @@ class ForwardingBackend:
         telemetry = self.telemetry
         started = time.perf_counter()
         try:
-            response = await self._transport.send(body)
+            response = await self._transport.send(body, deadline=self._deadline())
         except errors.TransportError as exc:
             if telemetry is not None:
                 telemetry.upstream_failed(
@@ -225,7 +237,9 @@ class ForwardingBackend:
 
     async def _get(self, target: str) -> bytes:
         try:
-            response = await self._transport.request("GET", target, headers={"Accept": "application/json"})
+            response = await self._transport.request(
+                "GET", target, headers={"Accept": "application/json"}, deadline=self._deadline()
+            )
         except errors.TransportError as exc:
             raise _unreachable(self.url, exc) from None
         except errors.ProtocolError as exc:
@@ -247,7 +261,11 @@ class ForwardingBackend:
             body = _aliased(body, self.aliases)
         try:
             response = await self._transport.request(
-                "POST", self._base_path + path, headers={"Accept": "*/*"}, body=body
+                "POST",
+                self._base_path + path,
+                headers={"Accept": "*/*"},
+                body=body,
+                deadline=self._deadline(),
             )
         except errors.TransportError as exc:
             raise _unreachable(self.url, exc) from None
