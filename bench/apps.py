@@ -64,13 +64,8 @@ def minimal_app() -> Any:
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
-def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The app, and the uvicorn settings it runs with beyond the common ones."""
-    if args.name == "minimal":
-        return minimal_app(), {}
-    from getgpt.server import ServerConfig, create_app
-    from getgpt.server.serving import connection_protocol
-
+def _server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The getgpt ServerConfig's keyword arguments for these options (unset ones left to its defaults)."""
     options: dict[str, Any] = {"backend": args.backend, "max_streams": args.max_streams}
     if args.upstream:
         options["upstream"] = args.upstream
@@ -78,6 +73,17 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         options["echo_delay"] = args.echo_delay
     if args.idle_timeout:
         options["idle_timeout"] = args.idle_timeout
+    return options
+
+
+def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The app, and the uvicorn settings it runs with beyond the common ones."""
+    if args.name == "minimal":
+        return minimal_app(), {}
+    from getgpt.server import ServerConfig, create_app
+    from getgpt.server.serving import connection_protocol
+
+    options = _server_options(args)
     config = ServerConfig(**options)
     # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to.
     protocol = {} if args.unbounded else {"http": connection_protocol(config), "ws": "none"}
@@ -98,13 +104,7 @@ def _uvicorn_workers(args: argparse.Namespace) -> None:
     # uvicorn's own supervisor: it binds one socket and its workers share it (one accept queue).
     import uvicorn
 
-    options: dict[str, Any] = {"backend": args.backend, "max_streams": args.max_streams}
-    if args.upstream:
-        options["upstream"] = args.upstream
-    if args.echo_delay:
-        options["echo_delay"] = args.echo_delay
-    if args.idle_timeout:
-        options["idle_timeout"] = args.idle_timeout
+    options = _server_options(args)
     os.environ[_OPTIONS_ENV] = json.dumps(options)
     from getgpt.server import ServerConfig
     from getgpt.server.serving import connection_protocol
@@ -217,13 +217,10 @@ class AppProcess:
         return f"http://127.0.0.1:{self.port}/"
 
     def close(self) -> None:
+        from .common import stop
+
         # SIGINT: uvicorn shuts down cleanly, so a profile gets written.
-        self._proc.send_signal(signal.SIGINT)
-        try:
-            self._proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop(self._proc, signal.SIGINT, 30)
 
     def __enter__(self) -> AppProcess:
         return self

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 __all__ = [
     "compare",
@@ -18,6 +19,7 @@ __all__ = [
     "percentile",
     "raise_nofile",
     "rss",
+    "stop",
     "table",
     "tree_cpu",
     "tree_pids",
@@ -129,6 +131,16 @@ def raise_nofile(want: int) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def stop(process: subprocess.Popen[Any], signum: int, grace: float) -> None:
+    """Send ``signum`` to ``process``, give it ``grace`` seconds to end, then kill it."""
+    process.send_signal(signum)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def tree_pids(pid: int) -> list[int]:

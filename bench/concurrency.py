@@ -34,6 +34,21 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: The columns of a :func:`hold` row.
+HOLD_COLUMNS = [
+    "streams",
+    "TTFC p50 ms",
+    "TTFC p99 ms",
+    "TTFC max ms",
+    "shortest s",
+    "wall s",
+    "server CPU/wall",
+    "load generator CPU/wall",
+    "complete",
+    "errors",
+]
+
+
 def hold(server: AppProcess, count: int, spread: float) -> list[str]:
     texts = [_text(i) for i in range(count)]
     bodies = [chat_body(t) for t in texts]
@@ -83,22 +98,10 @@ def run_counts(counts: list[int], spread: float) -> str:
             "getgpt", "--echo-delay", str(DELAY), "--max-streams", str(max(counts) * 2)
         ) as server:
             rows.append(hold(server, count, spread))
-    header = [
-        "streams",
-        "TTFC p50 ms",
-        "TTFC p99 ms",
-        "TTFC max ms",
-        "shortest s",
-        "wall s",
-        "server CPU/wall",
-        "load generator CPU/wall",
-        "complete",
-        "errors",
-    ]
     return (
         f"each stream: {PIECES} pieces {DELAY} s apart (>= {(PIECES - 1) * DELAY:.0f} s), all opened over "
         f"{spread:.0f} s; open-files limit {limit}\n\n"
-        + table(header, rows)
+        + table(HOLD_COLUMNS, rows)
         + f"\n\nTargets: 10,000 held with nothing lost; TTFC p99 < {TARGET_P99_MS_AT_1000:.0f} ms at 1,000."
     )
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import machine, raise_nofile, table, tree_cpu
+from .common import machine, raise_nofile, stop, table, tree_cpu
 from .emitter import EmitterProcess
 from .stream import expected_text
 from .workers import ServeProcess
@@ -101,12 +101,7 @@ class LiteLLM:
         return tree_cpu(self._proc.pid)
 
     def close(self) -> None:
-        self._proc.send_signal(signal.SIGINT)
-        try:
-            self._proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop(self._proc, signal.SIGINT, 30)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

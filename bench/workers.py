@@ -29,8 +29,8 @@ import time
 from getgpt.server.supervisor import somaxconn
 
 from .apps import AppProcess, _wait_listening
-from .common import machine, raise_nofile, table, tree_cpu, tree_rss
-from .concurrency import DELAY, PIECES, hold
+from .common import machine, raise_nofile, stop, table, tree_cpu, tree_rss
+from .concurrency import DELAY, HOLD_COLUMNS, PIECES, hold
 from .loadgen import _FIRST_TEXT, chat_body, request_bytes
 
 TARGET_P99_MS = 1000.0
@@ -60,12 +60,7 @@ class ServeProcess:
         return tree_rss(self._proc.pid)
 
     def close(self) -> None:
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop(self._proc, signal.SIGTERM, 60)
 
     def __enter__(self) -> ServeProcess:
         return self
@@ -113,19 +108,7 @@ def burst(count: int, spread: float, delay: float = DELAY, only: tuple[str, ...]
             continue
         with _start(kind) as server:
             rows.append([name, *hold(server, count, spread)])  # type: ignore[arg-type]
-    header = [
-        "server",
-        "streams",
-        "TTFC p50 ms",
-        "TTFC p99 ms",
-        "TTFC max ms",
-        "shortest s",
-        "wall s",
-        "server CPU/wall",
-        "load generator CPU/wall",
-        "complete",
-        "errors",
-    ]
+    header = ["server", *HOLD_COLUMNS]
     return (
         f"each stream: {PIECES} pieces {delay} s apart, all opened over {spread:.0f} s; "
         f"open-files limit {limit}\n\n"

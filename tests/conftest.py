@@ -16,7 +16,9 @@ import getgpt
 from getgpt._transports import choose
 from getgpt._transports.base import Timeouts
 from getgpt._transports.http11.pool import Pool
+from getgpt.server import ServerConfig, create_app
 
+from .support.openai_upstream import ScriptedUpstream
 from .support.scripted import Live
 from .support.servers import serve
 
@@ -64,3 +66,20 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     app = Starlette(routes=[Route("/api/chat/stream", script.chat, methods=["POST"])])
     with serve(app, ssl_certfile=str(chain_file), ssl_keyfile=str(key_file)) as url:
         yield url, ca_file
+
+
+# A module with an upstream or gateway of another kind defines its own, which overrides these two
+# (tests/server/test_hostile_upstreams.py, tests/ops/test_metrics.py).
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """The scripted OpenAI-compatible upstream of tests/support/openai_upstream.py: the request's
+    model names its script ("tools" answers with two tool calls, "text" with text, ...)."""
+    with ScriptedUpstream() as scripted:
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
+    """A getgpt server whose openai backend forwards to the scripted upstream; its base URL."""
+    with serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as url:
+        yield url

@@ -5,11 +5,8 @@ from __future__ import annotations
 import os
 import pty
 import re
-import resource
 import select
-import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,8 @@ from getgpt.server import ServerConfig, create_app
 from getgpt.server.chat import Chat
 
 from ..support.command import getgpt
+from ..support.hostile import handshakes
+from ..support.serve_process import getgpt_serve
 from ..support.servers import free_port, serve
 
 TEXT = "Привет, мир! 👋🏽"
@@ -202,50 +201,13 @@ def test_serve_queues_a_burst_of_connections_as_large_as_its_stream_limit() -> N
     # busy (here: stopped) would have their handshakes dropped, and be retried only a second
     # later by the client's kernel. getgpt serve asks for one place per admitted stream.
     burst = 2600
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < burst + 256:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, burst + 1024), hard))
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "getgpt", "serve", "--port", str(port), "--max-streams", "3000"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sockets: list[socket.socket] = []
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "getgpt serve did not start"
-                time.sleep(0.1)
-        process.send_signal(signal.SIGSTOP)
-        with selectors.DefaultSelector() as waiting:
-            for _ in range(burst):
-                sock = socket.socket()
-                sock.setblocking(False)
-                sock.connect_ex(("127.0.0.1", port))
-                sockets.append(sock)
-                waiting.register(sock, selectors.EVENT_WRITE)
-            connected = 0
+    with getgpt_serve("--max-streams", "3000") as server:
+        server.process.send_signal(signal.SIGSTOP)
+        try:
             # Under a second: a dropped handshake is retried after one.
-            until = time.monotonic() + 0.8
-            while connected < burst and time.monotonic() < until:
-                for key, _ in waiting.select(0.1):
-                    waiting.unregister(key.fileobj)
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        connected += 1
-        assert connected == burst
-    finally:
-        for sock in sockets:
-            sock.close()
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+            assert handshakes(server.address, burst, within=0.8) == burst
+        finally:
+            server.process.send_signal(signal.SIGCONT)
 
 
 def test_terminal_output_is_pretty_and_complete(server: tuple[str, list[ChatRequest]]) -> None:

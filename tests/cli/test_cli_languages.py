@@ -12,6 +12,7 @@ import pytest
 
 from getgpt.cli_text import CATALOGUE, LANGUAGES, PLURAL_FORMS, Texts, language_from_env
 
+from ..support.catalogue_keys import keys_named
 from ..support.command import getgpt
 from ..support.servers import free_port, serve
 
@@ -135,24 +136,11 @@ def test_english_plurals() -> None:
     ]
 
 
-def first_arguments(source: str, call: str) -> list[str]:
-    """The first argument of every ``call(...)`` in ``source``, as source text."""
-    found = []
-    for match in re.finditer(rf"\b{call}\(", source):
-        depth, end = 0, match.end()
-        while end < len(source) and not (depth == 0 and source[end] in ",)"):
-            depth += {"(": 1, ")": -1}.get(source[end], 0)
-            end += 1
-        found.append(source[match.end() : end])
-    return found
-
-
 def used_keys() -> set[str]:
     """Every catalogue key the CLI's code names (a dotted string in the first argument of texts())."""
     keys: set[str] = set()
     for path in SOURCES:
-        for argument in first_arguments(path.read_text(), "texts"):
-            keys |= set(re.findall(r"""["']([a-z]+\.[\w.]+)["']""", argument))
+        keys |= keys_named(path.read_text(), "texts")
     return keys
 
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 import getgpt
 from getgpt import envelope
@@ -25,12 +22,6 @@ TOOLS = [
     {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
 ]
 CALLS = completion_of("tools", "tools")["choices"][0]["message"]["tool_calls"]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
 
 
 def sent(upstream: ScriptedUpstream) -> dict[str, Any]:

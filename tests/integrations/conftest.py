@@ -7,11 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from getgpt.server import ServerConfig, create_app
-
-from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
-from ..support.servers import serve
 
 
 @pytest.fixture(scope="session")
@@ -31,18 +27,3 @@ def g4f_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(g4f.debug, "version_check", False)
     monkeypatch.setattr(g4f.cookies.CookiesConfig, "cookies_dir", str(tmp_path))
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    """The scripted OpenAI-compatible upstream of tests/support/openai_upstream.py: the request's
-    model names its script ("tools" answers with two tool calls, "text" with text, ...)."""
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture(scope="module")
-def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
-    """A getgpt server whose openai backend forwards to the scripted upstream; its base URL."""
-    with serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as url:
-        yield url

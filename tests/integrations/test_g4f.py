@@ -16,24 +16,12 @@ import getgpt
 from getgpt.integrations.g4f import GetGpt
 from getgpt.providers import GetGpt as SeedFace
 
+from ..support.echo_text import HELLO, PIECES, TEXT, server_usage
 from ..support.faults import FaultUpstream, answer, die_after, events, hanging, response
 from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
 
 pytestmark = pytest.mark.usefixtures("g4f_home")
-
-TEXT = "Привет, мир! 🙂 How are you?"
-HELLO = [{"role": "user", "content": TEXT}]
-# The echo backend sends four characters a piece.
-PIECES = [TEXT[i : i + 4] for i in range(0, len(TEXT), 4)]
-
-
-def server_usage(url: str) -> getgpt.Usage:
-    """The usage the server reports for HELLO, asked directly with the project's client."""
-    with getgpt.Client(url) as client:
-        usage = client.complete(HELLO, stream=False).usage
-    assert usage is not None
-    return usage
 
 
 def test_g4f_client_gets_the_whole_reply_with_the_servers_finish_reason_and_usage(served: str) -> None:

@@ -13,11 +13,9 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 import getgpt
 from getgpt.integrations.langchain import ChatGetGpt
 
+from ..support.echo_text import PIECES, TEXT
 from ..support.faults import FaultUpstream, die_after
 from ..support.serve_process import getgpt_serve
-
-TEXT = "Привет, мир! 🙂 How are you?"
-PIECES = [TEXT[i : i + 4] for i in range(0, len(TEXT), 4)]
 
 
 def test_invoke_reports_the_servers_usage_and_finish_reason(served: str) -> None:

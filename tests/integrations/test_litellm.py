@@ -17,13 +17,11 @@ import litellm
 import getgpt
 from getgpt.integrations import litellm as provider
 
+from ..support.echo_text import HELLO, PIECES, TEXT, server_usage
 from ..support.faults import FaultUpstream, answer, die_after, events
 from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
 
-TEXT = "Привет, мир! 🙂 How are you?"
-HELLO = [{"role": "user", "content": TEXT}]
-PIECES = [TEXT[i : i + 4] for i in range(0, len(TEXT), 4)]
 MODEL = "getgpt/gpt-3.5-turbo"
 
 
@@ -32,13 +30,6 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(litellm, "custom_provider_map", [])
     monkeypatch.setattr(litellm, "suppress_debug_info", True)
     provider.register()
-
-
-def server_usage(url: str) -> getgpt.Usage:
-    with getgpt.Client(url) as client:
-        usage = client.complete(HELLO, stream=False).usage
-    assert usage is not None
-    return usage
 
 
 def test_completion_returns_the_reply_with_the_servers_finish_reason_and_usage(served: str) -> None:

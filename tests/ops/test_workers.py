@@ -7,14 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 
 from getgpt.server import ServerConfig
 
+from ..support.hostile import handshakes
 from ..support.serve_process import getgpt_serve
-from ..support.servers import free_port, wait_until
+from ..support.servers import wait_until
 
 
 def _pids(url: str, tries: int) -> set[int]:
@@ -93,50 +93,11 @@ def test_each_worker_gets_enough_accept_queues_for_its_stream_limit() -> None:
 def test_a_burst_larger_than_one_accept_queue_waits_in_the_others() -> None:
     # Two queues of 2,048 (asked for explicitly: the kernel's cap may be larger) hold a burst of
     # 3,000 connections at a stopped server: none is dropped, so none waits for a SYN retry.
-    import resource
-    import selectors
-
     burst = 3000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < burst + 256:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, burst + 1024), hard))
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "getgpt", "serve", "--port", str(port), "--max-streams", "2048",
-         "--accept-queues", "2", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    sockets: list[socket.socket] = []
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "getgpt serve did not start"
-                time.sleep(0.1)
-        process.send_signal(signal.SIGSTOP)
-        with selectors.DefaultSelector() as waiting:
-            for _ in range(burst):
-                sock = socket.socket()
-                sock.setblocking(False)
-                sock.connect_ex(("127.0.0.1", port))
-                sockets.append(sock)
-                waiting.register(sock, selectors.EVENT_WRITE)
-            connected = 0
-            until = time.monotonic() + 0.8  # under a second: a dropped handshake is retried after one
-            while connected < burst and time.monotonic() < until:
-                for key, _ in waiting.select(0.1):
-                    waiting.unregister(key.fileobj)
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        connected += 1
-        assert connected == burst
-    finally:
-        for sock in sockets:
-            sock.close()
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=20)
+    with getgpt_serve("--max-streams", "2048", "--accept-queues", "2", "--log-level", "warning") as server:
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            # Under a second: a dropped handshake is retried after one.
+            assert handshakes(server.address, burst, within=0.8) == burst
+        finally:
+            server.process.send_signal(signal.SIGCONT)

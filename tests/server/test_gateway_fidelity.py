@@ -11,7 +11,6 @@ gateway owns, ``stream_options.include_usage``, added at the end of a stream's r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -53,18 +52,6 @@ CASES: dict[str, dict[str, Any]] = {
 }
 # A vendor's own parameters, sent by the SDK through extra_body: forwarded like any other field.
 EXTRA = {"top_k": 40, "min_p": 0.05, "chat_template_kwargs": {"enable_thinking": True}}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture(scope="module")
-def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
-    with serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as base:
-        yield base
 
 
 def sdk(base: str) -> openai.OpenAI:

@@ -9,15 +9,11 @@ assistant's tool calls and the tool's answers) must reach the upstream as the li
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from getgpt.server import ServerConfig, create_app
-
 from ..support.openai_upstream import ScriptedUpstream
-from ..support.servers import serve
 
 # LiteLLM fetches its model price list from the internet at import unless told to use its own copy.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -52,18 +48,6 @@ TOOLS = [
     },
 ]
 WANTED = [("get_weather", {"city": "Oslo", "unit": "c"}), ("get_time", {"tz": "Europe/Oslo"})]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture(scope="module")
-def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
-    with serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as base:
-        yield base
 
 
 def chat_model(base: str, model: str, **options: Any) -> ChatOpenAI:

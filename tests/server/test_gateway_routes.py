@@ -21,12 +21,6 @@ KEY = "sk-gateway-test"
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture(scope="module")
 def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
     config = ServerConfig(
         backend="openai", upstream=upstream.url + "v1", model_aliases=("fast=llama3:8b",), models_cache_ttl=60

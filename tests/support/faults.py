@@ -12,10 +12,10 @@ import contextlib
 import json
 import socket
 import struct
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
+
+from .loopback import LoopbackServer
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -42,66 +42,30 @@ def response(status: int, body: bytes, content_type: str, **headers: str) -> byt
     return ("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode() + body
 
 
-class FaultUpstream:
+class FaultUpstream(LoopbackServer):
     """A raw HTTP/1.1 server on loopback, in its own thread and event loop, that runs ``script``."""
 
     def __init__(self, script: Script) -> None:
+        super().__init__()
         self.script = script
         self.hits = 0
         #: time.monotonic() of each moment a peer was seen closing its connection.
         self.peer_closed: list[float] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+        return f"http://127.0.0.1:{self.port}/"
 
-    def __enter__(self) -> FaultUpstream:
-        self._thread.start()
-        start = asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            # Let them finish (relays end, writers close) before the loop stops: a coroutine
-            # left pending when its loop closes is reported as never finished.
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            self.hits += 1
-            await self.script(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        except asyncio.CancelledError:
-            # Stopped with the server: end as a finished task, which asyncio's stream callback
-            # (Python 3.11) expects of every connection's task.
-            pass
-        finally:
-            writer.close()
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self.hits += 1
+        await self.script(reader, writer)
 
     async def wait_for_peer_to_close(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(asyncio.TimeoutError, ConnectionError):

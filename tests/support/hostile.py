@@ -1,4 +1,4 @@
-"""Hostile HTTP clients on raw loopback sockets: trickling, idle, oversized, not reading.
+"""Hostile HTTP clients on raw loopback sockets: trickling, idle, oversized, not reading, bursting.
 
 Each returns what happened and when, and never runs longer than the ``limit`` it is given.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
+import selectors
 import socket
 import time
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 
 __all__ = [
     "Ended",
+    "handshakes",
     "idle",
     "memory_kib",
     "read_response",
@@ -84,19 +87,7 @@ async def trickle(
 
 async def idle(address: tuple[str, int], *, limit: float, first: bytes = b"") -> Ended:
     """Connect, send ``first`` (say, one whole request), then nothing until the server closes."""
-    reader, writer = await asyncio.open_connection(*address)
-    received = bytearray()
-    started = time.monotonic()
-    reading = asyncio.ensure_future(_read_until_closed(reader, received))
-    try:
-        if first:
-            writer.write(first)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reading), limit)
-        return Ended(time.monotonic() - started, bytes(received), reading.done())
-    finally:
-        reading.cancel()
-        writer.transport.abort()
+    return await trickle(address, b"", every=0, limit=limit, start=first)
 
 
 def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> Ended:
@@ -117,6 +108,40 @@ def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> 
                     break
                 received += data
         return Ended(time.monotonic() - started, bytes(received), closed)
+
+
+def handshakes(address: tuple[str, int], count: int, *, within: float) -> int:
+    """Open ``count`` connections to ``address`` at once; how many completed their handshake
+    within ``within`` seconds. Every one is closed again before this returns.
+
+    A listener whose accept queue is full drops the handshake, which the kernel retries only
+    after a second: with ``within`` under a second, a dropped one does not count.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1024), hard))
+    sockets: list[socket.socket] = []
+    try:
+        with selectors.DefaultSelector() as waiting:
+            for _ in range(count):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(address)
+                sockets.append(sock)
+                waiting.register(sock, selectors.EVENT_WRITE)
+            connected = 0
+            until = time.monotonic() + within
+            while connected < count and time.monotonic() < until:
+                for key, _ in waiting.select(0.1):
+                    waiting.unregister(key.fileobj)
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        connected += 1
+        return connected
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:

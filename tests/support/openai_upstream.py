@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from getgpt import envelope
+
+from .loopback import LoopbackServer, read_head
 
 __all__ = ["SCRIPTS", "Received", "ScriptedUpstream", "completion_of", "script_events"]
 
@@ -263,69 +263,33 @@ def _data(value: Any) -> bytes:
     return b"data: " + (value if isinstance(value, bytes) else json.dumps(value).encode()) + b"\n\n"
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(LoopbackServer):
     """The upstream, in its own thread and event loop; ``with ScriptedUpstream() as up: up.url``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[Received] = []
         #: Connections accepted so far (a pooling client reuses them).
         self.connections = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
 
     @property
     def url(self) -> str:
         """The base URL, ending in ``/``; OpenAI's API is under ``v1/``."""
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+        return f"http://127.0.0.1:{self.port}/"
 
     def chat_requests(self) -> list[Received]:
         return [r for r in self.received if r.path.endswith("/chat/completions")]
 
-    def __enter__(self) -> ScriptedUpstream:
-        self._thread.start()
-        start = asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        try:
-            while True:  # keep-alive: one request after another on the connection
-                head = await reader.readuntil(b"\r\n\r\n")
-                request_line, *lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = request_line.split(" ", 2)
-                headers: dict[str, str] = {}
-                for line in lines:
-                    if line:
-                        name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                received = Received(method, target, headers, body)
-                self.received.append(received)
-                answer = self._answer(received)
-                if not await self._send(writer, answer):
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
+        while True:  # keep-alive: one request after another on the connection
+            head = await read_head(reader)
+            body = await reader.readexactly(int(head.fields.get("content-length", "0")))
+            received = Received(head.method, head.target, head.fields, body)
+            self.received.append(received)
+            answer = self._answer(received)
+            if not await self._send(writer, answer):
+                return
 
     async def _send(self, writer: asyncio.StreamWriter, answer: _Answer) -> bool:
         """Write ``answer``; False when the connection must close after it."""

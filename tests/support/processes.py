@@ -4,6 +4,7 @@ stopped by its PID."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,10 +19,10 @@ __all__ = ["process", "stop"]
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def stop(running: subprocess.Popen[bytes], grace: float = 10) -> None:
-    """SIGTERM, then SIGKILL if it has not ended within ``grace`` seconds."""
+def stop(running: subprocess.Popen[bytes], grace: float = 10, sig: int = signal.SIGTERM) -> None:
+    """``sig`` (SIGTERM), then SIGKILL if it has not ended within ``grace`` seconds."""
     if running.poll() is None:
-        running.terminate()
+        running.send_signal(sig)
         try:
             running.wait(grace)
         except subprocess.TimeoutExpired:

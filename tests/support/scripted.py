@@ -20,15 +20,7 @@ def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -
     delta = {"role": "assistant"} if content is None and finish is None else {}
     if content is not None:
         delta["content"] = content
-    body = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "gpt-3.5-turbo",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        **extra,
-    }
-    return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+    return delta_chunk(delta, finish, **extra)
 
 
 def stream_of(pieces: list[str], done: bool = True) -> bytes:
@@ -95,14 +87,15 @@ TOOL_CALLS = [
 REASONING = ["The user wants ", "the weather; ", "call the tool."]
 
 
-def delta_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    """A ``chat.completion.chunk`` event with this exact delta."""
+def delta_chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    """A ``chat.completion.chunk`` event with this exact delta (and ``extra`` top-level fields)."""
     body = {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
         "created": 1700000000,
         "model": "gpt-3.5-turbo",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
     }
     return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
 

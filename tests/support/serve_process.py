@@ -8,7 +8,6 @@ hard), as set in the child before it starts.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from .processes import stop
 from .servers import free_port
 
 __all__ = ["ServeProcess", "getgpt_serve", "run_getgpt"]
@@ -114,10 +114,4 @@ def getgpt_serve(
                     time.sleep(0.05)
             yield server
         finally:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait()
+            stop(process)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from . import processes
 from .servers import free_port
 
 __all__ = ["Nginx", "Redis", "find"]
@@ -56,13 +57,7 @@ class _Process:
     process: subprocess.Popen[bytes]
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 20.0) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, sig)
-            try:
-                self.process.wait(wait)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        processes.stop(self.process, wait, sig)
 
     def __enter__(self) -> _Process:
         return self

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from ..support.browser import WEB, Scripted, open_page, screenshot, send, wait_replies
+from ..support.catalogue_keys import keys_named
 
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 
@@ -80,24 +81,11 @@ def test_language_switch_changes_the_page_at_once_and_is_remembered(
     page.context.close()
 
 
-def first_arguments_of_t(source: str) -> list[str]:
-    """The first argument of every ``t(...)`` call in a script, as source text."""
-    found = []
-    for match in re.finditer(r"\bt\(", source):
-        depth, end = 0, match.end()
-        while end < len(source) and not (depth == 0 and source[end] in ",)"):
-            depth += {"(": 1, ")": -1}.get(source[end], 0)
-            end += 1
-        found.append(source[match.end() : end])
-    return found
-
-
 def keys_used_in_source() -> set[str]:
     """Every catalogue key the page's code and markup name (a dotted string in t's first argument)."""
     keys: set[str] = set()
     for path in WEB.glob("*.js"):
-        for argument in first_arguments_of_t(path.read_text()):
-            keys |= set(re.findall(r"""["']([a-z]+\.[\w.]+)["']""", argument))
+        keys |= keys_named(path.read_text(), "t")
     keys |= set(re.findall(r'data-i18n(?:-[\w-]+)?="([\w.]+)"', (WEB / "index.html").read_text()))
     return keys
 

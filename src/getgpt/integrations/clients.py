@@ -5,6 +5,8 @@ behind them are made here. Synchronous calls share one pooled :class:`~getgpt.Cl
 distinct setting, so repeated calls reuse their connections; an :class:`~getgpt.AsyncClient`
 holds connections of one event loop, and frameworks run calls on loops they make and close
 (g4f's synchronous path, LiteLLM's, pytest's), so every async call gets its own, closed after it.
+A :class:`Call` is one framework call sorted into those settings and the request, and opens its
+reply from the right client.
 """
 
 from __future__ import annotations
@@ -12,14 +14,24 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from .._client import AsyncClient, Client, base_url_from
+from .._client import AsyncChatStream, AsyncClient, ChatStream, Client, Messages, base_url_from
 
-__all__ = ["API_KEY_ENV", "AsyncClient", "Client", "async_client", "client_options", "sync_client"]
+__all__ = [
+    "API_KEY_ENV",
+    "AsyncClient",
+    "Call",
+    "Client",
+    "async_client",
+    "client_options",
+    "sync_client",
+]
 
 #: The variable an integration reads an API key from when none is given.
 API_KEY_ENV = "GETGPT_API_KEY"
@@ -84,3 +96,27 @@ def sync_client(base_url: str | None = None, **options: Any) -> Client:
 def async_client(base_url: str | None = None, **options: Any) -> AsyncClient:
     """A new :class:`~getgpt.AsyncClient` for one call; use it in ``async with``."""
     return AsyncClient(base_url_from(base_url), **options)
+
+
+@dataclass
+class Call:
+    """One framework call, sorted: where to send it, the client's options, the request's
+    parameters, and the stop sequences to apply on this side (see :mod:`.relay`)."""
+
+    base_url: str | None
+    options: dict[str, Any]
+    params: dict[str, Any]
+    stop: Any
+
+    def stream(self, messages: Messages) -> ChatStream:
+        """The reply, from the shared client for these settings; use it in ``with``."""
+        return sync_client(self.base_url, **self.options).stream(messages, **self.params)
+
+    @asynccontextmanager
+    async def astream(self, messages: Messages) -> AsyncIterator[AsyncChatStream]:
+        """The reply, from a client of its own that is closed with it."""
+        async with (
+            async_client(self.base_url, **self.options) as client,
+            client.stream(messages, **self.params) as reply,
+        ):
+            yield reply

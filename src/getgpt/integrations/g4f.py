@@ -22,7 +22,6 @@ request, and the model's calls come back as g4f's ``ToolCalls``, its reasoning a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from g4f import errors as g4f_errors
@@ -32,7 +31,7 @@ from g4f.providers.response import FinishReason, Reasoning, ToolCalls, Usage
 from .. import errors
 from .._client import AsyncChatStream, ChatStream, base_url_from
 from ..request import DEFAULT_MODEL
-from .clients import async_client, client_options, sync_client
+from .clients import Call, client_options
 from .relay import Relay
 
 __all__ = ["GetGpt", "g4f_error"]
@@ -45,38 +44,29 @@ _G4F_CONTROLS = frozenset(
 )
 
 
-@dataclass
-class _Call:
+def _call(model: str, stream: bool, kwargs: Mapping[str, Any]) -> Call:
     """One call's g4f keyword arguments, sorted: where to send, how, and what."""
-
-    base_url: str | None
-    options: dict[str, Any]
-    params: dict[str, Any]
-    stop: Any
-
-    @classmethod
-    def of(cls, model: str, stream: bool, kwargs: Mapping[str, Any]) -> _Call:
-        rest = {name: value for name, value in kwargs.items() if value is not None}
-        for name in _G4F_CONTROLS:
-            rest.pop(name, None)
-        if rest.get("conversation") is None:
-            rest.pop("conversation", None)
-        if rest.pop("media", None):
-            raise errors.ValidationError(
-                "this provider does not send media=: put images in the messages as OpenAI content parts"
-            )
-        base_url = rest.pop("api_base", None) or rest.pop("base_url", None)
-        rest.pop("base_url", None)
-        options = client_options(
-            api_key=rest.pop("api_key", None),
-            timeout=rest.pop("timeout", None),
-            max_retries=rest.pop("max_retries", None),
-            proxy=rest.pop("proxy", None),
+    rest = {name: value for name, value in kwargs.items() if value is not None}
+    for name in _G4F_CONTROLS:
+        rest.pop(name, None)
+    if rest.get("conversation") is None:
+        rest.pop("conversation", None)
+    if rest.pop("media", None):
+        raise errors.ValidationError(
+            "this provider does not send media=: put images in the messages as OpenAI content parts"
         )
-        stop = rest.get("stop")  # sent, and applied here as well (see getgpt.integrations.stops)
-        if stream:  # the server's token counts, rather than g4f's estimate
-            rest.setdefault("stream_options", {"include_usage": True})
-        return cls(base_url, options, {**rest, "model": model, "stream": stream}, stop)
+    base_url = rest.pop("api_base", None) or rest.pop("base_url", None)
+    rest.pop("base_url", None)
+    options = client_options(
+        api_key=rest.pop("api_key", None),
+        timeout=rest.pop("timeout", None),
+        max_retries=rest.pop("max_retries", None),
+        proxy=rest.pop("proxy", None),
+    )
+    stop = rest.get("stop")  # sent, and applied here as well (see getgpt.integrations.stops)
+    if stream:  # the server's token counts, rather than g4f's estimate
+        rest.setdefault("stream_options", {"include_usage": True})
+    return Call(base_url, options, {**rest, "model": model, "stream": stream}, stop)
 
 
 def g4f_error(exc: errors.GetGptError) -> Exception:
@@ -163,10 +153,10 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
 
         g4f's synchronous paths call this; they share one pooled client per server and key.
         """
-        call = _Call.of(cls._model(model), stream, kwargs)
+        call = _call(cls._model(model), stream, kwargs)
         relay = Relay(call.stop)
         try:
-            with sync_client(call.base_url, **call.options).stream(messages, **call.params) as reply:
+            with call.stream(messages) as reply:
                 for piece in reply:
                     text = relay.piece(piece)
                     if text:
@@ -185,13 +175,10 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
         cls, model: str, messages: list[dict[str, Any]], stream: bool = True, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """As :meth:`create_completion`, for g4f's asynchronous paths."""
-        call = _Call.of(cls._model(model), stream, kwargs)
+        call = _call(cls._model(model), stream, kwargs)
         relay = Relay(call.stop)
         try:
-            async with (
-                async_client(call.base_url, **call.options) as client,
-                client.stream(messages, **call.params) as reply,
-            ):
+            async with call.astream(messages) as reply:
                 async for piece in reply:
                     text = relay.piece(piece)
                     if text:

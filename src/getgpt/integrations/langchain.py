@@ -47,7 +47,7 @@ from .._client import AsyncChatStream, ChatStream
 from ..errors import GetGptError
 from ..reply import Usage
 from ..request import DEFAULT_MODEL
-from .clients import API_KEY_ENV, async_client, client_options, sync_client
+from .clients import API_KEY_ENV, Call, client_options
 from .relay import Relay
 
 __all__ = ["ChatGetGpt"]
@@ -145,11 +145,10 @@ class ChatGetGpt(BaseChatModel):
         }
         return {**{k: v for k, v in fields.items() if v is not None}, **self.model_kwargs}
 
-    def _call(
-        self, stop: list[str] | None, kwargs: dict[str, Any], stream: bool
-    ) -> tuple[dict[str, Any], Relay]:
-        """The request's parameters, and the relay that applies the stop sequences as well: the
-        server is asked to stop there, and a server that passes them by gives the same cut."""
+    def _call(self, stop: list[str] | None, kwargs: dict[str, Any], stream: bool) -> Call:
+        """The call: this model's server and options, the request's parameters, and the stop
+        sequences, which are applied on this side as well: the server is asked to stop there,
+        and a server that passes them by gives the same cut."""
         params = {**self._request_defaults(), **{k: v for k, v in kwargs.items() if v is not None}}
         params["model"] = params.get("model") or self.model_name
         params["stream"] = stream
@@ -158,11 +157,9 @@ class ChatGetGpt(BaseChatModel):
             params["stop"] = list(stops)
         if stream and self.stream_usage:
             params.setdefault("stream_options", {"include_usage": True})
-        return params, Relay(stops)
-
-    def _options(self) -> dict[str, Any]:
         key = self.api_key.get_secret_value() if self.api_key is not None else None
-        return client_options(api_key=key, timeout=self.timeout, max_retries=self.max_retries)
+        options = client_options(api_key=key, timeout=self.timeout, max_retries=self.max_retries)
+        return Call(self.base_url, options, params, stops)
 
     @staticmethod
     def _messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -276,11 +273,11 @@ class ChatGetGpt(BaseChatModel):
         if self.streaming:
             chunks = self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
             return _from_chunks(list(chunks))
-        params, relay = self._call(stop, kwargs, stream=False)
-        client = sync_client(self.base_url, **self._options())
-        with client.stream(self._messages(messages), **params) as reply:
+        call = self._call(stop, kwargs, stream=False)
+        relay = Relay(call.stop)
+        with call.stream(self._messages(messages)) as reply:
             text = "".join(relay.piece(piece) for piece in reply) + relay.tail()
-        return self._result(text, reply, relay, params["model"])
+        return self._result(text, reply, relay, call.params["model"])
 
     async def _agenerate(
         self,
@@ -292,13 +289,11 @@ class ChatGetGpt(BaseChatModel):
         if self.streaming:
             chunks = [c async for c in self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)]
             return _from_chunks(chunks)
-        params, relay = self._call(stop, kwargs, stream=False)
-        async with (
-            async_client(self.base_url, **self._options()) as client,
-            client.stream(self._messages(messages), **params) as reply,
-        ):
+        call = self._call(stop, kwargs, stream=False)
+        relay = Relay(call.stop)
+        async with call.astream(self._messages(messages)) as reply:
             text = "".join([relay.piece(piece) async for piece in reply]) + relay.tail()
-        return self._result(text, reply, relay, params["model"])
+        return self._result(text, reply, relay, call.params["model"])
 
     # --- streams ----------------------------------------------------------------------------------
 
@@ -328,10 +323,10 @@ class ChatGetGpt(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        params, relay = self._call(stop, kwargs, stream=True)
-        client = sync_client(self.base_url, **self._options())
+        call = self._call(stop, kwargs, stream=True)
+        relay = Relay(call.stop)
         try:
-            with client.stream(self._messages(messages), **params) as reply:
+            with call.stream(self._messages(messages)) as reply:
                 for piece in reply:
                     text = relay.piece(piece)
                     if text:
@@ -346,7 +341,7 @@ class ChatGetGpt(BaseChatModel):
             if rest:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=rest))
             raise
-        yield self._last(reply, relay, params["model"])
+        yield self._last(reply, relay, call.params["model"])
 
     async def _astream(
         self,
@@ -355,12 +350,10 @@ class ChatGetGpt(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        params, relay = self._call(stop, kwargs, stream=True)
+        call = self._call(stop, kwargs, stream=True)
+        relay = Relay(call.stop)
         try:
-            async with (
-                async_client(self.base_url, **self._options()) as client,
-                client.stream(self._messages(messages), **params) as reply,
-            ):
+            async with call.astream(self._messages(messages)) as reply:
                 async for piece in reply:
                     text = relay.piece(piece)
                     if text:
@@ -375,7 +368,7 @@ class ChatGetGpt(BaseChatModel):
             if rest:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=rest))
             raise
-        yield self._last(reply, relay, params["model"])
+        yield self._last(reply, relay, call.params["model"])
 
 
 def _tool_choice(choice: str | bool | dict[str, Any] | None) -> str | dict[str, Any] | None:

@@ -24,7 +24,6 @@ its built-in providers), with ``partial`` holding the text that had arrived.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 import httpx
@@ -37,7 +36,7 @@ from litellm.types.utils import Usage as LiteLLMUsage
 from .. import errors
 from .._client import AsyncChatStream, ChatStream
 from ..reply import Usage
-from .clients import async_client, client_options, sync_client
+from .clients import Call, client_options
 from .relay import Relay
 
 __all__ = ["PROVIDER", "GetGptLLM", "handler", "litellm_error", "register"]
@@ -48,44 +47,32 @@ PROVIDER = "getgpt"
 _HANDLED = frozenset({"stream", "stream_options", "max_retries"})
 
 
-@dataclass
-class _Call:
+def _call(
+    *,
+    model: str,
+    api_base: str | None,
+    api_key: str | None,
+    optional_params: Mapping[str, Any],
+    litellm_params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    timeout: float | httpx.Timeout | None,
+    stream: bool,
+) -> Call:
     """One LiteLLM call, sorted: where to send, how, what, and where to stop."""
-
-    base_url: str | None
-    options: dict[str, Any]
-    params: dict[str, Any]
-    stop: Any
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        model: str,
-        api_base: str | None,
-        api_key: str | None,
-        optional_params: Mapping[str, Any],
-        litellm_params: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
-        timeout: float | httpx.Timeout | None,
-        stream: bool,
-    ) -> _Call:
-        retries = optional_params.get("max_retries")
-        if retries is None and litellm_params:
-            retries = litellm_params.get("max_retries")
-        options = client_options(api_key=api_key, timeout=timeout, max_retries=retries, headers=headers)
-        # Everything else is the request's: the protocol's fields, and any other parameter,
-        # which the client sends or refuses by name -- never dropped here.
-        params = {k: v for k, v in optional_params.items() if k not in _HANDLED and v is not None}
-        if stream:  # the server's token counts, whether or not the caller asked LiteLLM for them
-            params["stream_options"] = {
-                **(optional_params.get("stream_options") or {}),
-                "include_usage": True,
-            }
-        # ``stop`` is sent, and applied here as well (see getgpt.integrations.stops).
-        return cls(
-            api_base, options, {**params, "model": model, "stream": stream}, optional_params.get("stop")
-        )
+    retries = optional_params.get("max_retries")
+    if retries is None and litellm_params:
+        retries = litellm_params.get("max_retries")
+    options = client_options(api_key=api_key, timeout=timeout, max_retries=retries, headers=headers)
+    # Everything else is the request's: the protocol's fields, and any other parameter,
+    # which the client sends or refuses by name -- never dropped here.
+    params = {k: v for k, v in optional_params.items() if k not in _HANDLED and v is not None}
+    if stream:  # the server's token counts, whether or not the caller asked LiteLLM for them
+        params["stream_options"] = {
+            **(optional_params.get("stream_options") or {}),
+            "include_usage": True,
+        }
+    # ``stop`` is sent, and applied here as well (see getgpt.integrations.stops).
+    return Call(api_base, options, {**params, "model": model, "stream": stream}, optional_params.get("stop"))
 
 
 _STATUS_OF = (
@@ -138,25 +125,26 @@ def _usage(usage: Usage | None, model: str, messages: list[Any], text: str) -> L
 
 def _fill(
     response: ModelResponse,
+    reply: ChatStream | AsyncChatStream,
+    relay: Relay,
     *,
     model: str,
     messages: list[Any],
     text: str,
-    reason: str | None,
-    usage: Usage | None,
-    calls: list[dict[str, Any]],
-    reasoning: str,
 ) -> ModelResponse:
+    """LiteLLM's whole response for an ended ``reply`` whose text (stops applied) is ``text``."""
     choice = response.choices[0]
     message = choice.message
+    calls = reply.tool_calls
     message.content = text if text or not calls else None
     if calls:
         message.tool_calls = [ChatCompletionMessageToolCall(**call) for call in calls]
-    if reasoning:
-        message.reasoning_content = reasoning
+    if reply.reasoning:
+        message.reasoning_content = reply.reasoning
+    reason = relay.finish_reason(reply)
     choice.finish_reason = cast(Any, reason or "stop")  # LiteLLM types it as OpenAI's five reasons
     response.model = model
-    response.usage = _usage(usage, model, messages, text)  # type: ignore[attr-defined]
+    response.usage = _usage(reply.usage, model, messages, text)  # type: ignore[attr-defined]
     return response
 
 
@@ -225,7 +213,7 @@ class GetGptLLM(CustomLLM):
         timeout: float | httpx.Timeout | None = None,
         client: Any = None,
     ) -> ModelResponse:
-        call = _Call.of(
+        call = _call(
             model=model,
             api_base=api_base,
             api_key=api_key,
@@ -237,20 +225,11 @@ class GetGptLLM(CustomLLM):
         )
         relay = Relay(call.stop)
         try:
-            with sync_client(call.base_url, **call.options).stream(messages, **call.params) as reply:
+            with call.stream(messages) as reply:
                 text = "".join(relay.piece(piece) for piece in reply) + relay.tail()
         except errors.GetGptError as exc:
             _raise(exc, model)
-        return _fill(
-            model_response,
-            model=model,
-            messages=messages,
-            text=text,
-            reason=relay.finish_reason(reply),
-            usage=reply.usage,
-            calls=reply.tool_calls,
-            reasoning=reply.reasoning,
-        )
+        return _fill(model_response, reply, relay, model=model, messages=messages, text=text)
 
     async def acompletion(  # noqa: PLR0917  (LiteLLM's signature)
         self,
@@ -271,7 +250,7 @@ class GetGptLLM(CustomLLM):
         timeout: float | httpx.Timeout | None = None,
         client: Any = None,
     ) -> ModelResponse:
-        call = _Call.of(
+        call = _call(
             model=model,
             api_base=api_base,
             api_key=api_key,
@@ -283,23 +262,11 @@ class GetGptLLM(CustomLLM):
         )
         relay = Relay(call.stop)
         try:
-            async with (
-                async_client(call.base_url, **call.options) as getgpt_client,
-                getgpt_client.stream(messages, **call.params) as reply,
-            ):
+            async with call.astream(messages) as reply:
                 text = "".join([relay.piece(piece) async for piece in reply]) + relay.tail()
         except errors.GetGptError as exc:
             _raise(exc, model)
-        return _fill(
-            model_response,
-            model=model,
-            messages=messages,
-            text=text,
-            reason=relay.finish_reason(reply),
-            usage=reply.usage,
-            calls=reply.tool_calls,
-            reasoning=reply.reasoning,
-        )
+        return _fill(model_response, reply, relay, model=model, messages=messages, text=text)
 
     def streaming(  # noqa: PLR0917  (LiteLLM's signature)
         self,
@@ -320,7 +287,7 @@ class GetGptLLM(CustomLLM):
         timeout: float | httpx.Timeout | None = None,
         client: Any = None,
     ) -> Iterator[GenericStreamingChunk]:
-        call = _Call.of(
+        call = _call(
             model=model,
             api_base=api_base,
             api_key=api_key,
@@ -332,7 +299,7 @@ class GetGptLLM(CustomLLM):
         )
         relay = Relay(call.stop)
         try:
-            with sync_client(call.base_url, **call.options).stream(messages, **call.params) as reply:
+            with call.stream(messages) as reply:
                 for piece in reply:
                     text = relay.piece(piece)
                     if text:
@@ -368,7 +335,7 @@ class GetGptLLM(CustomLLM):
         timeout: float | httpx.Timeout | None = None,
         client: Any = None,
     ) -> AsyncIterator[GenericStreamingChunk]:
-        call = _Call.of(
+        call = _call(
             model=model,
             api_base=api_base,
             api_key=api_key,
@@ -380,10 +347,7 @@ class GetGptLLM(CustomLLM):
         )
         relay = Relay(call.stop)
         try:
-            async with (
-                async_client(call.base_url, **call.options) as getgpt_client,
-                getgpt_client.stream(messages, **call.params) as reply,
-            ):
+            async with call.astream(messages) as reply:
                 async for piece in reply:
                     text = relay.piece(piece)
                     if text:
