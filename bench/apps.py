@@ -96,8 +96,11 @@ _OPTIONS_ENV = "BENCH_APP_OPTIONS"
 def getgpt_factory() -> Any:
     """The getgpt app built from the options :func:`main` left in the environment (uvicorn's workers)."""
     from getgpt.server import ServerConfig, create_app
+    from getgpt.server.serving import tune_garbage_collector
 
-    return create_app(ServerConfig(**json.loads(os.environ[_OPTIONS_ENV])))
+    app = create_app(ServerConfig(**json.loads(os.environ[_OPTIONS_ENV])))
+    tune_garbage_collector()  # as getgpt serve does in each process
+    return app
 
 
 def _uvicorn_workers(args: argparse.Namespace) -> None:
@@ -161,6 +164,10 @@ def main() -> None:
         app, log_level="warning", access_log=False, lifespan="on", backlog=args.backlog, **protocol
     )
     server = uvicorn.Server(config)
+    if args.name == "getgpt":
+        from getgpt.server.serving import tune_garbage_collector
+
+        tune_garbage_collector()  # as getgpt serve does
     print(sock.getsockname()[1], flush=True)
     if args.profile:
         from pyinstrument import Profiler

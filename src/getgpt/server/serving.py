@@ -14,11 +14,15 @@ into uvicorn's settings, so whatever runs the server (the command, a worker, a t
   puts an API key in the URL must not leave it in the log;
 - logs are text or JSON as ``--log-format`` says (:mod:`getgpt.server.logs`).
 
+:func:`tune_garbage_collector` fits CPython's cyclic collector to a process holding thousands of
+open streams; ``getgpt serve`` calls it once the app is built.
+
 How many processes run it, and how they drain on SIGTERM, is :mod:`getgpt.server.supervisor`.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from typing import Any
@@ -29,7 +33,14 @@ from .config import ServerConfig
 from .connections import Limits, protocol_factory
 from .logs import log_config
 
-__all__ = ["FD_RESERVE", "QueryRedaction", "connection_limit", "connection_protocol", "uvicorn_config"]
+__all__ = [
+    "FD_RESERVE",
+    "QueryRedaction",
+    "connection_limit",
+    "connection_protocol",
+    "tune_garbage_collector",
+    "uvicorn_config",
+]
 
 ACCESS_LOGGER = "uvicorn.access"
 REDACTED = "[redacted]"
@@ -37,6 +48,12 @@ REDACTED = "[redacted]"
 #: own, log files, files opened to serve the page, and the connections admitted past the cap to
 #: answer /healthz (connections.OVERFLOW).
 FD_RESERVE = 64
+#: Allocations (net) between two collections of the youngest generation; CPython's default is 700.
+#: A server with 1,000 open streams holds several hundred thousand live objects, which every full
+#: collection walks while no request is served: with the default, time to first chunk at p99 went
+#: from ~2 ms with the collector off to 78-95 ms (bench.concurrency 1000, 1,000 streams opened over
+#: 2 s); at 200,000 it was 6 ms, and at 10,000 streams p50/p99 fell from 2.8/11.8 s to 0.7/5.5 s.
+GC_YOUNG_THRESHOLD = 200_000
 #: Idle upstream connections a forwarding backend keeps (its max_idle / max_keepalive_connections).
 UPSTREAM_IDLE = 100
 
@@ -118,6 +135,21 @@ def connection_protocol(config: ServerConfig) -> Any:
         max_connections=connection_limit(config, open_files_limit()),
     )
     return protocol_factory(limits)
+
+
+def tune_garbage_collector() -> None:
+    """Make the cyclic collector's pauses rare and short in a server process; call it once
+    everything long-lived (modules, the app) exists.
+
+    What exists now is moved out of the collector's sight for good (``gc.freeze``: it would be
+    walked by every full collection and never freed), and the youngest generation is collected
+    after :data:`GC_YOUNG_THRESHOLD` allocations instead of 700. Reference counting still frees
+    nearly everything at once; only cycles wait longer, which costs a little memory, not a leak.
+    """
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:

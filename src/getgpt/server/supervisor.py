@@ -41,7 +41,7 @@ import uvicorn
 
 from .config import ServerConfig
 from .logs import log_config
-from .serving import uvicorn_config
+from .serving import tune_garbage_collector, uvicorn_config
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -106,6 +106,7 @@ def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None) ->
 
     app = create_app(config)
     server = DrainingServer(uvicorn_config(app, config), app)
+    tune_garbage_collector()
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
         server.run(sockets=sockets)
     return bool(server.started)
