@@ -81,13 +81,24 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.name == "minimal":
         return minimal_app(), {}
     from getgpt.server import ServerConfig, create_app
-    from getgpt.server.serving import connection_protocol
 
     options = _server_options(args)
     config = ServerConfig(**options)
-    # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to.
-    protocol = {} if args.unbounded else {"http": connection_protocol(config), "ws": "none"}
+    serving = _serving()
+    # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to
+    # (or the tree, a baseline, is older than the bounds).
+    bounded = serving is not None and not args.unbounded
+    protocol = {"http": serving.connection_protocol(config), "ws": "none"} if bounded else {}
     return create_app(config), protocol
+
+
+def _serving() -> Any:
+    """``getgpt.server.serving``; None when ``--baseline-src`` names a tree from before it."""
+    try:
+        from getgpt.server import serving
+    except ImportError:
+        return None
+    return serving
 
 
 _OPTIONS_ENV = "BENCH_APP_OPTIONS"
@@ -164,10 +175,9 @@ def main() -> None:
         app, log_level="warning", access_log=False, lifespan="on", backlog=args.backlog, **protocol
     )
     server = uvicorn.Server(config)
-    if args.name == "getgpt":
-        from getgpt.server.serving import tune_garbage_collector
-
-        tune_garbage_collector()  # as getgpt serve does
+    serving = _serving() if args.name == "getgpt" else None
+    if hasattr(serving, "tune_garbage_collector"):
+        serving.tune_garbage_collector()  # as getgpt serve does
     print(sock.getsockname()[1], flush=True)
     if args.profile:
         from pyinstrument import Profiler
