@@ -157,16 +157,8 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
         relay = Relay(call.stop)
         try:
             with call.stream(messages) as reply:
-                for piece in reply:
-                    text = relay.piece(piece)
-                    if text:
-                        yield text
-                    if relay.stopped:
-                        break
+                yield from relay.texts(reply)
         except errors.GetGptError as exc:
-            rest = relay.rest(exc)
-            if rest:
-                yield rest
             raise g4f_error(exc) from exc
         yield from _ending(reply, relay)
 
@@ -179,16 +171,9 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
         relay = Relay(call.stop)
         try:
             async with call.astream(messages) as reply:
-                async for piece in reply:
-                    text = relay.piece(piece)
-                    if text:
-                        yield text
-                    if relay.stopped:
-                        break
+                async for text in relay.atexts(reply):
+                    yield text
         except errors.GetGptError as exc:
-            rest = relay.rest(exc)
-            if rest:
-                yield rest
             raise g4f_error(exc) from exc
         for item in _ending(reply, relay):
             yield item

@@ -44,7 +44,6 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from .._client import AsyncChatStream, ChatStream
-from ..errors import GetGptError
 from ..reply import Usage
 from ..request import DEFAULT_MODEL
 from .clients import API_KEY_ENV, Call, client_options
@@ -325,22 +324,12 @@ class ChatGetGpt(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call = self._call(stop, kwargs, stream=True)
         relay = Relay(call.stop)
-        try:
-            with call.stream(self._messages(messages)) as reply:
-                for piece in reply:
-                    text = relay.piece(piece)
-                    if text:
-                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                        if run_manager is not None:
-                            run_manager.on_llm_new_token(text, chunk=chunk)
-                        yield chunk
-                    if relay.stopped:
-                        break
-        except GetGptError as exc:
-            rest = relay.rest(exc)
-            if rest:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=rest))
-            raise
+        with call.stream(self._messages(messages)) as reply:
+            for text in relay.texts(reply):
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
         yield self._last(reply, relay, call.params["model"])
 
     async def _astream(
@@ -352,22 +341,12 @@ class ChatGetGpt(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._call(stop, kwargs, stream=True)
         relay = Relay(call.stop)
-        try:
-            async with call.astream(self._messages(messages)) as reply:
-                async for piece in reply:
-                    text = relay.piece(piece)
-                    if text:
-                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                        if run_manager is not None:
-                            await run_manager.on_llm_new_token(text, chunk=chunk)
-                        yield chunk
-                    if relay.stopped:
-                        break
-        except GetGptError as exc:
-            rest = relay.rest(exc)
-            if rest:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=rest))
-            raise
+        async with call.astream(self._messages(messages)) as reply:
+            async for text in relay.atexts(reply):
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
         yield self._last(reply, relay, call.params["model"])
 
 

@@ -300,16 +300,9 @@ class GetGptLLM(CustomLLM):
         relay = Relay(call.stop)
         try:
             with call.stream(messages) as reply:
-                for piece in reply:
-                    text = relay.piece(piece)
-                    if text:
-                        yield _chunk(text)
-                    if relay.stopped:
-                        break
+                for text in relay.texts(reply):
+                    yield _chunk(text)
         except errors.GetGptError as exc:
-            rest = relay.rest(exc)
-            if rest:
-                yield _chunk(rest)
             _raise(exc, model)
         yield from _tool_uses(reply)
         yield _last(reply, relay)
@@ -348,16 +341,9 @@ class GetGptLLM(CustomLLM):
         relay = Relay(call.stop)
         try:
             async with call.astream(messages) as reply:
-                async for piece in reply:
-                    text = relay.piece(piece)
-                    if text:
-                        yield _chunk(text)
-                    if relay.stopped:
-                        break
+                async for text in relay.atexts(reply):
+                    yield _chunk(text)
         except errors.GetGptError as exc:
-            rest = relay.rest(exc)
-            if rest:
-                yield _chunk(rest)
             _raise(exc, model)
         for use in _tool_uses(reply):
             yield use

@@ -8,7 +8,7 @@ yields that rest before the error is raised.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from .._client import AsyncChatStream, ChatStream
 from ..errors import GetGptError
@@ -45,6 +45,41 @@ class Relay:
     def tail(self) -> str:
         """What the stop scanner held back, once the reply has ended."""
         return self.stops.flush()
+
+    def texts(self, reply: ChatStream) -> Iterator[str]:
+        """What to pass on of ``reply``, piece by piece (never ``""``), up to a stop sequence.
+
+        When the reply fails, what its error carries beyond the pieces comes first, then the
+        error. The stop scanner's held-back text is left to :meth:`tail` (a framework may want
+        it in its last chunk).
+        """
+        try:
+            for piece in reply:
+                text = self.piece(piece)
+                if text:
+                    yield text
+                if self.stopped:
+                    return
+        except GetGptError as exc:
+            rest = self.rest(exc)
+            if rest:
+                yield rest
+            raise
+
+    async def atexts(self, reply: AsyncChatStream) -> AsyncIterator[str]:
+        """As :meth:`texts`, for an async reply."""
+        try:
+            async for piece in reply:
+                text = self.piece(piece)
+                if text:
+                    yield text
+                if self.stopped:
+                    return
+        except GetGptError as exc:
+            rest = self.rest(exc)
+            if rest:
+                yield rest
+            raise
 
     def finish_reason(self, reply: ChatStream | AsyncChatStream) -> str | None:
         """``"stop"`` when a stop sequence ended the reply, else what the server said."""
