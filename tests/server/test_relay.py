@@ -142,3 +142,16 @@ def test_a_byte_order_mark_after_the_start_is_no_mark_to_drop() -> None:
     relay = EventRelay()
     out = relay.feed(body[: len(first) + 8]) + relay.feed(body[len(first) + 8 :]) + relay.close()
     assert SSEDecoder().decode(out) == SSEDecoder().decode(body) == [first]
+
+
+def test_done_followed_by_another_line_of_its_event_still_ends_the_stream() -> None:
+    # Found by the relay's fuzz target: the byte-level pass looked for [DONE] only in a read's last
+    # 16 bytes, so "data: [DONE]" with a line after it in the same event (an id:, say) went on as
+    # content, and the relay read on past the end of the stream.
+    events = events_of("text")
+    before = stream_of(events, done=False)
+    body = before + b"data: [DONE]\nid: 7\n\n" + b'data: {"late": 1}\n\n'
+    for cuts in ([], [len(before)]):  # [DONE]'s event in a read with the finish, and in one alone
+        out, relay = relay_all(body, cuts)
+        assert out == events, cuts
+        assert relay.done and relay.error is None
