@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from getgpt._transports.http11.origin import endpoint
 from getgpt._transports.http11.pool import Pool
 from getgpt._transports.httpx import AsyncHttpxTransport, HttpxTransport
 
-from ..support.faults import FaultUpstream, answer
+from ..support.faults import FaultUpstream, Script, answer
 from ..support.scripted import Live, stream_of
 from ..support.wire import CHUNKED, chunked
 
@@ -343,22 +344,38 @@ def test_neither_way_sends_back_a_cookie_a_reply_set() -> None:
 
 
 class SlowToRead(FaultUpstream):
-    """Waits before reading a request, so a large one fills the socket buffers on the way."""
+    """Waits before reading a request -- until ``go`` is set (at most 5 s), or 0.3 s without one --
+    so a large one fills the socket buffers on the way."""
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(0.3)
-        await super()._handle(reader, writer)
+    def __init__(self, script: Script, go: threading.Event | None = None) -> None:
+        super().__init__(script)
+        self.go = go
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.go is None:
+            await asyncio.sleep(0.3)
+        else:
+            await asyncio.to_thread(self.go.wait, 5)
+        await super().handle(reader, writer)
 
 
 @pytest.mark.parametrize("kind", [getgpt.Client, getgpt.AsyncClient])
 def test_a_request_larger_than_the_socket_buffers(kind: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # ~12 MB sealed, to a server that does not read at first: the async path must wait for the
     # transport to drain (pause_writing / resume_writing), the sync path for sendall.
-    paused = []
+    # The server reads nothing until the async client's transport has paused: were it reading
+    # already, loopback could take the whole request in one send and the pause never be needed.
+    paused, go = [], threading.Event()
     pause = _Connection.pause_writing
-    monkeypatch.setattr(_Connection, "pause_writing", lambda self: (paused.append(1), pause(self)))
+
+    def pause_and_note(connection: _Connection) -> None:
+        paused.append(1)
+        go.set()
+        pause(connection)
+
+    monkeypatch.setattr(_Connection, "pause_writing", pause_and_note)
     word = "ж" * 3_000_000
-    with SlowToRead(answer(REPLY)) as upstream:
+    with SlowToRead(answer(REPLY), None if kind is getgpt.Client else go) as upstream:
         if kind is getgpt.Client:
             with kind(upstream.url) as client:
                 assert client.complete([{"role": "user", "content": word}]) == "fine"
