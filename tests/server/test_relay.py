@@ -155,3 +155,23 @@ def test_done_followed_by_another_line_of_its_event_still_ends_the_stream() -> N
         out, relay = relay_all(body, cuts)
         assert out == events, cuts
         assert relay.done and relay.error is None
+
+
+def test_a_short_reply_in_one_read_goes_on_as_framed_up_to_its_end() -> None:
+    # Only the finish and [DONE] are looked into: the content events before them keep the
+    # upstream's own framing ("data:" without a space here) byte for byte.
+    events = events_of("text")
+    content = b"".join(b"data:" + event + b"\n\n" for event in events[:-1])
+    body = content + b"data:" + events[-1] + b"\n\ndata: [DONE]\n\n"
+    relay = EventRelay()
+    out = relay.feed(body) + relay.close()
+    assert out.startswith(content)
+    assert SSEDecoder().decode(out) == events and relay.finished and relay.done
+
+
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
+@given(cuts)
+def test_a_finish_reason_that_is_not_a_string_is_seen_whatever_the_reads(cut: list[int]) -> None:
+    events = [*events_of("text")[:-1], b'{"choices": [{"index": 0, "delta": {}, "finish_reason": 1}]}']
+    out, relay = relay_all(stream_of(events, done=False), cut)
+    assert out == events and relay.finished and relay.error is None

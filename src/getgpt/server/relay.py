@@ -10,14 +10,15 @@ asked for it and the client did not), an ``error``. It holds back the upstream's
 the server writes the end of every stream itself -- and reports a body that ends before
 ``[DONE]`` or a finish reason as an error, never as complete.
 
-Speed: the whole events of one network read are tested together, as bytes -- no ``"error"``, no
-finish reason or usage with a value, no ``[DONE]``: four scans -- and, when they pass (every
-content event does), go on as the upstream framed them, with no event split out at all; the
-others go through the SSE decoder and are looked at one by one. CPU time for 200,000
-one-event-per-chunk events in 64 KiB reads: the parse-and-re-encode of before 154 ms, the SSE
-decoder alone 44 ms, this 75 ms (one machine). ``[DONE]`` is looked for in the whole read (~30 us
-a 64 KiB read, +25 % on that stream, measured on another machine): looking only at a read's end
-missed a ``[DONE]`` followed by another line of its event.
+Speed: the whole events of one network read are tested together, as bytes -- an ``"error"``, a
+finish reason or usage with a value, a ``[DONE]``: four scans. The events before the first such
+(every content event) go on as the upstream framed them, with no event split out at all; that
+one and those after it go through the SSE decoder and are looked at one by one. So a short reply
+that arrives in one read, its finish and ``[DONE]`` last, is decoded only at its end. CPU time for
+200,000 one-event-per-chunk events in 64 KiB reads: the parse-and-re-encode of before 154 ms, the
+SSE decoder alone 44 ms, this 75 ms (one machine); ``[DONE]`` is looked for in the whole read
+(~30 us a 64 KiB read): looking only at a read's end missed a ``[DONE]`` followed by another line
+of its event.
 
 :func:`completion_from_events` and :func:`events_from_completion` reshape a reply when the
 upstream streamed it and the client did not ask for a stream, or the other way round.
@@ -42,12 +43,23 @@ __all__ = ["EventRelay", "completion_from_events", "events_from_completion", "us
 _decode_any = msgspec.json.Decoder().decode
 # Keys are the only place a quoted name meets a colon: a string value cannot hold a bare quote.
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*[^n\s]')
-# A finish reason is a string: a read whose events hold none such need not be looked into. (One
-# that is neither null nor a string goes unseen, and the stream's end is then its [DONE].)
-_FINISH_STRING = re.compile(rb'"finish_reason"\s*:\s*"')
 _BOM = b"\xef\xbb\xbf"
 _USAGE = re.compile(rb'"usage"\s*:\s*[^n\s]')
 _ERROR = re.compile(rb'"error"\s*:')
+
+
+def _first_that_may_matter(part: bytes) -> int:
+    """Where the first bytes that may make an event matter begin in ``part``; -1 for none.
+
+    An ``"error"``, a finish reason or usage with a value, a ``[DONE]`` (looked for in the whole
+    read: other lines of its event, an ``id:`` say, may follow it).
+    """
+    found = [part.find(b'"error"'), part.find(b"[DONE]")]
+    for pattern in (_FINISH, _USAGE):
+        match = pattern.search(part)
+        if match is not None:
+            found.append(match.start())
+    return min((at for at in found if at >= 0), default=-1)
 
 
 def _broke(message: str) -> ApiError:
@@ -133,19 +145,21 @@ class EventRelay:
             raise _broke(f"an event is larger than {self._max} bytes")
         if not part:
             return b""
-        if (
-            b'"error"' not in part
-            and not _FINISH_STRING.search(part)
-            and not _USAGE.search(part)
-            and b"[DONE]" not in part
-            and not part.startswith(_BOM)
-        ):
-            # Whole events, none that may matter (every content event): they go on as the upstream
-            # framed them. [DONE] is looked for in the whole read, not only at its end: other lines
-            # of its event (an id:, say) may follow it.
+        if part.startswith(_BOM):
+            return self._relay(self._decode(part))
+        # Whole events: those before the first that may matter (every content event) go on as the
+        # upstream framed them; that one and the rest are looked at one by one. A short reply
+        # comes in one read with its finish and [DONE] at the end, and most of it still passes.
+        first = _first_that_may_matter(part)
+        if first < 0:
             self._passed = True
             return part
-        return self._relay(self._decode(part))
+        boundary = part.rfind(b"\n\n", 0, first)
+        if boundary < 0:
+            return self._relay(self._decode(part))
+        self._passed = True
+        passed = part[: boundary + 2]
+        return passed + self._relay(self._decode(part[boundary + 2 :]))
 
     def _decoder(self) -> SSEDecoder:
         if self._sse is None:
