@@ -55,7 +55,7 @@ def not_served(backend: str, path: str) -> ApiError:
 class Chat:
     """One chat request; see the module docstring."""
 
-    __slots__ = ("_fields", "_request", "include_usage", "model", "raw", "stream", "uuid")
+    __slots__ = ("_fields", "_request", "_uuid", "include_usage", "model", "raw", "stream")
 
     def __init__(
         self,
@@ -63,7 +63,7 @@ class Chat:
         model: str,
         stream: bool,
         include_usage: bool,
-        uuid: str,
+        uuid: str | None,
         request: ChatRequest | None = None,
         fields: dict[str, Any] | None = None,
         raw: bytes | None = None,
@@ -73,8 +73,7 @@ class Chat:
         self.stream = stream
         #: Whether the client asked for the usage chunk at the end of the stream.
         self.include_usage = include_usage
-        #: The GetGpt request's uuid; a fresh one for a ``/v1`` request, which has none.
-        self.uuid = uuid
+        self._uuid = uuid
         #: The client's JSON bytes, from ``/v1``; None from the GetGpt endpoint.
         self.raw = raw
         self._request = request
@@ -100,10 +99,17 @@ class Chat:
             model=model,
             stream=stream,
             include_usage=include_usage,
-            uuid=str(_uuid.uuid4()),
+            uuid=None,  # made when first asked for: a forwarded request never needs one
             fields=fields,
             raw=raw,
         )
+
+    @property
+    def uuid(self) -> str:
+        """The GetGpt request's uuid; a fresh one for a ``/v1`` request, which has none."""
+        if self._uuid is None:
+            self._uuid = str(_uuid.uuid4())
+        return self._uuid
 
     @property
     def fields(self) -> dict[str, Any]:
