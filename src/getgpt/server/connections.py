@@ -48,6 +48,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .api_error import ApiError
+from .responses import send_error
 from .wire import error_body
 
 __all__ = ["LINGER", "OVERFLOW", "SWEEP", "LimitedHttpProtocol", "Limits", "protocol_factory"]
@@ -216,11 +217,7 @@ class _HealthOnly:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await self.app(scope, receive, send)
             return
-        error = _too_many(self.limit)
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": error_body(error)})
+        await send_error(send, _too_many(self.limit), close=True)
 
 
 def _too_many(limit: int) -> ApiError:
