@@ -180,8 +180,7 @@ class AsyncPool(PoolBase[_Connection]):
 
     async def send(self, body: bytes, *, deadline: float | None = None) -> AsyncPooledResponse:
         """POSTs ``body`` and returns once the reply's head has arrived."""
-        where = self.endpoint
-        return await self._exchange(where.request(body), ResponseReader(where.url, where.asked), deadline)
+        return await self._exchange(*self._post(body), deadline)
 
     async def request(
         self,
@@ -193,10 +192,7 @@ class AsyncPool(PoolBase[_Connection]):
         deadline: float | None = None,
     ) -> AsyncPooledResponse:
         """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
-        where = self.endpoint
-        head = where.head(method, target, headers, len(body))
-        reader = ResponseReader(where.origin + target, where.asked_with(headers))
-        return await self._exchange(head + body, reader, deadline)
+        return await self._exchange(*self._outgoing(method, target, headers, body), deadline)
 
     async def _exchange(
         self, data: bytes, reader: ResponseReader, deadline: float | None

@@ -126,8 +126,7 @@ class Pool(PoolBase[tuple[socket.socket, float]]):
 
     def send(self, body: bytes, *, deadline: float | None = None) -> PooledResponse:
         """POSTs ``body`` and returns once the reply's head has arrived."""
-        where = self.endpoint
-        return self._exchange(where.request(body), ResponseReader(where.url, where.asked), deadline)
+        return self._exchange(*self._post(body), deadline)
 
     def request(
         self,
@@ -139,14 +138,11 @@ class Pool(PoolBase[tuple[socket.socket, float]]):
         deadline: float | None = None,
     ) -> PooledResponse:
         """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
-        where = self.endpoint
-        head = where.head(method, target, headers, len(body))
-        reader = ResponseReader(where.origin + target, where.asked_with(headers))
-        return self._exchange(head + body, reader, deadline)
+        return self._exchange(*self._outgoing(method, target, headers, body), deadline)
 
     def _exchange(self, data: bytes, reader: ResponseReader, deadline: float | None) -> PooledResponse:
         url = reader.url
-        whole = None if deadline is None else reply_bound(deadline, url)
+        whole = reply_bound(deadline, url)
         sock = self._acquire(url, whole)
         buffer = memoryview(bytearray(_READ_SIZE))
         try:

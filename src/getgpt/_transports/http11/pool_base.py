@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 from ...errors import TransportError
 from ..base import KEEPALIVE, MAX_IDLE, Timeouts
 from .origin import Endpoint
+from .reader import ResponseReader
 
 __all__ = ["PoolBase", "WriteFailed", "detail", "via"]
 
@@ -37,6 +39,19 @@ class PoolBase(Generic[Idle]):
             raise ValueError("an https:// endpoint needs a TLS context")
         self._idle: list[Idle] = []
         self._closed = False
+
+    def _post(self, body: bytes) -> tuple[bytes, ResponseReader]:
+        """A POST of ``body`` to the endpoint's URL, and the reader for its reply."""
+        where = self.endpoint
+        return where.request(body), ResponseReader(where.url, where.asked)
+
+    def _outgoing(
+        self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes
+    ) -> tuple[bytes, ResponseReader]:
+        """``method`` to ``target`` (a path of the same origin), and the reader for its reply."""
+        where = self.endpoint
+        head = where.head(method, target, headers, len(body))
+        return head + body, ResponseReader(where.origin + target, where.asked_with(headers))
 
 
 class WriteFailed(TransportError):
