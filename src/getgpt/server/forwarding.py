@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -145,18 +145,7 @@ class ForwardingBackend:
         response: AsyncResponse | None = None
         telemetry = self.telemetry
         started = time.perf_counter()
-        try:
-            response = await self._transport.send(body, deadline=self._deadline())
-        except errors.TransportError as exc:
-            if telemetry is not None:
-                telemetry.upstream_failed(
-                    self.name, "timeout" if isinstance(exc, errors.Timeout) else "connect"
-                )
-            raise _unreachable(self.url, exc) from None
-        except errors.ProtocolError as exc:  # a head past the transport's bounds
-            if telemetry is not None:
-                telemetry.upstream_failed(self.name, "protocol")
-            raise _broken_off(self.url, exc) from None
+        response = await self._answer(self._transport.send(body, deadline=self._deadline()), telemetry)
         if telemetry is not None:
             telemetry.upstream(self.name, time.perf_counter() - started)
         try:
@@ -200,6 +189,24 @@ class ForwardingBackend:
             if response is not None:
                 await response.aclose()
 
+    async def _answer(
+        self, sending: Awaitable[AsyncResponse], telemetry: Telemetry | None = None
+    ) -> AsyncResponse:
+        """The upstream's answer (its head) to a request being sent; no answer is the server's 502
+        or 504, counted in ``telemetry`` when given."""
+        try:
+            return await sending
+        except errors.TransportError as exc:
+            if telemetry is not None:
+                telemetry.upstream_failed(
+                    self.name, "timeout" if isinstance(exc, errors.Timeout) else "connect"
+                )
+            raise _unreachable(self.url, exc) from None
+        except errors.ProtocolError as exc:  # a head past the transport's bounds
+            if telemetry is not None:
+                telemetry.upstream_failed(self.name, "protocol")
+            raise _broken_off(self.url, exc) from None
+
     async def models(self) -> list[dict[str, Any]]:
         """The upstream's models, asked again once ``models_cache_ttl`` has passed, with the aliases."""
         if self.name != "openai":
@@ -236,14 +243,11 @@ class ForwardingBackend:
         return models
 
     async def _get(self, target: str) -> bytes:
-        try:
-            response = await self._transport.request(
+        response = await self._answer(
+            self._transport.request(
                 "GET", target, headers={"Accept": "application/json"}, deadline=self._deadline()
             )
-        except errors.TransportError as exc:
-            raise _unreachable(self.url, exc) from None
-        except errors.ProtocolError as exc:
-            raise _broken_off(self.url, exc) from None
+        )
         try:
             if not 200 <= response.status_code < 300:
                 raise await _upstream_status(response)
@@ -259,18 +263,15 @@ class ForwardingBackend:
             raise not_served(self.name, path)
         if self.aliases:
             body = _aliased(body, self.aliases)
-        try:
-            response = await self._transport.request(
+        response = await self._answer(
+            self._transport.request(
                 "POST",
                 self._base_path + path,
                 headers={"Accept": "*/*"},
                 body=body,
                 deadline=self._deadline(),
             )
-        except errors.TransportError as exc:
-            raise _unreachable(self.url, exc) from None
-        except errors.ProtocolError as exc:
-            raise _broken_off(self.url, exc) from None
+        )
         if 200 <= response.status_code < 300:
             return response
         try:
