@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from getgpt.server import ServerConfig, create_app
 from .support.openai_upstream import ScriptedUpstream
 from .support.scripted import Live
 from .support.servers import serve
+
+# LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
+# any test may be the first to import it (the public API's does).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from getgpt import errors
 from getgpt._transports import choose
 from getgpt._transports.base import AsyncTransport, Timeouts, Transport
 from getgpt._transports.http11.pool import Pool
 from getgpt._transports.httpx import HttpxTransport, mapped_errors
-from getgpt.upstream import open_transport
+from getgpt.client.transport import open_transport
+from getgpt.protocol import errors
 
 from ..support.servers import serve
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from getgpt.server import ServerConfig
-from getgpt.server.serving import connection_limit
+from getgpt.server.running.serving import connection_limit
 
 from ..support.hostile import Ended, idle, memory_kib, read_response, send_head, status_of, trickle
 from ..support.serve_process import ServeProcess, getgpt_serve, run_getgpt

@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import getgpt
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
-from getgpt.server import ServerConfig, create_app, security
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
+from getgpt.server import ServerConfig, create_app
+from getgpt.server.admission import security
 
 from ..support.servers import free_port, serve
 

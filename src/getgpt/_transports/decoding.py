@@ -2,7 +2,7 @@
 
 A reply's ``Content-Encoding`` is honoured only when the request's ``Accept-Encoding`` asked for it:
 the transports ask for ``identity`` unless the caller's headers say otherwise, so a gzip body
-nobody asked for is a :class:`~getgpt.errors.ProtocolError` at its first byte, never decoded.
+nobody asked for is a :class:`~getgpt.protocol.errors.ProtocolError` at its first byte, never decoded.
 gzip (and its old name x-gzip) and deflate can be asked for; anything else is refused. The
 refusal waits for the body: a reply's status and headers are still read (an error status is
 still that status).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 
-from ..errors import ProtocolError
+from ..protocol.errors import ProtocolError
 
 __all__ = ["PIECE", "BodyDecoder", "Decoder", "Refusal", "accepted", "decoder_for"]
 

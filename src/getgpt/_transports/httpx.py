@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from ..errors import ConnectError, ProtocolError, Timeout, TransportError
+from ..protocol.errors import ConnectError, ProtocolError, Timeout, TransportError
 from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts, shown
 from .bounds import Bound, head_bound, reply_bound
 from .decoding import BodyDecoder, accepted, decoder_for

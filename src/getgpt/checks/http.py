@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .._transports.http11.reader import ResponseReader
-from ..errors import GetGptError
+from ..client.transport import ResponseReader
+from ..protocol.errors import GetGptError
 
 __all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .._client import AsyncChatStream, AsyncClient, ChatStream, Client, Messages, base_url_from
+from ..client import AsyncChatStream, AsyncClient, ChatStream, Client, Messages, base_url_from
 
 __all__ = [
     "API_KEY_ENV",

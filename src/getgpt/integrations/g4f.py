@@ -28,9 +28,9 @@ from g4f import errors as g4f_errors
 from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
 from g4f.providers.response import FinishReason, Reasoning, ToolCalls, Usage
 
-from .. import errors
-from .._client import AsyncChatStream, ChatStream, base_url_from
-from ..request import DEFAULT_MODEL
+from ..client import AsyncChatStream, ChatStream, base_url_from
+from ..protocol import errors
+from ..protocol.request import DEFAULT_MODEL
 from .clients import Call, client_options
 from .relay import Relay
 

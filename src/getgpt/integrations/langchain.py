@@ -43,9 +43,9 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from .._client import AsyncChatStream, ChatStream
-from ..reply import Usage
-from ..request import DEFAULT_MODEL
+from ..client import AsyncChatStream, ChatStream
+from ..protocol.reply import Usage
+from ..protocol.request import DEFAULT_MODEL
 from .clients import API_KEY_ENV, Call, client_options
 from .relay import Relay
 

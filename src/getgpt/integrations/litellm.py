@@ -33,9 +33,9 @@ from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import ChatCompletionMessageToolCall, GenericStreamingChunk, ModelResponse
 from litellm.types.utils import Usage as LiteLLMUsage
 
-from .. import errors
-from .._client import AsyncChatStream, ChatStream
-from ..reply import Usage
+from ..client import AsyncChatStream, ChatStream
+from ..protocol import errors
+from ..protocol.reply import Usage
 from .clients import Call, client_options
 from .relay import Relay
 

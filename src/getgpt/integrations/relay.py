@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 
-from .._client import AsyncChatStream, ChatStream
-from ..errors import GetGptError
+from ..client import AsyncChatStream, ChatStream
+from ..protocol.errors import GetGptError
 from .stops import StopScanner
 
 __all__ = ["Relay"]

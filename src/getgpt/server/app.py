@@ -11,7 +11,7 @@ Routes:
 - ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
 - ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
   the shared state it needs is unreachable under ``--redis-failure closed``.
-- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.telemetry`).
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.telemetry`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
@@ -22,7 +22,7 @@ routes, and these too once middleware exists (CORS, say), go through Starlette a
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
 the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
-:class:`~getgpt.server.chat.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
+:class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
 GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
 :class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
 """
@@ -48,21 +48,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .admission.security import install as install_security
 from .api_error import ApiError
-from .backends import Backend, ForwardingBackend, make_backend
-from .body import ClientGone, read_json_body
-from .chat import Chat, not_served
+from .backends.base import Backend, ForwardingBackend, make_backend
+from .chat.parsing import parse_envelope, parse_openai
+from .chat.pump import ReplyOptions, deliver, pass_on
+from .chat.request import Chat, not_served
+from .chat.wire import Outcome
 from .config import ServerConfig
-from .drain import Drain
-from .logs import REQUEST_ID, request_id
-from .metrics import Metrics
-from .parsing import parse_envelope, parse_openai
-from .pump import ReplyOptions, deliver, pass_on
-from .responses import STREAM_HEADERS, send_error
-from .scope import header
-from .security import install as install_security
-from .telemetry import CONTENT_TYPE, Telemetry, route_of
-from .wire import Outcome, error_body
+from .edge.body import ClientGone, read_json_body
+from .edge.responses import STREAM_HEADERS, send_error
+from .edge.scope import header
+from .operations.drain import Drain
+from .operations.logs import REQUEST_ID, request_id
+from .operations.metrics import Metrics
+from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
@@ -310,7 +310,7 @@ def _overloaded(limit: int) -> ApiError:
 class GetGptApp(Starlette):
     """Starlette, with the chat endpoints called directly while no middleware is installed.
 
-    Every HTTP request gets its id (``X-Request-Id``, :mod:`getgpt.server.logs`), is counted by
+    Every HTTP request gets its id (``X-Request-Id``, :mod:`getgpt.server.operations.logs`), is counted by
     route and status, and, while the process drains, is answered with ``Connection: close``.
     """
 
@@ -430,7 +430,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         try:
             data = await backend.models()
         except ApiError as exc:
-            return Response(error_body(exc), exc.status, exc.headers, media_type="application/json")
+            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
         return JSONResponse({"object": "list", "data": data})
 
     async def model(request: Request) -> Response:
@@ -438,16 +438,16 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         try:
             data = await backend.models()
         except ApiError as exc:
-            return Response(error_body(exc), exc.status, exc.headers, media_type="application/json")
+            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
         for item in data:
             if item.get("id") == name:
                 return JSONResponse(item)
         missing = ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
-        return Response(error_body(missing), 404, media_type="application/json")
+        return Response(missing.json(), 404, media_type="application/json")
 
     async def openapi(request: Request) -> Response:
         from .. import __version__
-        from .openapi import openapi_document
+        from .operations.openapi import openapi_document
 
         return JSONResponse(openapi_document(__version__))
 

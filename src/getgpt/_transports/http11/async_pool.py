@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import cast
 
-from ...errors import ConnectError, GetGptError, Timeout, TransportError
+from ...protocol.errors import ConnectError, GetGptError, Timeout, TransportError
 from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via

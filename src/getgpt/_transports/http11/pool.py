@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from ...errors import ConnectError, GetGptError, Timeout, TransportError
+from ...protocol.errors import ConnectError, GetGptError, Timeout, TransportError
 from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via

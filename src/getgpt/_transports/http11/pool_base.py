@@ -6,7 +6,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from ...errors import TransportError
+from ...protocol.errors import TransportError
 from ..base import KEEPALIVE, MAX_IDLE, Timeouts
 from .origin import Endpoint
 from .reader import ResponseReader
@@ -57,7 +57,7 @@ class PoolBase(Generic[Idle]):
 class WriteFailed(TransportError):
     """The request could not be written whole. Never leaves a pool: the server may have answered
     anyway (a 413 before reading a large body), and that answer is what the caller gets; else a
-    plain :class:`~getgpt.errors.TransportError` with this message."""
+    plain :class:`~getgpt.protocol.errors.TransportError` with this message."""
 
 
 def detail(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The reply to one request, parsed as bytes arrive: sans-IO, driven by either pool.
 
 :class:`ResponseReader` wraps httptools' llhttp parser. It is the HTTP layer only: what the body
-*says* (chat chunks) is :class:`getgpt.reply.ReplyParser`'s business, one layer up.
+*says* (chat chunks) is :class:`getgpt.protocol.reply.ReplyParser`'s business, one layer up.
 
 It keeps a hostile server's head bounded: at most :data:`MAX_HEAD_BYTES` of status lines and
 headers before the reply's own head is whole (interim replies included, counted as they arrive,
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import httptools
 
-from ...errors import ConnectError, LimitExceeded, TransportError
+from ...protocol.errors import ConnectError, LimitExceeded, TransportError
 from ..decoding import BodyDecoder, decoder_for
 
 __all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "MAX_INTERIM", "ResponseReader", "check_tunnel"]
@@ -34,9 +34,9 @@ class ResponseReader:
     :meth:`feed` takes what the network gave; :meth:`take` returns the body received since the
     last call, de-chunked and decoded (while :attr:`more` is set, call it again before reading
     more from the network); :meth:`eof` is called when the peer closes. Interim 1xx replies are
-    skipped. Errors are :class:`~getgpt.errors.TransportError` for a reply that is not HTTP or was
-    cut short, :class:`~getgpt.errors.ProtocolError` for a body that cannot or may not be decoded,
-    :class:`~getgpt.errors.LimitExceeded` for a head past the bounds; their messages name ``url``.
+    skipped. Errors are :class:`~getgpt.protocol.errors.TransportError` for a reply that is not HTTP or was
+    cut short, :class:`~getgpt.protocol.errors.ProtocolError` for a body that cannot or may not be decoded,
+    :class:`~getgpt.protocol.errors.LimitExceeded` for a head past the bounds; their messages name ``url``.
     Whatever else a callback raises -- KeyboardInterrupt, SystemExit, MemoryError -- comes out of
     :meth:`feed` as itself.
     """
