@@ -208,7 +208,7 @@ class _Alchemy(_Contender):
         return (await self.conn.execute(self.lookup_q, {"kid": key_id})).first()
 
     async def write(self, rows: list[tuple[Any, ...]]) -> None:
-        await self.conn.execute(self.usage.insert(), [dict(zip(_COLUMNS, row)) for row in rows])
+        await self.conn.execute(self.usage.insert(), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
         await self.conn.commit()
 
     async def close(self) -> None:

@@ -38,8 +38,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,7 +55,7 @@ from .backends.base import Backend, ForwardingBackend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
 from .chat.pump import ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
-from .chat.wire import Outcome
+from .chat.wire import Outcome, estimate_tokens
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
@@ -64,12 +65,18 @@ from .operations.logs import REQUEST_ID, request_id
 from .operations.metrics import Metrics
 from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
 
+if TYPE_CHECKING:
+    from ..protocol.reply import Usage
+    from .admission.keys import Keyring
+
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
 log = logging.getLogger("getgpt.server")
 
 RequestCheck = Callable[[Scope], Awaitable[None]]
 ChatCheck = Callable[[Scope, Chat], Awaitable[None]]
+#: Run on the model a request asks for, on the chat endpoints and the forwarded routes alike.
+ModelCheck = Callable[[Scope, "str | None"], Awaitable[None]]
 Parser = Callable[[bytes, int], Chat]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -82,6 +89,43 @@ _OVERLOADED_RETRY_AFTER = "1"
 FORWARDED = ("/embeddings", "/completions", "/responses")
 # Where GetGptApp leaves a request's _Exchange in its ASGI scope.
 _EXCHANGE = "getgpt.exchange"
+# Where an endpoint leaves what the usage ledger needs of a request (with --db).
+_NOTE = "getgpt.note"
+_model_of = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class _Note:
+    """What the ledger needs of one request besides its answer: the model asked for, the usage the
+    backend reported, and what an estimate is made from when it reported none."""
+
+    __slots__ = ("completion", "model", "prompt_chars", "replied", "usage")
+
+    def __init__(self) -> None:
+        self.replied = False  # admitted, and the backend asked: tokens may have been spent
+        self.model = ""
+        self.usage: Usage | None = None
+        self.prompt_chars = 0
+        self.completion = 0  # estimated tokens of what was sent
+
+
+async def _counted(pieces: AsyncIterator[str | bytes], note: _Note) -> AsyncIterator[str | bytes]:
+    """The backend's pieces, counted for an estimate of the completion if no usage comes."""
+    chars = 0
+    try:
+        async for piece in pieces:
+            if isinstance(piece, str):
+                chars += len(piece)
+                note.completion = estimate_tokens(chars)
+            elif piece.startswith(b"data:") or b"\ndata:" in piece:
+                # An upstream's events: about one token each (OpenAI streams a token a chunk).
+                note.completion += piece.count(b"data:")
+            else:  # a whole JSON reply
+                note.completion += estimate_tokens(len(piece))
+            yield piece
+    finally:
+        closing = getattr(pieces, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 class _Exchange:
@@ -136,6 +180,9 @@ class _Parts:
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
+    model_checks: list[ModelCheck]
+    #: The key store and ledger (--db), else None.
+    keyring: Keyring | None = None
 
 
 class _Endpoint:
@@ -160,6 +207,29 @@ class _Endpoint:
                 )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keyring = self.parts.keyring
+        if keyring is None:
+            await self._answer(scope, receive, send)
+            return
+        note = _Note()
+        scope[_NOTE] = note
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            exchange: _Exchange | None = scope.get(_EXCHANGE)
+            await keyring.settle(
+                scope,
+                route=self.route,
+                status=exchange.status if exchange is not None else 0,
+                model=note.model,
+                usage=note.usage,
+                estimate=(estimate_tokens(note.prompt_chars), note.completion) if note.replied else None,
+                arrived=exchange.arrived if exchange is not None else time.perf_counter(),
+                first_byte=exchange.first_body if exchange is not None else None,
+                request_id=REQUEST_ID.get() or "",
+            )
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self.parts
         config, metrics = parts.config, parts.metrics
         try:
@@ -190,8 +260,11 @@ class _Endpoint:
                 metrics.active_streams -= 1
                 parts.telemetry.active.dec()
 
+        note: _Note | None = scope.get(_NOTE)
+        if note is not None:
+            note.replied = True
         try:
-            ended = await self._reply(receive, send, admitted, release)
+            ended = await self._reply(scope, receive, send, admitted, release)
         finally:
             release()
         if ended == "error":
@@ -214,7 +287,9 @@ class _Endpoint:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
         raise NotImplementedError
 
-    async def _reply(self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]) -> str:
+    async def _reply(
+        self, scope: Scope, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]
+    ) -> str:
         """Send the reply; return how it ended: ``"ok"``, ``"error"`` or ``"gone"``."""
         raise NotImplementedError
 
@@ -229,15 +304,27 @@ class _Chat(_Endpoint):
     async def _admit(self, scope: Scope, body: bytes) -> Chat:
         parts = self.parts
         chat = self.parse(body, parts.config.max_messages)
+        note: _Note | None = scope.get(_NOTE)
+        if note is not None:
+            note.model = chat.model
+            note.prompt_chars = len(chat.raw) if chat.raw is not None else _prompt_chars(chat)
+        for model_check in parts.model_checks:
+            await model_check(scope, chat.model)
         for chat_check in parts.chat_checks:
             await chat_check(scope, chat)
         parts.backend.check(chat)
         return chat
 
-    async def _reply(self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]) -> str:
+    async def _reply(
+        self, scope: Scope, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]
+    ) -> str:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
         outcome = Outcome()
+        note: _Note | None = scope.get(_NOTE)
+        pieces: AsyncIterator[Any] = parts.backend.stream(chat, outcome)
+        if note is not None:
+            pieces = _counted(pieces, note)
 
         def counted() -> None:
             release()
@@ -252,7 +339,7 @@ class _Chat(_Endpoint):
         ended = await deliver(
             receive,
             send,
-            parts.backend.stream(chat, outcome),
+            pieces,
             reply,
             outcome,
             release=counted,
@@ -261,6 +348,8 @@ class _Chat(_Endpoint):
         usage = outcome.usage
         if usage is not None:
             parts.telemetry.used(usage.prompt_tokens, usage.completion_tokens)
+        if note is not None:
+            note.usage = usage
         return ended
 
 
@@ -274,12 +363,27 @@ class _Forward(_Endpoint):
         self.path = path
 
     async def _admit(self, scope: Scope, body: bytes) -> bytes:
-        backend = self.parts.backend
+        parts = self.parts
+        backend = parts.backend
+        note: _Note | None = scope.get(_NOTE)
+        if parts.model_checks or note is not None:
+            try:
+                model = _model_of(body).get("model")
+            except msgspec.DecodeError:
+                model = None  # the upstream says what is wrong with it
+            model = model if isinstance(model, str) else None
+            if note is not None:
+                note.model = model or ""
+                note.prompt_chars = len(body)
+            for model_check in parts.model_checks:
+                await model_check(scope, model)
         if not backend.forwards_routes:
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(self, receive: Receive, send: Send, body: bytes, release: Callable[[], None]) -> str:
+    async def _reply(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, release: Callable[[], None]
+    ) -> str:
         try:
             response = await self.parts.backend.forward(self.path, body)
         except ApiError as exc:
@@ -290,11 +394,99 @@ class _Forward(_Endpoint):
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            return await pass_on(
-                receive, send, response.status_code, headers, response.reads(), release=release
-            )
+            note: _Note | None = scope.get(_NOTE)
+            reads = response.reads()
+            tail = _Tail()
+            if note is not None:
+                reads = tail.keep(reads)
+            try:
+                return await pass_on(receive, send, response.status_code, headers, reads, release=release)
+            finally:
+                if note is not None:
+                    note.usage, note.completion = tail.usage(kind.startswith(b"text/event-stream"))
         finally:
             await response.aclose()
+
+
+class _Tail:
+    """The end of a forwarded answer, kept to read its ``usage`` (the whole of a JSON body up to
+    :data:`WHOLE`, the last :data:`WHOLE` bytes of an event stream)."""
+
+    WHOLE = 1 << 20
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.cut = False
+        self.events = 0
+
+    async def keep(self, reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for read in reads:
+                self.parts.append(read)
+                self.size += len(read)
+                self.events += read.count(b"data:")
+                while self.size > self.WHOLE and len(self.parts) > 1:
+                    self.size -= len(self.parts.pop(0))
+                    self.cut = True
+                yield read
+        finally:
+            closing = getattr(reads, "aclose", None)
+            if closing is not None:
+                await closing()
+
+    def usage(self, events: bool) -> tuple[Usage | None, int]:
+        """The usage the answer reported, and an estimate of its completion tokens."""
+        body = b"".join(self.parts)
+        if not events:
+            found = None if self.cut else _usage_in(body)
+            return found, estimate_tokens(self.size)
+        for event in reversed(body.split(b"\n\n")):
+            if b'"usage"' in event:
+                for line in event.split(b"\n"):
+                    if line.startswith(b"data:"):
+                        found = _usage_in(line[5:].strip())
+                        if found is not None:
+                            return found, self.events
+        return None, self.events
+
+
+def _usage_in(data: bytes) -> Usage | None:
+    """The usage of a forwarded JSON object: chat's and completions' fields, or the Responses
+    API's (``input_tokens``/``output_tokens``, also inside ``response``); embeddings report
+    prompt tokens only, and so complete ones of 0."""
+    from ..protocol.reply import Usage
+
+    try:
+        value = _model_of(data)
+    except msgspec.DecodeError:
+        return None
+    usage = value.get("usage")
+    if not isinstance(usage, dict) and isinstance(value.get("response"), dict):
+        usage = value["response"].get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    if completion is None and isinstance(prompt, int) and isinstance(usage.get("total_tokens"), int):
+        completion = usage["total_tokens"] - prompt
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    completion_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+    return Usage(
+        prompt,
+        completion,
+        prompt + completion,
+        details if isinstance(details, dict) else None,
+        completion_details if isinstance(completion_details, dict) else None,
+    )
+
+
+def _prompt_chars(chat: Chat) -> int:
+    """Characters of a GetGpt request's messages, for a prompt estimate."""
+    request = chat.request
+    return sum(len(str(message.content or "")) for message in request.messages) if request else 0
 
 
 def _overloaded(limit: int) -> ApiError:
@@ -386,8 +578,9 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
+    model_checks: list[ModelCheck] = []
 
-    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks)
+    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks, model_checks)
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
@@ -410,14 +603,19 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
 
     async def readyz(request: Request) -> Response:
         shared = app.state.shared
-        redis = "off" if shared is None else shared.status
+        keyring = app.state.keyring
+        states = {
+            "redis": "off" if shared is None else shared.status,
+            "database": "off" if keyring is None else keyring.status,
+        }
         if drain.draining:
-            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
-        if shared is not None and not shared.available:
-            if shared.fail_open:
-                return JSONResponse({"status": "degraded", "redis": redis})
-            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
-        return JSONResponse({"status": "ready", "redis": redis})
+            return JSONResponse({"status": "draining", **states}, status_code=503)
+        down = [part for part in (shared, keyring) if part is not None and not part.available]
+        if any(not part.fail_open for part in down):
+            return JSONResponse({"status": "unavailable", **states}, status_code=503)
+        if down:
+            return JSONResponse({"status": "degraded", **states})
+        return JSONResponse({"status": "ready", **states})
 
     async def prometheus(request: Request) -> Response:
         if config.metrics_key is not None:
@@ -460,11 +658,17 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         shared = app.state.shared
+        keyring = app.state.keyring
         if shared is not None:
             await shared.start()
+        if keyring is not None:
+            await keyring.start()
         try:
             yield
         finally:
+            # The ledger's last records are written before anything it may need is closed.
+            if keyring is not None:
+                await keyring.aclose()
             if shared is not None:
                 await shared.aclose()
             await backend.aclose()
@@ -499,7 +703,16 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.state.telemetry = telemetry
     app.state.drain = drain
     app.state.shared = None
+    app.state.keyring = None
     app.state.request_checks = request_checks
     app.state.chat_checks = chat_checks
+    app.state.model_checks = model_checks
     install_security(app, config)
+    keyring = app.state.keyring
+    if keyring is not None:
+        from .admission.admin import routes as admin_routes
+
+        parts.keyring = keyring
+        for admin_route in admin_routes(keyring, config.admin_key):
+            app.router.routes.insert(len(app.router.routes) - 2, admin_route)  # before the page's
     return app

@@ -29,7 +29,6 @@ __all__ = [
     "default_path",
     "describe",
     "migration_steps",
-    "open_database",
     "spend_rows",
 ]
 
@@ -56,6 +55,10 @@ GROUP BY s.key_id
 """
 
 
+#: One statement of a transaction: ``(sql, args, many)``.
+Step = tuple[str, Sequence[Any] | None, list[Sequence[Any]] | None]
+
+
 class DatabaseError(Exception):
     """The database could not be reached or refused a statement; ``str()`` says which, never a secret."""
 
@@ -75,17 +78,6 @@ def describe(target: str) -> str:
         user = credentials.partition(":")[0]
         return f"{scheme}://{user + '@' if at else ''}{place}"
     return str(default_path() if target == "default" else Path(target))
-
-
-def open_database(target: str) -> Database:
-    """The database ``target`` names (not yet connected: call :meth:`Database.connect`)."""
-    if target.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresDatabase
-
-        return PostgresDatabase(target)
-    from .sqlite import SqliteDatabase
-
-    return SqliteDatabase(default_path() if target == "default" else Path(target))
 
 
 def _record(row: Sequence[Any]) -> KeyRecord:
@@ -135,6 +127,12 @@ def spend_rows(rows: Iterable[UsageRecord]) -> list[tuple[str, str, int]]:
     return [(key_id, day, tokens) for (key_id, day), tokens in sums.items()]
 
 
+def _usage_row(row: Sequence[Any]) -> UsageRecord:
+    values = list(row)
+    values[COLUMNS.index("estimated")] = bool(values[COLUMNS.index("estimated")])
+    return UsageRecord(*values)
+
+
 class Database(abc.ABC):
     """What the server, the CLI and the admin API ask of the store."""
 
@@ -153,7 +151,9 @@ class Database(abc.ABC):
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
 
     @abc.abstractmethod
-    async def run(self, steps: Sequence[tuple[str, Sequence[Any] | None, list[Sequence[Any]] | None]]) -> None:
+    async def run(
+        self, steps: Sequence[tuple[str, Sequence[Any] | None, list[Sequence[Any]] | None]]
+    ) -> None:
         """Run ``(sql, args, many)`` steps in one transaction: ``many`` runs ``sql`` once a row."""
 
     @abc.abstractmethod
@@ -243,19 +243,20 @@ class Database(abc.ABC):
         group = {"key": "key_id", "model": "model", "upstream": "upstream", "route": "route"}.get(by)
         group = group or self._day_expression()
         where, args = "at >= ?", [since]
+        args_any: list[Any] = args
         if until is not None:
             where += " AND at < ?"
-            args.append(until)
+            args_any.append(until)
         if key_id is not None:
             where += " AND key_id = ?"
-            args.append(key_id)
+            args_any.append(key_id)
         sql = (
             f"SELECT {group} AS grp, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
             "SUM(cached_tokens), SUM(reasoning_tokens), "
             "SUM(CASE WHEN estimated THEN 1 ELSE 0 END), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) "
             f"FROM usage_records WHERE {where} GROUP BY grp ORDER BY grp"
         )
-        found = await self.fetch(sql, args)
+        found = await self.fetch(sql, args_any)
         return [
             {
                 by: row[0],
@@ -276,11 +277,10 @@ class Database(abc.ABC):
         found = await self.fetch(
             f"SELECT {', '.join(COLUMNS)} FROM usage_records WHERE at >= ? ORDER BY id", (since,)
         )
-        return [UsageRecord(*(bool(v) if name == "estimated" else v for name, v in zip(COLUMNS, row))) for row in found]
+        return [_usage_row(row) for row in found]
 
 
 def migration_steps(dialect: str) -> list[tuple[int, str, list[str]]]:
     from .schema import statements
 
     return [(version, what, statements(dialect, body)) for version, what, body in MIGRATIONS]
-

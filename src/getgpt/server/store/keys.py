@@ -140,9 +140,11 @@ def period_end(period: str, now: float) -> float | None:
         return (day + timedelta(days=1)).timestamp()
     if period == "month":
         first = day.replace(day=1)
-        return (first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(
-            month=first.month + 1
-        )).timestamp()
+        return (
+            first.replace(year=first.year + 1, month=1)
+            if first.month == 12
+            else first.replace(month=first.month + 1)
+        ).timestamp()
     return None
 
 

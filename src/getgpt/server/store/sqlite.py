@@ -122,7 +122,8 @@ class SqliteDatabase(Database):
         def apply() -> list[int]:
             db = self._conn()
             db.execute(
-                "CREATE TABLE IF NOT EXISTS getgpt_schema (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS getgpt_schema "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
             applied = []
             for version, _, statements in migration_steps(self.dialect):
