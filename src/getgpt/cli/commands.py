@@ -1,4 +1,4 @@
-"""The ``getgpt`` command: ``chat``, ``demo``, ``serve``, ``check``, and ``keys``, ``usage``, ``db`` (admin.py).
+"""The ``getgpt`` command: ``chat``, ``demo``, ``serve``, ``check``; ``keys``, ``usage``, ``db`` (admin.py).
 
 Start-up time matters for a command line tool, so this module imports only the standard library's
 lightest parts at the top; httpx, the server stack and rich load inside the command that needs them,
