@@ -22,6 +22,7 @@ from getgpt.server import ServerConfig, create_app
 from .support.openai_upstream import ScriptedUpstream
 from .support.scripted import Live
 from .support.servers import serve
+from .support.services import Postgres
 
 # LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
 # any test may be the first to import it (the public API's does).
@@ -88,3 +89,20 @@ def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
     """A getgpt server whose openai backend forwards to the scripted upstream; its base URL."""
     with serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Debian's PostgreSQL on a free loopback port, one for the session; tests take databases of
+    their own from it (``postgres.create_database()``)."""
+    with Postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What ``--db`` is given: a fresh SQLite file, or a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "getgpt.db")
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database()
