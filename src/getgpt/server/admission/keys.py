@@ -14,9 +14,9 @@ then, on the body: a model the key may not use -> 403 ``model_not_allowed`` nami
 
 **The limits' exact meaning.** ``rpm N``: a bucket of N requests, refilled continuously at N a
 minute (N at once, then one every 60/N s). ``tpm N``: a bucket of N tokens refilled at N a
-minute; a request is admitted while the bucket is not empty, and takes its real tokens (prompt +
-completion, as the upstream reported them) when it ends, so the bucket may go below empty and
-then admits nothing until it has refilled above it. ``budget``: prompt + completion tokens in
+minute; a request is admitted while the bucket holds at least one token, and takes its real
+tokens (prompt + completion, as the upstream reported them) when it ends, so the bucket may go
+below empty and then admits nothing until it has refilled to one token. ``budget``: prompt + completion tokens in
 the UTC day, the UTC month or in all; a request is admitted while the spend is below the budget
 and charged when it ends, so the budget is overrun by at most the requests in flight when it is
 reached. A reply without reported usage (a stream cut before it) is charged the server's estimate
@@ -231,9 +231,11 @@ class LocalMeters:
         """None if admitted (one request taken), else which limit refused and the seconds to wait."""
         now = self._clock()
         if record.tpm:
-            tat = self._tpm.get(record.id, now)
-            if tat - now >= 60.0:
-                return "tokens", tat - now - 60.0 + 60.0 / record.tpm
+            # Admitted while the bucket holds a token: at most a minute less one token's time owed.
+            owed = self._tpm.get(record.id, now) - now
+            room = 60.0 - 60.0 / record.tpm
+            if owed > room:
+                return "tokens", owed - room
         if record.rpm:
             interval = 60.0 / record.rpm
             new = max(self._rpm.get(record.id, now), now) + interval
@@ -268,7 +270,7 @@ local window = 60000000
 local tpm = tonumber(ARGV[2])
 if tpm > 0 then
   local tat = tonumber(redis.call('GET', KEYS[2]) or now)
-  if tat - now >= window then return {2, tat - now - window + tpm} end
+  if tat - now > window - tpm then return {2, tat - now - window + tpm} end
 end
 local rpm = tonumber(ARGV[1])
 if rpm > 0 then

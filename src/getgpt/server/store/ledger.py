@@ -125,7 +125,9 @@ class Ledger:
             self._wake.set()
             await self._task
             self._task = None
-        deadline = time.monotonic() + patience
+        # A database already away gets two seconds more, not the whole patience: a stop must not
+        # hang on an outage that has lasted all along.
+        deadline = time.monotonic() + (patience if self.available else min(patience, 2.0))
         while not await self.flush():
             if time.monotonic() >= deadline:
                 log.error("usage ledger: %d records could not be written before the stop", len(self._rows))

@@ -45,7 +45,7 @@ class SqliteDatabase(Database):
         def guarded() -> T:
             try:
                 return work()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:  # OSError: its folder cannot be made, say
                 raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, guarded)
