@@ -581,6 +581,8 @@ class Keyring:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
             cached = int((usage.prompt_tokens_details or {}).get("cached_tokens") or 0)
             reasoning = int((usage.completion_tokens_details or {}).get("reasoning_tokens") or 0)
+        if usage is None and estimate is not None and estimate[1] == 0:
+            estimate = None  # no reply reached the client (refused upstream, say): nothing to charge
         estimated = estimate is not None and (prompt is None or completion is None)
         if prompt is None:
             prompt = estimate[0] if estimate is not None else 0

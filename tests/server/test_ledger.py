@@ -1,0 +1,93 @@
+"""The usage ledger against a known mix of requests, token for token, on SQLite and PostgreSQL:
+streamed and whole replies with the upstream's usage, a stream cut mid-way (the server's estimate,
+said as such), requests refused at admission and by the upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from getgpt.server import ServerConfig, create_app
+from getgpt.server.chat.wire import estimate_tokens
+
+from ..support.keystore import make_key, records
+from ..support.openai_upstream import USAGE, ScriptedUpstream
+from ..support.servers import serve, wait_until
+
+
+@pytest.fixture
+def gateway_with_store(upstream: ScriptedUpstream, db_target: str) -> Iterator[tuple[str, str]]:
+    config = ServerConfig(backend="openai", upstream=upstream.url + "v1", db=db_target)
+    make_key(db_target, "warm-up")
+    with serve(create_app(config)) as url:
+        yield url, db_target
+
+
+def _post(url: str, key: str | None, body: bytes, route: str = "v1/chat/completions") -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(url + route, content=body, headers=headers, timeout=10)
+
+
+def _chat(model: str, stream: bool) -> bytes:
+    return json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "count me"}], "stream": stream}
+    ).encode()
+
+
+def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
+    gateway_with_store: tuple[str, str],
+) -> None:
+    url, target = gateway_with_store
+    record, key = make_key(target, models=["text", "cut", "error-500"])
+    cut_body = _chat("cut", True)
+    sent = [
+        (_chat("text", True), 200),  # streamed: the upstream's usage
+        (_chat("text", False), 200),  # whole: the upstream's usage
+        (cut_body, 200),  # cut mid-way: two events went out, then an error event
+        (_chat("tools", True), 403),  # a model the key may not use
+        (_chat("error-500", True), 500),  # the upstream refused: nothing reached the client
+    ]
+    for body, status in sent:
+        assert _post(url, key, body).status_code == status
+    assert _post(url, None, _chat("text", True)).status_code == 401
+    embedded = _post(url, key, json.dumps({"model": "text", "input": "hi"}).encode(), "v1/embeddings")
+    assert embedded.status_code == 200
+    wait_until(lambda: len(records(target)) == 7, 10)
+    rows = records(target)
+    found = [
+        (
+            r.key_id,
+            r.route,
+            r.model,
+            r.status,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.reasoning_tokens,
+            r.estimated,
+        )
+        for r in rows
+    ]
+    chat, kid = "/v1/chat/completions", record.id
+    prompt, completion, reasoning = USAGE["prompt_tokens"], USAGE["completion_tokens"], 3
+    assert found == [
+        (kid, chat, "text", 200, prompt, completion, reasoning, False),
+        (kid, chat, "text", 200, prompt, completion, reasoning, False),
+        (kid, chat, "cut", 200, estimate_tokens(len(cut_body)), 2, 0, True),
+        (kid, chat, "tools", 403, 0, 0, 0, False),
+        (kid, chat, "error-500", 500, 0, 0, 0, False),
+        (None, chat, "", 401, 0, 0, 0, False),
+        (kid, "/v1/embeddings", "text", 200, 3, 0, 0, False),
+    ]
+    assert {r.upstream for r in rows} == {f"127.0.0.1:{upstream.port}"}
+    assert all(r.duration_ms >= 0 and r.request_id for r in rows)
+    assert rows[0].first_byte_ms is not None and rows[3].first_byte_ms is not None
+    spent = sum(r.prompt_tokens + r.completion_tokens for r in rows if r.key_id == kid)
+    usage = httpx.get(url + "v1/usage", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    assert [(u["requests"], u["total_tokens"], u["estimated"], u["errors"]) for u in usage] == [
+        (6, spent, 1, 2)
+    ]
