@@ -59,7 +59,7 @@ def server(upstream: ScriptedUpstream, db_target: str) -> Iterator[tuple[str, st
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_missing_unknown_wrong_revoked_or_expired_key_gets_401(server: tuple[str, str], route: str) -> None:
     url, target = server
-    good, key = make_key(target)
+    _, key = make_key(target)
     assert send(url, route, key).status_code == 200
     refused(send(url, route, None), 401, "missing_api_key")
     refused(send(url, route, "gg-000000000000-" + "A" * 43), 401, "invalid_api_key")
@@ -88,7 +88,7 @@ def test_a_model_the_key_may_not_use_gets_403_naming_it(server: tuple[str, str],
 def test_requests_over_the_keys_rpm_get_429_with_retry_after(server: tuple[str, str], route: str) -> None:
     url, target = server
     _, key = make_key(target, rpm=2)
-    other_record, other = make_key(target, rpm=2)
+    _, other = make_key(target, rpm=2)
     assert [send(url, route, key).status_code for _ in range(2)] == [200, 200]
     response = send(url, route, key)
     error = refused(response, 429, "rate_limit_exceeded")

@@ -40,7 +40,7 @@ def _chat(model: str, stream: bool) -> bytes:
 
 
 def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
-    gateway_with_store: tuple[str, str],
+    gateway_with_store: tuple[str, str], upstream: ScriptedUpstream
 ) -> None:
     url, target = gateway_with_store
     record, key = make_key(target, models=["text", "cut", "error-500"])
