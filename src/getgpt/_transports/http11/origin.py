@@ -9,15 +9,14 @@ Headers that could smuggle a line into the head are refused, as httpx refuses th
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..base import DEFAULT_HEADERS
 from ..decoding import accepted
-from .proxy import Proxy
+from .proxy import Proxy, basic_credentials
 
 __all__ = ["Endpoint", "check_headers", "endpoint"]
 
@@ -180,8 +179,7 @@ def endpoint(url: str, headers: Mapping[str, str], proxy: Proxy | None = None) -
     origin = f"{scheme}://{authority}"
     auth: dict[str, str] = {}
     if parts.username is not None and not any(name.lower() == "authorization" for name in headers):
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        auth["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        auth["Authorization"] = basic_credentials(parts.username, parts.password)
     fields = _fields(DEFAULT_HEADERS, auth, headers)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Endpoint(origin + target, scheme, host, port, origin, authority, fields, proxy, target)

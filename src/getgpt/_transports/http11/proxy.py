@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Proxy", "bypassed", "parse_proxy", "proxy_url_for"]
+__all__ = ["Proxy", "basic_credentials", "bypassed", "parse_proxy", "proxy_url_for"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
 
@@ -46,12 +46,16 @@ def parse_proxy(url: str) -> Proxy:
     if not host:
         raise ValueError(f"no host in the proxy URL {url!r}")
     port = parts.port or _DEFAULT_PORTS[scheme]  # ValueError for a port out of range
-    authorization = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    authorization = None if parts.username is None else basic_credentials(parts.username, parts.password)
     shown = f"[{host}]" if ":" in host else host
     return Proxy(scheme, host, port, authorization, f"{scheme}://{shown}:{port}")
+
+
+def basic_credentials(username: str, password: str | None) -> str:
+    """An ``Authorization: Basic`` value (or ``Proxy-Authorization``) for a URL's user and
+    password as they are written in it (percent-encoded)."""
+    pair = f"{unquote(username)}:{unquote(password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 def proxy_url_for(scheme: str, host: str, port: int, given: str | None) -> str | None:
