@@ -4,7 +4,7 @@
 These adapters give an httpx client the transports' face (:mod:`getgpt._transports.base`), so
 the code above is written once. httpx runs unpatched: its body is read raw (``iter_raw``) and
 decoded by :mod:`getgpt._transports.decoding`, as on the lean path, so both ways honour the same
-codings, a bounded piece at a time. Every httpx exception is mapped to getgpt's own in one place,
+codings, at most 64 KiB a read. Every httpx exception is mapped to getgpt's own in one place,
 :func:`mapped_errors`.
 
 Time bounds: asynchronously (asyncio or trio, through anyio) the head bound and the deadline are
@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from ..protocol.errors import ConnectError, ProtocolError, Timeout, TransportError
-from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts, shown
+from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts, without_credentials
 from .bounds import Bound, head_bound, reply_bound
 from .decoding import BodyDecoder, accepted, decoder_for
 
@@ -157,7 +157,7 @@ class _Head:
         self._bound = bound
 
     def _decoded(self, raw: bytes) -> Iterator[bytes]:
-        """What ``raw`` decodes to, a bounded piece at a time, the deadline checked before each."""
+        """What ``raw`` decodes to, at most 64 KiB a read, the deadline checked before each."""
         decoder, bound = self._decoder, self._bound
         if decoder is None:
             if bound is not None:
@@ -168,9 +168,9 @@ class _Head:
         while True:
             if bound is not None:
                 bound.left()
-            piece = decoder.decode(raw, self.url)
-            if piece:
-                yield piece
+            read = decoder.decode(raw, self.url)
+            if read:
+                yield read
             if not decoder.pending:
                 return
             raw = b""
@@ -228,8 +228,8 @@ class AsyncHttpxResponse(_Head):
 
     async def reads(self) -> AsyncIterator[bytes]:
         if self.response.is_stream_consumed:
-            for piece in _already_read(self.response):
-                yield piece
+            for read in _already_read(self.response):
+                yield read
             return
         with mapped_errors(self.url):
             if self._decoder is None and self._bound is None:
@@ -243,11 +243,11 @@ class AsyncHttpxResponse(_Head):
                     raw = await _within(self._bound, raws.__anext__())
                 except StopAsyncIteration:
                     return
-                for piece in self._decoded(raw):
-                    yield piece
+                for read in self._decoded(raw):
+                    yield read
 
     async def read(self) -> bytes:
-        return b"".join([piece async for piece in self.reads()])
+        return b"".join([read async for read in self.reads()])
 
     async def aclose(self) -> None:
         with mapped_errors(self.url):
@@ -280,7 +280,7 @@ class HttpxTransport:
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
     ) -> HttpxResponse:
-        named = shown(url)
+        named = without_credentials(url)
         whole = reply_bound(deadline, named)
         options: dict[str, Any] = {}
         if whole is not None:
@@ -332,7 +332,7 @@ class AsyncHttpxTransport:
     async def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
     ) -> AsyncHttpxResponse:
-        named = shown(url)
+        named = without_credentials(url)
         head = head_bound(self.timeouts, deadline, named)
         with mapped_errors(named):
             request = self.http.build_request(method, url, content=_content(method, body), headers=headers)

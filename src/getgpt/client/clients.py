@@ -92,8 +92,8 @@ class Client(BaseClient):
             if self._is_json(response):
                 pieces = parser.feed_json(read_body(response, self.max_reply_bytes, self._named))
             else:
-                for chunk in response.reads():
-                    pieces = parser.feed(chunk)
+                for read in response.reads():
+                    pieces = parser.feed(read)
                     if pieces:
                         pieces.reverse()
                         yield pieces
@@ -193,8 +193,8 @@ class AsyncClient(BaseClient):
             if self._is_json(response):
                 pieces = parser.feed_json(await aread_body(response, self.max_reply_bytes, self._named))
             else:
-                async for chunk in response.reads():
-                    pieces = parser.feed(chunk)
+                async for read in response.reads():
+                    pieces = parser.feed(read)
                     if pieces:
                         pieces.reverse()
                         yield pieces

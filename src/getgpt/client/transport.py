@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .._transports.base import AsyncResponse, AsyncTransport, Response, ResponseHead, Timeouts
+from .._transports.base import AsyncResponse, AsyncTransport, Response, ResponseHead, Timeouts, bracketed
 from .._transports.choose import async_transport
 from .._transports.http11.reader import ResponseReader
 
@@ -37,6 +37,7 @@ __all__ = [
     "ResponseHead",
     "ResponseReader",
     "Timeouts",
+    "bracketed",
     "open_transport",
 ]
 

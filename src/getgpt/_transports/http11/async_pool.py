@@ -142,7 +142,7 @@ class AsyncPooledResponse:
         self.headers = reader.headers
 
     async def reads(self) -> AsyncIterator[bytes]:
-        """The body, one piece per wake-up (or per decoded piece), empty ones skipped."""
+        """The body, one read per wake-up (or per decoded block), empty ones skipped."""
         reader, conn, bound = self._reader, self._conn, self._bound
         assert conn is not None, "the reply was closed"
         timeout = self._pool.timeouts.read
@@ -151,7 +151,7 @@ class AsyncPooledResponse:
             if data:
                 yield data
                 if bound is not None and reader.more:
-                    bound.left()  # a decoded piece at a time, each one checked
+                    bound.left()  # a decoded block at a time, each one checked
             elif conn.error is not None:
                 raise conn.error
             elif reader.complete:
@@ -162,7 +162,7 @@ class AsyncPooledResponse:
                 await _wait_within(conn, timeout, bound)
 
     async def read(self) -> bytes:
-        return b"".join([piece async for piece in self.reads()])
+        return b"".join([read async for read in self.reads()])
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None

@@ -41,7 +41,7 @@ class PooledResponse:
         self.headers = reader.headers
 
     def reads(self) -> Iterator[bytes]:
-        """The body, one piece per network read (or per decoded piece), empty ones skipped."""
+        """The body, one read per network read (or per decoded block), empty ones skipped."""
         reader, sock, buffer = self._reader, self._sock, self._buffer
         assert sock is not None, "the reply was closed"
         if self._bound is not None:
@@ -65,7 +65,7 @@ class PooledResponse:
             if data:
                 yield data
             if reader.more:
-                bound.left()  # a decoded piece at a time, each one checked
+                bound.left()  # a decoded block at a time, each one checked
                 continue
             if reader.complete:
                 return
