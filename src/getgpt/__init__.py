@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from .request import ChatRequest, Message, build_request, parse_request
     from .sse import SSEDecoder
 
+# The one place the version is written: the build backend reads it from here (pyproject.toml,
+# [tool.hatch.version]), so an installed wheel's metadata and a source checkout agree.
 __version__ = "0.1.0"
 
 __all__ = [
