@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
     from .protocol.sse import SSEDecoder as SSEDecoder
     from .providers.completion import ChatCompletion as ChatCompletion
 
+# The one place the version is written: the build backend reads it from here (pyproject.toml,
+# [tool.hatch.version]), so an installed wheel's metadata and a source checkout agree.
 __version__ = "0.1.0"
 
 # Names load on first use (PEP 562), so `getgpt --help` and tools that need one corner of the

@@ -4,6 +4,7 @@ path of :class:`getgpt.AsyncClient` and of the server's forwarding backends."""
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -20,6 +21,21 @@ __all__ = ["AsyncPool", "AsyncPooledResponse"]
 # Past this much unread body the connection stops reading, so a slow consumer holds the server
 # back through TCP rather than buffering the whole reply in memory.
 _PAUSE_AT = 1 << 20
+
+
+def _has_news(transport: asyncio.BaseTransport) -> bool:
+    """Whether an idle connection's socket has something to read: the server closed it (or sent
+    what nobody asked for) and the loop has not run its callback yet. Found when a request was
+    sent on a connection closed a moment before, in the same turn of the loop that resumed the
+    caller (tests/client/test_lean_path.py); poll, not select, which fails past descriptor 1023."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    if not hasattr(select, "poll"):  # Windows: select takes sockets of any number there
+        return bool(select.select([sock], [], [], 0)[0])
+    watch = select.poll()
+    watch.register(sock.fileno(), select.POLLIN)
+    return bool(watch.poll(0))
 
 
 class _Connection(asyncio.Protocol):
@@ -232,7 +248,12 @@ class AsyncPool(PoolBase[_Connection]):
             conn = self._idle.pop()
             if conn.loop is not loop:
                 continue  # opened under another event loop (an earlier asyncio.run): unusable here
-            if conn.closed or time.monotonic() - conn.idle_since > keepalive or conn.transport is None:
+            if (
+                conn.closed
+                or time.monotonic() - conn.idle_since > keepalive
+                or conn.transport is None
+                or _has_news(conn.transport)
+            ):
                 if conn.transport is not None:
                     conn.transport.close()
                 continue
