@@ -26,6 +26,7 @@ __all__ = [
     "MAX_IDLE",
     "AsyncResponse",
     "AsyncTransport",
+    "Request",
     "Response",
     "ResponseHead",
     "Timeouts",
@@ -107,22 +108,25 @@ class Response(ResponseHead, Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Request:
+    """A request other than a transport's fixed POST: ``method`` to ``target``, a path of the
+    transport's origin (``/v1/models``); ``headers`` are added to the transport's own, replacing
+    those of the same name."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str] | None = None
+    body: bytes = b""
+
+
 class Transport(Protocol):
     def send(self, body: bytes, *, deadline: float | None = None) -> Response:
         """POSTs ``body`` to the transport's URL with its headers; the reply must end by ``deadline``."""
         ...
 
-    def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> Response:
-        """Sends ``method`` to ``target`` (a path, ``/v1/models``) of the same origin; ``headers``
-        are added to the transport's own, replacing those of the same name."""
+    def request(self, request: Request, *, deadline: float | None = None) -> Response:
+        """Sends ``request`` (a method and a path of the same origin, such as ``GET /v1/models``)."""
         ...
 
     def close(self) -> None: ...
@@ -137,14 +141,6 @@ class AsyncResponse(ResponseHead, Protocol):
 class AsyncTransport(Protocol):
     async def send(self, body: bytes, *, deadline: float | None = None) -> AsyncResponse: ...
 
-    async def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> AsyncResponse: ...
+    async def request(self, request: Request, *, deadline: float | None = None) -> AsyncResponse: ...
 
     async def aclose(self) -> None: ...

@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from ..protocol.errors import ConnectError, ProtocolError, Timeout, TransportError
-from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts, without_credentials
+from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Request, Timeouts, without_credentials
 from .bounds import Bound, head_bound, reply_bound
 from .decoding import BodyDecoder, accepted, decoder_for
 
@@ -106,6 +106,7 @@ def client(
     return httpx.Client(**_options(timeouts, tls, max_idle, proxy, transport))
 
 
+# The async twin of client().
 def async_client(
     timeouts: Timeouts,
     tls: ssl.SSLContext,
@@ -265,17 +266,9 @@ class HttpxTransport:
         way = self._way
         return self._send("POST", way.url, way.headers, body, deadline)
 
-    def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> HttpxResponse:
-        url, merged = self._way.target(target, headers)
-        return self._send(method, url, merged, body, deadline)
+    def request(self, request: Request, *, deadline: float | None = None) -> HttpxResponse:
+        url, merged = self._way.target(request.target, request.headers)
+        return self._send(request.method, url, merged, request.body, deadline)
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
@@ -317,17 +310,9 @@ class AsyncHttpxTransport:
         way = self._way
         return await self._send("POST", way.url, way.headers, body, deadline)
 
-    async def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> AsyncHttpxResponse:
-        url, merged = self._way.target(target, headers)
-        return await self._send(method, url, merged, body, deadline)
+    async def request(self, request: Request, *, deadline: float | None = None) -> AsyncHttpxResponse:
+        url, merged = self._way.target(request.target, request.headers)
+        return await self._send(request.method, url, merged, request.body, deadline)
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None

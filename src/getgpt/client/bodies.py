@@ -33,6 +33,7 @@ def read_body(response: Response, limit: int, url: str = "the upstream") -> byte
     return b"".join(reads)
 
 
+# The async twin of read_body().
 async def aread_body(response: AsyncResponse, limit: int, url: str = "the upstream") -> bytes:
     """:func:`read_body` of an async response."""
     reads, size = [], 0
@@ -63,6 +64,7 @@ def read_excerpt(response: Response, limit: int = EXCERPT) -> bytes:
     return excerpt
 
 
+# The async twin of read_excerpt().
 async def aread_excerpt(response: AsyncResponse, limit: int = EXCERPT) -> bytes:
     """:func:`read_excerpt` of an async response."""
     excerpt = b""

@@ -141,6 +141,7 @@ class Client(BaseClient):
         self.close()
 
 
+# The async twin of Client: the same calls, awaited; a change to one is made to both.
 class AsyncClient(BaseClient):
     """An async GetGpt client; reuses connections across calls. See :class:`Client`.
 

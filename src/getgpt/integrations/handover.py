@@ -66,6 +66,7 @@ class Handover:
                 yield rest
             raise
 
+    # The async twin of texts().
     async def atexts(self, reply: AsyncChatStream) -> AsyncIterator[str]:
         """As :meth:`texts`, for an async reply."""
         try:

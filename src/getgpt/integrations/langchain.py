@@ -334,6 +334,7 @@ class ChatGetGpt(BaseChatModel):
                 yield chunk
         yield self._last(reply, handover, call.params["model"])
 
+    # The async twin of _stream().
     async def _astream(
         self,
         messages: list[BaseMessage],

@@ -231,6 +231,7 @@ class GetGptLLM(CustomLLM):
             _raise(exc, model)
         return _fill(model_response, reply, handover, model=model, messages=messages, text=text)
 
+    # The async twin of completion(): LiteLLM's signature, the same call, awaited.
     async def acompletion(  # noqa: PLR0917  (LiteLLM's signature)
         self,
         model: str,

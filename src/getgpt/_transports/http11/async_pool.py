@@ -7,10 +7,11 @@ import asyncio
 import select
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import cast
 
 from ...protocol.errors import ConnectError, GetGptError, Timeout, TransportError
+from ..base import Request
 from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via
@@ -198,17 +199,9 @@ class AsyncPool(PoolBase[_Connection]):
         """POSTs ``body`` and returns once the reply's head has arrived."""
         return await self._exchange(*self._post(body), deadline)
 
-    async def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> AsyncPooledResponse:
-        """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
-        return await self._exchange(*self._outgoing(method, target, headers, body), deadline)
+    async def request(self, request: Request, *, deadline: float | None = None) -> AsyncPooledResponse:
+        """Sends ``request`` and returns once the response's head has arrived."""
+        return await self._exchange(*self._outgoing(request), deadline)
 
     async def _exchange(
         self, data: bytes, reader: ResponseReader, deadline: float | None
