@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
-from ..base import DEFAULT_HEADERS
+from ..base import DEFAULT_HEADERS, basic_credentials, bracketed
 from ..decoding import accepted
-from .proxy import Proxy, basic_credentials
+from .proxy import Proxy
 
 __all__ = ["Endpoint", "check_headers", "endpoint"]
 
@@ -133,8 +133,7 @@ class Endpoint:
 
     @property
     def host_port(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{bracketed(self.host)}:{self.port}"
 
     def _lines(self, method: str, target: str, fields: Iterable[tuple[str, str]]) -> list[str]:
         """A request head's lines, but for its framing."""
@@ -173,7 +172,7 @@ def endpoint(url: str, headers: Mapping[str, str], proxy: Proxy | None = None) -
         port = parts.port or default
     except ValueError:
         raise ValueError(f"invalid port in the URL {url!r}") from None
-    authority = f"[{host}]" if ":" in host else host
+    authority = bracketed(host)
     if port != default:
         authority += f":{port}"
     origin = f"{scheme}://{authority}"

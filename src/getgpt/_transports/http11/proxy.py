@@ -11,14 +11,15 @@ for every request, as httpx does.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-__all__ = ["Proxy", "basic_credentials", "bypassed", "parse_proxy", "proxy_url_for"]
+from ..base import basic_credentials, bracketed
+
+__all__ = ["Proxy", "bypassed", "parse_proxy", "proxy_url_for"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
 
@@ -46,16 +47,10 @@ def parse_proxy(url: str) -> Proxy:
     if not host:
         raise ValueError(f"no host in the proxy URL {url!r}")
     port = parts.port or _DEFAULT_PORTS[scheme]  # ValueError for a port out of range
-    authorization = None if parts.username is None else basic_credentials(parts.username, parts.password)
-    shown = f"[{host}]" if ":" in host else host
-    return Proxy(scheme, host, port, authorization, f"{scheme}://{shown}:{port}")
-
-
-def basic_credentials(username: str, password: str | None) -> str:
-    """An ``Authorization: Basic`` value (or ``Proxy-Authorization``) for a URL's user and
-    password as they are written in it (percent-encoded)."""
-    pair = f"{unquote(username)}:{unquote(password or '')}"
-    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    authorization = None
+    if parts.username is not None:
+        authorization = basic_credentials(parts.username, parts.password)
+    return Proxy(scheme, host, port, authorization, f"{scheme}://{bracketed(host)}:{port}")
 
 
 def proxy_url_for(scheme: str, host: str, port: int, given: str | None) -> str | None:

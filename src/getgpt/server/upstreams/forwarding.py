@@ -22,7 +22,7 @@ import msgspec
 
 from ...client.bodies import DEFAULT_MAX_REPLY_BYTES, aread_body, aread_excerpt
 from ...client.statuses import error_message, is_cloudflare_block
-from ...client.transport import AsyncResponse
+from ...client.transport import AsyncResponse, Request
 from ...protocol import errors
 from ...protocol.reply import ReplyParser
 from ..api_error import ApiError
@@ -192,7 +192,7 @@ class ForwardingBackend:
     async def _get(self, target: str) -> bytes:
         response = await self._answer(
             self.upstream.transport.request(
-                "GET", target, headers={"Accept": "application/json"}, deadline=self._deadline()
+                Request("GET", target, headers={"Accept": "application/json"}), deadline=self._deadline()
             )
         )
         try:
@@ -212,10 +212,7 @@ class ForwardingBackend:
             body = _aliased(body, self.aliases)
         response = await self._answer(
             self.upstream.transport.request(
-                "POST",
-                self.upstream.base_path + path,
-                headers={"Accept": "*/*"},
-                body=body,
+                Request("POST", self.upstream.base_path + path, headers={"Accept": "*/*"}, body=body),
                 deadline=self._deadline(),
             )
         )
