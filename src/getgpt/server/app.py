@@ -8,10 +8,10 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
+- ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check.
 - ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
   the shared state it needs is unreachable under ``--redis-failure closed``.
-- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.telemetry`).
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.prometheus`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
@@ -59,10 +59,10 @@ from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
+from .operations.counts import Counts
 from .operations.drain import Drain
 from .operations.logs import REQUEST_ID, request_id
-from .operations.metrics import Metrics
-from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
+from .operations.prometheus import CONTENT_TYPE, PrometheusMetrics, route_of
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
@@ -131,8 +131,8 @@ class _Parts:
 
     config: ServerConfig
     backend: Backend
-    metrics: Metrics
-    telemetry: Telemetry
+    counts: Counts
+    prometheus: PrometheusMetrics
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -161,7 +161,7 @@ class _Endpoint:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self.parts
-        config, metrics = parts.config, parts.metrics
+        config, counts = parts.config, parts.counts
         try:
             for check in parts.request_checks:
                 await check(scope)
@@ -171,43 +171,43 @@ class _Endpoint:
                 await self._refuse(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            if metrics.active_streams >= config.max_streams:
+            if counts.active_slots >= config.max_streams:
                 raise _overloaded(config.max_streams)
         except ClientGone:
             return
         except ApiError as exc:
             await self._refuse(send, exc)
             return
-        metrics.active_streams += 1
-        metrics.streams_total += 1
-        parts.telemetry.active.inc()
+        counts.active_slots += 1
+        counts.admitted_total += 1
+        parts.prometheus.active.inc()
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                metrics.active_streams -= 1
-                parts.telemetry.active.dec()
+                counts.active_slots -= 1
+                parts.prometheus.active.dec()
 
         try:
             ended = await self._reply(receive, send, admitted, release)
         finally:
             release()
         if ended == "error":
-            metrics.failed_total += 1
+            counts.failed_total += 1
         elif ended == "gone":
-            metrics.disconnects_total += 1
+            counts.disconnects_total += 1
         exchange: _Exchange | None = scope.get(_EXCHANGE)
         if exchange is not None:
-            telemetry = parts.telemetry
-            telemetry.ended(self.route, ended, time.perf_counter() - exchange.arrived)
+            prometheus = parts.prometheus
+            prometheus.ended(self.route, ended, time.perf_counter() - exchange.arrived)
             if exchange.first_body is not None and exchange.status == 200:
-                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
+                prometheus.first_text(self.route, exchange.first_body - exchange.arrived)
 
     async def _refuse(self, send: Send, exc: ApiError, *, close: bool = False) -> None:
-        self.parts.metrics.rejected_total += 1
-        self.parts.telemetry.rejected(exc.code)
+        self.parts.counts.rejected_total += 1
+        self.parts.prometheus.rejected(exc.code)
         await send_error(send, exc, close=close)
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
@@ -241,7 +241,7 @@ class _Chat(_Endpoint):
 
         def counted() -> None:
             release()
-            parts.metrics.count_usage(outcome.usage)
+            parts.counts.count_usage(outcome.usage)
 
         reply = ReplyOptions(
             model=chat.model,
@@ -260,7 +260,7 @@ class _Chat(_Endpoint):
         )
         usage = outcome.usage
         if usage is not None:
-            parts.telemetry.used(usage.prompt_tokens, usage.completion_tokens)
+            parts.prometheus.used(usage.prompt_tokens, usage.completion_tokens)
         return ended
 
 
@@ -315,11 +315,11 @@ class GetGptApp(Starlette):
     """
 
     def __init__(
-        self, chat: dict[str, _Endpoint], *, telemetry: Telemetry, drain: Drain, **options: Any
+        self, chat: dict[str, _Endpoint], *, prometheus: PrometheusMetrics, drain: Drain, **options: Any
     ) -> None:
         super().__init__(**options)
         self._chat = chat
-        self._telemetry = telemetry
+        self._prometheus = prometheus
         self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -354,7 +354,7 @@ class GetGptApp(Starlette):
                 await super().__call__(scope, receive, answer)
         finally:
             REQUEST_ID.reset(token)
-            self._telemetry.request(route_of(scope["path"]), exchange.status)
+            self._prometheus.request(route_of(scope["path"]), exchange.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -379,15 +379,15 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     """The server as an ASGI app; run it with uvicorn (``getgpt serve`` does)."""
     config = config or ServerConfig()
     backend = make_backend(config)
-    metrics = Metrics()
-    telemetry = Telemetry()
+    counts = Counts()
+    prometheus = PrometheusMetrics()
     if isinstance(backend, ForwardingBackend):
-        backend.telemetry = telemetry
+        backend.telemetry = prometheus
     drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
 
-    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks)
+    parts = _Parts(config, backend, counts, prometheus, drain, request_checks, chat_checks)
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
@@ -401,7 +401,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         return JSONResponse(
             {
                 "status": "ok",
-                **metrics.snapshot(),
+                **counts.snapshot(),
                 "backend": backend.name,
                 "version": __version__,
                 "pid": os.getpid(),  # which worker answered, with --workers
@@ -419,12 +419,12 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
         return JSONResponse({"status": "ready", "redis": redis})
 
-    async def prometheus(request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         if config.metrics_key is not None:
             presented = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
                 return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
-        return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
+        return Response(prometheus.exposition(), media_type=CONTENT_TYPE)
 
     async def models(request: Request) -> Response:
         try:
@@ -477,14 +477,14 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
     ]
     app = GetGptApp(
         endpoints,
-        telemetry=telemetry,
+        prometheus=prometheus,
         drain=drain,
         routes=routes,
         lifespan=lifespan,
@@ -495,8 +495,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.router.redirect_slashes = False
     app.state.config = config
     app.state.backend = backend
-    app.state.metrics = metrics
-    app.state.telemetry = telemetry
+    app.state.counts = counts
+    app.state.prometheus = prometheus
     app.state.drain = drain
     app.state.shared = None
     app.state.request_checks = request_checks

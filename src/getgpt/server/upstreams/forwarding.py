@@ -41,7 +41,7 @@ from ..config import ServerConfig
 from .relay import EventRelay, completion_from_events, events_from_completion, usage_of
 
 if TYPE_CHECKING:
-    from ..operations.telemetry import Telemetry
+    from ..operations.prometheus import PrometheusMetrics
 
 __all__ = ["ForwardingBackend", "configured_models"]
 
@@ -64,7 +64,7 @@ class ForwardingBackend:
 
     passthrough = True
     #: Where upstream latency and failures are counted (``/metrics``); set by the app.
-    telemetry: Telemetry | None = None
+    telemetry: PrometheusMetrics | None = None
 
     def __init__(self, config: ServerConfig) -> None:
         assert config.upstream is not None
@@ -182,7 +182,7 @@ class ForwardingBackend:
                 await response.aclose()
 
     async def _answer(
-        self, sending: Awaitable[AsyncResponse], telemetry: Telemetry | None = None
+        self, sending: Awaitable[AsyncResponse], telemetry: PrometheusMetrics | None = None
     ) -> AsyncResponse:
         """The upstream's answer (its head) to a request being sent; no answer is the server's 502
         or 504, counted in ``telemetry`` when given."""
