@@ -49,12 +49,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admission.security import install as install_security
+from .admission.security import known_as
+from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
 from .backends.base import Backend, ForwardingBackend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
-from .chat.pump import ReplyOptions, deliver, pass_on
+from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
-from .chat.wire import Outcome
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
@@ -77,22 +78,8 @@ _NO_WEB_UI = (
     "<!doctype html><meta charset=utf-8><title>getgpt</title>"
     "<p>getgpt server is running. The web UI is not installed.</p>"
 )
-_OVERLOADED_RETRY_AFTER = "1"
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
-# Where GetGptApp leaves a request's _Exchange in its ASGI scope.
-_EXCHANGE = "getgpt.exchange"
-
-
-class _Exchange:
-    """What the app's ``send`` saw of one request's answer."""
-
-    __slots__ = ("arrived", "first_body", "status")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.status = 0
-        self.first_body: float | None = None
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -131,8 +118,7 @@ class _Parts:
 
     config: ServerConfig
     backend: Backend
-    counts: Counts
-    prometheus: PrometheusMetrics
+    slots: Slots
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -140,8 +126,8 @@ class _Parts:
 
 class _Endpoint:
     """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
-    forwarded routes alike. Admission -- request checks, the body, the slot -- and its accounting
-    are written once here; :meth:`_reply` is each endpoint's own."""
+    forwarded routes alike. Admission -- request checks, the body, the slot -- is written once
+    here; :meth:`_admit` and :meth:`_reply` are each endpoint's own."""
 
     def __init__(self, parts: _Parts, route: str) -> None:
         self.parts = parts
@@ -161,61 +147,37 @@ class _Endpoint:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self.parts
-        config, counts = parts.config, parts.counts
+        config, slots = parts.config, parts.slots
         try:
             for check in parts.request_checks:
                 await check(scope)
             try:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
-                await self._refuse(send, exc, close=True)  # the rest of the body is unread
+                slots.refuse(exc)
+                await send_error(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            if counts.active_slots >= config.max_streams:
-                raise _overloaded(config.max_streams)
+            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=known_as(scope))
         except ClientGone:
             return
         except ApiError as exc:
-            await self._refuse(send, exc)
+            slots.refuse(exc)
+            await send_error(send, exc)
             return
-        counts.active_slots += 1
-        counts.admitted_total += 1
-        parts.prometheus.active.inc()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                counts.active_slots -= 1
-                parts.prometheus.active.dec()
-
-        try:
-            ended = await self._reply(receive, send, admitted, release)
-        finally:
-            release()
-        if ended == "error":
-            counts.failed_total += 1
-        elif ended == "gone":
-            counts.disconnects_total += 1
-        exchange: _Exchange | None = scope.get(_EXCHANGE)
-        if exchange is not None:
-            prometheus = parts.prometheus
-            prometheus.ended(self.route, ended, time.perf_counter() - exchange.arrived)
-            if exchange.first_body is not None and exchange.status == 200:
-                prometheus.first_text(self.route, exchange.first_body - exchange.arrived)
-
-    async def _refuse(self, send: Send, exc: ApiError, *, close: bool = False) -> None:
-        self.parts.counts.rejected_total += 1
-        self.parts.prometheus.rejected(exc.code)
-        await send_error(send, exc, close=close)
+        with slot:
+            await self._reply(receive, send, admitted, slot)
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
         raise NotImplementedError
 
-    async def _reply(self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]) -> str:
-        """Send the reply; return how it ended: ``"ok"``, ``"error"`` or ``"gone"``."""
+    def _model(self, admitted: Any) -> str | None:
+        """The model the admitted request asks for, if it names one."""
+        return None
+
+    async def _reply(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
+        """Send the reply, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
         raise NotImplementedError
 
 
@@ -234,34 +196,20 @@ class _Chat(_Endpoint):
         parts.backend.check(chat)
         return chat
 
-    async def _reply(self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]) -> str:
+    def _model(self, chat: Chat) -> str:
+        return chat.model
+
+    async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
-        outcome = Outcome()
-
-        def counted() -> None:
-            release()
-            parts.counts.count_usage(outcome.usage)
-
         reply = ReplyOptions(
             model=chat.model,
             stream=chat.stream,
             include_usage=chat.include_usage,
             passthrough=parts.backend.passthrough,
         )
-        ended = await deliver(
-            receive,
-            send,
-            parts.backend.stream(chat, outcome),
-            reply,
-            outcome,
-            release=counted,
-            drain=parts.drain,
-        )
-        usage = outcome.usage
-        if usage is not None:
-            parts.prometheus.used(usage.prompt_tokens, usage.completion_tokens)
-        return ended
+        pieces = parts.backend.stream(chat, slot.outcome)
+        await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
 
 
 class _Forward(_Endpoint):
@@ -279,32 +227,21 @@ class _Forward(_Endpoint):
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(self, receive: Receive, send: Send, body: bytes, release: Callable[[], None]) -> str:
+    async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
             response = await self.parts.backend.forward(self.path, body)
         except ApiError as exc:
+            slot.release(Ending.ERROR)
             await send_error(send, exc)
-            return "error"
+            return
         try:
             kind = response.headers.get("content-type", "application/json").encode("latin-1")
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            return await pass_on(
-                receive, send, response.status_code, headers, response.reads(), release=release
-            )
+            await pass_on(receive, send, response.status_code, headers, response.reads(), slot=slot)
         finally:
             await response.aclose()
-
-
-def _overloaded(limit: int) -> ApiError:
-    return ApiError(
-        503,
-        f"the server is answering {limit} requests already; retry shortly",
-        type="server_overloaded",
-        code="too_many_streams",
-        headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
-    )
 
 
 class GetGptApp(Starlette):
@@ -327,19 +264,19 @@ class GetGptApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         rid = request_id(header(scope, b"x-request-id"))
-        exchange = _Exchange()
-        scope[_EXCHANGE] = exchange
+        timing = Timing()
+        scope[TIMING] = timing
         drain = self._drain
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
-                exchange.status = message["status"]
+                timing.status = message["status"]
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
                 if drain.draining:
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
-            elif exchange.first_body is None and message.get("body"):
-                exchange.first_body = time.perf_counter()
+            elif timing.first_body is None and message.get("body"):
+                timing.first_body = time.perf_counter()
             await send(message)
 
         token = REQUEST_ID.set(rid.decode("ascii"))
@@ -354,7 +291,7 @@ class GetGptApp(Starlette):
                 await super().__call__(scope, receive, answer)
         finally:
             REQUEST_ID.reset(token)
-            self._prometheus.request(route_of(scope["path"]), exchange.status)
+            self._prometheus.request(route_of(scope["path"]), timing.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -387,7 +324,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
 
-    parts = _Parts(config, backend, counts, prometheus, drain, request_checks, chat_checks)
+    slots = Slots(config.max_streams, counts, prometheus)
+    parts = _Parts(config, backend, slots, drain, request_checks, chat_checks)
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
