@@ -11,11 +11,13 @@ import resource
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "Ended",
+    "closed_by_peer",
     "handshakes",
     "idle",
     "memory_kib",
@@ -56,16 +58,30 @@ async def _read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> N
 
 
 async def trickle(
-    address: tuple[str, int], data: bytes, *, every: float, limit: float, start: bytes = b""
+    address: tuple[str, int],
+    data: bytes,
+    *,
+    every: float,
+    limit: float,
+    start: bytes = b"",
+    connected: Callable[[], object] | None = None,
 ) -> Ended:
-    """Send ``start``, then ``data`` one byte each ``every`` seconds, until the server closes."""
+    """Send ``start``, then ``data`` one byte each ``every`` seconds, until the server closes.
+
+    The pauses between bytes are the hostile client's behaviour, not a wait of the test's.
+    ``connected`` is called once the connection is open and ``start`` written. ``Ended.seconds``
+    counts from before the connection was opened: the server's deadlines all begin later, so a
+    lower bound of the configured timeout on it holds on any machine.
+    """
+    started = time.monotonic()
     reader, writer = await asyncio.open_connection(*address)
     received = bytearray()
-    started = time.monotonic()
     reading = asyncio.ensure_future(_read_until_closed(reader, received))
     try:
         if start:
             writer.write(start)
+        if connected is not None:
+            connected()
         for byte in data:
             if reading.done() or time.monotonic() - started > limit:
                 break
@@ -85,9 +101,15 @@ async def trickle(
         writer.transport.abort()
 
 
-async def idle(address: tuple[str, int], *, limit: float, first: bytes = b"") -> Ended:
+async def idle(
+    address: tuple[str, int],
+    *,
+    limit: float,
+    first: bytes = b"",
+    connected: Callable[[], object] | None = None,
+) -> Ended:
     """Connect, send ``first`` (say, one whole request), then nothing until the server closes."""
-    return await trickle(address, b"", every=0, limit=limit, start=first)
+    return await trickle(address, b"", every=0, limit=limit, start=first, connected=connected)
 
 
 def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> Ended:
@@ -142,6 +164,26 @@ def handshakes(address: tuple[str, int], count: int, *, within: float) -> int:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def closed_by_peer(sockets: list[socket.socket], *, within: float) -> int:
+    """How many of ``sockets`` the server has closed (end of stream or reset), each given up to
+    ``within`` seconds from now to show it. Nothing is read from a socket still open."""
+    closed = 0
+    with selectors.DefaultSelector() as waiting:
+        for sock in sockets:
+            waiting.register(sock, selectors.EVENT_READ)
+        until = time.monotonic() + within
+        while waiting.get_map() and (left := until - time.monotonic()) > 0:
+            for key, _ in waiting.select(left):
+                waiting.unregister(key.fileobj)
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    closed += sock.recv(1, socket.MSG_PEEK) == b""
+                except ConnectionError:
+                    closed += 1
+    return closed
 
 
 def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:

@@ -30,7 +30,7 @@ import msgspec
 
 from ...client.bodies import DEFAULT_MAX_REPLY_BYTES, aread_body, aread_excerpt
 from ...client.statuses import error_message, is_cloudflare_block
-from ...client.transport import AsyncResponse, Timeouts, open_transport
+from ...client.transport import AsyncResponse, Request, Timeouts, open_transport
 from ...protocol import envelope, errors
 from ...protocol.reply import ReplyParser
 from ...protocol.request import USER_AGENT, encode
@@ -237,7 +237,7 @@ class ForwardingBackend:
     async def _get(self, target: str) -> bytes:
         response = await self._answer(
             self._transport.request(
-                "GET", target, headers={"Accept": "application/json"}, deadline=self._deadline()
+                Request("GET", target, headers={"Accept": "application/json"}), deadline=self._deadline()
             )
         )
         try:
@@ -257,10 +257,7 @@ class ForwardingBackend:
             body = _aliased(body, self.aliases)
         response = await self._answer(
             self._transport.request(
-                "POST",
-                self._base_path + path,
-                headers={"Accept": "*/*"},
-                body=body,
+                Request("POST", self._base_path + path, headers={"Accept": "*/*"}, body=body),
                 deadline=self._deadline(),
             )
         )
