@@ -33,7 +33,7 @@ from .kinds import KINDS, timeouts_of, upstream_key
 from .relay import EventRelay, bad_upstream, completion_from_events, events_from_completion, usage_of
 
 if TYPE_CHECKING:
-    from ..operations.telemetry import Telemetry
+    from ..operations.prometheus import PrometheusMetrics
 
 __all__ = ["ForwardingBackend", "configured_models"]
 
@@ -56,7 +56,7 @@ class ForwardingBackend:
 
     passthrough = True
     #: Where upstream latency and failures are counted (``/metrics``); set by the app.
-    telemetry: Telemetry | None = None
+    telemetry: PrometheusMetrics | None = None
 
     def __init__(self, config: ServerConfig) -> None:
         assert config.upstream is not None
@@ -142,7 +142,7 @@ class ForwardingBackend:
                 await response.aclose()
 
     async def _answer(
-        self, sending: Awaitable[AsyncResponse], telemetry: Telemetry | None = None
+        self, sending: Awaitable[AsyncResponse], telemetry: PrometheusMetrics | None = None
     ) -> AsyncResponse:
         """The upstream's answer (its head) to a request being sent; no answer is the server's 502
         or 504, counted in ``telemetry`` when given."""
