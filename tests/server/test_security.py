@@ -258,7 +258,7 @@ def test_rate_limit_per_ip_and_the_client_waits_as_told(monkeypatch: pytest.Monk
         clock.now += seconds
 
     monkeypatch.setattr(
-        "getgpt._client.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
+        "getgpt.client.clients.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
     )
     # This uvicorn believes X-Forwarded-For from 127.0.0.1 (as getgpt serve does when told
     # --forwarded-allow-ips 127.0.0.1), so each value below is a different client address.
