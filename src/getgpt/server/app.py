@@ -8,10 +8,13 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
+- ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check.
 - ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
-  the shared state it needs is unreachable under ``--redis-failure closed``.
-- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.telemetry`).
+  the shared state or the database it needs is unreachable under ``--redis-failure closed`` or
+  ``--db-failure closed``.
+- ``GET /v1/usage`` (with ``--db``), ``/admin/keys`` and ``/admin/usage`` (with
+  ``GETGPT_ADMIN_KEY``): a key's own usage, the admin API (:mod:`getgpt.server.admission.admin`).
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.prometheus`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
@@ -24,7 +27,13 @@ run before any backend work: ``request_checks`` -- ``async def check(scope) -> N
 the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
 :class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
 GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
-:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
+:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer). ``model_checks`` --
+``async def check(scope, model) -> None`` -- run on the model a chat request or a forwarded
+request's body names (the key store's allowed models).
+
+With ``--db`` every request to these endpoints, refused or answered, is settled with the key
+store (:class:`~getgpt.server.admission.keys.Keyring`) once its answer has gone: one ledger
+record, and its key charged the tokens its slot's outcome reports (or an estimate).
 """
 
 from __future__ import annotations
@@ -50,20 +59,22 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admission.security import install as install_security
+from .admission.security import known_as
+from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
 from .backends.base import Backend, ForwardingBackend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
-from .chat.pump import ReplyOptions, deliver, pass_on
+from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
-from .chat.wire import Outcome, estimate_tokens
+from .chat.wire import estimate_tokens
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
+from .operations.counts import Counts
 from .operations.drain import Drain
 from .operations.logs import REQUEST_ID, request_id
-from .operations.metrics import Metrics
-from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
+from .operations.prometheus import CONTENT_TYPE, PrometheusMetrics, route_of
 
 if TYPE_CHECKING:
     from ..protocol.reply import Usage
@@ -75,7 +86,6 @@ log = logging.getLogger("getgpt.server")
 
 RequestCheck = Callable[[Scope], Awaitable[None]]
 ChatCheck = Callable[[Scope, Chat], Awaitable[None]]
-#: Run on the model a request asks for, on the chat endpoints and the forwarded routes alike.
 ModelCheck = Callable[[Scope, "str | None"], Awaitable[None]]
 Parser = Callable[[bytes, int], Chat]
 
@@ -84,59 +94,30 @@ _NO_WEB_UI = (
     "<!doctype html><meta charset=utf-8><title>getgpt</title>"
     "<p>getgpt server is running. The web UI is not installed.</p>"
 )
-_OVERLOADED_RETRY_AFTER = "1"
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
-# Where GetGptApp leaves a request's _Exchange in its ASGI scope.
-_EXCHANGE = "getgpt.exchange"
-# Where an endpoint leaves what the usage ledger needs of a request (with --db).
-_NOTE = "getgpt.note"
-_model_of = msgspec.json.Decoder(dict[str, Any]).decode
+_object_of = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-class _Note:
-    """What the ledger needs of one request besides its answer: the model asked for, the usage the
-    backend reported, and what an estimate is made from when it reported none."""
-
-    __slots__ = ("completion", "model", "prompt_chars", "replied", "usage")
-
-    def __init__(self) -> None:
-        self.replied = False  # admitted, and the backend asked: tokens may have been spent
-        self.model = ""
-        self.usage: Usage | None = None
-        self.prompt_chars = 0
-        self.completion = 0  # estimated tokens of what was sent
-
-
-async def _counted(pieces: AsyncIterator[str | bytes], note: _Note) -> AsyncIterator[str | bytes]:
-    """The backend's pieces, counted for an estimate of the completion if no usage comes."""
+async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]:
+    """The backend's pieces, counted into ``slot.sent_tokens``: the estimate of a completion that
+    ends with no usage reported (a stream cut mid-way)."""
     chars = 0
     try:
         async for piece in pieces:
             if isinstance(piece, str):
                 chars += len(piece)
-                note.completion = estimate_tokens(chars)
+                slot.sent_tokens = estimate_tokens(chars)
             elif piece.startswith(b"data:") or b"\ndata:" in piece:
-                # An upstream's events: about one token each (OpenAI streams a token a chunk).
-                note.completion += piece.count(b"data:")
+                # An upstream's events: about one token each (OpenAI streams a token an event).
+                slot.sent_tokens += piece.count(b"data:")
             else:  # a whole JSON reply
-                note.completion += estimate_tokens(len(piece))
+                slot.sent_tokens += estimate_tokens(len(piece))
             yield piece
     finally:
         closing = getattr(pieces, "aclose", None)
         if closing is not None:
             await closing()
-
-
-class _Exchange:
-    """What the app's ``send`` saw of one request's answer."""
-
-    __slots__ = ("arrived", "first_body", "status")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.status = 0
-        self.first_body: float | None = None
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -175,20 +156,19 @@ class _Parts:
 
     config: ServerConfig
     backend: Backend
-    metrics: Metrics
-    telemetry: Telemetry
+    slots: Slots
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
     model_checks: list[ModelCheck]
-    #: The key store and ledger (--db), else None.
+    #: The key store and the usage ledger (--db), else None.
     keyring: Keyring | None = None
 
 
 class _Endpoint:
     """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
-    forwarded routes alike. Admission -- request checks, the body, the slot -- and its accounting
-    are written once here; :meth:`_reply` is each endpoint's own."""
+    forwarded routes alike. Admission -- request checks, the body, the slot -- is written once
+    here; :meth:`_admit` and :meth:`_reply` are each endpoint's own."""
 
     def __init__(self, parts: _Parts, route: str) -> None:
         self.parts = parts
@@ -207,90 +187,48 @@ class _Endpoint:
                 )
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        keyring = self.parts.keyring
-        if keyring is None:
-            await self._answer(scope, receive, send)
-            return
-        note = _Note()
-        scope[_NOTE] = note
-        try:
-            await self._answer(scope, receive, send)
-        finally:
-            exchange: _Exchange | None = scope.get(_EXCHANGE)
-            await keyring.settle(
-                scope,
-                route=self.route,
-                status=exchange.status if exchange is not None else 0,
-                model=note.model,
-                usage=note.usage,
-                estimate=(estimate_tokens(note.prompt_chars), note.completion) if note.replied else None,
-                arrived=exchange.arrived if exchange is not None else time.perf_counter(),
-                first_byte=exchange.first_body if exchange is not None else None,
-                request_id=REQUEST_ID.get() or "",
-            )
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self.parts
-        config, metrics = parts.config, parts.metrics
+        config, slots = parts.config, parts.slots
         try:
             for check in parts.request_checks:
                 await check(scope)
             try:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
-                await self._refuse(send, exc, close=True)  # the rest of the body is unread
+                slots.refuse(exc)
+                await send_error(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            if metrics.active_streams >= config.max_streams:
-                raise _overloaded(config.max_streams)
+            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=known_as(scope))
         except ClientGone:
             return
         except ApiError as exc:
-            await self._refuse(send, exc)
+            slots.refuse(exc)
+            await send_error(send, exc)
+            if parts.keyring is not None:
+                await parts.keyring.settle(scope, self.route, None)
             return
-        metrics.active_streams += 1
-        metrics.streams_total += 1
-        parts.telemetry.active.inc()
-        released = False
+        if parts.keyring is not None:
+            slot.prompt_chars = self._prompt_chars(admitted)
+        with slot:
+            await self._reply(receive, send, admitted, slot)
+        if parts.keyring is not None:
+            await parts.keyring.settle(scope, self.route, slot)
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                metrics.active_streams -= 1
-                parts.telemetry.active.dec()
-
-        note: _Note | None = scope.get(_NOTE)
-        if note is not None:
-            note.replied = True
-        try:
-            ended = await self._reply(scope, receive, send, admitted, release)
-        finally:
-            release()
-        if ended == "error":
-            metrics.failed_total += 1
-        elif ended == "gone":
-            metrics.disconnects_total += 1
-        exchange: _Exchange | None = scope.get(_EXCHANGE)
-        if exchange is not None:
-            telemetry = parts.telemetry
-            telemetry.ended(self.route, ended, time.perf_counter() - exchange.arrived)
-            if exchange.first_body is not None and exchange.status == 200:
-                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
-
-    async def _refuse(self, send: Send, exc: ApiError, *, close: bool = False) -> None:
-        self.parts.metrics.rejected_total += 1
-        self.parts.telemetry.rejected(exc.code)
-        await send_error(send, exc, close=close)
+    def _prompt_chars(self, admitted: Any) -> int:
+        """Characters of the request's prompt, for an estimate when no usage is reported."""
+        return 0
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
         raise NotImplementedError
 
-    async def _reply(
-        self, scope: Scope, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]
-    ) -> str:
-        """Send the reply; return how it ended: ``"ok"``, ``"error"`` or ``"gone"``."""
+    def _model(self, admitted: Any) -> str | None:
+        """The model the admitted request asks for, if it names one."""
+        return None
+
+    async def _reply(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
+        """Send the reply, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
         raise NotImplementedError
 
 
@@ -304,10 +242,6 @@ class _Chat(_Endpoint):
     async def _admit(self, scope: Scope, body: bytes) -> Chat:
         parts = self.parts
         chat = self.parse(body, parts.config.max_messages)
-        note: _Note | None = scope.get(_NOTE)
-        if note is not None:
-            note.model = chat.model
-            note.prompt_chars = len(chat.raw) if chat.raw is not None else _prompt_chars(chat)
         for model_check in parts.model_checks:
             await model_check(scope, chat.model)
         for chat_check in parts.chat_checks:
@@ -315,42 +249,28 @@ class _Chat(_Endpoint):
         parts.backend.check(chat)
         return chat
 
-    async def _reply(
-        self, scope: Scope, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]
-    ) -> str:
+    def _model(self, chat: Chat) -> str:
+        return chat.model
+
+    def _prompt_chars(self, chat: Chat) -> int:
+        if chat.raw is not None:
+            return len(chat.raw)
+        request = chat.request
+        return sum(len(str(message.content or "")) for message in request.messages) if request else 0
+
+    async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
-        outcome = Outcome()
-        note: _Note | None = scope.get(_NOTE)
-        pieces: AsyncIterator[Any] = parts.backend.stream(chat, outcome)
-        if note is not None:
-            pieces = _counted(pieces, note)
-
-        def counted() -> None:
-            release()
-            parts.metrics.count_usage(outcome.usage)
-
         reply = ReplyOptions(
             model=chat.model,
             stream=chat.stream,
             include_usage=chat.include_usage,
             passthrough=parts.backend.passthrough,
         )
-        ended = await deliver(
-            receive,
-            send,
-            pieces,
-            reply,
-            outcome,
-            release=counted,
-            drain=parts.drain,
-        )
-        usage = outcome.usage
-        if usage is not None:
-            parts.telemetry.used(usage.prompt_tokens, usage.completion_tokens)
-        if note is not None:
-            note.usage = usage
-        return ended
+        pieces: AsyncIterator[Any] = parts.backend.stream(chat, slot.outcome)
+        if parts.keyring is not None:
+            pieces = _counted(pieces, slot)
+        await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
 
 
 class _Forward(_Endpoint):
@@ -365,57 +285,60 @@ class _Forward(_Endpoint):
     async def _admit(self, scope: Scope, body: bytes) -> bytes:
         parts = self.parts
         backend = parts.backend
-        note: _Note | None = scope.get(_NOTE)
-        if parts.model_checks or note is not None:
+        if parts.model_checks:
             try:
-                model = _model_of(body).get("model")
+                model = _object_of(body).get("model")
             except msgspec.DecodeError:
                 model = None  # the upstream says what is wrong with it
-            model = model if isinstance(model, str) else None
-            if note is not None:
-                note.model = model or ""
-                note.prompt_chars = len(body)
             for model_check in parts.model_checks:
-                await model_check(scope, model)
+                await model_check(scope, model if isinstance(model, str) else None)
         if not backend.forwards_routes:
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(
-        self, scope: Scope, receive: Receive, send: Send, body: bytes, release: Callable[[], None]
-    ) -> str:
+    def _model(self, body: bytes) -> str | None:
+        if self.parts.keyring is None:
+            return None  # the body is not looked into
+        try:
+            model = _object_of(body).get("model")
+        except msgspec.DecodeError:
+            return None
+        return model if isinstance(model, str) else None
+
+    def _prompt_chars(self, body: bytes) -> int:
+        return len(body)
+
+    async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
             response = await self.parts.backend.forward(self.path, body)
         except ApiError as exc:
+            slot.release(Ending.ERROR)
             await send_error(send, exc)
-            return "error"
+            return
         try:
             kind = response.headers.get("content-type", "application/json").encode("latin-1")
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            note: _Note | None = scope.get(_NOTE)
             reads = response.reads()
-            tail = _Tail()
-            if note is not None:
+            tail = _Tail() if self.parts.keyring is not None else None
+            if tail is not None:
                 reads = tail.keep(reads)
-            try:
-                return await pass_on(receive, send, response.status_code, headers, reads, release=release)
-            finally:
-                if note is not None:
-                    note.usage, note.completion = tail.usage(kind.startswith(b"text/event-stream"))
+            await pass_on(receive, send, response.status_code, headers, reads, slot=slot)
+            if tail is not None:
+                slot.outcome.usage, slot.sent_tokens = tail.usage(kind.startswith(b"text/event-stream"))
         finally:
             await response.aclose()
 
 
 class _Tail:
-    """The end of a forwarded answer, kept to read its ``usage`` (the whole of a JSON body up to
-    :data:`WHOLE`, the last :data:`WHOLE` bytes of an event stream)."""
+    """The end of a forwarded answer, kept to read its ``usage``: the whole of a JSON body up to
+    :data:`WHOLE` bytes, the last :data:`WHOLE` bytes of an event stream."""
 
     WHOLE = 1 << 20
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.reads: list[bytes] = []
         self.size = 0
         self.cut = False
         self.events = 0
@@ -423,11 +346,11 @@ class _Tail:
     async def keep(self, reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             async for read in reads:
-                self.parts.append(read)
+                self.reads.append(read)
                 self.size += len(read)
                 self.events += read.count(b"data:")
-                while self.size > self.WHOLE and len(self.parts) > 1:
-                    self.size -= len(self.parts.pop(0))
+                while self.size > self.WHOLE and len(self.reads) > 1:
+                    self.size -= len(self.reads.pop(0))
                     self.cut = True
                 yield read
         finally:
@@ -437,10 +360,9 @@ class _Tail:
 
     def usage(self, events: bool) -> tuple[Usage | None, int]:
         """The usage the answer reported, and an estimate of its completion tokens."""
-        body = b"".join(self.parts)
+        body = b"".join(self.reads)
         if not events:
-            found = None if self.cut else _usage_in(body)
-            return found, estimate_tokens(self.size)
+            return (None if self.cut else _usage_in(body)), estimate_tokens(self.size)
         for event in reversed(body.split(b"\n\n")):
             if b'"usage"' in event:
                 for line in event.split(b"\n"):
@@ -452,13 +374,13 @@ class _Tail:
 
 
 def _usage_in(data: bytes) -> Usage | None:
-    """The usage of a forwarded JSON object: chat's and completions' fields, or the Responses
-    API's (``input_tokens``/``output_tokens``, also inside ``response``); embeddings report
-    prompt tokens only, and so complete ones of 0."""
+    """The usage in a forwarded JSON object: chat's and completions' fields, or the Responses
+    API's (``input_tokens``/``output_tokens``, also inside ``response``); embeddings report prompt
+    tokens only, so their completion is ``total - prompt`` (0)."""
     from ..protocol.reply import Usage
 
     try:
-        value = _model_of(data)
+        value = _object_of(data)
     except msgspec.DecodeError:
         return None
     usage = value.get("usage")
@@ -473,29 +395,13 @@ def _usage_in(data: bytes) -> Usage | None:
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
-    completion_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+    more = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
     return Usage(
         prompt,
         completion,
         prompt + completion,
         details if isinstance(details, dict) else None,
-        completion_details if isinstance(completion_details, dict) else None,
-    )
-
-
-def _prompt_chars(chat: Chat) -> int:
-    """Characters of a GetGpt request's messages, for a prompt estimate."""
-    request = chat.request
-    return sum(len(str(message.content or "")) for message in request.messages) if request else 0
-
-
-def _overloaded(limit: int) -> ApiError:
-    return ApiError(
-        503,
-        f"the server is answering {limit} requests already; retry shortly",
-        type="server_overloaded",
-        code="too_many_streams",
-        headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
+        more if isinstance(more, dict) else None,
     )
 
 
@@ -507,11 +413,11 @@ class GetGptApp(Starlette):
     """
 
     def __init__(
-        self, chat: dict[str, _Endpoint], *, telemetry: Telemetry, drain: Drain, **options: Any
+        self, chat: dict[str, _Endpoint], *, prometheus: PrometheusMetrics, drain: Drain, **options: Any
     ) -> None:
         super().__init__(**options)
         self._chat = chat
-        self._telemetry = telemetry
+        self._prometheus = prometheus
         self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -519,19 +425,19 @@ class GetGptApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         rid = request_id(header(scope, b"x-request-id"))
-        exchange = _Exchange()
-        scope[_EXCHANGE] = exchange
+        timing = Timing()
+        scope[TIMING] = timing
         drain = self._drain
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
-                exchange.status = message["status"]
+                timing.status = message["status"]
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
                 if drain.draining:
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
-            elif exchange.first_body is None and message.get("body"):
-                exchange.first_body = time.perf_counter()
+            elif timing.first_body is None and message.get("body"):
+                timing.first_body = time.perf_counter()
             await send(message)
 
         token = REQUEST_ID.set(rid.decode("ascii"))
@@ -546,7 +452,7 @@ class GetGptApp(Starlette):
                 await super().__call__(scope, receive, answer)
         finally:
             REQUEST_ID.reset(token)
-            self._telemetry.request(route_of(scope["path"]), exchange.status)
+            self._prometheus.request(route_of(scope["path"]), timing.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -571,16 +477,17 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     """The server as an ASGI app; run it with uvicorn (``getgpt serve`` does)."""
     config = config or ServerConfig()
     backend = make_backend(config)
-    metrics = Metrics()
-    telemetry = Telemetry()
+    counts = Counts()
+    prometheus = PrometheusMetrics()
     if isinstance(backend, ForwardingBackend):
-        backend.telemetry = telemetry
+        backend.telemetry = prometheus
     drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
     model_checks: list[ModelCheck] = []
 
-    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks, model_checks)
+    slots = Slots(config.max_streams, counts, prometheus)
+    parts = _Parts(config, backend, slots, drain, request_checks, chat_checks, model_checks)
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
@@ -594,7 +501,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         return JSONResponse(
             {
                 "status": "ok",
-                **metrics.snapshot(),
+                **counts.snapshot(),
                 "backend": backend.name,
                 "version": __version__,
                 "pid": os.getpid(),  # which worker answered, with --workers
@@ -617,12 +524,12 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             return JSONResponse({"status": "degraded", **states})
         return JSONResponse({"status": "ready", **states})
 
-    async def prometheus(request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         if config.metrics_key is not None:
             presented = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
                 return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
-        return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
+        return Response(prometheus.exposition(), media_type=CONTENT_TYPE)
 
     async def models(request: Request) -> Response:
         try:
@@ -681,14 +588,14 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
     ]
     app = GetGptApp(
         endpoints,
-        telemetry=telemetry,
+        prometheus=prometheus,
         drain=drain,
         routes=routes,
         lifespan=lifespan,
@@ -699,8 +606,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.router.redirect_slashes = False
     app.state.config = config
     app.state.backend = backend
-    app.state.metrics = metrics
-    app.state.telemetry = telemetry
+    app.state.counts = counts
+    app.state.prometheus = prometheus
     app.state.drain = drain
     app.state.shared = None
     app.state.keyring = None

@@ -16,11 +16,12 @@ then, on the body: a model the key may not use -> 403 ``model_not_allowed`` nami
 minute (N at once, then one every 60/N s). ``tpm N``: a bucket of N tokens refilled at N a
 minute; a request is admitted while the bucket holds at least one token, and takes its real
 tokens (prompt + completion, as the upstream reported them) when it ends, so the bucket may go
-below empty and then admits nothing until it has refilled to one token. ``budget``: prompt + completion tokens in
-the UTC day, the UTC month or in all; a request is admitted while the spend is below the budget
-and charged when it ends, so the budget is overrun by at most the requests in flight when it is
-reached. A reply without reported usage (a stream cut before it) is charged the server's estimate
-(four characters a token), marked ``estimated`` in the ledger.
+below empty and then admits nothing until it has refilled to one token. ``budget``: prompt +
+completion tokens in the UTC day, the UTC month or in all; a request is admitted while the spend
+is below the budget and charged when it ends, so the budget is overrun by at most the requests
+in flight when it is reached. A reply without reported usage (a stream cut before it) is charged
+the server's estimate (four characters a token), marked ``estimated`` in the ledger; a request
+refused before any reply went out is charged nothing.
 
 **Where the counts live.** Keys are served from an in-process cache, refreshed from the database
 every ``--key-cache-ttl`` seconds (changed keys only) -- the bound on a revocation reaching a
@@ -52,15 +53,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.types import Scope
 
 from ..api_error import ApiError
+from ..chat.wire import estimate_tokens
 from ..edge.scope import header
+from ..operations.logs import REQUEST_ID
 from ..store.database import Database, DatabaseError, describe
 from ..store.keys import KeyRecord, period_end, period_start, split_key
 from ..store.ledger import Ledger
 from ..store.opening import open_database
 from ..store.schema import UsageRecord
+from .slot import TIMING, Slot, Timing
 
 if TYPE_CHECKING:
-    from ...protocol.reply import Usage
     from ..config import ServerConfig
     from .shared_state import SharedState
 
@@ -72,6 +75,8 @@ log = logging.getLogger("getgpt.server")
 GRANT = "getgpt.grant"
 #: Where the rate limiter reads who the client is (security.py's _WHO).
 _WHO = "getgpt.client"
+#: The model a request asked for, as the model check saw it.
+_ASKED = "getgpt.asked"
 #: Keys changed this long before the last refresh are read again: clocks of the processes
 #: writing keys may differ by up to this much.
 CLOCK_SKEW = 60.0
@@ -543,6 +548,7 @@ class Keyring:
 
     async def check_model(self, scope: Scope, model: str | None) -> None:
         """403 for a model the request's key may not use."""
+        scope[_ASKED] = model  # for the ledger, should the request be refused
         grant: Grant | None = scope.get(GRANT)
         if grant is None or grant.record is None or grant.record.models is None:
             return
@@ -557,53 +563,45 @@ class Keyring:
             )
 
     # -- after the request
-    async def settle(
-        self,
-        scope: Scope,
-        *,
-        route: str,
-        status: int,
-        model: str,
-        usage: Usage | None,
-        estimate: tuple[int, int] | None,
-        arrived: float,
-        first_byte: float | None,
-        request_id: str,
-    ) -> None:
-        """Write the request's record to the ledger and charge its key its tokens.
-
-        ``estimate`` (prompt, completion tokens) stands in for counts the usage lacks; None for a
-        request refused before any backend saw it, which spent nothing."""
+    async def settle(self, scope: Scope, route: str, slot: Slot | None) -> None:
+        """Write the request's record to the ledger and charge its key its tokens, once its answer
+        has gone. ``slot`` is the admitted request's (its outcome and estimate); None for a request
+        refused before it had one, which spent nothing."""
+        timing: Timing | None = scope.get(TIMING)
+        now = time.perf_counter()
+        arrived = timing.arrived if timing is not None else now
+        first = timing.first_body if timing is not None else None
         grant: Grant | None = scope.get(GRANT)
         prompt = completion = None
         cached = reasoning = 0
+        usage = slot.outcome.usage if slot is not None else None
         if usage is not None:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
             cached = int((usage.prompt_tokens_details or {}).get("cached_tokens") or 0)
             reasoning = int((usage.completion_tokens_details or {}).get("reasoning_tokens") or 0)
-        if usage is None and estimate is not None and estimate[1] == 0:
-            estimate = None  # no reply reached the client (refused upstream, say): nothing to charge
-        estimated = estimate is not None and (prompt is None or completion is None)
+        # The estimate stands in for counts the usage lacks -- only when some of a reply went out:
+        # a request refused, upstream or here, before any reply is charged nothing.
+        estimate = slot is not None and slot.sent_tokens > 0 and (prompt is None or completion is None)
         if prompt is None:
-            prompt = estimate[0] if estimate is not None else 0
+            prompt = estimate_tokens(slot.prompt_chars) if estimate and slot is not None else 0
         if completion is None:
-            completion = estimate[1] if estimate is not None else 0
-        now = time.perf_counter()
+            completion = slot.sent_tokens if estimate and slot is not None else 0
+        model = (slot.model if slot is not None else None) or scope.get(_ASKED) or ""
         row = UsageRecord(
             at=time.time(),
             key_id=grant.key_id if grant is not None else None,
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=REQUEST_ID.get() or uuid.uuid4().hex,
             route=route,
             model=model,
             served=self.upstream_model or self.aliases.get(model, model),
             upstream=self.upstream,
-            status=status,
+            status=timing.status if timing is not None else 0,
             prompt_tokens=prompt,
             completion_tokens=completion,
             cached_tokens=cached,
             reasoning_tokens=reasoning,
-            estimated=estimated,
-            first_byte_ms=None if first_byte is None else round((first_byte - arrived) * 1000, 3),
+            estimated=estimate,
+            first_byte_ms=None if first is None else round((first - arrived) * 1000, 3),
             duration_ms=round((now - arrived) * 1000, 3),
         )
         self.ledger.add(row)
