@@ -213,3 +213,20 @@ def test_getgpt_db_upgrade_brings_a_fresh_database_to_the_current_schema(postgre
     again = run_getgpt("db", "upgrade", "--db", target)
     assert first.returncode == 0 and "schema version 1 (applied 1)" in first.stdout
     assert again.returncode == 0 and "(nothing to apply)" in again.stdout
+
+
+def test_a_keys_rpm_and_tpm_hold_across_two_replicas_through_redis(postgres: Postgres, redis: Redis) -> None:
+    target = postgres.create_database()
+    _, probe = make_key(target, "probe")
+    options = ("--db", target, "--redis", redis.url)
+    with getgpt_serve(*options) as first, getgpt_serve(*options) as second:
+        cost = _tokens(_chat(first.url, probe))
+        _, rpm_key = make_key(target, "rpm", rpm=3)
+        _, tpm_key = make_key(target, "tpm", tpm=2 * cost)
+        replicas = (first, second)
+        rpm = [_chat(replicas[i % 2].url, rpm_key) for i in range(5)]
+        tpm = [_chat(replicas[i % 2].url, tpm_key) for i in range(3)]
+    # Alone, each replica would have admitted 3 of rpm's 5 and 2 of tpm's 3.
+    assert [r.status_code for r in rpm] == [200, 200, 200, 429, 429]
+    assert [r.status_code for r in tpm] == [200, 200, 429]
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in (*rpm[3:], tpm[2]))
