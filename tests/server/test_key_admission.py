@@ -239,3 +239,15 @@ def test_an_unreachable_database_is_said_by_readyz_and_the_policy_decides(
         else:
             assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
             refused(env, 503, "database_unavailable")
+
+
+def test_a_key_is_read_whatever_the_schemes_case_and_spaces(server: tuple[str, str]) -> None:
+    url, target = server
+    _, key = make_key(target)
+    body = {"model": "text", "messages": HI}
+    for authorization in (f"Bearer {key}", f"bearer {key}", f"BEARER   {key}"):
+        answer = httpx.post(url + "v1/chat/completions", json=body, headers={"Authorization": authorization})
+        assert answer.status_code == 200, authorization
+    for wrong in (f"Basic {key}", f"Bearer {key}x", f"Bearer {key[:-1]}!", f"Bearer {key[:14]}G{key[15:]}"):
+        answer = httpx.post(url + "v1/chat/completions", json=body, headers={"Authorization": wrong})
+        assert answer.json()["error"]["code"] == "invalid_api_key", wrong
