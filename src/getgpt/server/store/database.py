@@ -119,12 +119,20 @@ def _key_row(record: KeyRecord) -> tuple[Any, ...]:
 
 def spend_rows(rows: Iterable[UsageRecord]) -> list[tuple[str, str, int]]:
     """The tokens of ``rows`` added up per key and UTC day, for ``key_spend``."""
-    sums: dict[tuple[str, str], int] = {}
+    # By the day's number first, and each day written out once: strftime for every row was most
+    # of a batch's time (bench/keys.py).
+    sums: dict[tuple[str, int], int] = {}
     for row in rows:
-        if row.key_id is not None and row.tokens:
-            where = (row.key_id, day_of(row.at))
-            sums[where] = sums.get(where, 0) + row.tokens
-    return [(key_id, day, tokens) for (key_id, day), tokens in sums.items()]
+        if row.key_id is not None:
+            tokens = row.prompt_tokens + row.completion_tokens
+            if tokens:
+                where = (row.key_id, int(row.at // 86400))
+                sums[where] = sums.get(where, 0) + tokens
+    days: dict[int, str] = {}
+    for _, number in sums:
+        if number not in days:
+            days[number] = day_of(number * 86400.0)
+    return [(key_id, days[number], tokens) for (key_id, number), tokens in sums.items()]
 
 
 def _usage_row(row: Sequence[Any]) -> UsageRecord:
