@@ -16,8 +16,8 @@ import pytest
 
 from ..support.keystore import make_key, records
 from ..support.serve_process import getgpt_serve, run_getgpt
-from ..support.servers import wait_until
 from ..support.services import Postgres, Redis
+from ..support.waiting import wait_until
 
 HI = [{"role": "user", "content": "how many tokens is this"}]
 

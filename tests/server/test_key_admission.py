@@ -19,7 +19,8 @@ from getgpt.server.store import manage
 
 from ..support.keystore import make_key, on_db, records, revoke
 from ..support.openai_upstream import ScriptedUpstream
-from ..support.servers import serve, wait_until
+from ..support.servers import serve
+from ..support.waiting import wait_until
 
 HI = [{"role": "user", "content": "hi"}]
 ROUTES = ["/v1/chat/completions", "/api/chat/stream", "/v1/embeddings"]

@@ -15,7 +15,8 @@ from getgpt.server.chat.wire import estimate_tokens
 
 from ..support.keystore import make_key, records
 from ..support.openai_upstream import USAGE, ScriptedUpstream
-from ..support.servers import serve, wait_until
+from ..support.servers import serve
+from ..support.waiting import wait_until
 
 
 @pytest.fixture

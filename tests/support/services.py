@@ -217,6 +217,15 @@ class Postgres(_Process):
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self._kwargs()
         )  # type: ignore[call-overload]
         _wait_port(self.port, self.process, "postgres")
+        # Listening is not yet taking queries ("the database system is starting up").
+        ready = [_postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER]
+        wait_until(
+            lambda: self.process.poll() is not None or subprocess.run(ready, check=False).returncode == 0,
+            30,
+            "postgres taking queries",
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {self.process.returncode}")
 
     def stop(self, sig: int = signal.SIGINT, wait: float = 20.0) -> None:
         # SIGINT: PostgreSQL's fast shutdown (clients are disconnected, nothing is lost).
