@@ -252,3 +252,18 @@ def test_a_key_is_read_whatever_the_schemes_case_and_spaces(server: tuple[str, s
     for wrong in (f"Basic {key}", f"Bearer {key}x", f"Bearer {key[:-1]}!", f"Bearer {key[:14]}G{key[15:]}"):
         answer = httpx.post(url + "v1/chat/completions", json=body, headers={"Authorization": wrong})
         assert answer.json()["error"]["code"] == "invalid_api_key", wrong
+
+
+def test_the_openapi_document_has_the_usage_and_admin_routes_exactly_when_they_are_on(
+    server: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = server
+    paths = httpx.get(url + "openapi.json").json()["paths"]
+    admin = {"/admin/keys", "/admin/keys/{key_id}", "/admin/keys/{key_id}/revoke", "/admin/keys/{key_id}/rotate",
+             "/admin/usage"}  # fmt: skip
+    assert admin | {"/v1/usage"} <= set(paths)
+    assert set(paths["/admin/keys"]) == {"get", "post"}
+    assert {"403", "429"} <= set(paths["/v1/chat/completions"]["post"]["responses"])
+    with serve(create_app(ServerConfig(db=str(tmp_path / "g.db")))) as keys_only:
+        paths = httpx.get(keys_only + "openapi.json").json()["paths"]
+        assert "/v1/usage" in paths and not admin & set(paths)

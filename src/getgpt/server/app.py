@@ -554,7 +554,10 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         from .. import __version__
         from .operations.openapi import openapi_document
 
-        return JSONResponse(openapi_document(__version__))
+        keys = app.state.keyring is not None
+        return JSONResponse(
+            openapi_document(__version__, usage=keys, admin=keys and config.admin_key is not None)
+        )
 
     async def index(request: Request) -> Response:
         page = WEB_DIR / "index.html"
