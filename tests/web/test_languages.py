@@ -115,7 +115,8 @@ def test_every_key_has_a_text_in_both_languages_and_every_key_is_used(units: Pag
                 """([lang, key]) => { const i18n = window.getgpt.i18n, before = i18n.language();
                      i18n.setLanguage(lang);
                      try { return i18n.t(key, {count: 3, title: 'T', name: 'N', message: 'M',
-                                               reason: 'R', status: '4', ttft: '1', cps: '2'}); }
+                                               reason: 'R', status: '4', ttft: '1', cps: '2',
+                                               requests: '5', tokens: '6', spent: '7'}); }
                      finally { i18n.setLanguage(before); } }""",
                 [lang, key],
             )

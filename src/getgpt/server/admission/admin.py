@@ -29,7 +29,8 @@ from starlette.routing import Route
 from ..api_error import ApiError
 from ..store import manage
 from ..store.database import GROUPS, DatabaseError
-from ..store.keys import parse_duration, period_end
+from ..store.keys import day_of, parse_duration, period_end
+from ..store.schema import UsageRecord
 
 if TYPE_CHECKING:
     from .keys import Keyring
@@ -78,6 +79,28 @@ async def _body(request: Request) -> dict[str, Any]:
         raise _bad("the body is not a JSON object") from None
 
 
+_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
+           "reasoning_tokens", "estimated", "errors")  # fmt: skip
+
+
+def with_waiting(
+    rows: list[dict[str, Any]], waiting: list[UsageRecord], by: str, since: float, key_id: str | None
+) -> list[dict[str, Any]]:
+    """``rows`` (the database's, grouped ``by``) with the records not written yet added in."""
+    groups = {row[by]: dict(row) for row in rows}
+    for record in waiting:
+        if record.at < since or (key_id is not None and record.key_id != key_id):
+            continue
+        name = {"key": record.key_id, "model": record.model, "upstream": record.upstream,
+                "route": record.route}.get(by) if by != "day" else day_of(record.at)  # fmt: skip
+        group = groups.setdefault(name, {by: name, **dict.fromkeys(_COUNTS, 0)})
+        added = (1, record.prompt_tokens, record.completion_tokens, record.tokens, record.cached_tokens,
+                 record.reasoning_tokens, int(record.estimated), int(record.status >= 400))  # fmt: skip
+        for count, value in zip(_COUNTS, added, strict=True):
+            group[count] += value
+    return sorted(groups.values(), key=lambda row: (row[by] is not None, row[by] or ""))
+
+
 def routes(keyring: Keyring, admin_key: str | None) -> list[Route]:
     """``GET /v1/usage``, and the admin routes when ``admin_key`` is set."""
     db = keyring.db
@@ -87,6 +110,9 @@ def routes(keyring: Keyring, admin_key: str | None) -> list[Route]:
             grant = await keyring.authenticate(request.scope)
             since, by = _since(request, "30d"), _by(request, "day")
             rows = await db.usage(since, by, key_id=grant.key_id)
+            # What this process has not written yet counts too: a page asking right after a reply
+            # sees that reply.
+            rows = with_waiting(rows, keyring.ledger.waiting(), by, since, grant.key_id)
         except ApiError as exc:
             return _error(exc)
         except DatabaseError:
@@ -191,7 +217,10 @@ def routes(keyring: Keyring, admin_key: str | None) -> list[Route]:
 
     async def usage(request: Request) -> Response:
         since, by = _since(request, "7d"), _by(request, "key")
-        rows = await db.usage(since, by, key_id=request.query_params.get("key"))
+        key_id = request.query_params.get("key")
+        rows = with_waiting(
+            await db.usage(since, by, key_id=key_id), keyring.ledger.waiting(), by, since, key_id
+        )
         return JSONResponse({"object": "usage", "by": by, "since": int(since), "data": rows})
 
     found += [

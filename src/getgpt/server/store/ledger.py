@@ -65,6 +65,10 @@ class Ledger:
     def pending(self) -> int:
         return len(self._rows)
 
+    def waiting(self) -> list[UsageRecord]:
+        """The records not written yet (a copy): what a usage answer adds to the database's."""
+        return list(self._rows)
+
     def add(self, row: UsageRecord) -> None:
         """Keep ``row`` for the next write (never waits)."""
         rows = self._rows
