@@ -204,8 +204,8 @@ def ledgers(seconds: float, burst: int) -> str:
                 ]
             )
     return (
-        f"records added at {TARGET_ROWS:,} a second for {seconds:g} s on the event loop while the writer runs "
-        f"(flush every 0.5 s or at 5,000 waiting), then a burst of {burst:,} records written at once; "
+        f"records added at {TARGET_ROWS:,} a second for {seconds:g} s on the event loop while the writer "
+        f"runs (flush every 0.5 s or at 5,000 waiting), then a burst of {burst:,} records written at once; "
         "every record counted in the table afterwards:\n\n"
         + table(
             [
