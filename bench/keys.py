@@ -254,7 +254,7 @@ def gateway(seconds: float, rounds: int) -> str:
 
     raise_nofile(65536)
     env_key = "bench-env-key-" + "y" * 30
-    limits = {"rpm": 10**9, "tpm": 10**12, "budget_tokens": 10**15, "budget_period": "month"}
+    limits = {"rpm": 10**9, "tpm": 2 * 10**9, "budget_tokens": 10**15, "budget_period": "month"}
     with (
         tempfile.TemporaryDirectory() as where,
         _postgres() as postgres,

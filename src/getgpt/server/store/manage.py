@@ -20,9 +20,14 @@ class KeyNotFound(LookupError):
         self.key_id = key_id
 
 
-def _positive(name: str, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
+def _positive(name: str, value: int | None, most: int = 2**31 - 1) -> int | None:
+    """A limit: a whole number from 1 to ``most`` (what its column holds on both databases)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if not 1 <= value <= most:
+        raise ValueError(f"{name} must be 1 to {most}, not {value}")
     return value
 
 
@@ -69,7 +74,7 @@ def create(
         models=tuple(models) if models is not None else None,
         rpm=_positive("rpm", rpm),
         tpm=_positive("tpm", tpm),
-        budget_tokens=_positive("budget_tokens", budget_tokens),
+        budget_tokens=_positive("budget_tokens", budget_tokens, 2**63 - 1),
         budget_period=budget_period,
         created_at=now,
         expires_at=expires_at,
