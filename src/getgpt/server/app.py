@@ -108,11 +108,10 @@ async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]
             if isinstance(piece, str):
                 chars += len(piece)
                 slot.sent_tokens = estimate_tokens(chars)
-            elif piece.startswith(b"data:") or b"\ndata:" in piece:
-                # An upstream's events: about one token each (OpenAI streams a token an event).
-                slot.sent_tokens += piece.count(b"data:")
-            else:  # a whole JSON reply
-                slot.sent_tokens += estimate_tokens(len(piece))
+            else:
+                # An upstream's events: about one token each (OpenAI streams a token an event);
+                # a whole JSON reply has none: four bytes a token.
+                slot.sent_tokens += piece.count(b"data:") or estimate_tokens(len(piece))
             yield piece
     finally:
         closing = getattr(pieces, "aclose", None)

@@ -77,7 +77,9 @@ _V1 = [
         first_byte_ms {real},
         duration_ms {real} NOT NULL
     )""",
-    "CREATE INDEX usage_records_at ON usage_records (at)",
+    # One index: a key's own usage (GET /v1/usage, the page after each reply) is asked often; all
+    # keys' usage over a period (getgpt usage, /admin/usage) rarely, and may scan. Each index
+    # roughly halved the rows SQLite writes a second (bench/keys.py).
     "CREATE INDEX usage_records_key_at ON usage_records (key_id, at)",
     # Tokens charged per key and UTC day, kept by the ledger beside its rows: a budget's spend is
     # then at most 31 rows to add (a month), not a scan of the ledger.
