@@ -354,6 +354,36 @@ def _count(target: str) -> int:
     return asyncio.run(count())
 
 
+def profile_gateway(seconds: float) -> str:
+    """One gateway process under hey, GETGPT_API_KEYS then a store key with limits on SQLite, each
+    under pyinstrument: the top of each profile, for where the store's time goes."""
+    from .apps import AppProcess
+    from .emitter import EmitterProcess
+    from .gateway_load import CHUNKS, _hey
+
+    out = []
+    with tempfile.TemporaryDirectory() as where, EmitterProcess(prebuild=(CHUNKS,)) as emitter:
+        upstream = emitter.base(CHUNKS) + "v1"
+        target = str(Path(where) / "p.db")
+        key = _make_key(target, rpm=10**9, tpm=2 * 10**9, budget_tokens=10**15, budget_period="month")
+        env_key = "bench-env-key-" + "z" * 30
+        for name, options, bearer in (
+            ("GETGPT_API_KEYS", ("--api-key", env_key), env_key),
+            ("--db SQLite, a store key with limits", ("--db", target), key),
+        ):
+            path = str(Path(where) / "profile.txt")
+            common = ("--backend", "openai", "--upstream", upstream)
+            with AppProcess("getgpt", *common, *options, "--profile", path) as gateway:
+                rate = _hey(
+                    gateway.url + "v1/chat/completions", {"Authorization": f"Bearer {bearer}"}, seconds
+                )
+            lines = Path(path).read_text().splitlines()[:70]
+            out.append(f"### {name}: {float(rate['rps']):,.0f} requests/s while profiled\n")
+            out += ["    " + line for line in lines]
+            out.append("")
+    return "\n".join(out)
+
+
 def profile(calls: int) -> str:
     """Where the limited key's check spends its time (pyinstrument)."""
     from pyinstrument import Profiler
@@ -415,10 +445,13 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("check", "ledger", "gateway"))
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="the key check under pyinstrument")
+    parser.add_argument("--profile-gateway", action="store_true", help="one gateway process, both ways")
     args = parser.parse_args()
     print(machine(), "", sep="\n")
-    if args.profile:
+    if args.profile_gateway:
+        print(profile_gateway(args.load_seconds))
+    elif args.profile:
         print(profile(args.calls))
     elif args.only == "check":
         print(key_checks(args.calls))
