@@ -57,7 +57,7 @@ from .admission.security import install as install_security
 from .admission.security import known_as
 from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
-from .backends.base import Backend, ForwardingBackend, make_backend
+from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
 from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
@@ -443,9 +443,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
 def _parts(config: ServerConfig) -> _Parts:
     """What one app's endpoints and pages share, made from ``config``."""
     prometheus = PrometheusMetrics()
-    backend = make_backend(config)
-    if isinstance(backend, ForwardingBackend):
-        backend.telemetry = prometheus
+    backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
     return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [])
 
