@@ -1,4 +1,4 @@
-"""Benchmark 10: keys and the usage ledger (issue 23), side by side in one run.
+"""Benchmark 11: keys and the usage ledger (issue 23), side by side in one run.
 
 1. **The key check from the cache**: one request check awaited in a loop, per call -- a
    ``GETGPT_API_KEYS`` key, a store key with no limits, and one with rpm, tpm and a budget
@@ -413,7 +413,7 @@ def profile(calls: int) -> str:
 def run_all(calls: int, seconds: float, burst: int, load_seconds: float, rounds: int) -> str:
     return "\n".join(
         [
-            "## 10. Keys and the usage ledger (issue 23)",
+            "## 11. Keys and the usage ledger (issue 23)",
             "",
             "### The key check from the cache",
             "",

@@ -332,7 +332,7 @@ def _installed(name: str) -> bool:
 
 
 def run_libraries(lookups: int, batches: int, rounds: int) -> str:
-    lines = ["## Store libraries (issue 23: which library the key store and ledger use)", ""]
+    lines = ["## 10. Store libraries (issue 23: which library the key store and ledger use)", ""]
     lines += [
         f"Import time in a fresh interpreter over `python -c pass`, median of {rounds}:",
         "",
