@@ -616,8 +616,12 @@ class Keyring:
         grant: Grant | None = scope.get(GRANT)
         prompt = completion = None
         cached = reasoning = 0
+        upstream = self.upstream
         if slot is not None:
             model = slot.model or scope.get(_ASKED) or ""
+            # The upstream that answered, once the backend names it (several upstreams: the
+            # routing work's Outcome.upstream); until then, and for the echo, the configured one.
+            upstream = getattr(slot.outcome, "upstream", None) or upstream
             usage = slot.outcome.usage
             if usage is not None:
                 prompt, completion = usage.prompt_tokens, usage.completion_tokens
@@ -644,7 +648,7 @@ class Keyring:
             route,
             model,
             self.upstream_model or self.aliases.get(model, model),
-            self.upstream,
+            upstream,
             status,
             prompt,
             completion,
