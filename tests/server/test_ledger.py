@@ -4,8 +4,10 @@ said as such), requests refused at admission and by the upstream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -92,3 +94,23 @@ def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
     assert [(u["requests"], u["total_tokens"], u["estimated"], u["errors"]) for u in usage] == [
         (6, spent, 1, 2)
     ]
+
+
+def test_the_ledger_names_the_upstream_the_backend_says_answered(tmp_path: Path) -> None:
+    from getgpt.server.admission.keys import Keyring
+    from getgpt.server.admission.slot import TIMING, Slot, Slots, Timing
+    from getgpt.server.operations.counts import Counts
+    from getgpt.server.operations.prometheus import PrometheusMetrics
+
+    keyring = Keyring(ServerConfig(db=str(tmp_path / "g.db")), upstream="configured:1")
+    slots = Slots(10, Counts(), PrometheusMetrics())
+
+    async def run() -> list[str]:
+        named = Slot(slots, "/v1/chat/completions", Timing(), "m", None)
+        named.outcome.upstream = "second-upstream"  # type: ignore[attr-defined]  # set by routing's backend
+        plain = Slot(slots, "/v1/chat/completions", Timing(), "m", None)
+        for slot in (named, plain):
+            await keyring.settle({TIMING: slot.timing}, "/v1/chat/completions", slot)
+        return [row.upstream for row in keyring.ledger.waiting()]
+
+    assert asyncio.run(run()) == ["second-upstream", "configured:1"]
