@@ -431,10 +431,9 @@ class _Pages:
     async def readyz(self, request: Request) -> Response:
         shared = request.app.state.shared
         keyring = self.parts.keyring
-        states = {
-            "redis": "off" if shared is None else shared.status,
-            "database": "off" if keyring is None else keyring.status,
-        }
+        states = {"redis": "off" if shared is None else shared.status}
+        if keyring is not None:  # without --db the answer stays what it always was
+            states["database"] = keyring.status
         if self.parts.drain.draining:
             return JSONResponse({"status": "draining", **states}, status_code=503)
         down = [part for part in (shared, keyring) if part is not None and not part.available]
