@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from getgpt.server import ServerConfig, create_app
 
-from ..support.browser import CHROMIUM, CHROMIUM_ARGS, Scripted, open_page
+from ..support.browser import CHROMIUM, CHROMIUM_ARGS, CHROMIUM_ENV, Scripted, open_page
 from ..support.servers import serve
 
 
@@ -19,7 +19,7 @@ from ..support.servers import serve
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=CHROMIUM_ENV)
         try:
             yield chromium
         finally:
