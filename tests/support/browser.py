@@ -55,11 +55,25 @@ VIEW_IDS = [f"{size}-{locale[:2]}-{scheme}" for size, locale, scheme in VIEWS]
 
 
 def open_view(
-    browser: Browser, url: str, errors: list[str], view: tuple[str, str, str], **context: Any
+    browser: Browser,
+    url: str,
+    errors: list[str],
+    view: tuple[str, str, str],
+    console: list[str] | None = None,
+    **context: Any,
 ) -> Page:
     """The page at one of VIEWS: its size, its browser language and its colour scheme."""
     size, locale, scheme = view
-    return open_page(browser, url, errors, **SIZES[size], locale=locale, color_scheme=scheme, **context)
+    return open_page(
+        browser, url, errors, console, **SIZES[size], locale=locale, color_scheme=scheme, **context
+    )
+
+
+def open_menu(page: Page) -> None:
+    """On a phone, open the menu (the sidebar); on a wider screen it is always there."""
+    if not page.is_visible("#new-chat"):
+        page.click("#open-sidebar")
+        page.wait_for_selector("#new-chat", state="visible")
 
 
 # The most the scripted server's "model" writes; more is refused (see Scripted).
@@ -154,13 +168,18 @@ def page_routes() -> list[Route | Mount]:
     return [Route("/", index), Mount("/static", StaticFiles(directory=WEB))]
 
 
-def open_page(browser: Browser, url: str, errors: list[str], **context: Any) -> Page:
-    """A fresh context (its own storage) with the page loaded and its script running."""
+def open_page(
+    browser: Browser, url: str, errors: list[str], console: list[str] | None = None, **context: Any
+) -> Page:
+    """A fresh context (its own storage) with the page loaded and its script running; every message
+    the page writes to the console from the first, when ``console`` is given, is kept there."""
     context.setdefault("viewport", DESKTOP["viewport"])
     context.setdefault("locale", "en-US")
     page = browser.new_context(**context).new_page()
     page.set_default_timeout(WAIT_MS)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if console is not None:
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.goto(url)
     page.wait_for_function("() => window.getgpt !== undefined")
     return page
@@ -173,9 +192,7 @@ def screenshot(page: Page, name: str) -> None:
 
 def open_settings(page: Page) -> None:
     """Open the settings dialog as a user would: on a phone, through the menu first."""
-    if not page.is_visible("#open-settings"):
-        page.click("#open-sidebar")
-        page.wait_for_selector("#open-settings", state="visible")
+    open_menu(page)
     page.click("#open-settings")
     page.wait_for_selector("#settings[open]")
 
