@@ -71,9 +71,9 @@ def open_view(
 
 def open_menu(page: Page) -> None:
     """On a phone, open the menu (the sidebar); on a wider screen it is always there."""
-    if not page.is_visible("#new-chat"):
+    if page.is_visible("#open-sidebar") and page.get_attribute("#sidebar", "class") != "sidebar open":
         page.click("#open-sidebar")
-        page.wait_for_selector("#new-chat", state="visible")
+    page.wait_for_selector("#new-chat", state="visible")
 
 
 # The most the scripted server's "model" writes; more is refused (see Scripted).

@@ -972,6 +972,8 @@ function sidebarWidth() {
 function openSidebar() {
   ui.sidebar.classList.add("open");
   ui.scrim.hidden = false;
+  // The menu covers the page: the keyboard goes into it (Escape leaves it, back to its button).
+  ui.newChat.focus();
 }
 
 function closeSidebar() {
@@ -1028,8 +1030,8 @@ ui.newChatTop.addEventListener("click", newChat);
 ui.openSidebar.addEventListener("click", openSidebar);
 ui.closeSidebar.addEventListener("click", closeSidebar);
 ui.scrim.addEventListener("click", closeSidebar);
-ui.sidebar.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && ui.sidebar.classList.contains("open")) {
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && ui.sidebar.classList.contains("open") && !ui.settings.open) {
     closeSidebar();
     ui.openSidebar.focus();
   }
