@@ -291,10 +291,16 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "content": _json(
                                 {
                                     "type": "object",
-                                    "required": ["status", "active_streams"],
+                                    "required": ["status", "active_streams", "backend"],
                                     "properties": {
                                         "status": {"type": "string", "enum": ["ok"]},
                                         "active_streams": {"type": "integer", "minimum": 0},
+                                        "backend": {
+                                            "type": "string",
+                                            "description": "The backend answering chat requests "
+                                            "(echo, openai, ...); the web page says so when it is "
+                                            "the echo.",
+                                        },
                                     },
                                 }
                             ),
