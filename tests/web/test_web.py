@@ -1,16 +1,16 @@
 """The web chat page (src/getgpt/web) in a real headless Chromium.
 
 The page is a second implementation of the protocol, so most checks set it against the Python
-package: its envelope against getgpt.envelope, its SSE parser against getgpt.sse, its request body
-against getgpt.request.encode. End to end it talks to the project's server (echo backend) on
-loopback. A small scripted server serves the same page for what the real one never does on demand:
-a stream cut short, an error inside a stream; it also keeps the exact bytes the page sent.
+package: its envelope against getgpt.protocol.envelope, its SSE parser against getgpt.protocol.sse,
+its request body against getgpt.protocol.request.encode. End to end it talks to the project's server
+(echo backend) on loopback. A small scripted server serves the same page for what the real one
+never does on demand: a stream cut short, an error inside a stream; it also keeps the exact bytes
+the page sent.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.ciphers.modes import CBC
 from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 
-from getgpt import envelope
-from getgpt.reply import ReplyParser
-from getgpt.request import build_request, encode, parse_request
+from getgpt.protocol import envelope
+from getgpt.protocol.reply import ReplyParser
+from getgpt.protocol.request import build_request, encode, parse_request
+from getgpt.protocol.sse import SSEDecoder
 from getgpt.server import ServerConfig, create_app
-from getgpt.sse import SSEDecoder
 
 from ..support.browser import (
     Scripted,
@@ -39,7 +39,7 @@ from ..support.browser import (
     wait_replies,
 )
 from ..support.scripted import TOOL_CALLS, reasoning_stream, stream_of, tool_call_stream
-from ..support.servers import serve
+from ..support.servers import serve, wait_until
 
 
 def active_streams(base_url: str) -> int:
@@ -49,14 +49,13 @@ def active_streams(base_url: str) -> int:
     return count
 
 
-def wait_streams(base_url: str, expected: int, timeout: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout
-    while (count := active_streams(base_url)) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return count
+def wait_streams(base_url: str, expected: int) -> int:
+    """The server's open streams once they are ``expected`` (fails if they do not get there)."""
+    wait_until(lambda: active_streams(base_url) == expected, what=f"{expected} stream(s) open")
+    return active_streams(base_url)
 
 
-# ---- the envelope, against getgpt.envelope ------------------------------------------------
+# ---- the envelope, against getgpt.protocol.envelope ------------------------------------------------
 
 TEXTS = [
     "",
@@ -127,7 +126,7 @@ def test_page_rejects_malformed_signatures_like_python(units: Page, problem: str
     assert word in message.lower()
 
 
-# ---- SSE and the reply, against getgpt.sse ------------------------------------------------
+# ---- SSE and the reply, against getgpt.protocol.sse ------------------------------------------------
 
 SSE_STREAM = (
     ": a comment\r\n"
@@ -342,7 +341,7 @@ def test_markdown_view_streamed_equals_rendered_whole(units: Page) -> None:
     assert mismatches == [[], 9]
 
 
-# ---- the request the page sends, against getgpt.request -----------------------------------
+# ---- the request the page sends, against getgpt.protocol.request -----------------------------------
 
 
 def test_page_request_is_byte_identical_to_python_encode(
