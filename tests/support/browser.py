@@ -113,7 +113,9 @@ def launched_chromium() -> Iterator[Browser]:
         manager = sync_playwright()
         playwright = manager.__enter__()
         try:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=CHROMIUM_ENV)
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=CHROMIUM_ENV
+            )
             return manager, chromium
         except BaseException:
             manager.__exit__(None, None, None)

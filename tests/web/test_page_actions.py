@@ -72,7 +72,8 @@ def test_a_deleted_conversation_can_be_undone_for_a_few_seconds(
     browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str]
 ) -> None:
     page = open_page(browser, scripted[1], page_errors)
-    # The page's timers run on a clock the test moves: no waiting, and no race with a busy machine.
+    # The page's timers run on a clock the test moves, stopped from the deletion on: no waiting,
+    # and no race with a busy machine (an installed clock still runs at the wall's pace until paused).
     page.clock.install()
     for text in ("first", "second"):
         page.click("#new-chat")
@@ -80,6 +81,7 @@ def test_a_deleted_conversation_can_be_undone_for_a_few_seconds(
         wait_replies(page, 1)
     assert titles(page) == ["second", "first"]
     kept = stored(page)["conversations"]
+    page.clock.pause_at(page.evaluate("() => Date.now()") + 1_000)
 
     page.click("[aria-label='Delete conversation: second']")
     assert titles(page) == ["first"]
