@@ -453,7 +453,7 @@ def openapi_document(version: str, *, usage: bool = False, admin: bool = False) 
                             "content": _json(
                                 {
                                     "type": "object",
-                                    "required": ["status", "active_slots"],
+                                    "required": ["status", "active_slots", "backend"],
                                     "properties": {
                                         "status": {"type": "string", "enum": ["ok"]},
                                         "active_slots": {"type": "integer", "minimum": 0},
@@ -462,6 +462,12 @@ def openapi_document(version: str, *, usage: bool = False, admin: bool = False) 
                                             "minimum": 0,
                                             "deprecated": True,
                                             "description": "The old name of active_slots, until 0.2.",
+                                        },
+                                        "backend": {
+                                            "type": "string",
+                                            "description": "The backend answering chat requests "
+                                            "(echo, openai, ...); the web page says so when it is "
+                                            "the echo.",
                                         },
                                     },
                                 }
