@@ -114,3 +114,51 @@ def test_the_ledger_names_the_upstream_the_backend_says_answered(tmp_path: Path)
         return [row.upstream for row in keyring.ledger.waiting()]
 
     assert asyncio.run(run()) == ["second-upstream", "configured:1"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_key_is_charged_before_the_replys_last_bytes_go_out(tmp_path: Path, stream: bool) -> None:
+    # A client that sends its next request on reading the end (to another replica, say) must find
+    # the spend counted already: it is checked at the moment the last body message is sent.
+    target = str(tmp_path / "g.db")
+    record, key = make_key(target, budget_tokens=10**6, budget_period="day")
+    app = create_app(ServerConfig(db=target))
+    keyring = app.state.keyring
+    body = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "charge me"}], "stream": stream}
+    )
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+        "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())],
+    }  # fmt: skip
+    spent_at_end: list[int] = []
+
+    async def run() -> None:
+        await keyring.start()
+        gone = asyncio.Event()
+        sent = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body.encode(), "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                spent_at_end.append(keyring.cache.spent(record))
+
+        try:
+            await app(scope, receive, send)
+        finally:
+            gone.set()
+            await keyring.aclose()
+
+    asyncio.run(run())
+    [row] = records(target)
+    assert row.status == 200 and row.prompt_tokens + row.completion_tokens > 0
+    assert spent_at_end == [row.prompt_tokens + row.completion_tokens]

@@ -44,6 +44,7 @@ record, and its key charged the tokens its slot's outcome reports (or an estimat
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import os
@@ -105,8 +106,9 @@ _object_of = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]:
-    """The backend's pieces, counted into ``slot.sent_tokens``: the estimate of a completion that
-    ends with no usage reported (a stream cut mid-way)."""
+    """The backend's pieces, counted into ``slot.sent_tokens`` (the estimate of a completion that
+    ends with no usage reported: a stream cut mid-way); once the backend has closed, the slot's
+    ``charge`` -- before the pump sends the reply's last bytes, as it waits for this to end."""
     chars = 0
     try:
         async for piece in pieces:
@@ -122,6 +124,8 @@ async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]
         closing = getattr(pieces, "aclose", None)
         if closing is not None:
             await closing()
+        if slot.charge is not None:
+            await slot.charge()
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -214,6 +218,7 @@ class _Endpoint:
             return
         if parts.keyring is not None:
             slot.prompt_chars = self._prompt_chars(admitted)
+            slot.charge = functools.partial(parts.keyring.charge, scope, slot)
         with slot:
             await self._reply(receive, send, admitted, slot)
         if parts.keyring is not None:
@@ -325,23 +330,24 @@ class _Forward(_Endpoint):
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
             reads = response.reads()
-            tail = _Tail() if self.parts.keyring is not None else None
-            if tail is not None:
-                reads = tail.keep(reads)
+            if self.parts.keyring is not None:
+                reads = _Tail(slot, kind.startswith(b"text/event-stream")).keep(reads)
             await pass_on(receive, send, response.status_code, headers, reads, slot=slot)
-            if tail is not None:
-                slot.outcome.usage, slot.sent_tokens = tail.usage(kind.startswith(b"text/event-stream"))
         finally:
             await response.aclose()
 
 
 class _Tail:
     """The end of a forwarded answer, kept to read its ``usage``: the whole of a JSON body up to
-    :data:`WHOLE` bytes, the last :data:`WHOLE` bytes of an event stream."""
+    :data:`WHOLE` bytes, the last :data:`WHOLE` bytes of an event stream. Once the answer has
+    ended, its usage goes on the slot and the slot's key is charged -- before the last bytes go
+    out, as :func:`pass_on` waits for this to end first."""
 
     WHOLE = 1 << 20
 
-    def __init__(self) -> None:
+    def __init__(self, slot: Slot, events: bool) -> None:
+        self.slot = slot
+        self.is_events = events
         self.reads: list[bytes] = []
         self.size = 0
         self.cut = False
@@ -361,6 +367,10 @@ class _Tail:
             closing = getattr(reads, "aclose", None)
             if closing is not None:
                 await closing()
+            slot = self.slot
+            slot.outcome.usage, slot.sent_tokens = self.usage(self.is_events)
+            if slot.charge is not None:
+                await slot.charge()
 
     def usage(self, events: bool) -> tuple[Usage | None, int]:
         """The usage the answer reported, and an estimate of its completion tokens."""

@@ -79,6 +79,8 @@ GRANT = "getgpt.grant"
 _WHO = "getgpt.client"
 #: The model a request asked for, as the model check saw it.
 _ASKED = "getgpt.asked"
+#: Set once the request's key has been charged its tokens.
+_CHARGED = "getgpt.charged"
 #: Keys changed this long before the last refresh are read again: clocks of the processes
 #: writing keys may differ by up to this much.
 CLOCK_SKEW = 60.0
@@ -659,8 +661,30 @@ class Keyring:
             int((now - arrived) * 1_000_000) / 1000,
         )
         self.ledger.add(row)
-        tokens = prompt + completion
-        if grant is None or not grant.charged or tokens <= 0:
+        if grant is not None and grant.charged and not scope.get(_CHARGED):
+            await self._charge(scope, grant, prompt + completion)
+
+    async def charge(self, scope: Scope, slot: Slot) -> None:
+        """Charge the request's key the tokens its reply used, now: called as the backend ends,
+        before the reply's last bytes go out, so a client that sends its next request on reading
+        them (to another replica, say) finds the spend already counted. Never raises."""
+        grant: Grant | None = scope.get(GRANT)
+        if grant is None or not grant.charged or scope.get(_CHARGED):
+            return
+        usage = slot.outcome.usage
+        prompt = usage.prompt_tokens if usage is not None else None
+        completion = usage.completion_tokens if usage is not None else None
+        if (prompt is None or completion is None) and slot.sent_tokens > 0:
+            prompt = estimate_tokens(slot.prompt_chars) if prompt is None else prompt
+            completion = slot.sent_tokens if completion is None else completion
+        try:
+            await self._charge(scope, grant, (prompt or 0) + (completion or 0))
+        except Exception:  # a charge must never break the reply it follows
+            log.exception("charging key %s failed", grant.key_id)
+
+    async def _charge(self, scope: Scope, grant: Grant, tokens: int) -> None:
+        scope[_CHARGED] = True
+        if tokens <= 0:
             return
         record = grant.record
         assert record is not None

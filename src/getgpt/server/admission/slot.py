@@ -18,6 +18,7 @@ key the client was known by (``key``), and, in :attr:`Slot.outcome`, what the ba
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from ..api_error import ApiError
@@ -49,7 +50,8 @@ class Slot:
     """One admitted request's reply slot and its record; see the module docstring."""
 
     __slots__ = (
-        "_slots", "ending", "key", "model", "outcome", "prompt_chars", "route", "sent_tokens", "timing",
+        "_slots", "charge", "ending", "key", "model", "outcome", "prompt_chars", "route", "sent_tokens",
+        "timing",
     )  # fmt: skip
 
     def __init__(self, slots: Slots, route: str, timing: Timing, model: str | None, key: str | None) -> None:
@@ -68,6 +70,9 @@ class Slot:
         #: estimated -- what a reply without reported usage is charged (a stream cut mid-way).
         self.prompt_chars = 0
         self.sent_tokens = 0
+        #: With the key store on: charges the request's key its tokens, awaited as the backend
+        #: ends -- before the reply's last bytes, so the next request already sees the spend.
+        self.charge: Callable[[], Awaitable[None]] | None = None
 
     def release(self, ending: Ending) -> None:
         """Free the slot, the reply having ended as ``ending``; a second call changes nothing."""
