@@ -93,9 +93,9 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def _serving() -> Any:
-    """``getgpt.server.serving``; None when ``--baseline-src`` names a tree from before it."""
+    """``getgpt.server.running.serving``; None when ``--baseline-src`` names a tree from before it."""
     try:
-        from getgpt.server import serving
+        from getgpt.server.edge import serving
     except ImportError:
         return None
     return serving
@@ -107,7 +107,7 @@ _OPTIONS_ENV = "BENCH_APP_OPTIONS"
 def getgpt_factory() -> Any:
     """The getgpt app built from the options :func:`main` left in the environment (uvicorn's workers)."""
     from getgpt.server import ServerConfig, create_app
-    from getgpt.server.serving import tune_garbage_collector
+    from getgpt.server.running.serving import tune_garbage_collector
 
     app = create_app(ServerConfig(**json.loads(os.environ[_OPTIONS_ENV])))
     tune_garbage_collector()  # as getgpt serve does in each process
@@ -121,7 +121,7 @@ def _uvicorn_workers(args: argparse.Namespace) -> None:
     options = _server_options(args)
     os.environ[_OPTIONS_ENV] = json.dumps(options)
     from getgpt.server import ServerConfig
-    from getgpt.server.serving import connection_protocol
+    from getgpt.server.running.serving import connection_protocol
 
     # As getgpt serve runs each process: on the protocol that bounds each connection, unless told not to.
     protocol = {} if args.unbounded else {"http": connection_protocol(ServerConfig(**options)), "ws": "none"}

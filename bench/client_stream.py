@@ -21,8 +21,8 @@ import orjson
 import requests
 
 import getgpt
-from getgpt import envelope
-from getgpt.reply import ReplyParser
+from getgpt.protocol import envelope
+from getgpt.protocol.reply import ReplyParser
 
 from .common import compare, machine, table
 from .emitter import EmitterProcess

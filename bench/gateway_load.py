@@ -108,7 +108,7 @@ class LiteLLM:
 
 def _check(url: str, headers: dict[str, str]) -> None:
     """One streamed reply read whole: its text must be the upstream's."""
-    from getgpt.reply import ReplyParser
+    from getgpt.protocol.reply import ReplyParser
 
     answer = httpx.post(
         url, content=BODY, headers={"Content-Type": "application/json", **headers}, timeout=30

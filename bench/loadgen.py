@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from getgpt import GetGptError
-from getgpt.reply import ReplyParser
+from getgpt.protocol.reply import ReplyParser
 
 __all__ = ["Stream", "chat_body", "open_streams", "text_of"]
 
@@ -104,7 +104,7 @@ async def open_streams(
     """Open one stream per body, their starts spread evenly over ``spread`` seconds; await all.
 
     The collector's youngest generation waits for 200,000 allocations, as in the server
-    (getgpt.server.serving.tune_garbage_collector): with the default 700, this process's own
+    (getgpt.server.running.serving.tune_garbage_collector): with the default 700, this process's own
     collections over 10,000 streams' objects were counted as the server's time to first chunk
     (p50 at 10,000 streams opened over 2 s, --workers 2: 0.83 s with them, 0.40 s without).
     """

@@ -15,7 +15,7 @@ import httpx
 import requests
 
 import getgpt
-from getgpt import envelope
+from getgpt.protocol import envelope
 
 from .common import compare, machine, table
 from .emitter import EmitterProcess

@@ -5,7 +5,7 @@ the ``openai`` backend makes upstream. This script times that request by itself,
 loop, against the bare emitter, with every contender keeping its connection alive as the
 backend does, one request at a time, taking turns request by request:
 
-- ``OpenAIBackend``: the backend itself (``getgpt.server.backends``), text pieces as the pump gets them;
+- ``OpenAIBackend``: the backend itself (``getgpt.server.backends.base``), text pieces as the pump gets them;
 - ``httpx``: a plain pooled ``httpx.AsyncClient`` stream read with ``aiter_raw``;
 - ``httpcore``: httpcore's connection pool, without httpx's layers on top;
 - ``aiohttp``: an ``aiohttp.ClientSession`` read with ``iter_any`` (if installed);
@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from getgpt.reply import ReplyParser
-from getgpt.server.backends import OpenAIBackend
+from getgpt.protocol.reply import ReplyParser
+from getgpt.server.backends.base import OpenAIBackend
+from getgpt.server.chat.wire import Outcome
 from getgpt.server.config import ServerConfig
-from getgpt.server.wire import Outcome
 
 from .common import machine, percentile, table
 from .emitter import EmitterProcess
@@ -52,7 +52,7 @@ def _parsed(chunks: list[bytes]) -> str:
 
 async def _backend(url: str, body: bytes) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
     backend = OpenAIBackend(ServerConfig(backend="openai", upstream=url.rsplit("/", 1)[0]))
-    from getgpt.request import parse_request
+    from getgpt.protocol.request import parse_request
 
     request = parse_request(body)
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from getgpt.server.supervisor import somaxconn
+from getgpt.server.running.supervisor import somaxconn
 
 from .apps import AppProcess, _wait_listening
 from .common import machine, raise_nofile, stop, table, tree_cpu, tree_rss

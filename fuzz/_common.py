@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from getgpt.errors import GetGptError
-from getgpt.reply import ReplyParser
+from getgpt.protocol.errors import GetGptError
+from getgpt.protocol.reply import ReplyParser
 
 #: Most reads one input is cut into; more adds little and slows each execution.
 MAX_CUTS = 16

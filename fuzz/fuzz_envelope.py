@@ -9,8 +9,8 @@ import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
     from _common import fuzz
-    from getgpt import envelope
-    from getgpt.errors import SignatureError
+    from getgpt.protocol import envelope
+    from getgpt.protocol.errors import SignatureError
 
 HEX = "0123456789abcdef"
 

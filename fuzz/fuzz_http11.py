@@ -23,7 +23,7 @@ with atheris.instrument_imports(include=["getgpt"]):
     from _common import cut, fuzz, split_at
     from getgpt._transports.decoding import PIECE, accepted
     from getgpt._transports.http11.reader import MAX_HEAD_BYTES, MAX_HEADERS, ResponseReader
-    from getgpt.errors import LimitExceeded, ProtocolError, TransportError
+    from getgpt.protocol.errors import LimitExceeded, ProtocolError, TransportError
 
 URL = "http://fuzz.test/"
 ALL = accepted({"Accept-Encoding": "gzip, deflate"})

@@ -8,9 +8,9 @@ import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
     from _common import cut, fuzz
+    from getgpt.protocol.sse import SSEDecoder
     from getgpt.server.api_error import ApiError
-    from getgpt.server.relay import EventRelay
-    from getgpt.sse import SSEDecoder
+    from getgpt.server.upstreams.relay import EventRelay
 
 
 def outcome(parts: list[bytes]) -> tuple[object, ...]:

@@ -9,8 +9,8 @@ import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
     from _common import cut, fuzz, reply_outcome
-    from getgpt.errors import GetGptError
-    from getgpt.reply import ReplyParser
+    from getgpt.protocol.errors import GetGptError
+    from getgpt.protocol.reply import ReplyParser
 
 
 def test_one_input(data: bytes) -> None:

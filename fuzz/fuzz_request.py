@@ -12,11 +12,11 @@ import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
     from _common import fuzz
-    from getgpt import envelope
-    from getgpt.errors import ValidationError
-    from getgpt.request import encode, parse_request
+    from getgpt.protocol import envelope
+    from getgpt.protocol.errors import ValidationError
+    from getgpt.protocol.request import encode, parse_request
     from getgpt.server.api_error import ApiError
-    from getgpt.server.parsing import parse_envelope, parse_openai
+    from getgpt.server.chat.parsing import parse_envelope, parse_openai
 
 MAX_MESSAGES = 8
 

@@ -7,8 +7,8 @@ import atheris
 
 with atheris.instrument_imports(include=["getgpt"]):
     from _common import cut, fuzz
-    from getgpt.errors import ProtocolError
-    from getgpt.sse import SSEDecoder
+    from getgpt.protocol.errors import ProtocolError
+    from getgpt.protocol.sse import SSEDecoder
 
 # Small limits reach the oversize paths with small inputs; the default checks the rest.
 LIMITS = (8, 64, 1 << 20)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(HERE))
 
 from _common import CUT_SEED_TAIL  # noqa: E402
-from getgpt import envelope  # noqa: E402
+from getgpt.protocol import envelope  # noqa: E402
 
 TARGETS = ("envelope", "sse", "reply", "relay", "request", "http11")
 DICTIONARIES = {

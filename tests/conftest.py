@@ -34,6 +34,10 @@ from .support.openai_upstream import ScriptedUpstream
 from .support.scripted import Live
 from .support.servers import serve
 
+# LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
+# any test may be the first to import it (the public API's does).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 TESTS = Path(__file__).resolve().parent
 #: Workers for a whole-suite run on this project's 2-core machines: measured in .ci/run's
 #: history (docs/architecture.md, "Where things are tested"); PYTEST_XDIST_AUTO_NUM_WORKERS overrides.

@@ -3,9 +3,10 @@
 - A private name (``_x``) defined in a module -- a function, a class, a constant -- is imported
   only by modules of the same package. A private module (``getgpt._client``) or package
   (``getgpt._transports``) is imported only from within the package that holds it.
-- The server reaches the client side only through its documented interface,
-  :mod:`getgpt.upstream`, and getgpt's public names: nothing of ``getgpt._client`` or
-  ``getgpt._transports``.
+- Each layer is a folder (protocol, _transports, client, server, checks, integrations, providers,
+  cli) and imports only the layers below it; only the client package reaches the transports, and
+  the faces take the clients from ``getgpt.client`` itself. Inside the server, its parts (running,
+  app, admission, backends, upstreams, chat, operations, edge) import downward only.
 - No import circles, counting every import (inside functions and ``if TYPE_CHECKING:`` too) but
   the ``TYPE_CHECKING`` block of a package's ``__init__``: the mirror, for type checkers, of the
   names the package loads lazily on first use (PEP 562), which never runs.
@@ -91,7 +92,11 @@ def _private(name: str) -> bool:
 
 
 def test_the_walk_sees_the_whole_package() -> None:
-    assert {"getgpt._client", "getgpt._transports.choose", "getgpt.server.backends"} <= MODULES.keys()
+    assert {
+        "getgpt.client.base",
+        "getgpt._transports.choose",
+        "getgpt.server.backends.base",
+    } <= MODULES.keys()
     assert len(IMPORTS) > 200
 
 
@@ -116,19 +121,110 @@ def test_no_private_name_is_imported_from_outside_its_package() -> None:
     assert wrong == []
 
 
-def test_the_server_uses_the_client_side_only_through_its_interface() -> None:
+# Each layer is a folder and imports only the layers listed for it: the arrows run one way, down.
+LAYERS: dict[str, set[str]] = {
+    "protocol": set(),
+    "_transports": {"protocol"},
+    "client": {"protocol", "_transports"},
+    "server": {"protocol", "client"},
+    "checks": {"protocol", "client"},
+    "integrations": {"protocol", "client"},
+    "providers": {"protocol", "client", "integrations"},
+    "cli": {"protocol", "client", "server", "checks"},
+}
+# Helpers any layer may use, at the package root, which import no layer themselves.
+ROOT_HELPERS = {"_lazy", "_moved"}
+# Inside the server, parts in order from the top: each imports only parts after it. ``running``
+# starts processes around the app; ``app`` builds it; admission, backends and upstreams decide a
+# request's fate; ``chat`` holds the endpoints' request, parsing, pump and wire; ``operations``
+# drain, logs, counts and metrics; ``edge`` the HTTP connection, body and responses;
+# ``api_error`` and ``config`` are leaves.
+SERVER_PARTS = ["running", "app", "admission", "backends", "upstreams", "chat", "operations", "edge"]
+SERVER_LEAVES = {"api_error", "config", "__init__"}
+# A face takes the clients from the client package's face, never from the module that defines them.
+CLIENT_INSIDES = {"getgpt.client.base", "getgpt.client.clients", "getgpt.client.streams"}
+FACES = ("cli", "checks", "integrations", "providers")
+
+
+def _target(found: Import) -> str:
+    """The module an import reaches: ``from getgpt.client import transport`` reaches the module."""
+    if found.name and f"{found.module}.{found.name}" in MODULES:
+        return f"{found.module}.{found.name}"
+    return found.module
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "getgpt"
+
+
+def _runtime_imports() -> Iterator[Import]:
+    """Every import of getgpt by getgpt but a package's lazy names' mirror (never run)."""
+    for found in IMPORTS:
+        if found.module.startswith(PACKAGE) and not (
+            found.type_checking and MODULES[found.importer].name == "__init__.py"
+        ):
+            yield found
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    wrong = []
+    for found in _runtime_imports():
+        importer, target = _layer(found.importer), _layer(_target(found))
+        if importer == target or target in ROOT_HELPERS or importer not in LAYERS:
+            continue
+        if target == "getgpt" and found.name == "__version__":
+            continue
+        if target not in LAYERS[importer]:
+            wrong.append(f"{found.importer}:{found.line} imports {_target(found)}")
+    assert wrong == []
+    assert set(LAYERS) | {"web"} <= {p.name for p in (SRC / PACKAGE).iterdir() if p.is_dir()}
+
+
+def test_the_package_root_holds_no_layer_of_its_own() -> None:
+    loose = {p.stem for p in (SRC / PACKAGE).glob("*.py")}
+    assert loose == {"__init__", "__main__"} | ROOT_HELPERS
+
+
+def test_only_the_client_package_reaches_the_transports() -> None:
     reached = [
-        f"{found.importer}:{found.line} imports {found.module}"
-        for found in IMPORTS
-        if found.importer.startswith("getgpt.server")
-        and (
-            found.module.startswith(("getgpt._client", "getgpt._transports"))
-            or (found.module == PACKAGE and found.name in ("_client", "_transports"))
-        )
+        f"{found.importer}:{found.line} imports {_target(found)}"
+        for found in _runtime_imports()
+        if _layer(_target(found)) == "_transports" and _layer(found.importer) not in ("_transports", "client")
     ]
     assert reached == []
-    # The forwarding backend sends upstream through that interface.
-    assert any(f.importer == "getgpt.server.forwarding" and f.module == "getgpt.upstream" for f in IMPORTS)
+
+
+def test_faces_take_the_clients_from_the_client_package() -> None:
+    wrong = [
+        f"{found.importer}:{found.line} imports {_target(found)}"
+        for found in IMPORTS
+        if _layer(found.importer) in FACES and _target(found) in CLIENT_INSIDES
+    ]
+    assert wrong == []
+    assert any(_layer(f.importer) in FACES and f.module == "getgpt.client" for f in IMPORTS)
+
+
+def _server_part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["getgpt", "server"]:
+        return None
+    return parts[2] if len(parts) > 2 else "__init__"
+
+
+def test_the_server_parts_import_downward() -> None:
+    wrong = []
+    for found in _runtime_imports():
+        importer, target = _server_part(found.importer), _server_part(_target(found))
+        if importer is None or target is None or importer == target or target in SERVER_LEAVES:
+            continue
+        if importer in SERVER_LEAVES or SERVER_PARTS.index(target) <= SERVER_PARTS.index(importer):
+            wrong.append(f"{found.importer}:{found.line} imports {_target(found)}")
+    assert wrong == []
+    found_parts = {
+        p.name for p in (SRC / PACKAGE / "server").iterdir() if p.is_dir() and p.name != "__pycache__"
+    }
+    assert found_parts == set(SERVER_PARTS) - {"app"}
 
 
 def _graph() -> dict[str, set[str]]:

@@ -1,5 +1,5 @@
 """``python -m getgpt``: the ``getgpt`` command."""
 
-from .cli import main
+from .cli.commands import main
 
 raise SystemExit(main())

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["exported", "lazy_exports"]
 
 
 def lazy_exports(
-    package: str, namespace: dict[str, Any], homes: Mapping[str, str]
+    package: str, namespace: dict[str, Any], exports: Mapping[str, Iterable[str]]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """The ``__getattr__`` and ``__dir__`` of ``package``, whose names live in the modules ``homes`` gives.
+    """The ``__getattr__`` and ``__dir__`` of ``package``, whose names live in the modules ``exports``
+    lists them under (``{".client": ("Client", ...), ...}``).
 
-    A name is imported from its home on first use and kept in ``namespace`` (the package's
+    A name is imported from its module on first use and kept in ``namespace`` (the package's
     globals), so later lookups cost nothing.
     """
+    homes = {name: module for module, names in exports.items() for name in names}
 
     def load(name: str) -> Any:
         home = homes.get(name)
@@ -30,3 +32,8 @@ def lazy_exports(
         return sorted(set(namespace) | set(namespace.get("__all__", ())))
 
     return load, names
+
+
+def exported(exports: Mapping[str, Iterable[str]], *more: str) -> list[str]:
+    """A package's ``__all__``: every name of ``exports``, and ``more``, sorted."""
+    return sorted([*(name for names in exports.values() for name in names), *more])

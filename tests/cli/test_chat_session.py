@@ -23,11 +23,11 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from getgpt import decrypt
-from getgpt.cli_chat import Output, Shown
-from getgpt.cli_text import Texts
-from getgpt.request import ChatRequest, parse_request
+from getgpt.cli.chat import Output, Shown
+from getgpt.cli.text import Texts
+from getgpt.protocol.request import ChatRequest, parse_request
 from getgpt.server import ServerConfig, create_app
-from getgpt.server.chat import Chat
+from getgpt.server.chat.request import Chat
 
 from ..support.command import getgpt
 from ..support.scripted import REASONING, TOOL_CALLS, reasoning_stream, tool_call_stream

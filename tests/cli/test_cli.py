@@ -16,9 +16,9 @@ import httpx
 import pytest
 from starlette.types import Scope
 
-from getgpt.request import ChatRequest
+from getgpt.protocol.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
-from getgpt.server.chat import Chat
+from getgpt.server.chat.request import Chat
 
 from ..support.command import getgpt
 from ..support.hostile import queued
@@ -65,7 +65,7 @@ def test_help_lists_the_commands_and_loads_no_heavy_module() -> None:
         [
             sys.executable,
             "-c",
-            "import sys\nfrom getgpt.cli import main\n"
+            "import sys\nfrom getgpt.cli.commands import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'starlette', 'uvicorn', 'rich', "
             "'msgspec', 'cryptography', 'anyio'}), file=sys.stderr)",

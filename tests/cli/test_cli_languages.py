@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from getgpt.cli_text import CATALOGUE, LANGUAGES, PLURAL_FORMS, Texts, language_from_env
+from getgpt.cli.text import CATALOGUE, LANGUAGES, PLURAL_FORMS, Texts, language_from_env
 
 from ..support.catalogue_keys import keys_named
 from ..support.command import getgpt
 from ..support.servers import free_port, serve
 
 SOURCES = [
-    Path(__file__).resolve().parents[2] / "src" / "getgpt" / name for name in ("cli.py", "cli_chat.py")
+    Path(__file__).resolve().parents[2] / "src" / "getgpt" / name
+    for name in ("cli/commands.py", "cli/chat.py")
 ]
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 # Names that stay as they are in any language: commands, a header, a stream, the product.

@@ -23,7 +23,7 @@ from getgpt import (
     TransportError,
     ValidationError,
 )
-from getgpt.request import parse_request
+from getgpt.protocol.request import parse_request
 
 from ..support.scripted import Live, chunk, stream_of
 
@@ -108,7 +108,7 @@ def test_retries_retryable_statuses_then_succeeds(status: int) -> None:
 
 def test_retries_connect_errors_with_backoff_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
-    monkeypatch.setattr("getgpt._client.time.sleep", waits.append)
+    monkeypatch.setattr("getgpt.client.clients.time.sleep", waits.append)
     refused = httpx.ConnectError("refused")
     recorder = ScriptedHandler(refused, refused, refused)
     with pytest.raises(TransportError, match="refused"):
@@ -119,7 +119,7 @@ def test_retries_connect_errors_with_backoff_then_gives_up(monkeypatch: pytest.M
 
 def test_retry_after_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
-    monkeypatch.setattr("getgpt._client.time.sleep", waits.append)
+    monkeypatch.setattr("getgpt.client.clients.time.sleep", waits.append)
     recorder = ScriptedHandler(httpx.Response(429, headers={"retry-after": "3"}), ok(["x"]))
     client_for(recorder).complete(HI)
     assert waits == [3.0]

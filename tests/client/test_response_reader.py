@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from getgpt._transports.decoding import PIECE, accepted
 from getgpt._transports.http11.reader import MAX_HEAD_BYTES, MAX_HEADERS, MAX_INTERIM, ResponseReader
-from getgpt.errors import LimitExceeded, ProtocolError, TransportError
+from getgpt.protocol.errors import LimitExceeded, ProtocolError, TransportError
 
 from ..support.wire import CHUNKED, chunked
 

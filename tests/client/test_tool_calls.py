@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import getgpt
-from getgpt import envelope
+from getgpt.protocol import envelope
 
 from ..support.openai_upstream import USAGE, ScriptedUpstream, completion_of
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from getgpt.server import ServerConfig, create_app
-from getgpt.server.serving import connection_protocol
+from getgpt.server.running.serving import connection_protocol
 
 from ..support import sockets
 from ..support.servers import serve, wait_until

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from getgpt.server.admission.security import RateLimiter, ReplayGuard
+from getgpt.server.admission.shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 from getgpt.server.api_error import ApiError
-from getgpt.server.security import RateLimiter, ReplayGuard
-from getgpt.server.shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 
 from ..support.services import Redis
 

@@ -78,7 +78,7 @@ def test_workers_auto_means_the_cpus_this_process_may_use() -> None:
 
 
 def test_each_worker_gets_enough_accept_queues_for_its_stream_limit() -> None:
-    from getgpt.server.supervisor import sockets_per_worker, somaxconn
+    from getgpt.server.running.supervisor import sockets_per_worker, somaxconn
 
     cap = somaxconn()
     assert sockets_per_worker(ServerConfig(max_streams=cap)) == 1

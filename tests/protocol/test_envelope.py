@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from getgpt import SignatureError
-from getgpt.envelope import decrypt, encrypt, seal
+from getgpt.protocol.envelope import decrypt, encrypt, seal
 
 
 def reference_decrypt(signature: str) -> str:

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import getgpt
-from getgpt import envelope
-from getgpt.errors import GetGptError, ProtocolError, SignatureError, ValidationError
-from getgpt.reply import ReplyParser
-from getgpt.request import build_request, encode, parse_request
-from getgpt.sse import SSEDecoder
+from getgpt.protocol import envelope
+from getgpt.protocol.errors import GetGptError, ProtocolError, SignatureError, ValidationError
+from getgpt.protocol.reply import ReplyParser
+from getgpt.protocol.request import build_request, encode, parse_request
+from getgpt.protocol.sse import SSEDecoder
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEAVY = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])

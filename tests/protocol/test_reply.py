@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from getgpt import IncompleteStream, ProtocolError, RemoteError, Usage
-from getgpt.reply import ReplyParser
+from getgpt.protocol.reply import ReplyParser
 
 from ..support.scripted import chunk, stream_of
 

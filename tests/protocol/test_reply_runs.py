@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from getgpt import ProtocolError, RemoteError
-from getgpt.reply import ReplyParser
+from getgpt.protocol.reply import ReplyParser
 
 HEAD = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from getgpt import ValidationError
-from getgpt.request import Message, build_request, encode, parse_request
+from getgpt.protocol.request import Message, build_request, encode, parse_request
 
 HI = [{"role": "user", "content": "Hi"}]
 

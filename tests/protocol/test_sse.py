@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from getgpt import ProtocolError
-from getgpt.sse import SSEDecoder
+from getgpt.protocol.sse import SSEDecoder
 
 
 def decode_all(stream: bytes, cuts: list[int] | None = None, **options: int) -> list[bytes]:

@@ -24,7 +24,7 @@ import openai
 import pytest
 
 import getgpt
-from getgpt.envelope import encrypt, seal
+from getgpt.protocol.envelope import encrypt, seal
 from getgpt.server import ServerConfig, create_app
 
 from ..support.servers import serve

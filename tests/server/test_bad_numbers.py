@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from getgpt.envelope import encrypt
+from getgpt.protocol.envelope import encrypt
 from getgpt.server import ServerConfig, create_app
 
 from ..support.servers import serve

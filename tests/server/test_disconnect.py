@@ -17,8 +17,8 @@ import openai
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 
 from ..support.servers import health, serve, wait_until

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
-from getgpt.server import ServerConfig, security
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
+from getgpt.server import ServerConfig
+from getgpt.server.admission import security
 
 from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import free_port

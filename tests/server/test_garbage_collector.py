@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from getgpt.server.serving import GC_YOUNG_THRESHOLD
+from getgpt.server.running.serving import GC_YOUNG_THRESHOLD
 
 PROBE = """
 import gc
 from getgpt.server import ServerConfig, create_app
-from getgpt.server.serving import tune_garbage_collector
+from getgpt.server.running.serving import tune_garbage_collector
 create_app(ServerConfig())
 before = gc.get_freeze_count()
 tune_garbage_collector()

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from getgpt.server import ServerConfig
-from getgpt.server.serving import connection_limit
+from getgpt.server.running.serving import connection_limit
 
 from ..support import sockets
 from ..support.hostile import (

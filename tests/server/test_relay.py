@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from getgpt.reply import ReplyParser
+from getgpt.protocol.reply import ReplyParser
+from getgpt.protocol.sse import SSEDecoder
 from getgpt.server.api_error import ApiError
-from getgpt.server.relay import EventRelay, completion_from_events, events_from_completion
-from getgpt.sse import SSEDecoder
+from getgpt.server.upstreams.relay import EventRelay, completion_from_events, events_from_completion
 
 from ..support.openai_upstream import completion_of, script_events
 

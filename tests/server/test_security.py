@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import getgpt
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
-from getgpt.server import ServerConfig, create_app, security
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
+from getgpt.server import ServerConfig, create_app
+from getgpt.server.admission import security
 
 from ..support.serve_process import getgpt_serve
 from ..support.servers import health, serve, wait_until
@@ -267,7 +268,7 @@ def test_rate_limit_per_ip_and_the_client_waits_as_told(
         clock.now += seconds
 
     monkeypatch.setattr(
-        "getgpt._client.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
+        "getgpt.client.clients.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
     )
     # This uvicorn believes X-Forwarded-For from 127.0.0.1 (as getgpt serve does when told
     # --forwarded-allow-ips 127.0.0.1), so each value below is a different client address.

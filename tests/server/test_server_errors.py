@@ -20,10 +20,10 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 import getgpt
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
 from getgpt.server import ApiError, ServerConfig, create_app
-from getgpt.server.chat import Chat
+from getgpt.server.chat.request import Chat
 
 from ..support.servers import health, serve, wait_until
 
@@ -219,7 +219,7 @@ def test_many_bad_requests_in_parallel_leave_the_server_well() -> None:
 
 @pytest.mark.parametrize("after", [0, 1])
 def test_a_crashing_backend_costs_one_request(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
-    from getgpt.server.echo import EchoBackend
+    from getgpt.server.backends.echo import EchoBackend
 
     original = EchoBackend.stream
 

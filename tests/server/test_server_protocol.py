@@ -13,8 +13,8 @@ import pytest
 import requests
 
 import getgpt
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.app import WEB_DIR
 
@@ -183,7 +183,7 @@ def test_echo_delay_spaces_the_pieces() -> None:
 
 
 def test_chunk_writer_output_is_what_a_json_encoder_gives() -> None:
-    from getgpt.server.wire import ChunkWriter, Outcome, completion_body
+    from getgpt.server.chat.wire import ChunkWriter, Outcome, completion_body
 
     writer = ChunkWriter('mo"del', include_usage=True)
     texts = ["a", 'q"\\', "\u2028\x00", "Ж🙂"]

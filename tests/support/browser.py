@@ -29,8 +29,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from getgpt import envelope
-from getgpt.request import parse_request
+from getgpt.protocol import envelope
+from getgpt.protocol.request import parse_request
 
 from .scripted import chunk, reasoning_stream, stream_of, tool_call_stream
 

@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from getgpt.envelope import encrypt
-from getgpt.request import build_request, encode
+from getgpt.protocol.envelope import encrypt
+from getgpt.protocol.request import build_request, encode
 
 from .serve_process import ServeProcess, getgpt_serve
 from .services import Nginx, Redis

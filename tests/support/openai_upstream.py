@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from getgpt import envelope
+from getgpt.protocol import envelope
 
 from .loopback import LoopbackServer, read_head
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 import getgpt
-from getgpt.request import parse_request
+from getgpt.protocol.request import parse_request
 
 
 def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> bytes:

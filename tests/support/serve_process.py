@@ -82,7 +82,7 @@ class ServeProcess:
 _LIMITED = (
     "import resource, sys; limit = int(sys.argv.pop(1)); "
     "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)); "
-    "from getgpt.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from getgpt.cli.commands import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

@@ -15,19 +15,11 @@ from playwright.sync_api import Browser
 from starlette.applications import Starlette
 from starlette.types import Scope
 
-from getgpt.request import ChatRequest
+from getgpt.protocol.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
-from getgpt.server.chat import Chat
+from getgpt.server.chat.request import Chat
 
-from ..support.browser import (
-    Scripted,
-    current_messages,
-    open_page,
-    screenshot,
-    send,
-    stored,
-    wait_replies,
-)
+from ..support.browser import Scripted, current_messages, open_page, screenshot, send, stored, wait_replies
 from ..support.scripted import REASONING, TOOL_CALLS
 from ..support.servers import serve
 
@@ -321,7 +313,7 @@ def test_time_to_first_token_and_rate_are_shown_small_after_a_reply(
 def test_a_conversation_saved_by_getgpt_chat_imports_into_the_page(
     browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str], tmp_path: Path
 ) -> None:
-    from getgpt.cli_chat import Conversation
+    from getgpt.cli.chat import Conversation
 
     conversation = Conversation(system="be brief", params={})
     conversation.turns += [

@@ -1,10 +1,11 @@
 """The web chat page (src/getgpt/web) in a real headless Chromium.
 
 The page is a second implementation of the protocol, so most checks set it against the Python
-package: its envelope against getgpt.envelope, its SSE parser against getgpt.sse, its request body
-against getgpt.request.encode. End to end it talks to the project's server (echo backend) on
-loopback. A small scripted server serves the same page for what the real one never does on demand:
-a stream cut short, an error inside a stream; it also keeps the exact bytes the page sent.
+package: its envelope against getgpt.protocol.envelope, its SSE parser against getgpt.protocol.sse,
+its request body against getgpt.protocol.request.encode. End to end it talks to the project's server
+(echo backend) on loopback. A small scripted server serves the same page for what the real one
+never does on demand: a stream cut short, an error inside a stream; it also keeps the exact bytes
+the page sent.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from cryptography.hazmat.primitives.ciphers.modes import CBC
 from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 
-from getgpt import envelope
-from getgpt.reply import ReplyParser
-from getgpt.request import build_request, encode, parse_request
-from getgpt.sse import SSEDecoder
+from getgpt.protocol import envelope
+from getgpt.protocol.reply import ReplyParser
+from getgpt.protocol.request import build_request, encode, parse_request
+from getgpt.protocol.sse import SSEDecoder
 
 from ..support.browser import (
     Scripted,
@@ -51,7 +52,7 @@ def wait_streams(base_url: str, expected: int) -> int:
     return active_streams(base_url)
 
 
-# ---- the envelope, against getgpt.envelope ------------------------------------------------
+# ---- the envelope, against getgpt.protocol.envelope ------------------------------------------------
 
 TEXTS = [
     "",
@@ -122,7 +123,7 @@ def test_page_rejects_malformed_signatures_like_python(units: Page, problem: str
     assert word in message.lower()
 
 
-# ---- SSE and the reply, against getgpt.sse ------------------------------------------------
+# ---- SSE and the reply, against getgpt.protocol.sse ------------------------------------------------
 
 SSE_STREAM = (
     ": a comment\r\n"
@@ -337,7 +338,7 @@ def test_markdown_view_streamed_equals_rendered_whole(units: Page) -> None:
     assert mismatches == [[], 9]
 
 
-# ---- the request the page sends, against getgpt.request -----------------------------------
+# ---- the request the page sends, against getgpt.protocol.request -----------------------------------
 
 
 def test_page_request_is_byte_identical_to_python_encode(

@@ -16,9 +16,10 @@
     bounds.py         time bounds beside the per-step timeouts: a reply's head, a whole reply
     decoding.py       content codings: which were asked for, and their bounded decoders
 
-A transport raises only :mod:`getgpt.errors`: :class:`~getgpt.errors.TransportError` (and its
-:class:`~getgpt.errors.ConnectError`, :class:`~getgpt.errors.Timeout`) and
-:class:`~getgpt.errors.ProtocolError` (and its :class:`~getgpt.errors.LimitExceeded`), each message
-naming the URL (without the credentials it may carry). The httpx adapter maps httpx's
-exceptions at its boundary, in one place; nothing above the transports sees an httpx type.
+A transport raises only :mod:`getgpt.protocol.errors`:
+:class:`~getgpt.protocol.errors.TransportError` (and its :class:`~getgpt.protocol.errors.ConnectError`,
+:class:`~getgpt.protocol.errors.Timeout`) and :class:`~getgpt.protocol.errors.ProtocolError` (and its
+:class:`~getgpt.protocol.errors.LimitExceeded`), each message naming the URL (without the
+credentials it may carry). The httpx adapter maps httpx's exceptions at its boundary, in one place;
+nothing above the transports sees an httpx type.
 """

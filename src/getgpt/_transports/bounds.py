@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import Timeout
+from ..protocol.errors import Timeout
 from .base import Timeouts
 
 __all__ = ["Bound", "head_bound", "reply_bound", "within"]
@@ -35,7 +35,7 @@ class Bound:
         return f"timed out waiting for the head of {self.url}'s reply ({within})"
 
     def left(self) -> float:
-        """Seconds left; raises :class:`~getgpt.errors.Timeout` when none are."""
+        """Seconds left; raises :class:`~getgpt.protocol.errors.Timeout` when none are."""
         left = self.until - time.monotonic()
         if left <= 0:
             raise Timeout(self.message)

@@ -12,9 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .. import envelope
-from ..request import DEFAULT_MODEL, build_request, encode
-from ..upstream import USER_AGENT
+from ..protocol import envelope
+from ..protocol.request import DEFAULT_MODEL, USER_AGENT, build_request, encode
 
 __all__ = ["GetGptProtocol", "OpenAIProtocol", "Protocol", "protocol_named"]
 

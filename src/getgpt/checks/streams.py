@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ProtocolError
-from ..sse import SSEDecoder
+from ..protocol.errors import ProtocolError
+from ..protocol.sse import SSEDecoder
 
 __all__ = ["FINISH_REASONS", "StreamFacts", "broken_unicode"]
 

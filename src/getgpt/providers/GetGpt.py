@@ -16,8 +16,8 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from .._client import DEFAULT_BASE_URL, Client, base_url_from
-from ..request import PARAMETERS
+from ..client import DEFAULT_BASE_URL, Client, base_url_from
+from ..protocol.request import PARAMETERS
 
 url = DEFAULT_BASE_URL
 model = ["gpt-3.5-turbo"]

@@ -9,20 +9,20 @@ read :mod:`getgpt.server.config` without loading Starlette.
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from .._lazy import exported, lazy_exports
 
-if TYPE_CHECKING:
-    from .api_error import ApiError
-    from .app import ChatCheck, GetGptApp, RequestCheck, create_app
-    from .config import ServerConfig
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from .api_error import ApiError as ApiError
+    from .app import ChatCheck as ChatCheck
+    from .app import GetGptApp as GetGptApp
+    from .app import RequestCheck as RequestCheck
+    from .app import create_app as create_app
+    from .config import ServerConfig as ServerConfig
 
-__all__ = ["ApiError", "ChatCheck", "GetGptApp", "RequestCheck", "ServerConfig", "create_app"]
-
-_HOMES = {
-    "ApiError": ".api_error",
-    **dict.fromkeys(("ChatCheck", "GetGptApp", "RequestCheck", "create_app"), ".app"),
-    "ServerConfig": ".config",
+_EXPORTS = {
+    ".api_error": ("ApiError",),
+    ".app": ("ChatCheck", "GetGptApp", "RequestCheck", "create_app"),
+    ".config": ("ServerConfig",),
 }
-
-
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _HOMES)
+__all__ = exported(_EXPORTS)  # noqa: PLE0605 -- from the one table above
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -3,12 +3,14 @@
 
 Raised anywhere on the way -- reading the body, a request check, parsing, a backend -- an
 :class:`ApiError` becomes that JSON with its status when nothing was sent yet, or an in-stream
-``data: {"error": ...}`` event followed by ``data: [DONE]`` once the stream has begun (the bytes
-of both are made in :mod:`getgpt.server.wire`). An error an upstream sent is passed on as it
-came: ``body`` holds its JSON.
+``data: {"error": ...}`` event followed by ``data: [DONE]`` once the stream has begun
+(:meth:`ApiError.json` makes the JSON; the event is framed in :mod:`getgpt.server.chat.wire`).
+An error an upstream sent is passed on as it came: ``body`` holds its JSON.
 """
 
 from __future__ import annotations
+
+import msgspec
 
 __all__ = ["ApiError"]
 
@@ -44,3 +46,7 @@ class ApiError(Exception):
 
     def payload(self) -> dict[str, object]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def json(self) -> bytes:
+        """The JSON body of the error: the upstream's own, when the error passes one on."""
+        return self.body if self.body is not None else msgspec.json.encode(self.payload())

@@ -128,7 +128,7 @@ class ServerConfig:
     max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
-    # Bounds on connections, kept by getgpt.server.connections (getgpt serve only).
+    # Bounds on connections, kept by getgpt.server.edge.connections (getgpt serve only).
     max_connections: int = setting(
         0,
         "most client connections open at once: a newcomer closes the one waiting longest for a "
@@ -162,7 +162,7 @@ class ServerConfig:
     models: tuple[str, ...] = setting(
         ("gpt-3.5-turbo",), "a model name GET /v1/models lists (repeatable)", flag="--model", metavar="NAME"
     )
-    # The defences below are all off by default; see getgpt.server.security.
+    # The defences below are all off by default; see getgpt.server.admission.security.
     api_keys: tuple[str, ...] = setting(
         (),
         "keys the chat endpoints accept as 'Authorization: Bearer <key>', comma-separated; none: no key",

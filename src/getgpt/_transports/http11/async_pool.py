@@ -7,10 +7,11 @@ import asyncio
 import select
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import cast
 
-from ...errors import ConnectError, GetGptError, Timeout, TransportError
+from ...protocol.errors import ConnectError, GetGptError, Timeout, TransportError
+from ..base import Request
 from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via
@@ -158,7 +159,7 @@ class AsyncPooledResponse:
         self.headers = reader.headers
 
     async def reads(self) -> AsyncIterator[bytes]:
-        """The body, one piece per wake-up (or per decoded piece), empty ones skipped."""
+        """The body, one read per wake-up (or per decoded block), empty ones skipped."""
         reader, conn, bound = self._reader, self._conn, self._bound
         assert conn is not None, "the reply was closed"
         timeout = self._pool.timeouts.read
@@ -167,7 +168,7 @@ class AsyncPooledResponse:
             if data:
                 yield data
                 if bound is not None and reader.more:
-                    bound.left()  # a decoded piece at a time, each one checked
+                    bound.left()  # a decoded block at a time, each one checked
             elif conn.error is not None:
                 raise conn.error
             elif reader.complete:
@@ -178,7 +179,7 @@ class AsyncPooledResponse:
                 await _wait_within(conn, timeout, bound)
 
     async def read(self) -> bytes:
-        return b"".join([piece async for piece in self.reads()])
+        return b"".join([read async for read in self.reads()])
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
@@ -198,17 +199,9 @@ class AsyncPool(PoolBase[_Connection]):
         """POSTs ``body`` and returns once the reply's head has arrived."""
         return await self._exchange(*self._post(body), deadline)
 
-    async def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> AsyncPooledResponse:
-        """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
-        return await self._exchange(*self._outgoing(method, target, headers, body), deadline)
+    async def request(self, request: Request, *, deadline: float | None = None) -> AsyncPooledResponse:
+        """Sends ``request`` and returns once the response's head has arrived."""
+        return await self._exchange(*self._outgoing(request), deadline)
 
     async def _exchange(
         self, data: bytes, reader: ResponseReader, deadline: float | None

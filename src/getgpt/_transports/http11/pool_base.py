@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from ...errors import TransportError
-from ..base import KEEPALIVE, MAX_IDLE, Timeouts
+from ...protocol.errors import TransportError
+from ..base import KEEPALIVE, MAX_IDLE, Request, Timeouts
 from .origin import Endpoint
 from .reader import ResponseReader
 
@@ -45,19 +44,17 @@ class PoolBase(Generic[Idle]):
         where = self.endpoint
         return where.request(body), ResponseReader(where.url, where.asked)
 
-    def _outgoing(
-        self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes
-    ) -> tuple[bytes, ResponseReader]:
-        """``method`` to ``target`` (a path of the same origin), and the reader for its reply."""
-        where = self.endpoint
-        head = where.head(method, target, headers, len(body))
-        return head + body, ResponseReader(where.origin + target, where.asked_with(headers))
+    def _outgoing(self, request: Request) -> tuple[bytes, ResponseReader]:
+        """The bytes of ``request``, and the reader for its response."""
+        where, headers = self.endpoint, request.headers
+        head = where.head(request.method, request.target, headers, len(request.body))
+        return head + request.body, ResponseReader(where.origin + request.target, where.asked_with(headers))
 
 
 class WriteFailed(TransportError):
     """The request could not be written whole. Never leaves a pool: the server may have answered
     anyway (a 413 before reading a large body), and that answer is what the caller gets; else a
-    plain :class:`~getgpt.errors.TransportError` with this message."""
+    plain :class:`~getgpt.protocol.errors.TransportError` with this message."""
 
 
 def detail(exc: BaseException) -> str:

@@ -1,21 +1,21 @@
 """The reply to one request, parsed as bytes arrive: sans-IO, driven by either pool.
 
 :class:`ResponseReader` wraps httptools' llhttp parser. It is the HTTP layer only: what the body
-*says* (chat chunks) is :class:`getgpt.reply.ReplyParser`'s business, one layer up.
+*says* (chat chunks) is :class:`getgpt.protocol.reply.ReplyParser`'s business, one layer up.
 
 It keeps a hostile server's head bounded: at most :data:`MAX_HEAD_BYTES` of status lines and
 headers before the reply's own head is whole (interim replies included, counted as they arrive,
 so one endless header line is stopped too), at most :data:`MAX_HEADERS` headers in a head, at most
 :data:`MAX_INTERIM` interim (1xx) replies. A header name given many times is joined once, at the
 end of its head, in linear time. The body is decoded only in a coding the request asked for, a
-bounded piece at a time (:mod:`getgpt._transports.decoding`).
+bounded block at a time (:mod:`getgpt._transports.decoding`).
 """
 
 from __future__ import annotations
 
 import httptools
 
-from ...errors import ConnectError, LimitExceeded, TransportError
+from ...protocol.errors import ConnectError, LimitExceeded, TransportError
 from ..decoding import BodyDecoder, decoder_for
 
 __all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "MAX_INTERIM", "ResponseReader", "check_tunnel"]
@@ -34,9 +34,9 @@ class ResponseReader:
     :meth:`feed` takes what the network gave; :meth:`take` returns the body received since the
     last call, de-chunked and decoded (while :attr:`more` is set, call it again before reading
     more from the network); :meth:`eof` is called when the peer closes. Interim 1xx replies are
-    skipped. Errors are :class:`~getgpt.errors.TransportError` for a reply that is not HTTP or was
-    cut short, :class:`~getgpt.errors.ProtocolError` for a body that cannot or may not be decoded,
-    :class:`~getgpt.errors.LimitExceeded` for a head past the bounds; their messages name ``url``.
+    skipped. Errors are :class:`~getgpt.protocol.errors.TransportError` for a reply that is not HTTP or was
+    cut short, :class:`~getgpt.protocol.errors.ProtocolError` for a body that cannot or may not be decoded,
+    :class:`~getgpt.protocol.errors.LimitExceeded` for a head past the bounds; their messages name ``url``.
     Whatever else a callback raises -- KeyboardInterrupt, SystemExit, MemoryError -- comes out of
     :meth:`feed` as itself.
     """
@@ -182,7 +182,7 @@ class ResponseReader:
         except httptools.HttpParserError as exc:
             raise TransportError(f"malformed HTTP reply from {self.url}: {exc}") from None
         if not head_done and not self.head_done:
-            # Counted as bytes arrive, so that a head sent in pieces is bounded before the
+            # Counted as bytes arrive, so that a head sent in parts is bounded before the
             # parser has all of one header: one endless header line is stopped too.
             self._fed_before_head += len(data)
             if self._fed_before_head > MAX_HEAD_BYTES:
@@ -208,20 +208,20 @@ class ResponseReader:
         self.complete = True  # a body delimited by the end of the connection
 
     def take(self) -> bytes:
-        """The body received since the last call, decoded; with a decoder, a piece at most."""
-        pieces = self._body
+        """The body received since the last call, decoded; with a decoder, a block at most."""
+        parts = self._body
         self.unread = 0
         if self._end is not None:
-            del pieces[self._end :]
+            del parts[self._end :]
             self._end = 0
         decoder = self._decoder
-        if not pieces:
+        if not parts:
             if decoder is None or not self.more:
                 return b""
             data = b""
         else:
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            pieces.clear()
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
             if decoder is None:
                 return data
         data = decoder.decode(data, self.url)

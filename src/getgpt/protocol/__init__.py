@@ -1,0 +1,10 @@
+"""The GetGpt protocol itself, sans-IO: no sockets, no clocks.
+
+- :mod:`.request` -- the request model: the seed's nine fields in their order, then any OpenAI field;
+- :mod:`.envelope` -- sealing and opening ``{"signature": ...}`` (AES-128-CBC, key and IV in clear);
+- :mod:`.sse` -- decoding Server-Sent Events;
+- :mod:`.reply` -- parsing a stream of ``chat.completion.chunk`` events into a reply;
+- :mod:`.errors` -- the one error tree every layer raises.
+
+Its public names are exported by :mod:`getgpt` itself.
+"""

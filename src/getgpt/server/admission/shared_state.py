@@ -1,0 +1,231 @@
+"""State shared by every worker and replica, in Redis: the rate limit and the replay guard.
+
+Without ``--redis`` each process keeps its own buckets and uuids (:mod:`getgpt.server.admission.security`),
+so two replicas give a client twice its limit and let a replay through on the other one. With
+``--redis URL`` (``GETGPT_REDIS_URL``) the twins here keep them in Redis instead:
+
+- :class:`SharedRateLimiter`: the same limit as :class:`~getgpt.server.admission.security.RateLimiter`
+  (``rate_limit`` a minute, ``rate_burst`` saved up), as GCRA in one Lua script: one key per
+  client holding its *theoretical arrival time*, read and moved in one atomic step on Redis's
+  own clock, so replicas with skewed clocks still agree and two requests can never both take
+  the last token.
+- :class:`SharedReplayGuard`: ``SET uuid NX PX window`` claims a uuid; ``DEL`` gives it back when
+  its request failed before a reply began.
+
+**When Redis cannot be reached** (refused, reset, or silent for 250 ms: every socket has that
+timeout and no command is retried, so a request never waits longer), the process logs one warning
+for the outage, ``/readyz`` reports ``"redis": "unreachable"``, and a probe pings Redis every
+second; requests do not touch Redis again until it answers, then the shared state resumes (and an
+info line says so). Meanwhile ``--redis-failure`` decides, for both defences alike:
+
+- ``open`` (the default): chat requests are served, and each process applies the rate limit and
+  the replay guard on its own, as without ``--redis`` -- limits hold per process, a replay is
+  caught only by the process that saw the first request. ``/readyz`` stays 200.
+- ``closed``: chat requests get 503 ``shared_state_unavailable`` with ``Retry-After: 1``; the rest
+  of the server (health, models, the page) answers as usual. ``/readyz`` answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from typing import Any, Protocol
+
+from ..api_error import ApiError
+
+__all__ = ["LocalGuard", "LocalLimiter", "SharedRateLimiter", "SharedReplayGuard", "SharedState"]
+
+log = logging.getLogger("getgpt.server")
+
+KEY_PREFIX = "getgpt:"
+TIMEOUT = 0.25
+PROBE_EVERY = 1.0
+
+# GCRA. KEYS[1]: the client's key. ARGV[1]: microseconds between requests at the steady rate;
+# ARGV[2]: the burst, in requests. Returns 0 when admitted, else microseconds until it would be.
+# Times are whole microseconds of Redis's clock, written with %d: Lua's own number-to-string
+# keeps 14 digits, which would round a 16-digit time.
+_GCRA = """
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allowed_at = tat + interval - burst * interval
+if now < allowed_at then return math.ceil(allowed_at - now) end
+local new = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return 0
+"""
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    # OSError: a socket error the client did not wrap; TimeoutError: asyncio's, likewise.
+    return (RedisError, OSError, asyncio.TimeoutError)
+
+
+class LocalLimiter(Protocol):
+    """What a twin needs of :class:`~getgpt.server.admission.security.RateLimiter` (and falls back on)."""
+
+    rate: float  # requests a second
+    burst: float
+
+    def take(self, client: str) -> float: ...
+
+
+class LocalGuard(Protocol):
+    """What a twin needs of :class:`~getgpt.server.admission.security.ReplayGuard`."""
+
+    window: float
+
+    def claim(self, uuid: str) -> bool: ...
+
+    def release(self, uuid: str) -> None: ...
+
+
+def _key(kind: str, name: str) -> str:
+    # A digest, so a long uuid costs Redis no more than a short one.
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return KEY_PREFIX + kind + ":" + digest
+
+
+class SharedState:
+    """One process's Redis client, and whether Redis is answering."""
+
+    def __init__(self, url: str, failure: str, *, timeout: float = TIMEOUT, probe_every: float = PROBE_EVERY):
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.redis: Any = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.fail_open = failure == "open"
+        self.available = True
+        self.errors = _redis_errors()
+        self._probe_every = probe_every
+        self._down_since: float | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self.gcra = self.redis.register_script(_GCRA)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.available else "unreachable"
+
+    def lost(self, exc: BaseException) -> None:
+        """Redis failed a command: note the outage (logged once) and stop using Redis until it is back."""
+        if not self.available:
+            return
+        self.available = False
+        self._down_since = time.monotonic()
+        policy = (
+            "each process applies the rate limit and replay guard on its own"
+            if self.fail_open
+            else "chat requests get 503"
+        )
+        log.warning("Redis is unreachable (%s); until it is back, %s", type(exc).__name__, policy)
+
+    def _back(self) -> None:
+        if self.available:
+            return
+        self.available = True
+        down = time.monotonic() - (self._down_since or time.monotonic())
+        log.warning("Redis is reachable again after %.1f s; limits are shared again", down)
+
+    async def probe(self) -> None:
+        """Ping Redis now; note whether it answered."""
+        try:
+            await self.redis.ping()
+        except self.errors as exc:
+            self.lost(exc)
+        else:
+            self._back()
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_every)
+            await self.probe()
+
+    async def start(self) -> None:
+        await self.probe()
+        self._probe = asyncio.ensure_future(self._probe_forever())
+
+    async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+        await self.redis.aclose()
+
+    def unavailable(self) -> ApiError:
+        """The answer to a chat request while Redis is down and the policy is closed."""
+        return ApiError(
+            503,
+            "the server cannot reach its shared state (Redis) right now; retry shortly",
+            type="server_error",
+            code="shared_state_unavailable",
+            headers={"Retry-After": "1"},
+        )
+
+
+class SharedRateLimiter:
+    """:class:`~getgpt.server.admission.security.RateLimiter`'s limit, kept in Redis for every process."""
+
+    def __init__(self, state: SharedState, local: LocalLimiter) -> None:
+        self.state = state
+        self.local = local
+        self._interval = str(round(1_000_000 / local.rate))
+        self._burst = str(int(local.burst))
+
+    async def take(self, client: str) -> float:
+        """Spend a request of ``client``'s: 0.0 if admitted, else the seconds until it would be."""
+        state = self.state
+        if state.available:
+            try:
+                wait = await state.gcra(keys=[_key("rate", client)], args=[self._interval, self._burst])
+            except state.errors as exc:
+                state.lost(exc)
+            else:
+                return int(wait) / 1_000_000
+        if state.fail_open:
+            return self.local.take(client)
+        raise state.unavailable()
+
+
+class SharedReplayGuard:
+    """:class:`~getgpt.server.admission.security.ReplayGuard`'s uuids, kept in Redis for every process."""
+
+    def __init__(self, state: SharedState, local: LocalGuard) -> None:
+        self.state = state
+        self.local = local
+        self._window_ms = max(1, math.ceil(local.window * 1000))
+
+    async def claim(self, uuid: str) -> bool:
+        """Record ``uuid``; False if any process recorded it within the window."""
+        state = self.state
+        if state.available:
+            try:
+                return bool(await state.redis.set(_key("replay", uuid), b"1", nx=True, px=self._window_ms))
+            except state.errors as exc:
+                state.lost(exc)
+        if state.fail_open:
+            return self.local.claim(uuid)
+        raise state.unavailable()
+
+    async def release(self, uuid: str) -> None:
+        """Forget ``uuid``: its request failed before a reply began."""
+        self.local.release(uuid)
+        state = self.state
+        if state.available:
+            try:
+                await state.redis.delete(_key("replay", uuid))
+            except state.errors as exc:
+                state.lost(exc)

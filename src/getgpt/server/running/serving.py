@@ -1,0 +1,186 @@
+"""How ``getgpt serve`` runs the app under uvicorn: its connection bounds, whom it believes, its logs.
+
+:func:`uvicorn_config` is the one place that turns a :class:`~getgpt.server.config.ServerConfig`
+into uvicorn's settings, so whatever runs the server (the command, a worker, a test) runs it alike:
+
+- connections go through :class:`~getgpt.server.edge.connections.LimitedHttpProtocol` (head size and
+  count, head, idle and write timeouts, a cap on connections); the cap defaults to what the
+  file-descriptor limit allows (:func:`connection_limit`);
+
+- proxy headers (``X-Forwarded-For``/``-Proto``) are believed only from the addresses in
+  ``forwarded_allow_ips``; uvicorn's own default believes them from 127.0.0.1, which would let
+  anyone behind a local proxy pick their rate-limit bucket per request;
+- the access log never shows a query string's values (:class:`QueryRedaction`): a client that
+  puts an API key in the URL must not leave it in the log;
+- logs are text or JSON as ``--log-format`` says (:mod:`getgpt.server.operations.logs`).
+
+:func:`tune_garbage_collector` fits CPython's cyclic collector to a process holding thousands of
+open streams; ``getgpt serve`` calls it once the app is built.
+
+How many processes run it, and how they drain on SIGTERM, is :mod:`getgpt.server.running.supervisor`.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+from typing import Any
+
+import uvicorn
+
+from ..config import ServerConfig
+from ..edge.connections import Limits, protocol_factory
+from ..operations.logs import log_config
+
+__all__ = [
+    "FD_RESERVE",
+    "QueryRedaction",
+    "connection_limit",
+    "connection_protocol",
+    "tune_garbage_collector",
+    "uvicorn_config",
+]
+
+ACCESS_LOGGER = "uvicorn.access"
+REDACTED = "[redacted]"
+#: File descriptors kept out of the connection cap: stdio, the listening sockets, the event loop's
+#: own, log files, files opened to serve the page, and the connections admitted past the cap to
+#: answer /healthz (connections.OVERFLOW).
+FD_RESERVE = 64
+#: Allocations (net) between two collections of the youngest generation; CPython's default is 700.
+#: A server with 1,000 open streams holds several hundred thousand live objects, which every full
+#: collection walks while no request is served: with the default, time to first chunk at p99 went
+#: from ~2 ms with the collector off to 78-95 ms (bench.concurrency 1000, 1,000 streams opened over
+#: 2 s); at 200,000 it was 6 ms, and at 10,000 streams p50/p99 fell from 2.8/11.8 s to 0.7/5.5 s.
+GC_YOUNG_THRESHOLD = 200_000
+#: Idle upstream connections a forwarding backend keeps (its max_idle / max_keepalive_connections).
+UPSTREAM_IDLE = 100
+
+
+def open_files_limit() -> int | None:
+    """This process's soft limit on open files (``ulimit -n``); None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def connection_limit(config: ServerConfig, open_files: int | None) -> int:
+    """The most client connections ``config`` may hold open under a limit of ``open_files``.
+
+    The echo backend needs one descriptor a connection; a forwarding backend two (each reply in
+    progress holds an upstream socket) and room for its idle upstream pool. ``max_connections``
+    0 takes all of that; a larger value than it is a startup error, since past it ``accept``
+    fails and the server stops answering even ``/healthz``.
+    """
+    if open_files is None:
+        return config.max_connections or max(config.max_streams, 1024)
+    forwarding = config.backend != "echo"
+    spare = open_files - FD_RESERVE - (UPSTREAM_IDLE if forwarding else 0)
+    allowed = spare // 2 if forwarding else spare
+    if allowed < 1:
+        raise ValueError(
+            f"the open-files limit (ulimit -n) is {open_files}: too low to serve with the "
+            f"{config.backend} backend; raise it"
+        )
+    if config.max_connections > allowed:
+        raise ValueError(
+            f"max_connections {config.max_connections} is more than the open-files limit "
+            f"(ulimit -n {open_files}) allows with the {config.backend} backend ({allowed}): "
+            "raise the limit or lower max_connections"
+        )
+    return config.max_connections or allowed
+
+
+class QueryRedaction(logging.Filter):
+    """Replaces each value of the query string in uvicorn's access-log lines with ``[redacted]``.
+
+    uvicorn logs ``(client, method, path?query, http version, status)``; the parameter names stay
+    (they tell what a client tried), a value or a bare item does not.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            items = [
+                f"{name}={REDACTED}" if sep else REDACTED
+                for name, sep, _ in (item.partition("=") for item in query.split("&"))
+            ]
+            record.args = (*args[:2], f"{path}?{'&'.join(items)}", *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    """Put :class:`QueryRedaction` on uvicorn's access logger (once)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(existing, QueryRedaction) for existing in logger.filters):
+        logger.addFilter(QueryRedaction())
+
+
+def connection_protocol(config: ServerConfig) -> Any:
+    """uvicorn's ``http=`` for ``config``: the protocol bounding each connection as it says.
+
+    Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
+    """
+    limits = Limits(
+        max_head_bytes=config.max_head_bytes,
+        max_headers=config.max_headers,
+        head_timeout=config.head_timeout,
+        idle_timeout=config.idle_timeout,
+        write_timeout=config.write_timeout,
+        max_connections=connection_limit(config, open_files_limit()),
+    )
+    return protocol_factory(limits)
+
+
+def tune_garbage_collector() -> None:
+    """Make the cyclic collector's pauses rare and short in a server process; call it once
+    everything long-lived (modules, the app) exists.
+
+    What exists now is moved out of the collector's sight for good (``gc.freeze``: it would be
+    walked by every full collection and never freed), and the youngest generation is collected
+    after :data:`GC_YOUNG_THRESHOLD` allocations instead of 700. Reference counting still frees
+    nearly everything at once; only cycles wait longer, which costs a little memory, not a leak.
+    """
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
+
+def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn.
+
+    Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
+    """
+    trusted = list(config.forwarded_allow_ips)
+    settings: dict[str, Any] = {
+        "http": connection_protocol(config),
+        # No WebSocket route exists; an upgrade request is answered as plain HTTP.
+        "ws": "none",
+        # uvicorn's own keep-alive timer, never shorter than the protocol's idle deadline.
+        "timeout_keep_alive": max(1, math.ceil(config.idle_timeout)),
+        "host": config.host,
+        "port": config.port,
+        "log_level": config.log_level,
+        "log_config": log_config(config),
+        "lifespan": "on",
+        # The drain (supervisor.DrainingServer) ends every stream by --shutdown-grace; this
+        # bounds only what is left after it.
+        "timeout_graceful_shutdown": 5,
+        # A burst of as many connections as the server admits streams waits in the accept
+        # queue instead of being dropped (and retried by the client's kernel a second later).
+        # uvicorn asks for 2,048; the kernel caps whatever is asked at net.core.somaxconn.
+        "backlog": max(2048, config.max_streams),
+        "proxy_headers": bool(trusted),
+        # A list even when empty: given None, uvicorn reads FORWARDED_ALLOW_IPS from the environment.
+        "forwarded_allow_ips": trusted,
+        **options,
+    }
+    built = uvicorn.Config(app, **settings)
+    redact_access_log()  # after Config, which (re)configures uvicorn's loggers
+    return built
