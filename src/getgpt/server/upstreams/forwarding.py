@@ -55,12 +55,12 @@ class ForwardingBackend:
     """Forwards chat requests to an upstream of ``config.backend``'s kind; see the module docstring."""
 
     passthrough = True
-    #: Where upstream latency and failures are counted (``/metrics``); set by the app.
-    telemetry: PrometheusMetrics | None = None
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, metrics: PrometheusMetrics | None = None) -> None:
         assert config.upstream is not None
         self.name = config.backend
+        #: Where upstream latency and failures are counted (``/metrics``), if anywhere.
+        self.telemetry = metrics
         # The server's own stream limit bounds the connections open upstream at once.
         self.upstream = KINDS[config.backend](
             config.upstream,
