@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import trustme
 from starlette.applications import Starlette
@@ -37,6 +38,13 @@ from .support.servers import serve
 # LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
 # any test may be the first to import it (the public API's does).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# No property test is timed: hypothesis's per-example deadline (200 ms) and its too-slow health
+# check failed under load (test_reply.py's fast path took 384 ms at load 21). Speed belongs to bench/.
+hypothesis.settings.register_profile(
+    "getgpt", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("getgpt")
 
 TESTS = Path(__file__).resolve().parent
 #: Workers for a whole-suite run on this project's 2-core machines: measured in .ci/run's
