@@ -47,8 +47,9 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile("getgpt")
 
 TESTS = Path(__file__).resolve().parent
-#: Workers for a whole-suite run on this project's 2-core machines: measured in .ci/run's
-#: history (docs/architecture.md, "Where things are tested"); PYTEST_XDIST_AUTO_NUM_WORKERS overrides.
+#: Workers for a whole-suite run: one more than the 2 cores of the project's machines, as much of
+#: the suite waits (deadlines, slow peers) while another test could run. PYTEST_XDIST_AUTO_NUM_WORKERS
+#: or -n N overrides.
 WORKERS = 3
 #: Paths (under tests/) whose tests run on one worker: what they share starts once there.
 GROUPS = {
