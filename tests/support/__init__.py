@@ -21,5 +21,7 @@ Waiting -- never a sleep to let something happen:
 
 Driving: :mod:`.hostile` (hostile clients), :mod:`.browser` (the page in Chromium, on the browser's
 own thread), :mod:`.terminal` (the CLI on a pseudo-terminal), :mod:`.command` (``getgpt`` run to
-its end), :mod:`.client_probe` (one request in a process of its own, measured).
+its end), :mod:`.client_probe` (one request in a process of its own, measured). Measuring:
+:mod:`.memory` (a process's resident growth), :mod:`.visual` (the page's screenshots against
+reviewed baselines).
 """
