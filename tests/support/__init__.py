@@ -7,7 +7,8 @@ tests in different xdist workers never meet:
 - :mod:`.serve_process` -- ``getgpt_serve(*flags)``: every test that starts ``getgpt serve`` goes
   through it; ``run_getgpt(*args)`` for a command that ends by itself.
 - :mod:`.processes` -- ``process(command, ready_url)``: any other program (the LiteLLM proxy).
-- :mod:`.services` -- ``Redis()``, ``Nginx(backends)``; :mod:`.cluster` -- replicas behind nginx.
+- :mod:`.services` -- ``Redis()``, ``Nginx(backends)``, ``Postgres()`` (``create_database()``);
+  :mod:`.cluster` -- replicas behind nginx; :mod:`.keystore` -- keys and the ledger of a ``--db``.
 - fakes: :mod:`.scripted` (a GetGpt server), :mod:`.openai_upstream` (an OpenAI-compatible one),
   :mod:`.faults` and :mod:`.hostile_upstreams` (upstreams that misbehave), :mod:`.proxy`,
   :mod:`.conformance`; :mod:`.loopback` is the raw server under the hand-written ones.
