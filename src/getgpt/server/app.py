@@ -59,7 +59,7 @@ from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
 from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
-from .chat.pump import Ending, ReplyOptions, deliver, pass_on
+from .chat.pump import Ending, ReplyOptions, WriteBudget, deliver, pass_on
 from .chat.request import Chat, not_served
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
@@ -124,6 +124,7 @@ class _Parts:
     config: ServerConfig
     backend: Backend
     slots: Slots
+    budget: WriteBudget
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -214,7 +215,7 @@ class _Chat(_Endpoint):
             passthrough=parts.backend.passthrough,
         )
         pieces = parts.backend.stream(chat, slot.outcome)
-        await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
+        await deliver(receive, send, pieces, reply, slot, budget=parts.budget, drain=parts.drain)
 
 
 class _Forward(_Endpoint):
@@ -244,7 +245,15 @@ class _Forward(_Endpoint):
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            await pass_on(receive, send, response.status_code, headers, response.reads(), slot=slot)
+            await pass_on(
+                receive,
+                send,
+                response.status_code,
+                headers,
+                response.reads(),
+                slot=slot,
+                budget=self.parts.budget,
+            )
         finally:
             await response.aclose()
 
@@ -445,7 +454,8 @@ def _parts(config: ServerConfig) -> _Parts:
     prometheus = PrometheusMetrics()
     backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
-    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [])
+    budget = WriteBudget(config.write_budget_bytes, config.stream_buffer_bytes, prometheus)
+    return _Parts(config, backend, slots, budget, Drain(config.shutdown_grace), [], [])
 
 
 def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:

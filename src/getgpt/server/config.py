@@ -127,6 +127,22 @@ class ServerConfig:
     )
     max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
+    # Bytes waiting to be written to clients that read slower than their replies come; past them
+    # the backend (and the upstream read) waits: getgpt.server.chat.pump.
+    stream_buffer_bytes: int = setting(
+        256 << 10,
+        "bytes one reply may hold for a client that reads slower than the reply comes; past it the "
+        "backend (the upstream read) waits for the client",
+        metavar="N",
+        shown="256 KiB",
+    )
+    write_budget_bytes: int = setting(
+        64 << 20,
+        "bytes all replies together may hold for clients that read slowly (per worker); past it a "
+        "reply holding any waits for its client, while replies to clients that read go on",
+        metavar="N",
+        shown="64 MiB",
+    )
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
     # Bounds on connections, kept by getgpt.server.edge.connections (getgpt serve only).
     max_connections: int = setting(
@@ -254,6 +270,8 @@ class ServerConfig:
             "max_body_bytes",
             "max_messages",
             "max_streams",
+            "stream_buffer_bytes",
+            "write_budget_bytes",
             "echo_piece_chars",
             "max_headers",
             "workers",
