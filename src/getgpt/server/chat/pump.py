@@ -394,6 +394,9 @@ class _Pump:
             for task in (producer, watcher):
                 if not task.cancelled() and task.exception() is not None:
                     log.error("stream task failed", exc_info=task.exception())
+            # The tasks hold the pump through their coroutines: without this the pump, and all a
+            # reply held, would wait for the cyclic collector (20 objects a reply).
+            self.producer = self.watcher = None
             if self.counted:
                 self.budget._give_back(self.counted)
                 self.counted = 0
@@ -433,13 +436,15 @@ async def deliver(
             else ChunkWriter(reply.model, include_usage=reply.include_usage, choices=outcome.choices)
         )
         chars = 0
+        frame: Frame = b"".join if passthrough else writer.pieces
+        if reply.include_usage and not passthrough:
 
-        def counting(texts: Sequence[Any]) -> bytes:
-            nonlocal chars
-            chars += sum(map(len, texts))
-            return writer.pieces(texts)
+            def counting(texts: Sequence[Any]) -> bytes:
+                nonlocal chars
+                chars += sum(map(len, texts))
+                return writer.pieces(texts)
 
-        frame: Frame = b"".join if passthrough else counting if reply.include_usage else writer.pieces
+            frame = counting
 
         # What the backend left when it ended goes out with the reply's end: one write, not two
         # (on a short reply, socket writes are most of what the server costs).
