@@ -29,7 +29,7 @@ run before any backend work: ``request_checks`` -- ``async def check(scope) -> N
 the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
 :class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
 GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
-:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
+:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the error response).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class _Parts:
 class _Endpoint:
     """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
     forwarded routes alike. Admission -- request checks, the body, the slot -- is written once
-    here; :meth:`_admit` and :meth:`_reply` are each endpoint's own."""
+    here; :meth:`_admit` and :meth:`_respond` are each endpoint's own."""
 
     def __init__(self, parts: _Parts, route: str) -> None:
         self.parts = parts
@@ -172,7 +172,7 @@ class _Endpoint:
             await send_error(send, exc)
             return
         with slot:
-            await self._reply(receive, send, admitted, slot)
+            await self._respond(receive, send, admitted, slot)
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
@@ -182,8 +182,8 @@ class _Endpoint:
         """The model the admitted request asks for, if it names one."""
         return None
 
-    async def _reply(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
-        """Send the reply, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
+    async def _respond(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
+        """Send the response, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
         raise NotImplementedError
 
 
@@ -205,7 +205,7 @@ class _Chat(_Endpoint):
     def _model(self, chat: Chat) -> str:
         return chat.model
 
-    async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
+    async def _respond(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
         reply = ReplyOptions(
@@ -220,7 +220,7 @@ class _Chat(_Endpoint):
 
 class _Forward(_Endpoint):
     """One of OpenAI's other routes (``/v1/embeddings``, ``/v1/completions``, ``/v1/responses``):
-    the chat endpoints' request checks, body limits and reply slots, then the upstream's answer
+    the chat endpoints' request checks, body limits and reply slots, then the upstream's response
     passed on as it comes, stopped when the client leaves."""
 
     def __init__(self, parts: _Parts, route: str, path: str) -> None:
@@ -233,7 +233,7 @@ class _Forward(_Endpoint):
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
+    async def _respond(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
             response = await self.parts.backend.forward(self.path, body)
         except ApiError as exc:

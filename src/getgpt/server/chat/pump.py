@@ -4,7 +4,7 @@ backend when the client goes away, and holding it back while the client reads sl
 A backend's reply is text pieces (``str``) that the writer turns into events, or -- from a
 backend that forwards an upstream's reply (``ReplyOptions.passthrough``) -- bytes that go out as
 they came: events already framed, or the body of a whole JSON reply. :func:`deliver` sends a chat
-reply; :func:`pass_on` an upstream's answer to one of OpenAI's other routes. Both are one
+reply; :func:`pass_on` an upstream's response to one of OpenAI's other routes. Both are one
 :class:`_Pump`, a small state machine that three tasks share:
 
 - the *producer* task iterates the backend and hands its pieces over;
@@ -365,18 +365,18 @@ class _Pump:
         receive: Receive,
         send: Send,
         pieces: AsyncIterator[Piece],
-        reply: Callable[[], Any],
+        respond: Callable[[], Any],
         *,
         slot: ReplySlot,
         drain: Drain | None,
     ) -> None:
-        """Start the producer and the watcher, let ``reply`` write all but the end, then release
+        """Start the producer and the watcher, let ``respond`` write all but the end, then release
         ``slot`` and send the end; whatever happens, stop both tasks and give the budget back."""
         producer = self.producer = asyncio.ensure_future(self.produce(pieces))
         watcher = self.watcher = asyncio.ensure_future(self.watch(receive))
         ticket = drain.register(self.cut) if drain is not None else None
         try:
-            last: list[Message] = await reply()
+            last: list[Message] = await respond()
             if last:
                 await asyncio.wait((producer,))
                 self.released = True
@@ -487,7 +487,7 @@ async def pass_on(
     budget: WriteBudget,
     drain: Drain | None = None,
 ) -> None:
-    """Send an upstream's answer on as it comes: ``status``, ``headers``, then ``body`` read by read.
+    """Send an upstream's response on as it comes: ``status``, ``headers``, then ``body`` read by read.
 
     The same pump as :func:`deliver`. A body that breaks off ends an event stream with an error
     event (as a chat stream does) and anything else cut short, so the client sees an incomplete
@@ -498,7 +498,7 @@ async def pass_on(
         name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers
     )
 
-    async def answer() -> list[Message]:
+    async def forwarded() -> list[Message]:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         rest = await pump.write(send, b"", b"".join)
         if rest is None:
@@ -514,4 +514,4 @@ async def pass_on(
         log.warning("forwarded body broke off: %s", error.message)
         return [{"type": "http.response.body", "body": rest, "more_body": True}]
 
-    await pump.run(receive, send, body, answer, slot=slot, drain=drain)
+    await pump.run(receive, send, body, forwarded, slot=slot, drain=drain)
