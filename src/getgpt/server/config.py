@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import DEFAULT_MODEL
+
 __all__ = ["BACKENDS", "ENV_PREFIX", "ServerConfig", "add_flags", "from_flags", "setting"]
 
 BACKENDS = ("echo", "openai", "getgpt")
@@ -176,7 +178,7 @@ class ServerConfig:
     echo_delay: float = setting(0.0, "echo backend: seconds between pieces", metavar="S")
     echo_piece_chars: int = setting(4, "echo backend: characters in each piece", metavar="N")
     models: tuple[str, ...] = setting(
-        ("gpt-3.5-turbo",), "a model name GET /v1/models lists (repeatable)", flag="--model", metavar="NAME"
+        (DEFAULT_MODEL,), "a model name GET /v1/models lists (repeatable)", flag="--model", metavar="NAME"
     )
     # The defences below are all off by default; see getgpt.server.admission.security.
     api_keys: tuple[str, ...] = setting(

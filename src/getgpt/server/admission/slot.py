@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from types import TracebackType
 
-from ..api_error import ApiError
+from ..api_error import ApiError, try_later
 from ..chat.pump import Ending
 from ..chat.wire import Outcome
 from ..operations.counts import Counts
@@ -30,7 +30,6 @@ __all__ = ["TIMING", "Slot", "Slots", "Timing"]
 
 #: Where the app leaves a request's :class:`Timing` in its ASGI scope.
 TIMING = "getgpt.timing"
-_RETRY_AFTER = "1"
 
 
 class Timing:
@@ -99,7 +98,7 @@ class Slots:
         (``503``, ``too_many_streams``) when ``limit`` are held already. Hold it with ``with``."""
         counts = self.counts
         if counts.active_slots >= self.limit:
-            raise overloaded(f"the server is answering {self.limit} requests already", "too_many_streams")
+            raise try_later(f"the server is answering {self.limit} requests already", "too_many_streams")
         counts.active_slots += 1
         counts.admitted_total += 1
         self.prometheus.active.inc()
@@ -129,14 +128,3 @@ class Slots:
         self.prometheus.ended(slot.route, slot.ending.value, time.perf_counter() - timing.arrived)
         if timing.first_body is not None and timing.status == 200:
             self.prometheus.first_text(slot.route, timing.first_body - timing.arrived)
-
-
-def overloaded(message: str, code: str) -> ApiError:
-    """A ``503`` saying the server is too busy for another request just now: retry in a second."""
-    return ApiError(
-        503,
-        f"{message}; retry shortly",
-        type="server_overloaded",
-        code=code,
-        headers={"Retry-After": _RETRY_AFTER},
-    )
