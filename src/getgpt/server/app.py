@@ -53,9 +53,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .admission.security import KNOWN_AS
 from .admission.security import install as install_security
-from .admission.security import known_as
-from .admission.slot import TIMING, Slot, Slots, Timing
+from .admission.slot import Slot, Slots
 from .api_error import ApiError
 from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
@@ -85,6 +85,20 @@ _NO_WEB_UI = (
 )
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
+#: Where the app leaves a request's :class:`_Timing` in its ASGI scope.
+TIMING = "getgpt.timing"
+
+
+class _Timing:
+    """When a request arrived, and what the app's ``send`` saw of its response: the status, and
+    when the first bytes of its body went out (a reply slot's record reads them)."""
+
+    __slots__ = ("arrived", "first_body", "status")
+
+    def __init__(self) -> None:
+        self.arrived = time.perf_counter()
+        self.status = 0
+        self.first_body: float | None = None
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -164,7 +178,7 @@ class _Endpoint:
                 await send_error(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=known_as(scope))
+            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=scope.get(KNOWN_AS))
         except ClientGone:
             return
         except ApiError as exc:
@@ -387,7 +401,7 @@ class GetGptApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         rid = request_id(header(scope, b"x-request-id"))
-        timing = Timing()
+        timing = _Timing()
         scope[TIMING] = timing
         drain = self._drain
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
+from typing import Protocol
 
 from ..api_error import ApiError, try_later
 from ..chat.pump import Ending
@@ -26,22 +27,19 @@ from ..chat.wire import Outcome
 from ..operations.counts import Counts
 from ..operations.prometheus import PrometheusMetrics
 
-__all__ = ["TIMING", "Slot", "Slots", "Timing"]
-
-#: Where the app leaves a request's :class:`Timing` in its ASGI scope.
-TIMING = "getgpt.timing"
+__all__ = ["Slot", "Slots", "Timing"]
 
 
-class Timing:
-    """When a request arrived, and what the app's ``send`` saw of its response: the status, and
-    when the first bytes of its body went out."""
+class Timing(Protocol):
+    """When a request arrived (``time.perf_counter()``), and what the app's ``send`` saw of its
+    response: the status, and when the first bytes of its body went out (the app keeps it)."""
 
-    __slots__ = ("arrived", "first_body", "status")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.status = 0
-        self.first_body: float | None = None
+    @property
+    def arrived(self) -> float: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def first_body(self) -> float | None: ...
 
 
 class Slot:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.types import Message, Receive, Send
 
 from ..api_error import ApiError
-from ..edge.responses import STREAM_HEADERS, error_messages, json_messages, send_all
+from ..edge.responses import STREAM_HEADERS, error_messages, json_messages
 from ..operations.drain import Drain
 from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event
 
@@ -381,7 +381,8 @@ class _Pump:
                 await asyncio.wait((producer,))
                 self.released = True
                 slot.release(self.ending)
-                await send_all(send, last)
+                for message in last:  # the end: usually one message, the error or whole response two
+                    await send(message)
         finally:
             if ticket is not None and drain is not None:
                 drain.unregister(ticket)
