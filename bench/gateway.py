@@ -187,21 +187,29 @@ def load(emitter: EmitterProcess, gateways: dict[str, AppProcess], total: int, r
         tool(port, path, body, max(total // 10, LOAD_CLIENTS))
     names = list(targets)
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+    # A gateway's own CPU a request: its processes' CPU time over a round, which other work on a
+    # shared machine moves far less than it moves requests per second.
+    cpu: dict[str, list[float]] = {name: [] for name in gateways}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            gateway = gateways.get(name)
+            before = gateway.cpu_seconds() if gateway is not None else 0.0
             results[name].append(tool(*targets[name], body, total))
+            if gateway is not None:
+                cpu[name].append((gateway.cpu_seconds() - before) / total * 1e6)
     base = statistics.median(rate for rate, _, _ in results["upstream directly"])
     rows = []
     for name in names:
         rate = statistics.median(x[0] for x in results[name])
         p50 = statistics.median(x[1] for x in results[name])
         p99 = statistics.median(x[2] for x in results[name])
-        rows.append([name, f"{rate:,.0f}", f"{rate / base:.2f}x", f"{p50:.1f}", f"{p99:.1f}"])
+        us = f"{statistics.median(cpu[name]):.0f}" if cpu.get(name) else "-"
+        rows.append([name, f"{rate:,.0f}", f"{rate / base:.2f}x", f"{p50:.1f}", f"{p99:.1f}", us])
     how = "hey" if tool is _hey else "bench.loadgen keep-alive workers (hey not installed)"
     return (
         f"load: {total:,} streamed requests x {rounds} rounds, {LOAD_CLIENTS} at once, "
         f"{LOAD_CHUNKS}-chunk replies, by {how}; medians\n\n"
-        + table(["target", "requests/s", "vs direct", "p50 ms", "p99 ms"], rows)
+        + table(["target", "requests/s", "vs direct", "p50 ms", "p99 ms", "CPU us/request"], rows)
     )
 
 

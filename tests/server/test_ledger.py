@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,17 +100,20 @@ def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
 
 def test_the_ledger_names_the_upstream_the_backend_says_answered(tmp_path: Path) -> None:
     from getgpt.server.admission.keys import Keyring
-    from getgpt.server.admission.slot import TIMING, Slot, Slots, Timing
+    from getgpt.server.admission.slot import TIMING, Slot, Slots
     from getgpt.server.operations.counts import Counts
     from getgpt.server.operations.prometheus import PrometheusMetrics
 
     keyring = Keyring(ServerConfig(db=str(tmp_path / "g.db")), upstream="configured:1")
     slots = Slots(10, Counts(), PrometheusMetrics())
 
+    def timing() -> types.SimpleNamespace:  # what the app's send saw, as a slot reads it
+        return types.SimpleNamespace(arrived=time.perf_counter(), status=200, first_body=None)
+
     async def run() -> list[str]:
-        named = Slot(slots, "/v1/chat/completions", Timing(), "m", None)
+        named = Slot(slots, "/v1/chat/completions", timing(), "m", None)
         named.outcome.upstream = "second-upstream"  # type: ignore[attr-defined]  # set by routing's backend
-        plain = Slot(slots, "/v1/chat/completions", Timing(), "m", None)
+        plain = Slot(slots, "/v1/chat/completions", timing(), "m", None)
         for slot in (named, plain):
             await keyring.settle({TIMING: slot.timing}, "/v1/chat/completions", slot)
         return [row.upstream for row in keyring.ledger.waiting()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from getgpt.server import ApiError, ServerConfig, create_app
-from getgpt.server.admission.slot import Slots, Timing
+from getgpt.server.admission.slot import Slots
 from getgpt.server.chat.pump import Ending
 from getgpt.server.operations.counts import Counts
 from getgpt.server.operations.prometheus import PrometheusMetrics
@@ -265,6 +266,15 @@ def test_a_refused_request_takes_no_slot_and_counts_as_a_rejection(gateway: tupl
     assert agree(health, seen)
     assert health["admitted_total"] == before["admitted_total"]
     assert health["rejected_total"] == before["rejected_total"] + 1
+
+
+class Timing:
+    """What the app's send saw of a response, as a slot reads it."""
+
+    def __init__(self) -> None:
+        self.arrived = time.perf_counter()
+        self.status = 200
+        self.first_body: float | None = None
 
 
 def test_a_slot_is_released_once_however_often_it_is_told() -> None:

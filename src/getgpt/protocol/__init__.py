@@ -8,3 +8,7 @@
 
 Its public names are exported by :mod:`getgpt` itself.
 """
+
+#: The model a request names unless told otherwise, the seed's. Here rather than in :mod:`.request`
+#: so that settings can name it without loading msgspec (``getgpt --help`` reads them).
+DEFAULT_MODEL = "gpt-3.5-turbo"

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from . import DEFAULT_MODEL
 from .errors import ValidationError
 from .untrusted import json_or_none
 
@@ -37,7 +38,6 @@ __all__ = [
     "request_from",
 ]
 
-DEFAULT_MODEL = "gpt-3.5-turbo"
 #: The GetGpt protocol's clients present themselves as a browser, as the original page did.
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

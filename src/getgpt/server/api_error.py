@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ApiError"]
+__all__ = ["ApiError", "try_later"]
 
 
 class ApiError(Exception):
@@ -50,3 +50,9 @@ class ApiError(Exception):
     def json(self) -> bytes:
         """The JSON body of the error: the upstream's own, when the error passes one on."""
         return self.body if self.body is not None else msgspec.json.encode(self.payload())
+
+
+def try_later(message: str, code: str, *, type: str = "server_overloaded") -> ApiError:
+    """A ``503`` the client may send again in a second (``Retry-After: 1``): the server is too
+    busy for it, or cannot reach what it needs, just now."""
+    return ApiError(503, f"{message}; retry shortly", type=type, code=code, headers={"Retry-After": "1"})

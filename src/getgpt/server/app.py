@@ -32,7 +32,7 @@ run before any backend work: ``request_checks`` -- ``async def check(scope) -> N
 the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
 :class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
 GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
-:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer). ``model_checks`` --
+:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the error response). ``model_checks`` --
 ``async def check(scope, model) -> None`` -- run on the model a chat request or a forwarded
 request's body names (the key store's allowed models).
 
@@ -64,13 +64,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .admission.security import KNOWN_AS
 from .admission.security import install as install_security
-from .admission.security import known_as
-from .admission.slot import TIMING, Slot, Slots, Timing
+from .admission.slot import TIMING, Slot, Slots
 from .api_error import ApiError
 from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
-from .chat.pump import Ending, ReplyOptions, deliver, pass_on
+from .chat.pump import Ending, ReplyOptions, WriteBudget, deliver, pass_on
 from .chat.request import Chat, not_served
 from .chat.wire import estimate_tokens
 from .config import ServerConfig
@@ -128,6 +128,18 @@ async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]
             await slot.charge()
 
 
+class _Timing:
+    """When a request arrived, and what the app's ``send`` saw of its response: the status, and
+    when the first bytes of its body went out (a reply slot's record reads them)."""
+
+    __slots__ = ("arrived", "first_body", "status")
+
+    def __init__(self) -> None:
+        self.arrived = time.perf_counter()
+        self.status = 0
+        self.first_body: float | None = None
+
+
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
 # (frame-ancestors is ignored in <meta>), so it cannot be overlaid to trick clicks.
 _CSP = (
@@ -165,6 +177,7 @@ class _Parts:
     config: ServerConfig
     backend: Backend
     slots: Slots
+    budget: WriteBudget
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -176,7 +189,7 @@ class _Parts:
 class _Endpoint:
     """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
     forwarded routes alike. Admission -- request checks, the body, the slot -- is written once
-    here; :meth:`_admit` and :meth:`_reply` are each endpoint's own."""
+    here; :meth:`_admit` and :meth:`_respond` are each endpoint's own."""
 
     def __init__(self, parts: _Parts, route: str) -> None:
         self.parts = parts
@@ -207,7 +220,7 @@ class _Endpoint:
                 await send_error(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=known_as(scope))
+            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=scope.get(KNOWN_AS))
         except ClientGone:
             return
         except ApiError as exc:
@@ -220,7 +233,7 @@ class _Endpoint:
             slot.prompt_chars = self._prompt_chars(admitted)
             slot.charge = functools.partial(parts.keyring.charge, scope, slot)
         with slot:
-            await self._reply(receive, send, admitted, slot)
+            await self._respond(receive, send, admitted, slot)
         if parts.keyring is not None:
             await parts.keyring.settle(scope, self.route, slot)
 
@@ -236,8 +249,8 @@ class _Endpoint:
         """The model the admitted request asks for, if it names one."""
         return None
 
-    async def _reply(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
-        """Send the reply, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
+    async def _respond(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
+        """Send the response, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
         raise NotImplementedError
 
 
@@ -267,7 +280,7 @@ class _Chat(_Endpoint):
         request = chat.request
         return sum(len(str(message.content or "")) for message in request.messages) if request else 0
 
-    async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
+    async def _respond(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
         reply = ReplyOptions(
@@ -279,12 +292,12 @@ class _Chat(_Endpoint):
         pieces: AsyncIterator[Any] = parts.backend.stream(chat, slot.outcome)
         if parts.keyring is not None:
             pieces = _counted(pieces, slot)
-        await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
+        await deliver(receive, send, pieces, reply, slot, budget=parts.budget, drain=parts.drain)
 
 
 class _Forward(_Endpoint):
     """One of OpenAI's other routes (``/v1/embeddings``, ``/v1/completions``, ``/v1/responses``):
-    the chat endpoints' request checks, body limits and reply slots, then the upstream's answer
+    the chat endpoints' request checks, body limits and reply slots, then the upstream's response
     passed on as it comes, stopped when the client leaves."""
 
     def __init__(self, parts: _Parts, route: str, path: str) -> None:
@@ -317,7 +330,7 @@ class _Forward(_Endpoint):
     def _prompt_chars(self, body: bytes) -> int:
         return len(body)
 
-    async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
+    async def _respond(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
             response = await self.parts.backend.forward(self.path, body)
         except ApiError as exc:
@@ -332,7 +345,9 @@ class _Forward(_Endpoint):
             reads = response.reads()
             if self.parts.keyring is not None:
                 reads = _Tail(slot, kind.startswith(b"text/event-stream")).keep(reads)
-            await pass_on(receive, send, response.status_code, headers, reads, slot=slot)
+            await pass_on(
+                receive, send, response.status_code, headers, reads, slot=slot, budget=self.parts.budget
+            )
         finally:
             await response.aclose()
 
@@ -554,7 +569,7 @@ class GetGptApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         rid = request_id(header(scope, b"x-request-id"))
-        timing = Timing()
+        timing = _Timing()
         scope[TIMING] = timing
         drain = self._drain
 
@@ -628,7 +643,8 @@ def _parts(config: ServerConfig) -> _Parts:
     prometheus = PrometheusMetrics()
     backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
-    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [], [])
+    budget = WriteBudget(config.write_budget_bytes, config.stream_buffer_bytes, prometheus)
+    return _Parts(config, backend, slots, budget, Drain(config.shutdown_grace), [], [], [])
 
 
 def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import DEFAULT_MODEL
+
 __all__ = ["BACKENDS", "ENV_PREFIX", "ServerConfig", "add_flags", "from_flags", "setting"]
 
 BACKENDS = ("echo", "openai", "getgpt")
@@ -127,6 +129,22 @@ class ServerConfig:
     )
     max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
+    # Bytes waiting to be written to clients that read slower than their replies come; past them
+    # the backend (and the upstream read) waits: getgpt.server.chat.pump.
+    stream_buffer_bytes: int = setting(
+        256 << 10,
+        "bytes one reply may hold for a client that reads slower than the reply comes; past it the "
+        "backend (the upstream read) waits for the client",
+        metavar="N",
+        shown="256 KiB",
+    )
+    write_budget_bytes: int = setting(
+        64 << 20,
+        "bytes all replies together may hold for clients that read slowly (per worker); past it a "
+        "reply holding any waits for its client, while replies to clients that read go on",
+        metavar="N",
+        shown="64 MiB",
+    )
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
     # Bounds on connections, kept by getgpt.server.edge.connections (getgpt serve only).
     max_connections: int = setting(
@@ -160,7 +178,7 @@ class ServerConfig:
     echo_delay: float = setting(0.0, "echo backend: seconds between pieces", metavar="S")
     echo_piece_chars: int = setting(4, "echo backend: characters in each piece", metavar="N")
     models: tuple[str, ...] = setting(
-        ("gpt-3.5-turbo",), "a model name GET /v1/models lists (repeatable)", flag="--model", metavar="NAME"
+        (DEFAULT_MODEL,), "a model name GET /v1/models lists (repeatable)", flag="--model", metavar="NAME"
     )
     # The defences below are all off by default; see getgpt.server.admission.security.
     api_keys: tuple[str, ...] = setting(
@@ -283,6 +301,8 @@ class ServerConfig:
             "max_body_bytes",
             "max_messages",
             "max_streams",
+            "stream_buffer_bytes",
+            "write_budget_bytes",
             "echo_piece_chars",
             "max_headers",
             "workers",

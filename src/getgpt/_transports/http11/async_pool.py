@@ -20,8 +20,12 @@ from .reader import ResponseReader, check_tunnel
 __all__ = ["AsyncPool", "AsyncPooledResponse"]
 
 # Past this much unread body the connection stops reading, so a slow consumer holds the server
-# back through TCP rather than buffering the whole reply in memory.
-_PAUSE_AT = 1 << 20
+# back through TCP rather than buffering the whole reply in memory; and a read takes at most
+# _READ bytes (uvloop's own reads take up to 256 KB). A server's forwarded stream whose client
+# reads nothing holds both: 1 MiB and 256 KB reads made it 3.1 MiB a stream, these 0.6 MiB
+# (200 streams, tests/chaos/test_unread_replies.py).
+_PAUSE_AT = 64 << 10
+_READ = 64 << 10
 
 
 def _has_news(transport: asyncio.BaseTransport) -> bool:
@@ -39,7 +43,7 @@ def _has_news(transport: asyncio.BaseTransport) -> bool:
     return bool(watch.poll(0))
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One connection: feeds what arrives to the current reply's reader and wakes its reader."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -52,12 +56,25 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._paused = False
+        self._buf: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have the methods but not the base class: no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
+    # A buffered protocol: the loop reads into the connection's own buffer, whose size bounds a
+    # read; the parser copies the body out of it at once.
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buf = self._buf
+        if buf is None:
+            buf = self._buf = memoryview(bytearray(_READ))
+        return buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self._buf is not None
+        self.data_received(self._buf[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         reader = self.reader
         if reader is None or self.error is not None:
             self.closed = True  # bytes nobody asked for: the connection is out of step

@@ -51,19 +51,15 @@ if TYPE_CHECKING:
     from ..config import ServerConfig
     from .shared_state import SharedRateLimiter, SharedReplayGuard
 
-__all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install", "known_as"]
+__all__ = ["KNOWN_AS", "ApiKeys", "RateLimiter", "ReplayGuard", "install"]
 
 Clock = Callable[[], float]
 
 # Where the checks leave what later steps need, in the request's ASGI scope.
-_WHO = "getgpt.client"
+#: Whom the key check knew the client as ("key #0": an index, never the key itself), for the
+#: rate limit's bucket and the reply slot's record.
+KNOWN_AS = "getgpt.client"
 _SPENT = "getgpt.replay"
-
-
-def known_as(scope: Scope) -> str | None:
-    """Whom the key check knew the request's client as ("key #0"), if it ran: never the key itself."""
-    who: str | None = scope.get(_WHO)
-    return who
 
 
 class ApiKeys:
@@ -102,7 +98,7 @@ class ApiKeys:
                 code="missing_api_key" if missing else "invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        scope[_WHO] = f"key #{index}"  # an index, so the key itself is kept nowhere else
+        scope[KNOWN_AS] = f"key #{index}"  # an index, so the key itself is kept nowhere else
 
 
 class RateLimiter:
@@ -144,7 +140,7 @@ class RateLimiter:
         return (1.0 - tokens) / self.rate
 
     async def __call__(self, scope: Scope) -> None:
-        client = scope.get(_WHO)
+        client = scope.get(KNOWN_AS)
         if client is None:
             peer = scope.get("client")
             client = _address_bucket(peer[0] if peer else "unknown")

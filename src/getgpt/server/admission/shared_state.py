@@ -34,7 +34,7 @@ import math
 import time
 from typing import Any, Protocol
 
-from ..api_error import ApiError
+from ..api_error import ApiError, try_later
 
 __all__ = ["LocalGuard", "LocalLimiter", "SharedRateLimiter", "SharedReplayGuard", "SharedState"]
 
@@ -167,12 +167,10 @@ class SharedState:
 
     def unavailable(self) -> ApiError:
         """The answer to a chat request while Redis is down and the policy is closed."""
-        return ApiError(
-            503,
-            "the server cannot reach its shared state (Redis) right now; retry shortly",
+        return try_later(
+            "the server cannot reach its shared state (Redis) right now",
+            "shared_state_unavailable",
             type="server_error",
-            code="shared_state_unavailable",
-            headers={"Retry-After": "1"},
         )
 
 

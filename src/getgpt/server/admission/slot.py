@@ -20,8 +20,9 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Protocol
 
-from ..api_error import ApiError
+from ..api_error import ApiError, try_later
 from ..chat.pump import Ending
 from ..chat.wire import Outcome
 from ..operations.counts import Counts
@@ -29,21 +30,20 @@ from ..operations.prometheus import PrometheusMetrics
 
 __all__ = ["TIMING", "Slot", "Slots", "Timing"]
 
-#: Where the app leaves a request's :class:`Timing` in its ASGI scope.
+#: Where the app leaves a request's :class:`Timing` in its ASGI scope (the key store's ledger reads it too).
 TIMING = "getgpt.timing"
-_RETRY_AFTER = "1"
 
 
-class Timing:
-    """When a request arrived, and what the app's ``send`` saw of its response: the status, and
-    when the first bytes of its body went out."""
+class Timing(Protocol):
+    """When a request arrived (``time.perf_counter()``), and what the app's ``send`` saw of its
+    response: the status, and when the first bytes of its body went out (the app keeps it)."""
 
-    __slots__ = ("arrived", "first_body", "status")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.status = 0
-        self.first_body: float | None = None
+    @property
+    def arrived(self) -> float: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def first_body(self) -> float | None: ...
 
 
 class Slot:
@@ -110,7 +110,7 @@ class Slots:
         (``503``, ``too_many_streams``) when ``limit`` are held already. Hold it with ``with``."""
         counts = self.counts
         if counts.active_slots >= self.limit:
-            raise overloaded(f"the server is answering {self.limit} requests already", "too_many_streams")
+            raise try_later(f"the server is answering {self.limit} requests already", "too_many_streams")
         counts.active_slots += 1
         counts.admitted_total += 1
         self.prometheus.active.inc()
@@ -140,14 +140,3 @@ class Slots:
         self.prometheus.ended(slot.route, slot.ending.value, time.perf_counter() - timing.arrived)
         if timing.first_body is not None and timing.status == 200:
             self.prometheus.first_text(slot.route, timing.first_body - timing.arrived)
-
-
-def overloaded(message: str, code: str) -> ApiError:
-    """A ``503`` saying the server is too busy for another request just now: retry in a second."""
-    return ApiError(
-        503,
-        f"{message}; retry shortly",
-        type="server_overloaded",
-        code=code,
-        headers={"Retry-After": _RETRY_AFTER},
-    )

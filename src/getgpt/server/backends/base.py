@@ -60,7 +60,7 @@ class Backend(Protocol):
         ...
 
     async def forward(self, path: str, body: bytes) -> AsyncResponse:
-        """POST ``body`` to the upstream's ``path`` (``/embeddings``, ...): its 2xx answer, whose body
+        """POST ``body`` to the upstream's ``path`` (``/embeddings``, ...): its 2xx response, whose body
         the caller reads and closes, or an :class:`ApiError` (400 when the backend has no such route)."""
         ...
 

@@ -23,10 +23,10 @@ _timeout = getattr(asyncio, "timeout", None)
 def _check_type(scope: Scope) -> None:
     kind = (header(scope, b"content-type") or b"").partition(b";")[0].strip().lower()
     if kind != b"application/json":
-        shown = kind.decode("latin-1")[:100] or "none"
+        sent = kind.decode("latin-1")[:100] or "none"
         raise ApiError(
             415,
-            f"the request body must be JSON (Content-Type: application/json), not {shown}",
+            f"the request body must be JSON (Content-Type: application/json), not {sent}",
             code="unsupported_media_type",
         )
 
@@ -55,7 +55,7 @@ async def _read(receive: Receive, limit: int) -> bytes:
 async def read_json_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
     """The body of a JSON request, or an :class:`ApiError` (415, 413, 408), or :class:`ClientGone`.
 
-    After an :class:`ApiError` the rest of the body is unread: the answer must close the connection.
+    After an :class:`ApiError` the rest of the body is unread: the response must close the connection.
     """
     _check_type(scope)
     declared = header(scope, b"content-length")

@@ -47,7 +47,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..api_error import ApiError
+from ..api_error import ApiError, try_later
 from .responses import send_error
 
 __all__ = ["LINGER", "OVERFLOW", "SWEEP", "LimitedHttpProtocol", "Limits", "protocol_factory"]
@@ -220,13 +220,7 @@ class _HealthOnly:
 
 
 def _too_many(limit: int) -> ApiError:
-    return ApiError(
-        503,
-        f"the server has {limit} connections open already; retry shortly",
-        type="server_overloaded",
-        code="too_many_connections",
-        headers={"Retry-After": "1"},
-    )
+    return try_later(f"the server has {limit} connections open already", "too_many_connections")
 
 
 # The parser's per-header and per-body-piece callbacks call the base class directly: measurably

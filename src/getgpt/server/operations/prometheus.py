@@ -17,6 +17,12 @@
   ``openai`` upstream for it), the echo backend's (a token per four characters).
 - ``getgpt_rejections_total{reason}``: requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
+- ``getgpt_write_budget_bytes``: bytes the replies may hold for clients that read slower than
+  their replies come (``--write-budget-bytes``; summed over workers), and
+  ``getgpt_write_buffered_bytes`` how many they hold now (to 64 KiB).
+- ``getgpt_write_waits_total{reason}``: times a reply's backend was held back because its client
+  read too slowly: ``stream`` (the reply held ``--stream-buffer-bytes``), ``total`` (the write
+  budget was spent).
 
 ``getgpt_active_streams`` and ``getgpt_stream_duration_seconds`` are the old names of the slot
 gauge and the duration histogram (they counted non-streamed replies too): the exposition repeats
@@ -118,6 +124,24 @@ class PrometheusMetrics:
         self.rejections = Counter(
             "getgpt_rejections", "requests refused before a backend ran", ["reason"], registry=registry
         )
+        self.write_budget = Gauge(
+            "getgpt_write_budget_bytes",
+            "bytes the replies may hold for clients that read slowly",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.write_buffered = Gauge(
+            "getgpt_write_buffered_bytes",
+            "bytes the replies hold now for clients that read slowly (to 64 KiB)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.write_waits = Counter(
+            "getgpt_write_waits",
+            "times a reply's backend was held back for a client that read slowly, by reason",
+            ["reason"],
+            registry=registry,
+        )
         # labels() takes a lock and builds a key each call; the children are kept instead.
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -145,6 +169,9 @@ class PrometheusMetrics:
             self._child(self.tokens, "in").inc(prompt_tokens)
         if completion_tokens:
             self._child(self.tokens, "out").inc(completion_tokens)
+
+    def write_waited(self, reason: str) -> None:
+        self._child(self.write_waits, reason).inc()
 
     def upstream(self, backend: str, seconds: float) -> None:
         self._child(self.upstream_latency, backend).observe(seconds)

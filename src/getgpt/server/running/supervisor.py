@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from ...client.transport import bracketed
 from ..config import ServerConfig
 from ..operations.logs import log_config
 from .serving import tune_garbage_collector, uvicorn_config
@@ -135,9 +136,12 @@ def sockets_per_worker(config: ServerConfig) -> int:
     return max(1, min(16, -(-config.max_streams // somaxconn())))
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def _reuseport_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -148,13 +152,12 @@ def _check_free(host: str, port: int) -> None:
     """Fail if anything listens on the port already: SO_REUSEPORT would otherwise share it silently."""
     if port == 0:
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise OSError(exc.errno, f"cannot listen on {bracketed(host)}:{port}: {exc.strerror}") from None
 
 
 def _worker(config: ServerConfig, port: int) -> None:
