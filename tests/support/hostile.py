@@ -19,10 +19,12 @@ __all__ = [
     "handshakes",
     "idle",
     "memory_kib",
+    "pipelined",
     "read_response",
     "send_head",
     "status_of",
     "trickle",
+    "unread",
 ]
 
 
@@ -142,6 +144,49 @@ def handshakes(address: tuple[str, int], count: int, *, within: float) -> int:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def unread(sock: socket.socket) -> int:
+    """Bytes that have arrived on ``sock`` and were not read yet (nothing is consumed)."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    return int(count[0])
+
+
+def pipelined(
+    address: tuple[str, int], request: bytes, size: int, count: int, *, limit: float
+) -> list[socket.socket]:
+    """``count`` connections, each sending ``request`` again and again back to back, ``size``
+    bytes in all, and reading nothing; returns them open (the caller closes them).
+
+    Sends what the kernel takes, for up to ``limit`` seconds: a server that stops reading leaves
+    the rest unsent, which is what it should do.
+    """
+    payload = request * (size // len(request))
+    sockets = [socket.create_connection(address) for _ in range(count)]
+    left = {sock: memoryview(payload) for sock in sockets}
+    until = time.monotonic() + limit
+    with selectors.DefaultSelector() as waiting:
+        for sock in sockets:
+            sock.setblocking(False)
+            waiting.register(sock, selectors.EVENT_WRITE)
+        while left and time.monotonic() < until:
+            for key, _ in waiting.select(0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    sent = sock.send(left[sock])
+                except (BlockingIOError, ConnectionError):
+                    sent = 0
+                left[sock] = left[sock][sent:]
+                if not left[sock]:
+                    del left[sock]
+                    waiting.unregister(sock)
+    return sockets
 
 
 def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:

@@ -143,6 +143,13 @@ class ServerConfig:
         shown="32 KiB",
     )
     max_headers: int = setting(100, "most header lines in one request (431 beyond)", metavar="N")
+    max_read_ahead: int = setting(
+        64 << 10,
+        "bytes a client may send past the request being answered (pipelined requests), held "
+        "unparsed; the socket is not read past them until the answer is done",
+        metavar="N",
+        shown="64 KiB",
+    )
     head_timeout: float = setting(
         10.0, "seconds for a request's head to arrive once it has begun (408 beyond)", metavar="S"
     )
@@ -256,6 +263,7 @@ class ServerConfig:
             "max_streams",
             "echo_piece_chars",
             "max_headers",
+            "max_read_ahead",
             "workers",
         ):
             if getattr(self, name) < 1:
