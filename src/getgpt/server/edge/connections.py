@@ -301,7 +301,8 @@ class Connection(asyncio.BufferedProtocol):
 
     transport: asyncio.Transport
     head: bytes | bytearray = b""  # the request head so far, not yet given to uvicorn
-    ahead: bytes = b""  # bytes read past the request being answered: held, unparsed
+    ahead: bytes = b""  # bytes read past the request being answered, from ``ahead_at``: held, unparsed
+    ahead_at = 0
     body: Body | None = None  # the body of the request given last, while it still arrives
     awaiting = False  # a request is with uvicorn and its app has not finished with it
     uvicorn_paused = False  # uvicorn's protocol has paused reading (a body it has not taken yet)
@@ -344,8 +345,8 @@ class Connection(asyncio.BufferedProtocol):
                 timer.cancel()
         self.linger = self.write_timer = None
         pool.forget(self)
-        pool.ahead -= len(self.ahead)
-        self.ahead = b""
+        pool.ahead -= self.held
+        self.ahead, self.ahead_at = b"", 0
         if self.counted:
             self.counted = False
             pool.open -= 1
@@ -363,7 +364,7 @@ class Connection(asyncio.BufferedProtocol):
             return buffer
         # A read takes no more than the request under way may still need, plus what may be
         # read ahead of it: past that, bytes stay in the kernel until they are wanted.
-        room = self.pool.limits.max_read_ahead - len(self.ahead)
+        room = self.pool.limits.max_read_ahead - self.held
         body = self.body
         if body is not None:
             room += body.left if body.left else 0
@@ -381,8 +382,13 @@ class Connection(asyncio.BufferedProtocol):
 
     # --- giving uvicorn one request at a time ------------------------------------------------
 
-    def _take(self, data: bytes) -> None:
-        pos, size = 0, len(data)
+    @property
+    def held(self) -> int:
+        """Bytes read ahead of the request being answered, held unparsed."""
+        return len(self.ahead) - self.ahead_at
+
+    def _take(self, data: bytes, pos: int = 0) -> None:
+        size = len(data)
         while pos < size:
             body = self.body
             if body is not None:
@@ -399,13 +405,21 @@ class Connection(asyncio.BufferedProtocol):
                     self.body = None
                 continue
             if self.awaiting:
-                rest = data[pos:] if pos else data
-                self.ahead = self.ahead + rest if self.ahead else rest
-                self.pool.ahead += len(rest)
+                self._hold(data, pos)
                 return
             pos = self._head(data, pos)
             if self.refused:
                 return
+
+    def _hold(self, data: bytes, pos: int) -> None:
+        # Kept as the read it came in, with where it begins: each answer moves the start on
+        # rather than copying what is left (pipelined requests are many and short).
+        held = self.held
+        if held:
+            self.ahead, self.ahead_at = self.ahead[self.ahead_at :] + data[pos:], 0
+        else:
+            self.ahead, self.ahead_at = data, pos
+        self.pool.ahead += self.held - held
 
     def _head(self, data: bytes, pos: int) -> int:
         """Take the bytes of a request head from ``data[pos:]``; where they end there."""
@@ -492,19 +506,23 @@ class Connection(asyncio.BufferedProtocol):
         if self.overflow or self.close_after:
             self.transport.close()  # admitted past the limit for one answer, or a dead end
             return
-        ahead = self.ahead
-        if ahead:
-            self.pool.ahead -= len(ahead)
-            self.ahead = b""
-            self._take(ahead)
+        held = self.held
+        if held:
+            ahead, at = self.ahead, self.ahead_at
+            self.pool.ahead -= held
+            self.ahead, self.ahead_at = b"", 0
+            self._take(ahead, at)
         if not (self.awaiting or self.head or self.refused):
             self._wait()
         self._flow()
 
     def _flow(self) -> None:
-        """Read the socket unless uvicorn has paused it or the bytes read ahead are at their cap."""
+        """Read the socket unless uvicorn has paused it or the bytes read ahead are at their cap
+        (then not again before half of them are taken: pipelined requests are read in batches,
+        not one read for each answered)."""
+        cap = self.pool.limits.max_read_ahead
         wanted = not self.uvicorn_paused and (
-            self.refused or len(self.ahead) < self.pool.limits.max_read_ahead or not self.awaiting
+            self.held < (cap if self.reading else cap // 2 + 1) or self.refused
         )
         if wanted != self.reading and not self.transport.is_closing():
             self.reading = wanted
