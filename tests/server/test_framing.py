@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from getgpt.server.edge.framing import CHUNKED, BadFraming, Body, body_length, is_upgrade
+from getgpt.server.edge.framing import CHUNKED, BadFraming, Body, read_head
 
 
 class _Events:
@@ -50,7 +50,7 @@ def _requests(reads: list[bytes]) -> list[tuple[bytes, bytes]]:
                 break
             head = data[pos : end + 4]
             pos = end + 4
-            length = body_length(head)
+            length = read_head(head)[0]
             found.append((head, b""))
             if length:
                 body = Body(length)
@@ -136,7 +136,7 @@ def test_requests_are_cut_where_llhttp_ends_them_whatever_the_reads(
 )
 def test_a_head_whose_body_has_no_clear_end_is_bad_framing_for_llhttp_too(head: bytes) -> None:
     with pytest.raises(BadFraming):
-        body_length(head)
+        read_head(head)
     with pytest.raises(httptools.HttpParserError):
         httptools.HttpRequestParser(_Events()).feed_data(head + b"abc\r\n0\r\n\r\n")
 
@@ -144,7 +144,7 @@ def test_a_head_whose_body_has_no_clear_end_is_bad_framing_for_llhttp_too(head: 
 @pytest.mark.parametrize("size_line", [b"3 \r\n", b"3 ;x\r\n", b"x\r\n", b"\r\n", b"-1\r\n"])
 def test_a_chunk_size_llhttp_refuses_is_bad_framing(size_line: bytes) -> None:
     head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-    body = Body(body_length(head))
+    body = Body(read_head(head)[0])
     with pytest.raises(BadFraming):
         body.take(size_line + b"abc\r\n0\r\n\r\n", 0)
     with pytest.raises(httptools.HttpParserError):
@@ -172,4 +172,4 @@ def test_endless_chunk_lines_and_trailers_are_bad_framing_past_16_kib() -> None:
     ],
 )
 def test_a_protocol_switch_is_seen(head: bytes, expected: bool) -> None:
-    assert is_upgrade(head) is expected
+    assert read_head(head)[1] is expected

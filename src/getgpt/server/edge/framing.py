@@ -16,11 +16,11 @@ bytes whose end they cannot find.
 
 from __future__ import annotations
 
-__all__ = ["MAX_CHUNK_LINE", "BadFraming", "Body", "body_length", "is_upgrade"]
+__all__ = ["CHUNKED", "MAX_CHUNK_LINE", "BadFraming", "Body", "read_head"]
 
 #: Longest chunk-size line (with its extensions), and longest trailer section, in bytes.
 MAX_CHUNK_LINE = 16 << 10
-#: ``body_length`` of a chunked body: its length is known only at its last chunk.
+#: The length :func:`read_head` gives a chunked body: it is known only at its last chunk.
 CHUNKED = -1
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -32,43 +32,40 @@ class BadFraming(ValueError):
     """The bytes do not say where the request's body ends (llhttp refuses them as well)."""
 
 
-def _values(head: bytes, lowered: bytes, name: bytes) -> list[bytes]:
-    """Every value of header ``name`` (written ``\\r\\n<name>:``, lower case) in ``head``."""
-    values = []
-    at = lowered.find(name)
-    while at >= 0:
-        start = at + len(name)
-        values.append(head[start : lowered.index(b"\r\n", start)].strip(b" \t"))
-        at = lowered.find(name, start)
-    return values
+def _value(head: bytes, lowered: bytes, at: int, name: bytes) -> tuple[bytes, int]:
+    """The value of the header line found at ``at`` (its ``\r\n<name>:``), and where it ends."""
+    start = at + len(name)
+    end = lowered.index(b"\r\n", start)
+    return head[start:end].strip(b" \t"), end
 
 
-def body_length(head: bytes) -> int:
-    """Bytes of body after ``head`` (a whole request head, its blank line included): ``0`` for
-    none, :data:`CHUNKED` for a chunked body. Raises :class:`BadFraming`."""
+def read_head(head: bytes) -> tuple[int, bool]:
+    """What a whole request head (its blank line included) says of what follows it: the bytes of
+    its body (``0``: none; :data:`CHUNKED`: chunks), and whether llhttp may take it for a protocol
+    switch (``Upgrade``, ``CONNECT``), after which uvicorn parses nothing more on the connection.
+    Raises :class:`BadFraming`."""
     lowered = head.lower()
-    if _TRANSFER_ENCODING in lowered:
-        if _CONTENT_LENGTH in lowered:
-            raise BadFraming("Content-Length beside Transfer-Encoding")
-        # Several Transfer-Encoding lines are one list, as llhttp reads them.
-        codings = b",".join(_values(head, lowered, _TRANSFER_ENCODING)).rpartition(b",")[2]
-        if codings.strip(b" \t").lower() != b"chunked":
-            raise BadFraming("a transfer coding that does not end in chunked")
-        return CHUNKED
-    if _CONTENT_LENGTH not in lowered:
-        return 0
-    values = _values(head, lowered, _CONTENT_LENGTH)
-    if len(values) > 1:
-        raise BadFraming("Content-Length given twice")
-    if not values[0].isdigit():
-        raise BadFraming("a Content-Length that is not a number")
-    return int(values[0])
-
-
-def is_upgrade(head: bytes) -> bool:
-    """Whether llhttp may take ``head`` for a protocol switch (``Upgrade``, ``CONNECT``): uvicorn
-    parses nothing more on that connection then, so it must close after the answer."""
-    return head.startswith(b"CONNECT ") or b"\r\nupgrade:" in head.lower()
+    upgrade = b"\r\nupgrade:" in lowered or head.startswith(b"CONNECT ")
+    at = lowered.find(_TRANSFER_ENCODING)
+    length_at = lowered.find(_CONTENT_LENGTH)
+    if at < 0:
+        if length_at < 0:
+            return 0, upgrade
+        value, end = _value(head, lowered, length_at, _CONTENT_LENGTH)
+        if lowered.find(_CONTENT_LENGTH, end) >= 0:
+            raise BadFraming("Content-Length given twice")
+        if not value.isdigit():
+            raise BadFraming("a Content-Length that is not a number")
+        return int(value), upgrade
+    if length_at >= 0:
+        raise BadFraming("Content-Length beside Transfer-Encoding")
+    # Several Transfer-Encoding lines are one list, as llhttp reads them: the last one counts.
+    while at >= 0:
+        codings, end = _value(head, lowered, at, _TRANSFER_ENCODING)
+        at = lowered.find(_TRANSFER_ENCODING, end)
+    if codings.rpartition(b",")[2].strip(b" \t").lower() != b"chunked":
+        raise BadFraming("a transfer coding that does not end in chunked")
+    return CHUNKED, upgrade
 
 
 class Body:
