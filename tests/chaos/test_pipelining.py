@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import socket
 
-from ..support.hostile import pipelined, unread
+from ..support.hostile import arrived, pipelined
 from ..support.memory import MIB, growth
 from ..support.serve_process import getgpt_serve
-from ..support.servers import wait_until
+from ..support.waiting import wait_until
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 BUDGET = 64 * MIB
@@ -29,7 +29,7 @@ def test_100_connections_pipelining_256_kib_each_grow_the_server_by_less_than_64
                 # Until each connection has had ~100 answers (16 KiB of them, unread): the server
                 # has read and parsed its first requests, and held the rest; or until the
                 # budget is gone already.
-                wait_until(lambda: grown.peak >= BUDGET or all(unread(s) >= 16 << 10 for s in sockets), 90)
+                wait_until(lambda: grown.peak >= BUDGET or all(arrived(s) >= 16 << 10 for s in sockets), 90)
                 if grown.peak < BUDGET:
                     server.healthz(timeout=10)
             finally:
