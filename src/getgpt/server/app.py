@@ -62,7 +62,7 @@ from .chat.parsing import parse_envelope, parse_openai
 from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
 from .config import ServerConfig
-from .edge.body import ClientGone, read_json_body
+from .edge.body import BodyBudget, ClientGone, HeldBody, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
 from .operations.counts import Counts
@@ -124,6 +124,7 @@ class _Parts:
     config: ServerConfig
     backend: Backend
     slots: Slots
+    bodies: BodyBudget
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -139,8 +140,11 @@ class _Endpoint:
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The body's share of the body budget, held until the request is answered: its decoded
+        # form lives as long (edge/body.py).
+        held = self.parts.bodies.hold()
         try:
-            await self._serve(scope, receive, send)
+            await self._serve(scope, receive, send, held)
         except Exception:
             # A bug must cost one request, never the process, and never show the client a traceback.
             log.exception("request to %s failed", self.route)
@@ -149,15 +153,17 @@ class _Endpoint:
                 await send_error(
                     send, ApiError(500, "internal server error", type="server_error", code="internal")
                 )
+        finally:
+            held.release()
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, held: HeldBody) -> None:
         parts = self.parts
         config, slots = parts.config, parts.slots
         try:
             for check in parts.request_checks:
                 await check(scope)
             try:
-                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
+                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout, held)
             except ApiError as exc:
                 slots.refuse(exc)
                 await send_error(send, exc, close=True)  # the rest of the body is unread
@@ -445,7 +451,8 @@ def _parts(config: ServerConfig) -> _Parts:
     prometheus = PrometheusMetrics()
     backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
-    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [])
+    bodies = BodyBudget(config.body_budget, prometheus.budget("bodies", config.body_budget))
+    return _Parts(config, backend, slots, bodies, Drain(config.shutdown_grace), [], [])
 
 
 def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:

@@ -123,9 +123,19 @@ class ServerConfig:
         metavar="S",
     )
     max_body_bytes: int = setting(
-        1 << 20, "largest request body accepted, in bytes (413 beyond)", metavar="N", shown="1 MiB"
+        32 << 20,
+        "largest request body accepted, in bytes (413 beyond): a 20 MB image as base64 fits",
+        metavar="N",
+        shown="32 MiB",
     )
-    max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
+    body_budget: int = setting(
+        256 << 20,
+        "bytes of request bodies held at once, each from its first byte read until its request is "
+        "answered and counted as it decodes (503 server_busy beyond); at least --max-body-bytes",
+        metavar="N",
+        shown="256 MiB",
+    )
+    max_messages: int = setting(10_000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
     # Bounds on connections, kept by getgpt.server.edge.connections (getgpt serve only).
@@ -270,6 +280,11 @@ class ServerConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_connections < 0:
             raise ValueError(f"max_connections must be 0 (automatic) or more, not {self.max_connections}")
+        if self.body_budget < self.max_body_bytes:
+            raise ValueError(
+                f"body_budget ({self.body_budget}) must be at least max_body_bytes ({self.max_body_bytes}): "
+                "a body of the largest size accepted must fit in it"
+            )
         if self.max_head_bytes < 1024:
             raise ValueError(f"max_head_bytes must be at least 1024, not {self.max_head_bytes}")
         for name in (

@@ -137,8 +137,11 @@ class _Pool:
         self.limits = limits
         self.open = 0
         self.overflow = 0
-        #: Bytes held read ahead, by every connection (for /metrics).
+        #: Bytes held read ahead, by every connection.
         self.ahead = 0
+        #: Told of every change to :attr:`ahead` (the /metrics gauge); no request without
+        #: pipelining changes it.
+        self.on_ahead: Callable[[int], None] | None = None
         #: Connections waiting for a request to begin -> since when (the loop's clock).
         self.idle: OrderedDict[Connection, float] = OrderedDict()
         #: Connections whose request head has begun and is not whole yet -> since when.
@@ -198,6 +201,11 @@ class _Pool:
             return None if head is None else head[0]
         return idle[0]
 
+    def add_ahead(self, size: int) -> None:
+        self.ahead += size
+        if self.on_ahead is not None:
+            self.on_ahead(size)
+
     def forget(self, connection: Connection) -> None:
         self.idle.pop(connection, None)
         self.heads.pop(connection, None)
@@ -243,9 +251,10 @@ class _UvicornsTransport(asyncio.Transport):
     pause and resume for itself without undoing a pause of the bounds (the socket is read only
     while neither has paused it).
 
-    What uvicorn calls for every response and chunk -- ``write``, ``is_closing``, ``close``,
-    ``get_extra_info`` -- is the socket transport's own method, set on the instance: a chunk
-    written costs no call through this layer. The rest of asyncio's transport is passed on.
+    What uvicorn calls for every chunk and response -- ``write``, ``get_extra_info`` -- is the
+    socket transport's own method, set on the instance: a chunk written costs no call through
+    this layer. ``close`` lingers while the client is still sending a body the app has refused
+    (:meth:`Connection.close_for_uvicorn`). The rest of asyncio's transport is passed on.
     """
 
     def __init__(self, connection: Connection, transport: asyncio.Transport) -> None:
@@ -253,9 +262,13 @@ class _UvicornsTransport(asyncio.Transport):
         self._connection = connection
         self._transport = transport
         self.write = transport.write  # type: ignore[method-assign]
-        self.is_closing = transport.is_closing  # type: ignore[method-assign]
-        self.close = transport.close  # type: ignore[method-assign]
         self.get_extra_info = transport.get_extra_info  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        self._connection.close_for_uvicorn()
+
+    def is_closing(self) -> bool:
+        return self._connection.refused or self._transport.is_closing()
 
     def pause_reading(self) -> None:
         self._connection.uvicorn_paused = True
@@ -350,8 +363,9 @@ class Connection(asyncio.Protocol):
                 timer.cancel()
         self.linger = self.write_timer = None
         pool.forget(self)
-        pool.ahead -= self.held
-        self.ahead, self.ahead_at = b"", 0
+        if self.held:
+            pool.add_ahead(-self.held)
+            self.ahead, self.ahead_at = b"", 0
         if self.counted:
             self.counted = False
             pool.open -= 1
@@ -411,7 +425,7 @@ class Connection(asyncio.Protocol):
             self.ahead, self.ahead_at = self.ahead[self.ahead_at :] + data[pos:], 0
         else:
             self.ahead, self.ahead_at = data, pos
-        self.pool.ahead += self.held - held
+        self.pool.add_ahead(self.held - held)
 
     def _head(self, data: bytes, pos: int) -> int:
         """Take the bytes of a request head from ``data[pos:]``; where they end there."""
@@ -501,7 +515,7 @@ class Connection(asyncio.Protocol):
         held = self.held
         if held:
             ahead, at = self.ahead, self.ahead_at
-            self.pool.ahead -= held
+            self.pool.add_ahead(-held)
             self.ahead, self.ahead_at = b"", 0
             self._take(ahead, at)
         if not (self.awaiting or self.head or self.refused):
@@ -511,10 +525,10 @@ class Connection(asyncio.Protocol):
     def _flow(self) -> None:
         """Read the socket unless uvicorn has paused it or the bytes read ahead are at their cap
         (then not again before half of them are taken: pipelined requests are read in batches,
-        not one read for each answered)."""
+        not one read for each answered); a refused connection's are read, to be dropped."""
         cap = self.pool.limits.max_read_ahead
-        wanted = not self.uvicorn_paused and (
-            self.held < (cap if self.reading else cap // 2 + 1) or self.refused
+        wanted = self.refused or (
+            not self.uvicorn_paused and self.held < (cap if self.reading else cap // 2 + 1)
         )
         if wanted != self.reading and not self.transport.is_closing():
             self.reading = wanted
@@ -586,6 +600,26 @@ class Connection(asyncio.Protocol):
             self._flow()  # read and drop what still comes
         else:
             transport.close()
+
+    def close_for_uvicorn(self) -> None:
+        """uvicorn closes the connection: at once, unless the client is still sending a body (the
+        app answered without reading it all, as a 413 or a 503 does). Then, as for a refusal, the
+        answer goes out, the connection is half-closed and what still comes is dropped for up to
+        :data:`LINGER` seconds: closing with unread bytes would reset the connection, and the
+        client, still writing, could lose the answer."""
+        transport, loop = self.transport, self.pool.loop
+        body = self.body
+        if self.refused or body is None or transport.is_closing() or loop is None:
+            transport.close()
+            return
+        self.refused = True
+        self.body = None
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.linger = loop.call_later(LINGER, transport.close)
+        self._flow()
 
     def _write_expired(self) -> None:
         self.write_timer = None

@@ -17,6 +17,11 @@
   ``openai`` upstream for it), the echo backend's (a token per four characters).
 - ``getgpt_rejections_total{reason}``: requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
+- ``getgpt_budget_bytes{budget}`` and ``getgpt_budget_used_bytes{budget}``: what each server-wide
+  memory budget allows (its setting) and holds now; ``bodies``: request bodies (``--body-budget``).
+- ``getgpt_read_ahead_bytes``: bytes clients sent past the request being answered (pipelined
+  requests), held unparsed by the connection bounds now (each connection at most
+  ``--max-read-ahead`` and one network read).
 
 ``getgpt_active_streams`` and ``getgpt_stream_duration_seconds`` are the old names of the slot
 gauge and the duration histogram (they counted non-streamed replies too): the exposition repeats
@@ -31,7 +36,7 @@ own key by setting ``GETGPT_METRICS_KEY`` (``Authorization: Bearer <key>``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["CONTENT_TYPE", "PrometheusMetrics", "route_of"]
@@ -118,6 +123,26 @@ class PrometheusMetrics:
         self.rejections = Counter(
             "getgpt_rejections", "requests refused before a backend ran", ["reason"], registry=registry
         )
+        self.budget_limit = Gauge(
+            "getgpt_budget_bytes",
+            "bytes a server-wide memory budget allows (its setting)",
+            ["budget"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.budget_used = Gauge(
+            "getgpt_budget_used_bytes",
+            "bytes a server-wide memory budget holds now",
+            ["budget"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.read_ahead = Gauge(
+            "getgpt_read_ahead_bytes",
+            "bytes clients sent past the request being answered, held unparsed now",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         # labels() takes a lock and builds a key each call; the children are kept instead.
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -127,6 +152,12 @@ class PrometheusMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def budget(self, name: str, limit: int) -> Callable[[int], None]:
+        """Budget ``name``'s series: its limit, set now, and what adds to what it holds."""
+        self._child(self.budget_limit, name).set(limit)
+        add: Callable[[int], None] = self._child(self.budget_used, name).inc
+        return add
 
     def request(self, route: str, status: int) -> None:
         self._child(self.requests, route, str(status)).inc()

@@ -147,6 +147,9 @@ def connection_settings(app: Any, config: ServerConfig) -> dict[str, Any]:
     Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
     """
     bounds = connection_bounds(config)
+    prometheus = getattr(getattr(app, "state", None), "prometheus", None)
+    if prometheus is not None:  # getgpt's app: /metrics shows what is held read ahead
+        bounds.pool.on_ahead = prometheus.read_ahead.inc
     return {
         "app": bounds.app(app),
         "http": bounds.protocol(),
