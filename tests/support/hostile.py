@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import resource
 import selectors
 import socket
@@ -21,6 +22,7 @@ from .waiting import wait_until
 __all__ = [
     "Ended",
     "arrived",
+    "chat_request",
     "closed_by_peer",
     "idle",
     "memory_kib",
@@ -44,6 +46,13 @@ class Ended:
     @property
     def status(self) -> int | None:
         return status_of(self.received)
+
+
+def chat_request(text: str, *, path: str = "/v1/chat/completions") -> bytes:
+    """A streamed chat request whose reply echoes ``text``, as raw bytes to send."""
+    body = json.dumps({"messages": [{"role": "user", "content": text}], "stream": True}).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def status_of(received: bytes) -> int | None:
