@@ -451,7 +451,8 @@ def _parts(config: ServerConfig) -> _Parts:
     prometheus = PrometheusMetrics()
     backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
-    bodies = BodyBudget(config.body_budget, prometheus.budget("bodies", config.body_budget))
+    bodies = BodyBudget(config.body_budget)
+    bodies.on_change = prometheus.budget("bodies", config.body_budget, lambda: bodies.used)
     return _Parts(config, backend, slots, bodies, Drain(config.shutdown_grace), [], [])
 
 

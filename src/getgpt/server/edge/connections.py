@@ -258,7 +258,8 @@ class _UvicornsTransport(asyncio.Transport):
     """
 
     def __init__(self, connection: Connection, transport: asyncio.Transport) -> None:
-        super().__init__(None)
+        # asyncio.Transport.__init__ only keeps ``extra`` for get_extra_info, which is the
+        # socket transport's own here.
         self._connection = connection
         self._transport = transport
         self.write = transport.write  # type: ignore[method-assign]
@@ -345,7 +346,8 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         self.uvicorn.connection_made(_UvicornsTransport(self, transport))
         pool = self.pool
-        pool.start(asyncio.get_running_loop())
+        if pool._sweep_timer is None:  # the first connection since none was open
+            pool.start(asyncio.get_running_loop())
         pool.open += 1
         self.counted = True
         if pool.open > pool.limits.max_connections and not self._evict_one():
@@ -384,7 +386,8 @@ class Connection(asyncio.Protocol):
         if self.refused:
             return  # a refused client's bytes are read and dropped while the connection lingers
         self._take(data)
-        self._flow()
+        if self.ahead or not self.reading:  # else reading goes on as it is
+            self._flow()
 
     # --- giving uvicorn one request at a time ------------------------------------------------
 

@@ -153,11 +153,17 @@ class PrometheusMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def budget(self, name: str, limit: int) -> Callable[[int], None]:
-        """Budget ``name``'s series: its limit, set now, and what adds to what it holds."""
+    def budget(self, name: str, limit: int, used: Callable[[], int]) -> Callable[[int], None] | None:
+        """Budget ``name``'s series: its limit, set now, and what it holds, read from ``used()``
+        at each exposition -- no cost to a request. With several workers the values live in
+        files, so each change must be written: the function returned adds to it (None otherwise)."""
         self._child(self.budget_limit, name).set(limit)
-        add: Callable[[int], None] = self._child(self.budget_used, name).inc
-        return add
+        held = self._child(self.budget_used, name)
+        if self.multiprocess:
+            add: Callable[[int], None] = held.inc
+            return add
+        held.set_function(used)
+        return None
 
     def request(self, route: str, status: int) -> None:
         self._child(self.requests, route, str(status)).inc()
