@@ -55,7 +55,9 @@ def test_20_photo_uploads_at_once_stay_within_the_body_budget_and_the_rest_are_t
     assert grown.peak < 3 * budget + 32 * MIB, grown
     answered = answers.count(b"HTTP/1.1 200 OK ")
     refused = answers.count(b"HTTP/1.1 503 Service Unavailable server_busy")
-    assert answered + refused == 20, answers  # every client read its answer: none was reset
+    # Every client read its answer, none was reset: a refused one wrote its whole body first.
+    others = [answer for answer in answers if not answer.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503"))]
+    assert answered + refused == 20, others
     assert answered >= 4  # at least as many as the budget holds at once
 
 

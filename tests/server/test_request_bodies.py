@@ -9,11 +9,13 @@ whose decoded form would take more than all of it (many small objects), a ``413`
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,3 +183,30 @@ def test_the_read_ahead_shows_in_metrics_while_pipelined_requests_wait() -> None
         while received.count(b"HTTP/1.1 200") < 101:
             received += sock.recv(1 << 16)
         wait_until(lambda: held() == 0, 10, "the held bytes taken")
+
+
+def test_a_refused_upload_still_arriving_after_the_linger_is_drained_to_its_end() -> None:
+    # The client takes ~4 s to send its body: the refused connection lingers while bytes keep
+    # coming (it used to close 2 s after the refusal, resetting a client still writing).
+    body = b'{"messages":[{"role":"user","content":"' + b"x" * (4 << 20) + b'"}]}'
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: %d\r\n\r\n" % len(body)
+    with (
+        getgpt_serve("--max-body-bytes", str(1 << 20)) as server,
+        socket.create_connection(server.address, timeout=15) as sock,
+    ):
+        sock.sendall(head)
+        sent_all = True
+        for start in range(0, len(body), 256 << 10):
+            try:
+                sock.sendall(body[start : start + (256 << 10)])
+            except ConnectionError:
+                sent_all = False
+                break
+            time.sleep(0.25)  # the behaviour under test: a slow upload, 1 MiB a second
+        received = b""
+        with contextlib.suppress(ConnectionError):
+            while data := sock.recv(65536):
+                received += data
+    assert sent_all, "the server reset the connection while the body was still coming"
+    assert received.startswith(b"HTTP/1.1 413"), received[:200]

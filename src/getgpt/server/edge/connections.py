@@ -35,7 +35,8 @@ request at a time:
   gone, so a stream's backend is stopped and its slot freed.
 
 A refusal is written straight to the socket, then the connection is half-closed and what the
-client still sends is read and dropped for up to :data:`LINGER` seconds (closing with unread data
+client still sends is read and dropped until it has sent nothing for :data:`LINGER` seconds, for
+:data:`LINGER_MOST` at most (closing with unread data
 would reset the connection and could destroy the answer before the client reads it).
 
 What this leans on is public contracts only: asyncio's protocol and transport methods, between
@@ -63,6 +64,7 @@ from .responses import send_error
 
 __all__ = [
     "LINGER",
+    "LINGER_MOST",
     "OVERFLOW",
     "SWEEP",
     "AnswerSignal",
@@ -76,6 +78,10 @@ log = logging.getLogger("getgpt.server")
 
 #: Seconds a refused connection is kept half-closed, reading and dropping what still arrives.
 LINGER = 2.0
+#: Seconds a refused connection lingers at most, however steadily the client still sends: a
+#: client writing a 32 MiB body on a loaded machine may need more than LINGER to finish it and read
+#: the answer, and one sending for ever must not keep its descriptor.
+LINGER_MOST = 10.0
 #: Connections admitted past ``max_connections`` while every one is busy, to answer /healthz.
 OVERFLOW = 16
 #: Seconds between two sweeps for idle and head deadlines (less when a deadline is shorter).
@@ -331,6 +337,8 @@ class Connection(asyncio.Protocol):
     overflow = False  # admitted past max_connections: /healthz only
     refused = False
     linger: asyncio.TimerHandle | None = None
+    lingering_since = 0.0  # when the connection began to linger (the loop's clock)
+    last_read = 0.0  # when a lingering connection last had bytes to drop
     write_timer: asyncio.TimerHandle | None = None
 
     def __init__(self, *, pool: _Pool, make: Callable[..., asyncio.Protocol], **uvicorns: Any) -> None:
@@ -384,7 +392,10 @@ class Connection(asyncio.Protocol):
     # on uvicorn's protocol alone; 7.6-7.8 against 7.9 as it is now).
     def data_received(self, data: bytes) -> None:
         if self.refused:
-            return  # a refused client's bytes are read and dropped while the connection lingers
+            # A refused client's bytes are read and dropped while the connection lingers.
+            if self.linger is not None and self.pool.loop is not None:
+                self.last_read = self.pool.loop.time()
+            return
         self._take(data)
         if self.ahead or not self.reading:  # else reading goes on as it is
             self._flow()
@@ -599,8 +610,7 @@ class Connection(asyncio.Protocol):
         loop = self.pool.loop
         if transport.can_write_eof() and loop is not None:
             transport.write_eof()
-            self.linger = loop.call_later(LINGER, transport.close)
-            self._flow()  # read and drop what still comes
+            self._linger(loop)
         else:
             transport.close()
 
@@ -621,8 +631,25 @@ class Connection(asyncio.Protocol):
             transport.close()
             return
         transport.write_eof()
-        self.linger = loop.call_later(LINGER, transport.close)
+        self._linger(loop)
+
+    def _linger(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Half-closed (the answer written, then EOF): read and drop what still comes, until the
+        client has been silent for LINGER seconds or LINGER_MOST have gone by."""
+        self.lingering_since = self.last_read = loop.time()
+        self.linger = loop.call_later(LINGER, self._linger_check)
         self._flow()
+
+    def _linger_check(self) -> None:
+        loop = self.pool.loop
+        assert loop is not None
+        now = loop.time()
+        until = min(self.last_read + LINGER, self.lingering_since + LINGER_MOST)
+        if now < until:
+            self.linger = loop.call_later(until - now, self._linger_check)
+        else:
+            self.linger = None
+            self.transport.close()
 
     def _write_expired(self) -> None:
         self.write_timer = None
