@@ -1,4 +1,6 @@
-"""Run every benchmark: ``python -m bench [--quick] [--only NAME ...]``; see bench/README.md."""
+"""Run every benchmark: ``python -m bench [--quick] [--only NAME ...] [--baseline-src DIR]``;
+see bench/README.md. ``--baseline-src`` runs another source tree's server beside this one's in the
+benchmarks that can (server, gateway): an A/B in one run."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from . import (
 )
 from .common import machine
 
-BENCHMARKS: dict[str, Callable[[bool], str]] = {
+BENCHMARKS: dict[str, Callable[..., str]] = {
     "client": client_stream.run,
     "small": small_requests.run,
     "server": server_throughput.run,
@@ -35,6 +37,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "store": store_libraries.run,
     "keys": keys.run,
 }
+#: Those that run a baseline tree's server beside this one's when given ``baseline=``.
+WITH_BASELINE = {"server", "gateway"}
 
 
 def main() -> None:
@@ -43,11 +47,15 @@ def main() -> None:
         "--quick", action="store_true", help="small sizes: a check that all runs, not numbers"
     )
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument(
+        "--baseline-src", metavar="DIR", help="also the server of this source tree (server, gateway)"
+    )
     args = parser.parse_args()
     print("# getgpt benchmarks", "", machine(), "", sep="\n", flush=True)
     for name in args.only or list(BENCHMARKS):
         started = time.perf_counter()
-        print(BENCHMARKS[name](args.quick), flush=True)
+        options = {"baseline": args.baseline_src} if args.baseline_src and name in WITH_BASELINE else {}
+        print(BENCHMARKS[name](args.quick, **options), flush=True)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"({name}: {time.perf_counter() - started:.0f} s; load average now {load})\n", flush=True)
 

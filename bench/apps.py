@@ -1,7 +1,9 @@
 """Servers the server benchmarks run, each in its own process under the same uvicorn settings.
 
-- ``getgpt``: ``getgpt.server.create_app`` with the echo backend (or another, by options), on the
-  protocol ``getgpt serve`` uses (connection bounds); ``--unbounded``: on uvicorn's own;
+- ``getgpt``: ``getgpt.server.create_app`` with the echo backend (or another, by options), with the
+  connection bounds ``getgpt serve`` keeps; ``--unbounded``: on uvicorn's own protocol alone;
+  ``--public-settings``: on uvicorn's h11 protocol with the bounds uvicorn's own settings offer
+  (the other way issue 21 weighed: bench/server_throughput.py measures both);
 - ``minimal``: the baseline, a plain Starlette ``StreamingResponse`` that echoes the last user
   message in the same 4-character pieces as the same ``chat.completion.chunk`` events, one
   ``json.dumps`` and one ``yield`` per event, as a minimal app is usually written.
@@ -80,32 +82,70 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def public_settings(config: Any) -> dict[str, Any]:
+    """The connection bounds uvicorn's own documented settings give, as near as they come to
+    ``getgpt serve``'s: a head bound (h11 only, so the h11 protocol), the keep-alive timer, a cap
+    on connections and tasks. Nothing bounds a head's time, an idle new connection, unread
+    writes or what is read ahead (bench/server_throughput.py's probes show which hold)."""
+    return {
+        "http": "h11",
+        "ws": "none",
+        "h11_max_incomplete_event_size": config.max_head_bytes,
+        "timeout_keep_alive": max(1, round(config.idle_timeout)),
+        # The cap getgpt serve would keep (from the open-files limit): the same connections admitted.
+        "limit_concurrency": _serving().connection_limit(config, _serving().open_files_limit()),
+    }
+
+
 def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The app, and the uvicorn settings it runs with beyond the common ones."""
-    if args.name == "minimal":
-        return minimal_app(), {}
     from getgpt.server import ServerConfig, create_app
+
+    if args.name == "minimal":
+        # Under the getgpt serve bounds or uvicorn's public ones, to see what each costs a chunk
+        # when every chunk is a send of its own.
+        if args.public_settings:
+            return minimal_app(), public_settings(ServerConfig())
+        if args.bounded:
+            return _bounded(minimal_app(), ServerConfig())
+        return minimal_app(), {}
 
     options = _server_options(args)
     config = ServerConfig(**options)
-    serving = _serving()
-    # As getgpt serve runs it: on the protocol that bounds each connection, unless told not to
-    # (or the tree, a baseline, is older than the bounds).
-    bounded = serving is not None and not args.unbounded
-    protocol = {"http": serving.connection_protocol(config), "ws": "none"} if bounded else {}
-    return create_app(config), protocol
+    app = create_app(config)
+    if args.public_settings:
+        return app, public_settings(config)
+    if args.unbounded:
+        return app, {}
+    # As getgpt serve runs it: with the bounds on each connection.
+    return _bounded(app, config)
 
 
 def _serving() -> Any:
-    """``getgpt.server.running.serving``; None when ``--baseline-src`` names a tree from before it."""
-    try:
-        from getgpt.server.edge import serving
-    except ImportError:
-        return None
-    return serving
+    """getgpt's ``serving`` module, wherever the tree (a baseline, say) keeps it; None if it has none."""
+    for name in ("getgpt.server.running.serving", "getgpt.server.serving"):
+        try:
+            module = __import__(name, fromlist=["serving"])
+        except ImportError:
+            continue
+        return module
+    return None
+
+
+def _bounded(app: Any, config: Any) -> tuple[Any, dict[str, Any]]:
+    """``app`` and uvicorn's settings as getgpt serve runs them in this tree or an older one."""
+    serving = _serving()
+    if serving is None:
+        return app, {}
+    if hasattr(serving, "connection_settings"):
+        settings = dict(serving.connection_settings(app, config))
+        return settings.pop("app"), settings
+    # Trees from before the bounds were composed: uvicorn's protocol subclassed, the app as it is.
+    return app, {"http": serving.connection_protocol(config), "ws": "none"}
 
 
 _OPTIONS_ENV = "BENCH_APP_OPTIONS"
+_BOUNDED_ENV = "BENCH_APP_BOUNDED"
 
 
 def getgpt_factory() -> Any:
@@ -113,7 +153,12 @@ def getgpt_factory() -> Any:
     from getgpt.server import ServerConfig, create_app
     from getgpt.server.running.serving import tune_garbage_collector
 
-    app = create_app(ServerConfig(**json.loads(os.environ[_OPTIONS_ENV])))
+    config = ServerConfig(**json.loads(os.environ[_OPTIONS_ENV]))
+    app = create_app(config)
+    if os.environ.get(_BOUNDED_ENV):
+        # The bounds' own app around it, made in the worker: it tells whichever connection gave
+        # a request that it is answered, and needs nothing from the parent.
+        app = _bounded(app, config)[0]
     tune_garbage_collector()  # as getgpt serve does in each process
     return app
 
@@ -125,10 +170,12 @@ def _uvicorn_workers(args: argparse.Namespace) -> None:
     options = _server_options(args)
     os.environ[_OPTIONS_ENV] = json.dumps(options)
     from getgpt.server import ServerConfig
-    from getgpt.server.running.serving import connection_protocol
 
-    # As getgpt serve runs each process: on the protocol that bounds each connection, unless told not to.
-    protocol = {} if args.unbounded else {"http": connection_protocol(ServerConfig(**options)), "ws": "none"}
+    # As getgpt serve runs each process: the bounds on each connection, unless told not to.
+    protocol: dict[str, Any] = {}
+    if not args.unbounded:
+        os.environ[_BOUNDED_ENV] = "1"
+        protocol = _bounded(None, ServerConfig(**options))[1]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -162,6 +209,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")
     parser.add_argument(
         "--unbounded", action="store_true", help="getgpt on uvicorn's own protocol: no connection bounds"
+    )
+    parser.add_argument(
+        "--public-settings", action="store_true", help="on uvicorn's h11 with its own bound settings"
+    )
+    parser.add_argument(
+        "--bounded", action="store_true", help="minimal: with getgpt serve's connection bounds"
     )
     args = parser.parse_args()
 
@@ -228,6 +281,10 @@ class AppProcess:
             _wait_listening(int(line))
             self._port = int(line)
         return self._port
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server's processes (its workers too) have used so far."""

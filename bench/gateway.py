@@ -260,12 +260,12 @@ def profile(emitter: EmitterProcess, chunks: int) -> str:
             return "\n".join("    " + line for line in report.read().splitlines()[:80])
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, baseline: str | None = None) -> str:
+    """``baseline``: a source tree whose gateway runs beside, measured in the same sequence."""
     args = (10, 20_000, 50, 2) if quick else (10, 200_000, 500, 3)
     requests = 500 if quick else 5000
-    return "\n".join(
-        ["## 5. Gateway overhead", "", run_gateway(*args, with_profile=True, requests=requests), ""]
-    )
+    report = run_gateway(*args, with_profile=True, requests=requests, baseline=baseline)
+    return "\n".join(["## 5. Gateway overhead", "", report, ""])
 
 
 def main() -> None:

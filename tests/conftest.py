@@ -62,6 +62,7 @@ WORKERS = 3
 GROUPS = {
     "web/": "browser",  # one Chromium (the session's browser fixture)
     "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
+    "chaos/": "chaos",  # attacks on a server, each given the machine to itself (one at a time)
 }
 
 

@@ -12,6 +12,9 @@
   names the package loads lazily on first use (PEP 562), which never runs.
 - No private attribute of httpx, httpcore or h11 is touched: httpcore and h11 are not imported
   at all, and a module that imports httpx reaches for private attributes only on its own objects.
+- Of uvicorn, only what it documents: ``uvicorn.run``, ``Config``, ``Server`` (and, in logging
+  configuration, its loggers and formatters); none of its modules is named (see
+  :data:`UVICORN_PUBLIC` for why).
 """
 
 from __future__ import annotations
@@ -324,4 +327,83 @@ def test_no_private_attribute_of_another_library_is_touched() -> None:
                 and _private(str(node.args[1].value))
             ):
                 wrong.append(f"{module}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
+    assert wrong == []
+
+
+# uvicorn documents, for code that runs it: ``uvicorn.run``, ``uvicorn.Config`` (whose keyword
+# arguments are its settings, ``http=`` taking a protocol class among them) and ``uvicorn.Server``
+# (``serve``, ``run``), plus, for logging configuration, its loggers and log formatters
+# (docs/concepts/logging.md). Everything else -- ``uvicorn.protocols.*``, ``uvicorn.middleware``,
+# ``uvicorn._types``, ``uvicorn.server.ServerState`` -- is how it works today: its httptools protocol
+# changed 166 lines between 0.29 and 0.54, and a subclass of it once needed a version pin to stay
+# correct. So src/ names no uvicorn module but the package, takes only those names from it, and
+# names no other uvicorn module in a string (a dictConfig factory, an import string).
+UVICORN_PUBLIC = {"run", "Config", "Server", "main"}
+UVICORN_DOCUMENTED_STRINGS = {
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.logging.DefaultFormatter",
+    "uvicorn.logging.AccessFormatter",
+    "uvicorn.logging.ColourizedFormatter",
+}
+
+
+def _uvicorn_uses(module: str) -> Iterator[str]:
+    """Each use of uvicorn in ``module`` that reaches past its documented names."""
+    tree = ast.parse(MODULES[module].read_text())
+    bound = set()  # names the module binds to the uvicorn package itself
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "uvicorn":
+                    bound.add(alias.asname or "uvicorn")
+                elif alias.name.startswith("uvicorn."):
+                    yield f"{module}:{node.lineno} import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            if node.module.startswith("uvicorn."):
+                yield f"{module}:{node.lineno} from {node.module} import ..."
+            elif node.module == "uvicorn":
+                for alias in node.names:
+                    if alias.name not in UVICORN_PUBLIC:
+                        yield f"{module}:{node.lineno} from uvicorn import {alias.name}"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            if text.startswith("uvicorn.") and text not in UVICORN_DOCUMENTED_STRINGS and " " not in text:
+                yield f"{module}:{node.lineno} {text!r}"
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in bound
+            and node.attr not in UVICORN_PUBLIC
+        ):
+            yield f"{module}:{node.lineno} uvicorn.{node.attr}"
+
+
+def test_the_uvicorn_rule_sees_what_it_forbids(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import uvicorn\nimport uvicorn.protocols.http.httptools_impl\n"
+        "from uvicorn.server import ServerState\nfrom uvicorn import Config, main\n"
+        "x = uvicorn.protocols\ny = uvicorn.Config\nz = 'uvicorn.middleware.proxy_headers:Proxy'\n"
+        "w = 'uvicorn.logging.AccessFormatter'\n"
+    )
+    MODULES["sample"] = sample
+    try:
+        found = list(_uvicorn_uses("sample"))
+    finally:
+        del MODULES["sample"]
+    assert found == [
+        "sample:2 import uvicorn.protocols.http.httptools_impl",
+        "sample:3 from uvicorn.server import ...",
+        "sample:7 'uvicorn.middleware.proxy_headers:Proxy'",
+        "sample:5 uvicorn.protocols",
+    ]
+
+
+def test_only_what_uvicorn_documents_is_used() -> None:
+    users = {found.importer for found in IMPORTS if found.module.split(".")[0] == "uvicorn"}
+    assert "getgpt.server.running.serving" in users and "getgpt.server.edge.connections" in users
+    wrong = [use for module in sorted(MODULES) for use in _uvicorn_uses(module)]
     assert wrong == []

@@ -185,9 +185,9 @@ def test_the_write_budget_bounds_what_all_slow_clients_hold_while_readers_are_se
     }
     assert waits.get("total", 0) > 0  # streams were held back by the budget, not only their cap
     held = next(
-        float(line.split()[1])
+        float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
-        if line.startswith("getgpt_write_buffered_bytes ")
+        if line.startswith('getgpt_budget_used_bytes{budget="writes"} ')
     )
     # Past the budget a stream holds at most what one upstream read makes, waiting, being written
     # and last written: the floor that lets a stream go on whenever its client reads.

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from getgpt.server import ServerConfig, create_app
-from getgpt.server.running.serving import connection_protocol
+from getgpt.server.running.serving import connection_settings
 
 from ..support import sockets
 from ..support.servers import serve, wait_until
@@ -61,7 +61,7 @@ def test_a_request_received_while_the_loop_was_held_up_past_the_idle_deadline_is
             return
         await inner(scope, receive, send)
 
-    with serve(app, http=connection_protocol(config), ws="none", loop="uvloop") as url:
+    with serve(**connection_settings(app, config), loop="uvloop") as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
         waiting = socket.create_connection(("127.0.0.1", port))
         # Accepted, so its idle deadline runs from before the hold.
@@ -82,7 +82,7 @@ def test_a_request_received_while_the_loop_was_held_up_past_the_idle_deadline_is
 
 def test_a_connection_that_sends_nothing_is_still_closed_at_its_idle_deadline() -> None:
     config = ServerConfig(idle_timeout=0.5)
-    with serve(create_app(config), http=connection_protocol(config), ws="none", loop="uvloop") as url:
+    with serve(**connection_settings(create_app(config), config), loop="uvloop") as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
         # The clock starts before the connection exists, so the server's deadline cannot have
         # started earlier: the lower bound below cannot fail on a slow machine, only on an early close.

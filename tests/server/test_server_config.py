@@ -20,7 +20,7 @@ def test_defaults_are_safe_and_offline() -> None:
     config = ServerConfig()
     assert config.host == "127.0.0.1"
     assert config.backend == "echo"
-    assert config.max_body_bytes == 1 << 20
+    assert config.max_body_bytes == 32 << 20
     assert config.echo_delay == 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import resource
 import selectors
 import socket
@@ -20,9 +21,12 @@ from .waiting import wait_until
 
 __all__ = [
     "Ended",
+    "arrived",
+    "chat_request",
     "closed_by_peer",
     "idle",
     "memory_kib",
+    "pipelined",
     "queued",
     "read_response",
     "send_head",
@@ -42,6 +46,13 @@ class Ended:
     @property
     def status(self) -> int | None:
         return status_of(self.received)
+
+
+def chat_request(text: str, *, path: str = "/v1/chat/completions") -> bytes:
+    """A streamed chat request whose reply echoes ``text``, as raw bytes to send."""
+    body = json.dumps({"messages": [{"role": "user", "content": text}], "stream": True}).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    return head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def status_of(received: bytes) -> int | None:
@@ -178,6 +189,49 @@ def closed_by_peer(sockets: list[socket.socket], *, within: float) -> int:
                 except ConnectionError:
                     closed += 1
     return closed
+
+
+def arrived(sock: socket.socket) -> int:
+    """Bytes that have arrived on ``sock`` and were not read yet (nothing is consumed)."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    return int(count[0])
+
+
+def pipelined(
+    address: tuple[str, int], request: bytes, size: int, count: int, *, limit: float
+) -> list[socket.socket]:
+    """``count`` connections, each sending ``request`` again and again back to back, ``size``
+    bytes in all, and reading nothing; returns them open (the caller closes them).
+
+    Sends what the kernel takes, for up to ``limit`` seconds: a server that stops reading leaves
+    the rest unsent, which is what it should do.
+    """
+    payload = request * (size // len(request))
+    sockets = [socket.create_connection(address) for _ in range(count)]
+    left = {sock: memoryview(payload) for sock in sockets}
+    until = time.monotonic() + limit
+    with selectors.DefaultSelector() as waiting:
+        for sock in sockets:
+            sock.setblocking(False)
+            waiting.register(sock, selectors.EVENT_WRITE)
+        while left and time.monotonic() < until:
+            for key, _ in waiting.select(0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    sent = sock.send(left[sock])
+                except (BlockingIOError, ConnectionError):
+                    sent = 0
+                left[sock] = left[sock][sent:]
+                if not left[sock]:
+                    del left[sock]
+                    waiting.unregister(sock)
+    return sockets
 
 
 def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:

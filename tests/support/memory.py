@@ -15,12 +15,14 @@ between two samples is not missed; where that cannot be written, a thread sample
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["MIB", "Growth", "growth", "peak_of", "rss_of"]
+__all__ = ["MIB", "Growth", "cpu_seconds", "growth", "peak_of", "rss_of", "wait_quiet"]
 
 MIB = 1 << 20
 
@@ -41,6 +43,28 @@ def rss_of(pid: int) -> int:
 def peak_of(pid: int) -> int:
     """The most bytes process ``pid`` has had resident since it started or its peak was reset."""
     return _status(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, *, quiet: float = 0.3, limit: float = 60.0) -> float:
+    """Wait until process ``pid`` has used no CPU for ``quiet`` seconds (it has done what it was
+    given to do); seconds waited. Fails if it is still busy after ``limit`` seconds."""
+    started = time.monotonic()
+    used, since = cpu_seconds(pid), started
+    while True:
+        time.sleep(0.05)
+        now = time.monotonic()
+        current = cpu_seconds(pid)
+        if current != used:
+            used, since = current, now
+        elif now - since >= quiet:
+            return now - started
+        assert now - started < limit, f"process {pid} still busy after {limit} s"
 
 
 def _reset_peak(pid: int) -> bool:

@@ -74,7 +74,7 @@ from .chat.pump import Ending, ReplyOptions, WriteBudget, deliver, pass_on
 from .chat.request import Chat, not_served
 from .chat.wire import estimate_tokens
 from .config import ServerConfig
-from .edge.body import ClientGone, read_json_body
+from .edge.body import BodyBudget, ClientGone, HeldBody, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
 from .operations.counts import Counts
@@ -178,6 +178,7 @@ class _Parts:
     backend: Backend
     slots: Slots
     budget: WriteBudget
+    bodies: BodyBudget
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -196,8 +197,11 @@ class _Endpoint:
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The body's share of the body budget, held until the request is answered: its decoded
+        # form lives as long (edge/body.py).
+        held = self.parts.bodies.hold()
         try:
-            await self._serve(scope, receive, send)
+            await self._serve(scope, receive, send, held)
         except Exception:
             # A bug must cost one request, never the process, and never show the client a traceback.
             log.exception("request to %s failed", self.route)
@@ -206,15 +210,17 @@ class _Endpoint:
                 await send_error(
                     send, ApiError(500, "internal server error", type="server_error", code="internal")
                 )
+        finally:
+            held.release()
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, held: HeldBody) -> None:
         parts = self.parts
         config, slots = parts.config, parts.slots
         try:
             for check in parts.request_checks:
                 await check(scope)
             try:
-                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
+                body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout, held)
             except ApiError as exc:
                 slots.refuse(exc)
                 await send_error(send, exc, close=True)  # the rest of the body is unread
@@ -644,7 +650,10 @@ def _parts(config: ServerConfig) -> _Parts:
     backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
     budget = WriteBudget(config.write_budget_bytes, config.stream_buffer_bytes, prometheus)
-    return _Parts(config, backend, slots, budget, Drain(config.shutdown_grace), [], [], [])
+    bodies = BodyBudget(config.body_budget)
+    bodies.on_change = prometheus.budget("bodies", config.body_budget, lambda: bodies.used)
+    bodies.on_refusal = functools.partial(prometheus.budget_refused, "bodies")
+    return _Parts(config, backend, slots, budget, bodies, Drain(config.shutdown_grace), [], [], [])
 
 
 def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:

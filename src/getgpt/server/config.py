@@ -125,9 +125,19 @@ class ServerConfig:
         metavar="S",
     )
     max_body_bytes: int = setting(
-        1 << 20, "largest request body accepted, in bytes (413 beyond)", metavar="N", shown="1 MiB"
+        32 << 20,
+        "largest request body accepted, in bytes (413 beyond): a 20 MB image as base64 fits",
+        metavar="N",
+        shown="32 MiB",
     )
-    max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
+    body_budget: int = setting(
+        256 << 20,
+        "bytes of request bodies held at once, each from its first byte read until its request is "
+        "answered and counted as it decodes (503 server_busy beyond); at least --max-body-bytes",
+        metavar="N",
+        shown="256 MiB",
+    )
+    max_messages: int = setting(10_000, "most messages accepted in one request", metavar="N")
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     # Bytes waiting to be written to clients that read slower than their replies come; past them
     # the backend (and the upstream read) waits: getgpt.server.chat.pump.
@@ -161,6 +171,13 @@ class ServerConfig:
         shown="32 KiB",
     )
     max_headers: int = setting(100, "most header lines in one request (431 beyond)", metavar="N")
+    max_read_ahead: int = setting(
+        64 << 10,
+        "bytes a client may send past the request being answered (pipelined requests), held "
+        "unparsed; the socket is not read past them until the answer is done",
+        metavar="N",
+        shown="64 KiB",
+    )
     head_timeout: float = setting(
         10.0, "seconds for a request's head to arrive once it has begun (408 beyond)", metavar="S"
     )
@@ -305,12 +322,18 @@ class ServerConfig:
             "write_budget_bytes",
             "echo_piece_chars",
             "max_headers",
+            "max_read_ahead",
             "workers",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_connections < 0:
             raise ValueError(f"max_connections must be 0 (automatic) or more, not {self.max_connections}")
+        if self.body_budget < self.max_body_bytes:
+            raise ValueError(
+                f"body_budget ({self.body_budget}) must be at least max_body_bytes ({self.max_body_bytes}): "
+                "a body of the largest size accepted must fit in it"
+            )
         if self.max_head_bytes < 1024:
             raise ValueError(f"max_head_bytes must be at least 1024, not {self.max_head_bytes}")
         for name in (

@@ -113,7 +113,8 @@ class ReplyOptions:
 
 
 class WriteBudget:
-    """The bytes waiting to be written to slow clients, across every reply of one app.
+    """The bytes waiting to be written to slow clients, across every reply of one app (the
+    ``writes`` budget).
 
     ``limit`` bytes in all (``write_budget_bytes``), ``per_stream`` for one reply
     (``stream_buffer_bytes``); see the module docstring. Only the event loop's thread touches it.
@@ -125,9 +126,11 @@ class WriteBudget:
         #: Bytes counted now.
         self.total = 0
         self._waiting: set[_Pump] = set()
+        #: With several workers, what adds a change to ``getgpt_budget_used_bytes{budget="writes"}``
+        #: (one process reads ``total`` at each exposition instead); ``_shown`` is what it holds.
+        self._add_shown = metrics.budget("writes", limit, lambda: self.total) if metrics else None
+        self._shown = 0
         self._metrics = metrics
-        if metrics is not None:
-            metrics.write_budget.inc(limit)
 
     def _add(self, count: int) -> None:
         before = self.total
@@ -143,11 +146,12 @@ class WriteBudget:
                 pump.room.set()
 
     def _show(self, before: int) -> None:
-        # The gauge moves in steps of 64 KiB: a fast reply's batches come and go below that
-        # without a write to the metric (a multiprocess gauge is a write to a shared file).
-        metrics = self._metrics
-        if metrics is not None and (before ^ self.total) >> 16:
-            metrics.write_buffered.set(self.total)
+        # With several workers the gauge moves in steps of 64 KiB: a fast reply's batches come and
+        # go below that without a write to the metric (a multiprocess gauge is a write to a file).
+        add = self._add_shown
+        if add is not None and (before ^ self.total) >> 16:
+            add(self.total - self._shown)
+            self._shown = self.total
 
 
 class _State(enum.Enum):

@@ -17,12 +17,18 @@
   ``openai`` upstream for it), the echo backend's (a token per four characters).
 - ``getgpt_rejections_total{reason}``: requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
-- ``getgpt_write_budget_bytes``: bytes the replies may hold for clients that read slower than
-  their replies come (``--write-budget-bytes``; summed over workers), and
-  ``getgpt_write_buffered_bytes`` how many they hold now (to 64 KiB).
+- ``getgpt_budget_limit_bytes{budget}`` and ``getgpt_budget_used_bytes{budget}``: what each
+  server-wide memory budget allows (its setting; summed over workers) and holds now:
+  ``bodies``, request bodies (``--body-budget``); ``writes``, bytes replies hold for clients that
+  read slower than their replies come (``--write-budget-bytes``; moves in steps of 64 KiB).
+- ``getgpt_budget_refusals_total{budget}``: requests refused (503 ``server_busy``) because a
+  budget was spent.
 - ``getgpt_write_waits_total{reason}``: times a reply's backend was held back because its client
   read too slowly: ``stream`` (the reply held ``--stream-buffer-bytes``), ``total`` (the write
   budget was spent).
+- ``getgpt_read_ahead_bytes``: bytes clients sent past the request being answered (pipelined
+  requests), held unparsed by the connection bounds now (each connection at most
+  ``--max-read-ahead`` and one network read).
 
 ``getgpt_active_streams`` and ``getgpt_stream_duration_seconds`` are the old names of the slot
 gauge and the duration histogram (they counted non-streamed replies too): the exposition repeats
@@ -37,7 +43,7 @@ own key by setting ``GETGPT_METRICS_KEY`` (``Authorization: Bearer <key>``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["CONTENT_TYPE", "PrometheusMetrics", "route_of"]
@@ -124,23 +130,37 @@ class PrometheusMetrics:
         self.rejections = Counter(
             "getgpt_rejections", "requests refused before a backend ran", ["reason"], registry=registry
         )
-        self.write_budget = Gauge(
-            "getgpt_write_budget_bytes",
-            "bytes the replies may hold for clients that read slowly",
+        self.budget_limit = Gauge(
+            "getgpt_budget_limit_bytes",
+            "bytes a server-wide memory budget allows (its setting)",
+            ["budget"],
             registry=registry,
             multiprocess_mode="livesum",
         )
-        self.write_buffered = Gauge(
-            "getgpt_write_buffered_bytes",
-            "bytes the replies hold now for clients that read slowly (to 64 KiB)",
+        self.budget_used = Gauge(
+            "getgpt_budget_used_bytes",
+            "bytes a server-wide memory budget holds now",
+            ["budget"],
             registry=registry,
             multiprocess_mode="livesum",
+        )
+        self.budget_refusals = Counter(
+            "getgpt_budget_refusals",
+            "requests refused because a server-wide memory budget was spent",
+            ["budget"],
+            registry=registry,
         )
         self.write_waits = Counter(
             "getgpt_write_waits",
             "times a reply's backend was held back for a client that read slowly, by reason",
             ["reason"],
             registry=registry,
+        )
+        self.read_ahead = Gauge(
+            "getgpt_read_ahead_bytes",
+            "bytes clients sent past the request being answered, held unparsed now",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         # labels() takes a lock and builds a key each call; the children are kept instead.
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -151,6 +171,18 @@ class PrometheusMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def budget(self, name: str, limit: int, used: Callable[[], int]) -> Callable[[int], None] | None:
+        """Budget ``name``'s series: its limit, set now, and what it holds, read from ``used()``
+        at each exposition -- no cost to a request. With several workers the values live in
+        files, so each change must be written: the function returned adds to it (None otherwise)."""
+        self._child(self.budget_limit, name).set(limit)
+        held = self._child(self.budget_used, name)
+        if self.multiprocess:
+            add: Callable[[int], None] = held.inc
+            return add
+        held.set_function(used)
+        return None
 
     def request(self, route: str, status: int) -> None:
         self._child(self.requests, route, str(status)).inc()
@@ -169,6 +201,9 @@ class PrometheusMetrics:
             self._child(self.tokens, "in").inc(prompt_tokens)
         if completion_tokens:
             self._child(self.tokens, "out").inc(completion_tokens)
+
+    def budget_refused(self, name: str) -> None:
+        self._child(self.budget_refusals, name).inc()
 
     def write_waited(self, reason: str) -> None:
         self._child(self.write_waits, reason).inc()

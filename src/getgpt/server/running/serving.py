@@ -3,9 +3,10 @@
 :func:`uvicorn_config` is the one place that turns a :class:`~getgpt.server.config.ServerConfig`
 into uvicorn's settings, so whatever runs the server (the command, a worker, a test) runs it alike:
 
-- connections go through :class:`~getgpt.server.edge.connections.LimitedHttpProtocol` (head size and
-  count, head, idle and write timeouts, a cap on connections); the cap defaults to what the
-  file-descriptor limit allows (:func:`connection_limit`);
+- connections go through :class:`~getgpt.server.edge.connections.Connection` in front of uvicorn's
+  own protocol (head size and count, head, idle and write timeouts, bytes read ahead, a cap on
+  connections), and the app through its :class:`~getgpt.server.edge.connections.AnswerSignal`; the
+  cap defaults to what the file-descriptor limit allows (:func:`connection_limit`);
 
 - proxy headers (``X-Forwarded-For``/``-Proto``) are believed only from the addresses in
   ``forwarded_allow_ips``; uvicorn's own default believes them from 127.0.0.1, which would let
@@ -30,14 +31,15 @@ from typing import Any
 import uvicorn
 
 from ..config import ServerConfig
-from ..edge.connections import Limits, protocol_factory
+from ..edge.connections import ConnectionBounds, Limits
 from ..operations.logs import log_config
 
 __all__ = [
     "FD_RESERVE",
     "QueryRedaction",
+    "connection_bounds",
     "connection_limit",
-    "connection_protocol",
+    "connection_settings",
     "tune_garbage_collector",
     "uvicorn_config",
 ]
@@ -121,8 +123,8 @@ def redact_access_log() -> None:
         logger.addFilter(QueryRedaction())
 
 
-def connection_protocol(config: ServerConfig) -> Any:
-    """uvicorn's ``http=`` for ``config``: the protocol bounding each connection as it says.
+def connection_bounds(config: ServerConfig) -> ConnectionBounds:
+    """The bounds on each connection ``config`` asks for, for one server.
 
     Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
     """
@@ -133,8 +135,31 @@ def connection_protocol(config: ServerConfig) -> Any:
         idle_timeout=config.idle_timeout,
         write_timeout=config.write_timeout,
         max_connections=connection_limit(config, open_files_limit()),
+        max_read_ahead=config.max_read_ahead,
     )
-    return protocol_factory(limits)
+    return ConnectionBounds(limits)
+
+
+def connection_settings(app: Any, config: ServerConfig) -> dict[str, Any]:
+    """uvicorn's settings that bound each connection as ``config`` says: the app (``app``, as the
+    bounds must run it), ``http``, ``ws`` and ``timeout_keep_alive``; for ``uvicorn.Config(**...)``.
+
+    Raises :class:`ValueError` when the connection cap cannot be kept under the open-files limit.
+    """
+    bounds = connection_bounds(config)
+    prometheus = getattr(getattr(app, "state", None), "prometheus", None)
+    if prometheus is not None:  # getgpt's app: /metrics shows what is held read ahead
+        bounds.pool.on_ahead = prometheus.read_ahead.inc
+    return {
+        "app": bounds.app(app),
+        "http": bounds.protocol(),
+        # No WebSocket route exists; an upgrade request is answered as plain HTTP.
+        "ws": "none",
+        # uvicorn's own keep-alive timer (after each answer; any byte it is given puts it back)
+        # must never close a connection the bounds keep: one waiting for a request, then sending
+        # its head, which uvicorn is given only once whole.
+        "timeout_keep_alive": math.ceil(config.idle_timeout + config.head_timeout) + 1,
+    }
 
 
 def tune_garbage_collector() -> None:
@@ -159,11 +184,7 @@ def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Co
     """
     trusted = list(config.forwarded_allow_ips)
     settings: dict[str, Any] = {
-        "http": connection_protocol(config),
-        # No WebSocket route exists; an upgrade request is answered as plain HTTP.
-        "ws": "none",
-        # uvicorn's own keep-alive timer, never shorter than the protocol's idle deadline.
-        "timeout_keep_alive": max(1, math.ceil(config.idle_timeout)),
+        **connection_settings(app, config),
         "host": config.host,
         "port": config.port,
         "log_level": config.log_level,
@@ -181,6 +202,6 @@ def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Co
         "forwarded_allow_ips": trusted,
         **options,
     }
-    built = uvicorn.Config(app, **settings)
+    built = uvicorn.Config(**settings)
     redact_access_log()  # after Config, which (re)configures uvicorn's loggers
     return built

@@ -3,8 +3,8 @@ backends: every attack ends in a 502/504 error within the configured bound, with
 peak memory growing well under 100 MiB and ``/healthz`` answering afterwards.
 
 The upstream is one raw-socket server on loopback whose behaviour each test chooses
-(tests/support/hostile_upstreams.py); the server's peak resident memory is read from the kernel
-(``VmHWM``, reset before each request through ``/proc/<pid>/clear_refs``).
+(tests/support/hostile_upstreams.py); the server's peak resident memory over each request is read
+from the kernel (tests/support/memory.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ..support.faults import FaultUpstream, Script
-from ..support.hostile import memory_kib
 from ..support.hostile_upstreams import (
     bomb,
     endless_interim,
@@ -28,12 +26,15 @@ from ..support.hostile_upstreams import (
     repeated_header_flood,
     trickled_head,
 )
+from ..support.memory import MIB, growth
 from ..support.serve_process import ServeProcess, getgpt_serve
 
 #: The server's --upstream-timeout and --upstream-head-timeout: each read, and the head in all.
 BOUND = 1.5
 MEMORY = 100
-SLACK = 1.5
+#: Seconds past a bound an answer may take on a loaded machine; an attack that got through
+#: runs to the client's 60 s.
+SLACK = 5.0
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -74,19 +75,17 @@ def through(
     """One chat request through the gateway to the upstream running ``script``: what came back."""
     server, board = upstream
     board.current = script
-    Path(f"/proc/{gateway.process.pid}/clear_refs").write_text("5")
-    before = memory_kib(gateway.process.pid)["VmRSS"]
     hits = server.hits
-    started = time.monotonic()
-    response = httpx.post(gateway.url + "v1/chat/completions", json=BODY, timeout=60)
-    seconds = time.monotonic() - started
-    growth = (memory_kib(gateway.process.pid)["VmHWM"] - before) / 1024
+    with growth(gateway.process.pid) as grown:
+        started = time.monotonic()
+        response = httpx.post(gateway.url + "v1/chat/completions", json=BODY, timeout=60)
+        seconds = time.monotonic() - started
     gateway.healthz()
     return {
         "status": response.status_code,
         "error": response.json().get("error", {}),
         "seconds": seconds,
-        "growth_mib": growth,
+        "growth_mib": grown.peak / MIB,
         "hits": server.hits - hits,
     }
 
