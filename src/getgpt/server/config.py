@@ -230,6 +230,7 @@ class ServerConfig:
         "key GET /metrics needs as 'Authorization: Bearer <key>'; none: /metrics is open",
         env_only=True,
         repr=False,
+        fail_closed=True,
     )
     log_format: str = setting(
         "text", "log lines as text, or one JSON object each (with the request id)", choices=LOG_FORMATS
