@@ -319,6 +319,26 @@ def test_a_request_refused_before_its_reply_may_be_sent_again() -> None:
         assert_error(httpx.post(url + "api/chat/stream", json=sealed), 409, "replayed_request")
 
 
+def test_requests_that_carry_no_uuid_spend_no_room_in_the_replay_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every /v1 request (which has no uuid) used to take a slot of the table, so enough of them
+    # flushed it and a captured GetGpt request replayed with 200. The table's bound, made small:
+    monkeypatch.setattr(security.ReplayGuard, "MAX_ENTRIES", 40)
+    with serve(create_app(ServerConfig(replay_window=600))) as url, httpx.Client(base_url=url) as client:
+        captured = body(uuid="captured-1")
+        assert client.post("api/chat/stream", json=captured).status_code == 200
+        no_uuid = {"signature": encrypt(json.dumps({"messages": HI}))}
+        for _ in range(30):
+            assert client.post("v1/chat/completions", json={"messages": HI}).status_code == 200
+            assert client.post("api/chat/stream", json=no_uuid).status_code == 200
+        assert_error(client.post("api/chat/stream", json=captured), 409, "replayed_request")
+        # A /v1 request that does carry one is guarded as a GetGpt request is.
+        chosen = {"messages": HI, "uuid": "v1-chosen"}
+        assert client.post("v1/chat/completions", json=chosen).status_code == 200
+        assert_error(client.post("v1/chat/completions", json=chosen), 409, "replayed_request")
+
+
 def test_the_replay_window_expires() -> None:
     with serve(create_app(ServerConfig(replay_window=0.3))) as url:
         sealed = body(uuid="short-lived")

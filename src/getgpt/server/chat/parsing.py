@@ -92,7 +92,9 @@ def parse_envelope(body: bytes, max_messages: int) -> Chat:
         raise invalid(str(exc), exc.param) from None
     if len(request.messages) > max_messages:
         raise _too_many(len(request.messages), max_messages)
-    return Chat.from_getgpt(request)
+    # A key of the request is the only place '"uuid"' can stand in its JSON but a nested object's
+    # key (a string value holds its quotes escaped): absent, the request surely named no uuid.
+    return Chat.from_getgpt(request, uuid_sent='"uuid"' in text)
 
 
 def _kind(value: object) -> str:
