@@ -116,6 +116,31 @@ def test_health_stays_open(keyed: str) -> None:
     assert httpx.get(keyed + "healthz").json()["status"] == "ok"
 
 
+def test_the_model_list_takes_the_key_like_the_chat_routes(keyed: str) -> None:
+    # It used to stay open: with the openai backend, anyone made the server call its upstream.
+    for path in ("v1/models", "v1/models/gpt-3.5-turbo"):
+        refused = httpx.get(keyed + path)
+        assert_error(refused, 401, "missing_api_key")
+        assert refused.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.get(keyed + path, headers={"authorization": "Bearer nope"})
+        assert_error(wrong, 401, "invalid_api_key")
+        assert httpx.get(keyed + path, headers={"authorization": "Bearer key-two"}).status_code == 200
+    with openai.OpenAI(base_url=keyed + "v1", api_key="key-one", max_retries=0) as sdk:
+        assert [model.id for model in sdk.models.list()] == ["gpt-3.5-turbo"]
+
+
+def test_the_model_list_spends_the_rate_limit_of_the_chat_routes() -> None:
+    config = ServerConfig(rate_limit=60, rate_burst=2)
+    with serve(create_app(config)) as url:
+        assert httpx.get(url + "v1/models").status_code == 200
+        assert httpx.post(url + "v1/chat/completions", json={"messages": HI}).status_code == 200
+        for path in ("v1/models", "v1/models/gpt-3.5-turbo"):
+            refused = httpx.get(url + path)
+            assert_error(refused, 429, "rate_limit_exceeded")
+            assert refused.headers["retry-after"] == "1"
+        assert httpx.get(url + "healthz").status_code == 200  # health is never limited
+
+
 def test_keys_come_from_the_environment_and_stay_out_of_repr() -> None:
     config = ServerConfig.from_env({"GETGPT_API_KEYS": " alpha , beta,"})
     assert config.api_keys == ("alpha", "beta")

@@ -21,9 +21,10 @@ routes, and these too once middleware exists (CORS, say), go through Starlette a
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
-the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
-:class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
-GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
+the body is read (and before ``/v1/models`` asks the backend); ``chat_checks`` -- ``async def
+check(scope, chat) -> None`` -- run on the parsed :class:`~getgpt.server.chat.request.Chat` (its
+``uuid``, ``model``, ``stream``; ``chat.request`` is the GetGpt form, which a ``/v1`` request gets
+only if it has one). A check refuses a request by raising
 :class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
 """
 
@@ -426,9 +427,20 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
                 return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
         return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
 
+    async def listed(request: Request) -> list[dict[str, Any]]:
+        """The models, behind the chat routes' request checks: listing them may ask the upstream."""
+        try:
+            for check in request_checks:
+                await check(request.scope)
+        except ApiError as exc:
+            metrics.rejected_total += 1
+            telemetry.rejected(exc.code)
+            raise
+        return await backend.models()
+
     async def models(request: Request) -> Response:
         try:
-            data = await backend.models()
+            data = await listed(request)
         except ApiError as exc:
             return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
         return JSONResponse({"object": "list", "data": data})
@@ -436,7 +448,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     async def model(request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            data = await backend.models()
+            data = await listed(request)
         except ApiError as exc:
             return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
         for item in data:
