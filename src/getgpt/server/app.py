@@ -292,7 +292,13 @@ class _Forward(_Endpoint):
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
             return await pass_on(
-                receive, send, response.status_code, headers, response.reads(), release=release
+                receive,
+                send,
+                response.status_code,
+                headers,
+                response.reads(),
+                release=release,
+                drain=self.parts.drain,
             )
         finally:
             await response.aclose()

@@ -259,12 +259,15 @@ async def pass_on(
     body: AsyncIterator[bytes],
     *,
     release: Callable[[], None],
+    drain: Drain | None = None,
 ) -> str:
     """Send an upstream's answer on as it comes: ``status``, ``headers``, then ``body`` read by read.
 
     The same watch for the client leaving as :func:`deliver`. A body that breaks off ends an event
     stream with an error event (as a chat stream does) and anything else cut short, so the client
-    sees an incomplete body, never a complete one. Returns how it ended, as :func:`deliver` does.
+    sees an incomplete body, never a complete one. An event stream still open when the ``drain``
+    cuts it ends with the drain's error event, as a chat stream does. Returns how it ended, as
+    :func:`deliver` does.
     """
     box = _Box()
     producer = asyncio.ensure_future(_produce(body, box, True, _HIGH_WATER_BYTES))
@@ -272,6 +275,14 @@ async def pass_on(
     events = any(
         name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers
     )
+
+    def cut(error: ApiError) -> None:
+        if not box.done and not box.gone and box.cut is None:
+            box.cut = error
+            producer.cancel()
+
+    # Only an event stream can say it was cut; another body is left its few seconds after the cut.
+    ticket = drain.register(cut) if drain is not None and events else None
     released = False
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -305,8 +316,10 @@ async def pass_on(
                 log.warning("forwarded body broke off: %s", box.error.message)
                 await send({"type": "http.response.body", "body": last, "more_body": True})
     finally:
+        if ticket is not None and drain is not None:
+            drain.unregister(ticket)
         watcher.cancel()
-        if not box.gone:
+        if not box.gone and box.cut is None:
             producer.cancel()
         await asyncio.wait((producer, watcher))
         if not released:
