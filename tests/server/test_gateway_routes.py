@@ -124,6 +124,20 @@ def test_an_alias_in_a_forwarded_request_becomes_the_upstreams_name(
     assert upstream.received[-1].json()["model"] == "llama3:8b"
 
 
+@pytest.mark.parametrize("route", ["embeddings", "completions", "responses"])
+def test_a_forwarded_request_that_gives_a_key_twice_is_refused_before_the_upstream(
+    upstream: ScriptedUpstream, gateway: str, route: str
+) -> None:
+    # The upstream may read the first "model" where the server read (and aliased) the last.
+    before = len(upstream.received)
+    body = b'{"model": "fast", "input": "x", "prompt": "x", "model": "expensive"}'
+    answer = httpx.post(gateway + "v1/" + route, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "duplicate_key"
+    assert answer.json()["error"]["param"] == "model"
+    assert len(upstream.received) == before
+
+
 def test_forwarded_routes_take_the_chat_routes_keys_and_limits(
     upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .admission.security import install as install_security
 from .api_error import ApiError
 from .backends.base import Backend, ForwardingBackend, make_backend
-from .chat.parsing import parse_envelope, parse_openai
+from .chat.parsing import parse_envelope, parse_openai, refuse_repeated_keys
 from .chat.pump import ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
 from .chat.wire import Outcome
@@ -278,6 +278,7 @@ class _Forward(_Endpoint):
         backend = self.parts.backend
         if not backend.forwards_routes:
             raise not_served(backend.name, self.path)
+        refuse_repeated_keys(body)
         return body
 
     async def _reply(self, receive: Receive, send: Send, body: bytes, release: Callable[[], None]) -> str:
