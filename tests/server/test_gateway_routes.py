@@ -124,6 +124,26 @@ def test_an_alias_in_a_forwarded_request_becomes_the_upstreams_name(
     assert upstream.received[-1].json()["model"] == "llama3:8b"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_servers_model_holds_on_every_forwarded_route(upstream: ScriptedUpstream, stream: bool) -> None:
+    # The client's gpt-4-expensive reached the upstream on these routes despite --upstream-model.
+    config = ServerConfig(backend="openai", upstream=upstream.url + "v1", upstream_model="pinned-1")
+    with serve(create_app(config)) as base, sdk(base) as client:
+        before = len(upstream.received)
+        client.embeddings.create(model="gpt-4-expensive", input="x")
+        reply = client.completions.create(model="gpt-4-expensive", prompt="Hi", stream=stream)
+        if stream:
+            list(reply)  # type: ignore[arg-type]
+        answer = client.responses.create(model="gpt-4-expensive", input="Hi", stream=stream)
+        if stream:
+            list(answer)  # type: ignore[arg-type]
+        # A body that names no model gets the server's.
+        httpx.post(base + "v1/embeddings", json={"input": "x"}).raise_for_status()
+    sent = upstream.received[before:]
+    assert [r.path for r in sent] == ["/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/embeddings"]
+    assert [r.json()["model"] for r in sent] == ["pinned-1"] * 4
+
+
 @pytest.mark.parametrize("route", ["embeddings", "completions", "responses"])
 def test_a_forwarded_request_that_gives_a_key_twice_is_refused_before_the_upstream(
     upstream: ScriptedUpstream, gateway: str, route: str

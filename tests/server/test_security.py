@@ -129,7 +129,7 @@ def test_the_model_list_takes_the_key_like_the_chat_routes(keyed: str) -> None:
         assert [model.id for model in sdk.models.list()] == ["gpt-3.5-turbo"]
 
 
-def test_the_model_list_spends_the_rate_limit_of_the_chat_routes() -> None:
+def test_the_model_list_spends_the_rate_limit_of_the_chat_routes(frozen_limiter: FakeClock) -> None:
     config = ServerConfig(rate_limit=60, rate_burst=2)
     with serve(create_app(config)) as url:
         assert httpx.get(url + "v1/models").status_code == 200

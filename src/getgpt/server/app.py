@@ -330,6 +330,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     prometheus = PrometheusMetrics()
     if isinstance(backend, ForwardingBackend):
         backend.telemetry = prometheus
+        backend.budget.watch(prometheus)
     drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []

@@ -126,6 +126,13 @@ class ServerConfig:
         1 << 20, "largest request body accepted, in bytes (413 beyond)", metavar="N", shown="1 MiB"
     )
     max_messages: int = setting(1000, "most messages accepted in one request", metavar="N")
+    whole_reply_budget: int = setting(
+        128 << 20,
+        "bytes of whole (non-streamed) upstream replies held at once, by all requests together; "
+        "a reply that would hold more is refused (503 server_busy)",
+        metavar="N",
+        shown="128 MiB",
+    )
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     body_timeout: float = setting(10.0, "seconds allowed to receive a request body (408 beyond)", metavar="S")
     # Bounds on connections, kept by getgpt.server.edge.connections (getgpt serve only).
@@ -258,6 +265,7 @@ class ServerConfig:
             "echo_piece_chars",
             "max_headers",
             "workers",
+            "whole_reply_budget",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

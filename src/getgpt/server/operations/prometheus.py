@@ -17,6 +17,10 @@
   ``openai`` upstream for it), the echo backend's (a token per four characters).
 - ``getgpt_rejections_total{reason}``: requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
+- ``getgpt_budget_bytes{budget}``, ``getgpt_budget_limit_bytes{budget}``: bytes a budget shared
+  by every request holds now, and its limit (``whole_replies``: the whole upstream replies held
+  for non-streamed requests, ``--whole-reply-budget``); ``getgpt_budget_refusals_total{budget}``:
+  requests refused (503 ``server_busy``) because the budget was spent.
 
 ``getgpt_active_streams`` and ``getgpt_stream_duration_seconds`` are the old names of the slot
 gauge and the duration histogram (they counted non-streamed replies too): the exposition repeats
@@ -118,6 +122,26 @@ class PrometheusMetrics:
         self.rejections = Counter(
             "getgpt_rejections", "requests refused before a backend ran", ["reason"], registry=registry
         )
+        self.budget_bytes = Gauge(
+            "getgpt_budget_bytes",
+            "bytes a budget shared by every request holds now",
+            ["budget"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.budget_limits = Gauge(
+            "getgpt_budget_limit_bytes",
+            "the most bytes a budget may hold (the sum over workers)",
+            ["budget"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.budget_refusals = Counter(
+            "getgpt_budget_refusals",
+            "requests refused because a budget was spent",
+            ["budget"],
+            registry=registry,
+        )
         # labels() takes a lock and builds a key each call; the children are kept instead.
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -148,6 +172,15 @@ class PrometheusMetrics:
 
     def upstream(self, backend: str, seconds: float) -> None:
         self._child(self.upstream_latency, backend).observe(seconds)
+
+    def budget_limit(self, budget: str, limit: int) -> None:
+        self._child(self.budget_limits, budget).set(limit)
+
+    def budget_held(self, budget: str, change: int) -> None:
+        self._child(self.budget_bytes, budget).inc(change)
+
+    def budget_refused(self, budget: str) -> None:
+        self._child(self.budget_refusals, budget).inc()
 
     def upstream_failed(self, backend: str, status: str | int) -> None:
         self._child(self.upstream_errors, backend, str(status)).inc()
