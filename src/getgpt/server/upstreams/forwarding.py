@@ -70,12 +70,12 @@ class ForwardingBackend:
     """Forwards chat requests to an upstream of ``config.backend``'s kind; see the module docstring."""
 
     passthrough = True
-    #: Where upstream latency and failures are counted (``/metrics``); set by the app.
-    telemetry: PrometheusMetrics | None = None
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, metrics: PrometheusMetrics | None = None) -> None:
         assert config.upstream is not None
         self.name = config.backend
+        #: Where upstream latency and failures are counted (``/metrics``), if anywhere.
+        self.telemetry = metrics
         key = upstream_key(config.upstream_key_env)
         # The server's own stream limit bounds the connections open upstream at once.
         self.upstream = KINDS[config.backend](
@@ -95,6 +95,8 @@ class ForwardingBackend:
         )
         #: Whole replies held at once, by every request together (``--whole-reply-budget``).
         self.budget = ReplyBudget(config.whole_reply_budget)
+        if metrics is not None:
+            self.budget.watch(metrics)
         # --upstream-max-duration bounds the whole reply (its deadline).
         self.max_duration = config.upstream_max_duration
 
