@@ -95,7 +95,9 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 def _serving() -> Any:
     """``getgpt.server.running.serving``; None when ``--baseline-src`` names a tree from before it."""
     try:
-        from getgpt.server.edge import serving
+        # Not getgpt.server.edge: no such module since the layout, so every getgpt server here ran
+        # without its connection bounds and "the bounds' cost" compared a server with itself.
+        from getgpt.server.running import serving
     except ImportError:
         return None
     return serving
