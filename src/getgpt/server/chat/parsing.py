@@ -46,7 +46,11 @@ def repeated_key(body: bytes) -> str | None:
     what is no JSON object, and RecursionError when the key must be named the slow way (a
     repeat, or a key with a quote of its own) and the object nests too deeply for it.
     """
-    top = _decode_top(body)
+    return _repeated(body, _decode_top(body))
+
+
+def _repeated(body: bytes, top: dict[str, msgspec.Raw]) -> str | None:
+    """:func:`repeated_key`, given ``body``'s top level already decoded."""
     quotes = 2 * len(top) + sum(bytes(value).count(b'"') for value in top.values())
     if body.count(b'"') == quotes:
         return None
@@ -70,11 +74,11 @@ def repeated_key(body: bytes) -> str | None:
 def refuse_repeated_keys(body: bytes) -> None:
     """A 400 for a JSON object ``body`` that gives a top-level key twice; anything else passes."""
     try:
-        _decode_top(body)
+        top = _decode_top(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return  # not a JSON object: whoever reads it says so
     try:
-        name = repeated_key(body)
+        name = _repeated(body, top)
     except (RecursionError, ValueError):
         # Past the quick test, too deep for the slow one: refused rather than let through unseen.
         raise invalid(
