@@ -21,8 +21,10 @@ _ERROR_STATUSES = {
     "415": "The body is not declared as application/json.",
     "429": "Too many requests: slow down (see Retry-After).",
     "500": "The server or its backend failed.",
-    "502": "The upstream failed, broke the protocol, or refused this server's credentials.",
-    "503": "Over the concurrent-reply limit: retry after Retry-After seconds.",
+    "502": "The upstream failed, broke the protocol, answered a status that cannot be passed on, or "
+    "refused this server's credentials.",
+    "503": "Over the concurrent-reply limit, or the whole-reply budget is spent (server_busy): retry after "
+    "Retry-After seconds.",
     "504": "The upstream timed out.",
 }
 
@@ -39,6 +41,14 @@ def _errors() -> dict[str, Any]:
     return {
         status: {"description": text, "content": _json(_ref("Error"))}
         for status, text in _ERROR_STATUSES.items()
+    }
+
+
+def _model_list_errors() -> dict[str, Any]:
+    """What ``GET /v1/models`` may answer besides its list: the chat routes' key and rate limit,
+    and the upstream's failures."""
+    return {
+        status: value for status, value in _errors().items() if status in ("401", "429", "502", "503", "504")
     }
 
 
@@ -241,7 +251,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                                     },
                                 }
                             ),
-                        }
+                        },
+                        **_model_list_errors(),
                     },
                 }
             },
@@ -257,6 +268,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "content": _json({"type": "object", "required": ["id"]}),
                         },
                         "404": {"description": "No such model.", "content": _json(_ref("Error"))},
+                        **_model_list_errors(),
                     },
                 }
             },
