@@ -13,10 +13,12 @@ from . import (
     gateway,
     gateway_load,
     guards,
+    keys,
     memory,
     server_throughput,
     small_requests,
     startup,
+    store_libraries,
     workers,
 )
 from .common import machine
@@ -32,6 +34,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "memory": memory.run,
     "workers": workers.run,
     "load": gateway_load.run,
+    "store": store_libraries.run,
+    "keys": keys.run,
 }
 
 

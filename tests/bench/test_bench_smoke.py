@@ -18,9 +18,11 @@ from bench import (
     gateway,
     gateway_load,
     guards,
+    keys,
     memory,
     server_throughput,
     small_requests,
+    store_libraries,
     workers,
 )
 
@@ -98,3 +100,12 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
 def test_the_guards_benchmark_runs_and_checks_its_contenders() -> None:
     report = guards.run(quick=True)
     assert "duplicate-key test" in report and "through the budget" in report
+
+
+def test_the_key_benchmarks_run_and_check_what_they_measure() -> None:
+    checks = keys.key_checks(500)
+    assert checks.count("| met") + checks.count("| MISSED") == 3
+    ledgers = keys.ledgers(0.3, 500)  # every record is counted in its table before a row is made
+    assert "| SQLite" in ledgers and "| PostgreSQL" in ledgers
+    libraries = store_libraries.run_libraries(50, 2, 1)
+    assert "sqlite3 in a thread" in libraries and "asyncpg COPY" in libraries
