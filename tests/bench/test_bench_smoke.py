@@ -17,6 +17,7 @@ from bench import (
     concurrency,
     gateway,
     gateway_load,
+    guards,
     keys,
     memory,
     server_throughput,
@@ -94,6 +95,11 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
     assert "KiB per stream" in workers.idle_memory(40, 0.2)
     load = gateway_load.load(0.5, 1, with_litellm=False)
     assert "getgpt serve --workers 2" in load and "200:" in load
+
+
+def test_the_guards_benchmark_runs_and_checks_its_contenders() -> None:
+    report = guards.run(quick=True)
+    assert "duplicate-key test" in report and "through the budget" in report
 
 
 def test_the_key_benchmarks_run_and_check_what_they_measure() -> None:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,6 +186,44 @@ def test_input_history_is_kept_between_two_runs(
         term.type("\x04")
         assert term.wait_exit() == 0
     assert sent(seen[before]) == [("user", "a line worth keeping")]
+
+
+def test_the_history_and_saved_files_are_the_users_alone(
+    server: tuple[str, list[ChatRequest]], tmp_path: Path
+) -> None:
+    # Every prompt and /system text is in them: they were created 0644 in a 0755 directory.
+    url, _ = server
+    state = tmp_path / "state"
+    older = state / "getgpt"  # as an earlier version left them
+    older.mkdir(parents=True, mode=0o755)
+    (older / "chat_history").write_text("an old line\n", encoding="utf-8")
+    (older / "chat_history").chmod(0o644)
+    with Terminal("chat", "--base-url", url, env={"XDG_STATE_HOME": str(state)}) as term:
+        term.wait_for("you> ")
+        term.type("a private line\r")
+        term.wait_for(r"a private line\n(.|\n)*you> ")
+        term.type(f"/save {tmp_path / 'chat.md'}\r")
+        term.wait_for("you> ", after=len(term.text()))
+        term.type("\x04")
+        assert term.wait_exit() == 0
+    assert "a private line" in (older / "chat_history").read_text(encoding="utf-8")
+    assert stat.S_IMODE(older.stat().st_mode) == 0o700
+    assert stat.S_IMODE((older / "chat_history").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "chat.md").stat().st_mode) == 0o600
+
+    fresh = tmp_path / "fresh"
+    with Terminal("chat", "--base-url", url, env={"XDG_STATE_HOME": str(fresh)}) as term:
+        term.wait_for("you> ")
+        term.type("first line\r")
+        term.wait_for(r"first line\n(.|\n)*you> ")
+        term.type("\x04")
+        assert term.wait_exit() == 0
+    assert stat.S_IMODE((fresh / "getgpt").stat().st_mode) == 0o700
+    assert stat.S_IMODE((fresh / "getgpt" / "chat_history").stat().st_mode) == 0o600
+    saved = tmp_path / "chat.json"
+    result = getgpt("chat", "--base-url", url, stdin=f"hello\n/save {saved}\n")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
 
 
 LONG = " ".join(f"word{i}" for i in range(300))  # ~2,100 characters: ~26 s at 4 per 50 ms

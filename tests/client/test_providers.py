@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import types
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,6 +12,8 @@ import getgpt
 from getgpt import ChatCompletion, ValidationError
 from getgpt.providers import GetGpt
 
+from ..support.faults import FaultUpstream
+from ..support.hostile_upstreams import trickled_head
 from ..support.scripted import Live
 
 HELLO = [{"role": "user", "content": "Привет, как дела?"}]
@@ -67,3 +70,32 @@ def test_errors_are_typed_not_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GETGPT_BASE_URL", f"http://127.0.0.1:{free_port()}/")
     with pytest.raises(getgpt.TransportError):
         ChatCompletion.create("gpt-3.5-turbo", HELLO)
+
+
+@pytest.fixture
+def trickling(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultUpstream]:
+    """A server whose reply's head arrives a byte each 0.2 s: only a bound on the head in all ends it."""
+    with FaultUpstream(trickled_head(0.2)) as upstream:
+        monkeypatch.setenv("GETGPT_BASE_URL", upstream.url)
+        yield upstream
+
+
+def test_the_module_face_takes_a_timeout_as_a_keyword(trickling: FaultUpstream) -> None:
+    # It waited 600 s on a trickled head, with no way to say otherwise.
+    with pytest.raises(getgpt.Timeout):
+        list(GetGpt._create_completion("gpt-3.5-turbo", HELLO, True, timeout=0.5))
+    with pytest.raises(getgpt.Timeout):
+        ChatCompletion.create("gpt-3.5-turbo", HELLO, timeout=0.5)
+    assert GetGpt.params == "g4f.Providers.GetGpt supports: (model: str, messages: list, stream: bool)"
+
+
+def test_the_module_face_takes_a_timeout_from_getgpt_timeout(
+    trickling: FaultUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GETGPT_TIMEOUT", "0.5")
+    with pytest.raises(getgpt.Timeout):
+        list(GetGpt._create_completion("gpt-3.5-turbo", HELLO, True))
+    for wrong in ("soon", "0", "-1"):
+        monkeypatch.setenv("GETGPT_TIMEOUT", wrong)
+        with pytest.raises(ValidationError, match="GETGPT_TIMEOUT"):
+            list(GetGpt._create_completion("gpt-3.5-turbo", HELLO, True))

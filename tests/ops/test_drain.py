@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -12,6 +13,7 @@ import pytest
 
 import getgpt
 
+from ..support.faults import hanging
 from ..support.serve_process import getgpt_serve
 
 
@@ -74,3 +76,32 @@ def test_a_stream_that_outlasts_the_grace_period_ends_with_an_error_carrying_its
         assert error.partial and text.startswith(error.partial) and error.partial != text
         assert 1.0 <= stopped < 5.0  # cut at the grace period's end, not at the reply's
         assert "cutting 1 open stream(s)" in server.output()
+
+
+def test_a_forwarded_stream_that_outlasts_the_grace_period_ends_with_the_shutting_down_event() -> None:
+    # /v1/completions streams were not known to the drain: at grace + 7 s the connection was
+    # dropped mid-body, a truncated chunked body rather than an error the client can read.
+    with (
+        hanging("first ") as upstream,
+        getgpt_serve(
+            "--backend", "openai", "--upstream", upstream.url + "v1", "--shutdown-grace", "1"
+        ) as server,
+        httpx.Client(timeout=20) as client,
+    ):
+        body = {"model": "text-1", "prompt": "Hello", "stream": True}
+        with client.stream("POST", server.url + "v1/completions", json=body) as answer:
+            assert answer.status_code == 200
+            reads = answer.iter_bytes()
+            received = next(reads)
+            assert b"first " in received
+            # The clock starts before the signal is sent, so the grace period cannot have begun earlier.
+            signalled = time.monotonic()
+            os.kill(server.process.pid, signal.SIGTERM)
+            received += b"".join(reads)  # a truncated body raises httpx.RemoteProtocolError here
+        stopped = time.monotonic() - signalled
+        assert server.process.wait(20) in (0, -signal.SIGTERM)
+    events = [line.removeprefix(b"data: ") for line in received.split(b"\n\n") if line]
+    assert events[-1] == b"[DONE]"
+    assert json.loads(events[-2])["error"]["code"] == "server_shutting_down"
+    assert 1.0 <= stopped < 5.0  # cut at the grace period's end
+    assert upstream.peer_closed  # and the upstream request closed with it

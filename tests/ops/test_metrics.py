@@ -83,8 +83,8 @@ def test_metrics_count_a_known_mix_of_requests_across_two_workers() -> None:
         assert statuses == [200, 429, 429, 429]
         pids = {httpx.get(url + "healthz").json()["pid"] for _ in range(12)}
         assert len(pids) == 2  # both workers answered some of it
-        for _ in range(2):
-            assert httpx.get(url + "v1/models").status_code == 200
+        for _ in range(2):  # the model list takes the key, as chat does
+            assert httpx.get(url + "v1/models").status_code == 401
         assert httpx.get(url + "no/such/page").status_code == 404
 
         first, second = scrape(url), scrape(url)
@@ -96,7 +96,8 @@ def test_metrics_count_a_known_mix_of_requests_across_two_workers() -> None:
             assert value(samples, "getgpt_requests_total", route="/api/chat/stream", status="200") == 2
             healthz = value(samples, "getgpt_requests_total", route="/healthz", status="200")
             assert healthz - value(before, "getgpt_requests_total", route="/healthz", status="200") == 12
-            assert value(samples, "getgpt_requests_total", route="/v1/models", status="200") == 2
+            assert value(samples, "getgpt_requests_total", route="/v1/models", status="401") == 2
+            assert value(samples, "getgpt_rejections_total", reason="missing_api_key") == 2
             assert value(samples, "getgpt_requests_total", route="other", status="404") == 1
             assert value(samples, "getgpt_rejections_total", reason="rate_limit_exceeded") == 3
             assert value(samples, "getgpt_rejections_total", reason=str(bad_code)) == 3

@@ -6,12 +6,17 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from getgpt.server import ServerConfig, create_app
+from getgpt.server.admission import shared_state
 from getgpt.server.admission.security import RateLimiter, ReplayGuard
 from getgpt.server.admission.shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 from getgpt.server.api_error import ApiError
 
+from ..support.odd_redis import OddRedis, bulk
+from ..support.servers import serve, wait_until
 from ..support.services import Redis
 
 
@@ -123,3 +128,55 @@ def test_without_redis_open_falls_back_to_this_process_and_closed_refuses() -> N
     assert error.status == 503 and error.code == "shared_state_unavailable"
     assert error.headers["Retry-After"] == "1"
     assert elapsed < 2
+
+
+# A Redis (or a proxy posing as one) that answers the rate-limit script with a string: every chat
+# request was a 500 under both policies, while /readyz said all was well. One whose handshake
+# answer cannot be read stopped the server at start.
+UNREADABLE = {
+    "script answers a string": {"EVALSHA": bulk("soon"), "EVAL": bulk("soon")},
+    "handshake answers a string": {"HELLO": bulk("what")},
+}
+
+
+@pytest.mark.parametrize("replies", list(UNREADABLE.values()), ids=list(UNREADABLE))
+@pytest.mark.parametrize(
+    ("policy", "chat_status", "ready"),
+    [("open", 200, (200, "degraded")), ("closed", 503, (503, "unavailable"))],
+)
+def test_a_redis_reply_that_cannot_be_read_counts_as_redis_down(
+    replies: dict[str, bytes], policy: str, chat_status: int, ready: tuple[int, str]
+) -> None:
+    with OddRedis(replies) as redis:
+        config = ServerConfig(
+            redis_url=redis.url, redis_failure=policy, rate_limit=600, rate_burst=100, replay_window=60
+        )
+        with serve(create_app(config)) as url:
+            body = {"messages": [{"role": "user", "content": "hi"}]}
+            answers = [httpx.post(url + "v1/chat/completions", json=body, timeout=5) for _ in range(3)]
+            assert [answer.status_code for answer in answers] == [chat_status] * 3
+            if policy == "closed":
+                assert answers[0].json()["error"]["code"] == "shared_state_unavailable"
+
+            def readyz() -> tuple[int, str, str]:
+                answer = httpx.get(url + "readyz", timeout=5)
+                return answer.status_code, answer.json()["status"], answer.json()["redis"]
+
+            assert readyz() == (*ready, "unusable")
+            # It may still answer PING: the probe must not take that for "back" while the
+            # answers to the twins' own commands still cannot be read. Two probes more:
+            asked = len(redis.commands)
+            wait_until(lambda: len(redis.commands) > asked + 1, 5)
+            assert readyz() == (*ready, "unusable")
+            assert httpx.post(url + "v1/chat/completions", json=body, timeout=5).status_code == chat_status
+
+
+def test_unreadable_replies_of_the_shared_twins_raise_for_the_outage_and_good_ones_are_read() -> None:
+    assert shared_state._wait_of(250_000) == 0.25
+    assert shared_state._claimed(True) is True and shared_state._claimed(None) is False
+    for reply in (b"soon", "12", 1.5, True, [1], None):
+        with pytest.raises(shared_state.UnreadableReply):
+            shared_state._wait_of(reply)
+    for reply in (False, b"OK", 1):
+        with pytest.raises(shared_state.UnreadableReply):
+            shared_state._claimed(reply)

@@ -289,6 +289,32 @@ CATALOGUE = [
         param="logprobs",
     ),
     Case("GET on the v1 chat endpoint", 405, method="GET", headers={}, path=V1),
+    # Two "model" keys: this server read the last, an upstream may read the first -- a model
+    # the server's --upstream-model or aliases never saw.
+    Case(
+        "v1: a key given twice",
+        400,
+        content=b'{"model": "cheap", "messages": [{"role": "user", "content": "hi"}], "model": "dear"}',
+        path=V1,
+        code="duplicate_key",
+        param="model",
+    ),
+    Case(
+        "v1: a key given twice, once escaped",
+        400,
+        content=b'{"mod\\u0065l": "cheap", "messages": [{"role": "user", "content": "hi"}], "model": "dear"}',
+        path=V1,
+        code="duplicate_key",
+        param="model",
+    ),
+    Case(
+        "v1: a key with a quote given twice",
+        400,
+        content=b'{"a\\"b": 1, "messages": [{"role": "user", "content": "hi"}], "a\\u0022b": 2}',
+        path=V1,
+        code="duplicate_key",
+        param='a"b',
+    ),
 ]
 
 

@@ -180,3 +180,18 @@ def test_ipv6_clients_share_a_bucket_per_64_network() -> None:
     assert not _refused(limiter, "::ffff:198.51.100.9")  # an IPv4 peer on a dual-stack socket
     assert _refused(limiter, "198.51.100.9")  # ... is that IPv4 address
     assert not _refused(limiter, "198.51.100.10")
+
+
+# --------------------------------------------------------------------------- the metrics key
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_a_metrics_key_variable_holding_no_key_stops_the_server_at_start(value: str) -> None:
+    # Set but empty (a template's unfilled ${METRICS_KEY}) used to read as unset: /metrics open.
+    with pytest.raises(ValueError, match="GETGPT_METRICS_KEY is set but holds no value"):
+        ServerConfig.from_env({"GETGPT_METRICS_KEY": value})
+    result = run_getgpt("serve", "--port", str(free_port()), env={"GETGPT_METRICS_KEY": value})
+    assert result.returncode == 1
+    assert "GETGPT_METRICS_KEY is set but holds no value" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ServerConfig.from_env({}).metrics_key is None  # unset: /metrics open, as documented

@@ -124,6 +124,40 @@ def test_an_alias_in_a_forwarded_request_becomes_the_upstreams_name(
     assert upstream.received[-1].json()["model"] == "llama3:8b"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_servers_model_holds_on_every_forwarded_route(upstream: ScriptedUpstream, stream: bool) -> None:
+    # The client's gpt-4-expensive reached the upstream on these routes despite --upstream-model.
+    config = ServerConfig(backend="openai", upstream=upstream.url + "v1", upstream_model="pinned-1")
+    with serve(create_app(config)) as base, sdk(base) as client:
+        before = len(upstream.received)
+        client.embeddings.create(model="gpt-4-expensive", input="x")
+        reply = client.completions.create(model="gpt-4-expensive", prompt="Hi", stream=stream)
+        if stream:
+            list(reply)  # type: ignore[arg-type]
+        answer = client.responses.create(model="gpt-4-expensive", input="Hi", stream=stream)
+        if stream:
+            list(answer)  # type: ignore[arg-type]
+        # A body that names no model gets the server's.
+        httpx.post(base + "v1/embeddings", json={"input": "x"}).raise_for_status()
+    sent = upstream.received[before:]
+    assert [r.path for r in sent] == ["/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/embeddings"]
+    assert [r.json()["model"] for r in sent] == ["pinned-1"] * 4
+
+
+@pytest.mark.parametrize("route", ["embeddings", "completions", "responses"])
+def test_a_forwarded_request_that_gives_a_key_twice_is_refused_before_the_upstream(
+    upstream: ScriptedUpstream, gateway: str, route: str
+) -> None:
+    # The upstream may read the first "model" where the server read (and aliased) the last.
+    before = len(upstream.received)
+    body = b'{"model": "fast", "input": "x", "prompt": "x", "model": "expensive"}'
+    answer = httpx.post(gateway + "v1/" + route, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "duplicate_key"
+    assert answer.json()["error"]["param"] == "model"
+    assert len(upstream.received) == before
+
+
 def test_forwarded_routes_take_the_chat_routes_keys_and_limits(
     upstream: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:

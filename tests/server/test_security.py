@@ -116,6 +116,31 @@ def test_health_stays_open(keyed: str) -> None:
     assert httpx.get(keyed + "healthz").json()["status"] == "ok"
 
 
+def test_the_model_list_takes_the_key_like_the_chat_routes(keyed: str) -> None:
+    # It used to stay open: with the openai backend, anyone made the server call its upstream.
+    for path in ("v1/models", "v1/models/gpt-3.5-turbo"):
+        refused = httpx.get(keyed + path)
+        assert_error(refused, 401, "missing_api_key")
+        assert refused.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.get(keyed + path, headers={"authorization": "Bearer nope"})
+        assert_error(wrong, 401, "invalid_api_key")
+        assert httpx.get(keyed + path, headers={"authorization": "Bearer key-two"}).status_code == 200
+    with openai.OpenAI(base_url=keyed + "v1", api_key="key-one", max_retries=0) as sdk:
+        assert [model.id for model in sdk.models.list()] == ["gpt-3.5-turbo"]
+
+
+def test_the_model_list_spends_the_rate_limit_of_the_chat_routes(frozen_limiter: FakeClock) -> None:
+    config = ServerConfig(rate_limit=60, rate_burst=2)
+    with serve(create_app(config)) as url:
+        assert httpx.get(url + "v1/models").status_code == 200
+        assert httpx.post(url + "v1/chat/completions", json={"messages": HI}).status_code == 200
+        for path in ("v1/models", "v1/models/gpt-3.5-turbo"):
+            refused = httpx.get(url + path)
+            assert_error(refused, 429, "rate_limit_exceeded")
+            assert refused.headers["retry-after"] == "1"
+        assert httpx.get(url + "healthz").status_code == 200  # health is never limited
+
+
 def test_keys_come_from_the_environment_and_stay_out_of_repr() -> None:
     config = ServerConfig.from_env({"GETGPT_API_KEYS": " alpha , beta,"})
     assert config.api_keys == ("alpha", "beta")
@@ -343,6 +368,26 @@ def test_a_request_refused_before_its_reply_may_be_sent_again() -> None:
         wait_until(lambda: health(url)["active_streams"] == 0, what="the held stream's slot freed")
         assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
         assert_error(httpx.post(url + "api/chat/stream", json=sealed), 409, "replayed_request")
+
+
+def test_requests_that_carry_no_uuid_spend_no_room_in_the_replay_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every /v1 request (which has no uuid) used to take a slot of the table, so enough of them
+    # flushed it and a captured GetGpt request replayed with 200. The table's bound, made small:
+    monkeypatch.setattr(security.ReplayGuard, "MAX_ENTRIES", 40)
+    with serve(create_app(ServerConfig(replay_window=600))) as url, httpx.Client(base_url=url) as client:
+        captured = body(uuid="captured-1")
+        assert client.post("api/chat/stream", json=captured).status_code == 200
+        no_uuid = {"signature": encrypt(json.dumps({"messages": HI}))}
+        for _ in range(30):
+            assert client.post("v1/chat/completions", json={"messages": HI}).status_code == 200
+            assert client.post("api/chat/stream", json=no_uuid).status_code == 200
+        assert_error(client.post("api/chat/stream", json=captured), 409, "replayed_request")
+        # A /v1 request that does carry one is guarded as a GetGpt request is.
+        chosen = {"messages": HI, "uuid": "v1-chosen"}
+        assert client.post("v1/chat/completions", json=chosen).status_code == 200
+        assert_error(client.post("v1/chat/completions", json=chosen), 409, "replayed_request")
 
 
 def test_the_replay_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,6 +125,10 @@ def test_model_list_comes_from_the_server(
     url, seen = recording
     page = open_page(browser, url, page_errors)
     open_settings(page)
+    # The model list takes the server's API key, as chat does: it comes once the key is given.
+    assert page.is_hidden("#models-note")
+    page.fill("#api-key", KEY)
+    page.press("#api-key", "Tab")
     page.wait_for_selector("#models-note", state="visible")
     options = page.evaluate("() => [...document.querySelectorAll('#models option')].map(o => o.value)")
     assert options == ["alpha-1", "beta-2"]
@@ -132,8 +136,6 @@ def test_model_list_comes_from_the_server(
     assert page.inner_text("#models-note") == "The server offers 2 models."
     screenshot(page, "web-models.png")
     # With the box left empty the page asks for the server's first model, not the protocol's default.
-    page.fill("#api-key", KEY)
-    page.press("#api-key", "Tab")
     close_settings(page)
     send(page, "which model?")
     wait_replies(page, 1)

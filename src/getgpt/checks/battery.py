@@ -56,8 +56,10 @@ class Settings:
     protocol: str = "getgpt"
     model: str = "gpt-3.5-turbo"
     api_key: str | None = None
-    #: Seconds to wait for any bytes.
+    #: Seconds to wait for any bytes, and for a response's head in all.
     timeout: float = 30.0
+    #: Seconds the whole run may take: a server that never ends a reply cannot keep it for hours.
+    max_time: float = 300.0
     #: Most requests the rate-limit check sends to meet a 429.
     burst: int = 30
     #: Longest Retry-After the checker waits out before giving up on a request.
@@ -89,7 +91,7 @@ class Battery:
         from .protocols import protocol_named
 
         s = self.settings
-        self.target = Target.of(s.url, verify=s.verify)
+        self.target = Target.of(s.url, verify=s.verify, max_time=s.max_time)
         base = s.url if s.url.endswith("/") else s.url + "/"
         self.protocol = protocol_named(s.protocol, base, s.model, s.api_key)
 

@@ -6,11 +6,17 @@ closed -- so it does not go through the clients' pooled transports, whose job is
 It writes its requests itself and parses the replies with the lean path's sans-IO
 :class:`~getgpt._transports.http11.reader.ResponseReader` (llhttp, strict about HTTP/1.1).
 Proxies from the environment are not used: the checker talks to the server it is pointed at.
+
+Time and memory are bounded whatever the server does: each read waits at most ``timeout``; a
+response's head must be whole within ``timeout`` of the request however it trickles in; every
+exchange of a run ends by the run's ``deadline`` (:attr:`Target.deadline`, ``--max-time``); and a
+body is kept only up to :data:`MAX_BODY`, then cut and marked so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import ssl
 import time
@@ -24,8 +30,14 @@ from ..protocol.errors import GetGptError
 __all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
 
 _READ = 65536
-#: The most body an exchange keeps; a stream longer than this is cut and marked so.
-MAX_BODY = 16 << 20
+#: The most body an exchange keeps; a stream longer than this is cut and marked so. A check's
+#: reply is a few kilobytes: this leaves room for a verbose one, and a run of some forty
+#: exchanges holds tens of megabytes at worst (at 16 MiB each it held up to ~1 GB).
+MAX_BODY = 1 << 20
+
+
+def _out_of_time(limit: float | None) -> HttpFailure:
+    return HttpFailure(f"the checks ran out of time (--max-time {limit:g} s)")
 
 
 class HttpFailure(Exception):
@@ -41,19 +53,33 @@ class Target:
     port: int
     base_path: str
     verify: bool = True
+    #: When (``time.monotonic()``) every exchange must have ended: the run's ``--max-time``.
+    deadline: float | None = None
+    #: The ``--max-time`` behind ``deadline``, for the message that says it ran out.
+    max_time: float | None = None
 
     @classmethod
-    def of(cls, url: str, verify: bool = True) -> Target:
+    def of(cls, url: str, verify: bool = True, max_time: float | None = None) -> Target:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        return cls(parts.scheme, parts.hostname, port, path, verify)
+        deadline = None if max_time is None else time.monotonic() + max_time
+        return cls(parts.scheme, parts.hostname, port, path, verify, deadline, max_time)
 
     def root(self) -> Target:
         """The same server, with the base path ``/``."""
-        return Target(self.scheme, self.host, self.port, "/", self.verify)
+        return dataclasses.replace(self, base_path="/")
+
+    def left(self, wait: float) -> float:
+        """``wait``, or less when the run's deadline comes sooner; out of time: :class:`HttpFailure`."""
+        if self.deadline is None:
+            return wait
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _out_of_time(self.max_time)
+        return min(wait, left)
 
     @property
     def origin(self) -> str:
@@ -67,7 +93,7 @@ class Target:
 
     def connect(self, timeout: float) -> socket.socket:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=self.left(timeout))
         except OSError as exc:
             raise HttpFailure(f"cannot connect to {self.origin}: {exc}") from None
         if self.scheme == "https":
@@ -132,13 +158,15 @@ class Open:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # The head in all, however it trickles in: a byte a second never leaves one read waiting.
+        head_by = started + timeout
         try:
             try:
                 self._sock.sendall(head + body)
             except OSError as exc:
                 raise HttpFailure(f"sending the request failed: {exc}") from None
             while not self._reader.head_done:
-                self._receive()
+                self._receive(head_by)
                 if self._ended and not self._reader.head_done:
                     raise HttpFailure("the server closed the connection without a response")
         except BaseException:
@@ -151,11 +179,23 @@ class Open:
             waited=time.monotonic() - started,
         )
 
-    def _receive(self) -> None:
-        """One read from the socket, fed to the parser; the end of the connection too."""
+    def _receive(self, head_by: float | None = None) -> None:
+        """One read from the socket, fed to the parser; the end of the connection too.
+
+        ``head_by``: when the response's head must be whole (``time.monotonic()``)."""
+        wait = self.target.left(self.timeout)
+        if head_by is not None:
+            wait = min(wait, head_by - time.monotonic())
+            if wait <= 0:
+                raise HttpFailure(f"the response's head took longer than {self.timeout:g} s")
         try:
+            self._sock.settimeout(wait)
             data = self._sock.recv(_READ)
         except TimeoutError:
+            # Which bound it was: the next look at the time says.
+            self.target.left(self.timeout)
+            if head_by is not None and time.monotonic() >= head_by:
+                raise HttpFailure(f"the response's head took longer than {self.timeout:g} s") from None
             raise HttpFailure(f"no data from the server for {self.timeout:g} s") from None
         except OSError as exc:
             raise HttpFailure(f"reading from the server failed: {exc}") from None
@@ -179,7 +219,8 @@ class Open:
             self._receive()
 
     def read_all(self, deadline: float, limit: int = MAX_BODY) -> Answer:
-        """Read the body to its end, or until ``limit`` bytes or ``deadline`` (monotonic)."""
+        """Read the body to its end, or until ``limit`` bytes or ``deadline`` (monotonic); past the
+        run's own deadline, :class:`HttpFailure`."""
         size = 0
         try:
             for data in self.reads():
@@ -188,6 +229,7 @@ class Open:
                 if size > limit or time.monotonic() > deadline:
                     self.answer.complete = False
                     break
+                self.target.left(self.timeout)
         finally:
             self.close()
         return self.answer

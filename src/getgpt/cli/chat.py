@@ -441,7 +441,7 @@ class Session:
         conversation = self.conversation
         body = conversation.as_json() if path.suffix.lower() == ".json" else conversation.as_markdown(texts)
         try:
-            path.write_text(body, encoding="utf-8")
+            write_private(path, body)
         except OSError as exc:
             self.out.note(texts("session.save_failed", path=path, reason=exc.strerror or exc))
             return
@@ -498,7 +498,8 @@ class History:
             from platformdirs import user_state_path
 
             path = user_state_path("getgpt") / "chat_history"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(path.parent)
+            private_file(path)
             readline.set_history_length(HISTORY_LENGTH)
             if path.exists():
                 readline.read_history_file(path)
@@ -513,10 +514,32 @@ class History:
         """Write the line just typed at once, so a run that is killed loses none of them."""
         try:
             if not self.path.exists():
-                self.path.touch()
+                private_file(self.path)
             self.readline.append_history_file(1, self.path)
         except OSError:
             pass  # a full disk must not end the chat; the next run notes a file it cannot read
+
+
+# Every prompt and /system text is in these files: readable by their user alone (0600 in a 0700
+# directory). Files and a directory an earlier version made 0644 and 0755 are tightened.
+
+
+def private_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+
+def private_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (made, or emptied), readable by its user alone."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as out:
+        path.chmod(0o600)  # a file that was there keeps its mode through O_CREAT
+        out.write(text)
 
 
 # --- the command -----------------------------------------------------------------------------------

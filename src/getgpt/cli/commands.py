@@ -124,6 +124,7 @@ def _check(args: argparse.Namespace) -> int:
             model=args.model,
             api_key=os.environ.get("GETGPT_API_KEY"),
             timeout=args.timeout,
+            max_time=args.max_time,
             burst=args.burst,
             verify=not args.insecure,
         )
@@ -222,7 +223,15 @@ def _parser(texts: Texts) -> argparse.ArgumentParser:
     )
     checker.add_argument("--json", action="store_true", help="print the results as JSON, for CI")
     checker.add_argument("--model", default="gpt-3.5-turbo", help="model to ask for (default gpt-3.5-turbo)")
-    checker.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for data (default 30)")
+    checker.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for data, and for a response's head in all (default 30)",
+    )
+    checker.add_argument(
+        "--max-time", type=float, default=300.0, help="seconds the whole run may take (default 300)"
+    )
     checker.add_argument(
         "--burst", type=int, default=30, help="most requests sent to meet a 429 (default 30)"
     )

@@ -2,7 +2,9 @@
 
 Old code that did ``from g4f.Provider.Providers import GetGpt`` and then called
 ``GetGpt._create_completion(model=..., messages=..., stream=True)`` runs unchanged against
-``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL`` when set, else ``url``.
+``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL`` when set, else ``url``;
+the time allowed is the call's ``timeout`` keyword, else ``GETGPT_TIMEOUT``, else the client's
+(600 s): each read, and the reply's status and headers in all.
 
 Today's g4f (8.x) takes the module too, as ``g4f.client.Client(provider=GetGpt)``: for it the
 module also has ``working``, ``default_model``, ``get_dict()`` and ``create_completion``, which
@@ -11,12 +13,14 @@ hands the call to :class:`getgpt.integrations.g4f.GetGpt` (g4f is installed when
 
 from __future__ import annotations
 
+import os
 import threading
 import typing
 from collections.abc import Iterator
 from typing import Any
 
 from ..client import DEFAULT_BASE_URL, Client, base_url_from
+from ..protocol.errors import ValidationError
 from ..protocol.request import PARAMETERS
 
 url = DEFAULT_BASE_URL
@@ -31,28 +35,54 @@ default_model = model[0]
 use_stream_timeout = True  # g4f's stream_timeout bounds the wait for each piece
 live = 0  # g4f counts a provider's successes and failures here
 
-_clients: dict[str, Client] = {}
+_clients: dict[tuple[str, float | None], Client] = {}
 _lock = threading.Lock()
 
 
-def _client() -> Client:
-    # One pooled client per base URL, so repeated calls reuse their connections.
+def _timeout(given: float | None) -> float | None:
+    """Seconds: ``given``, else ``GETGPT_TIMEOUT``, else None (the client's own default)."""
+    where = "timeout"
+    if given is None:
+        raw = os.environ.get("GETGPT_TIMEOUT", "").strip()
+        if not raw:
+            return None
+        where = "GETGPT_TIMEOUT"
+        try:
+            given = float(raw)
+        except ValueError:
+            raise ValidationError(f"GETGPT_TIMEOUT={raw!r} is not a number of seconds") from None
+    if not given > 0:
+        raise ValidationError(f"{where} must be a positive number of seconds, not {given!r}")
+    return float(given)
+
+
+def _client(timeout: float | None) -> Client:
+    # One pooled client per base URL and timeout, so repeated calls reuse their connections.
     base = base_url_from(None)
     with _lock:
-        client = _clients.get(base)
+        client = _clients.get((base, timeout))
         if client is None:
-            client = _clients[base] = Client(base)
+            client = Client(base) if timeout is None else Client(base, timeout=timeout)
+            _clients[base, timeout] = client
         return client
 
 
-def _create_completion(model: str, messages: list, stream: bool, **kwargs: Any) -> Iterator[str]:  # type: ignore[type-arg]
+def _create_completion(
+    model: str,
+    messages: list,  # type: ignore[type-arg]
+    stream: bool,
+    *,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> Iterator[str]:
     """Yield the reply to ``messages`` piece by piece.
 
     Keyword arguments the protocol knows (``temperature``, ``max_tokens``, ...) are sent; others,
     which g4f passed to every provider alike, are ignored as the original provider did.
+    ``timeout`` (else ``GETGPT_TIMEOUT``) bounds each read and the reply's head in all, in seconds.
     """
     params = {k: v for k, v in kwargs.items() if k in PARAMETERS and k not in ("model", "stream")}
-    yield from _client().stream(messages, model=model, stream=stream, **params)
+    yield from _client(_timeout(timeout)).stream(messages, model=model, stream=stream, **params)
 
 
 def create_completion(model: str, messages: list, stream: bool = True, **kwargs: Any) -> Iterator[Any]:  # type: ignore[type-arg]

@@ -29,9 +29,10 @@ Building the app is a few named steps (:func:`create_app`): the parts every endp
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
-the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
-:class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
-GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
+the body is read (and before ``/v1/models`` asks the backend); ``chat_checks`` -- ``async def
+check(scope, chat) -> None`` -- run on the parsed :class:`~getgpt.server.chat.request.Chat` (its
+``uuid``, ``model``, ``stream``; ``chat.request`` is the GetGpt form, which a ``/v1`` request gets
+only if it has one). A check refuses a request by raising
 :class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the error response). ``model_checks`` --
 ``async def check(scope, model) -> None`` -- run on the model a chat request or a forwarded
 request's body names (the key store's allowed models).
@@ -69,7 +70,7 @@ from .admission.security import install as install_security
 from .admission.slot import TIMING, Slot, Slots
 from .api_error import ApiError
 from .backends.base import Backend, make_backend
-from .chat.parsing import parse_envelope, parse_openai
+from .chat.parsing import parse_envelope, parse_openai, refuse_repeated_keys
 from .chat.pump import Ending, ReplyOptions, WriteBudget, deliver, pass_on
 from .chat.request import Chat, not_served
 from .chat.wire import estimate_tokens
@@ -322,6 +323,7 @@ class _Forward(_Endpoint):
                 await model_check(scope, model if isinstance(model, str) else None)
         if not backend.forwards_routes:
             raise not_served(backend.name, self.path)
+        refuse_repeated_keys(body)
         return body
 
     def _model(self, body: bytes) -> str | None:
@@ -352,7 +354,14 @@ class _Forward(_Endpoint):
             if self.parts.keyring is not None:
                 reads = _Tail(slot, kind.startswith(b"text/event-stream")).keep(reads)
             await pass_on(
-                receive, send, response.status_code, headers, reads, slot=slot, budget=self.parts.budget
+                receive,
+                send,
+                response.status_code,
+                headers,
+                reads,
+                slot=slot,
+                budget=self.parts.budget,
+                drain=self.parts.drain,
             )
         finally:
             await response.aclose()
@@ -482,9 +491,20 @@ class _Pages:
                 return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
         return Response(self.parts.slots.prometheus.exposition(), media_type=CONTENT_TYPE)
 
+    async def _listed(self, request: Request) -> list[dict[str, Any]]:
+        """The models, behind the chat routes' request checks: listing them may ask the upstream."""
+        parts = self.parts
+        try:
+            for check in parts.request_checks:
+                await check(request.scope)
+        except ApiError as exc:
+            parts.slots.refuse(exc)
+            raise
+        return await parts.backend.models()
+
     async def models(self, request: Request) -> Response:
         try:
-            data = await self.parts.backend.models()
+            data = await self._listed(request)
         except ApiError as exc:
             return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
         return JSONResponse({"object": "list", "data": data})
@@ -492,7 +512,7 @@ class _Pages:
     async def model(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            data = await self.parts.backend.models()
+            data = await self._listed(request)
         except ApiError as exc:
             return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
         for item in data:

@@ -138,6 +138,13 @@ class ServerConfig:
         shown="256 MiB",
     )
     max_messages: int = setting(10_000, "most messages accepted in one request", metavar="N")
+    whole_reply_budget: int = setting(
+        128 << 20,
+        "bytes of whole (non-streamed) upstream replies held at once, by all requests together; "
+        "a reply that would hold more is refused (503 server_busy)",
+        metavar="N",
+        shown="128 MiB",
+    )
     max_streams: int = setting(4096, "most chat requests answered at once (503 beyond)", metavar="N")
     # Bytes waiting to be written to clients that read slower than their replies come; past them
     # the backend (and the upstream read) waits: getgpt.server.chat.pump.
@@ -265,6 +272,7 @@ class ServerConfig:
         "key GET /metrics needs as 'Authorization: Bearer <key>'; none: /metrics is open",
         env_only=True,
         repr=False,
+        fail_closed=True,
     )
     log_format: str = setting(
         "text", "log lines as text, or one JSON object each (with the request id)", choices=LOG_FORMATS
@@ -324,6 +332,7 @@ class ServerConfig:
             "max_headers",
             "max_read_ahead",
             "workers",
+            "whole_reply_budget",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

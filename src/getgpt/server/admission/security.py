@@ -19,8 +19,10 @@ or a ``getgpt serve`` flag):
   ``forwarded_allow_ips`` (see :mod:`getgpt.server.running.serving`). At most
   :attr:`RateLimiter.MAX_CLIENTS` buckets are kept, least recently seen dropped first, in O(1).
 - ``replay_window`` (seconds): a request whose ``uuid`` was already answered within the window gets
-  409. A request that failed before its reply began (a 5xx, a 429, ...) does not spend its ``uuid``,
-  so a client retrying the same request is not refused. This stops verbatim replays and accidental
+  409. A request that carries no ``uuid`` (every OpenAI request, unless its client adds one) is
+  let through and takes no room in the table: its own fresh uuid could never be replayed. A
+  request that failed before its reply began (a 5xx, a 429, ...) does not spend its ``uuid``, so
+  a client retrying the same request is not refused. This stops verbatim replays and accidental
   duplicates only: the envelope's key travels with it, so whoever holds a captured request can
   re-seal it with a new ``uuid``. Only HTTPS keeps a request from being captured.
 
@@ -207,16 +209,19 @@ class ReplayGuard:
         self._seen.pop(uuid, None)
 
     async def __call__(self, scope: Scope, request: Chat) -> None:
-        claimed = self.claim(request.uuid) if self.shared is None else await self.shared.claim(request.uuid)
+        uuid = request.sent_uuid
+        if uuid is None:
+            return  # a uuid made for the request names nothing a replay could repeat: no room spent
+        claimed = self.claim(uuid) if self.shared is None else await self.shared.claim(uuid)
         if not claimed:
             raise ApiError(
                 409,
-                f"request {request.uuid[:64]!r} was already answered; send a new uuid for a new request",
+                f"request {uuid[:64]!r} was already answered; send a new uuid for a new request",
                 code="replayed_request",
             )
         spent = scope.get(_SPENT)
         if spent is not None:
-            spent.append(request.uuid)
+            spent.append(uuid)
 
 
 class _ReleaseFailed:

@@ -16,7 +16,11 @@ so two replicas give a client twice its limit and let a replay through on the ot
 timeout and no command is retried, so a request never waits longer), the process logs one warning
 for the outage, ``/readyz`` reports ``"redis": "unreachable"``, and a probe pings Redis every
 second; requests do not touch Redis again until it answers, then the shared state resumes (and an
-info line says so). Meanwhile ``--redis-failure`` decides, for both defences alike:
+info line says so). **A reply that cannot be read** -- the rate-limit script answered with a
+string, a handshake the client cannot parse, anything a command raises -- is an outage too,
+reported as ``"redis": "unusable"``; its probe also runs each twin's own command on a key of its
+own and reads the answer, since such a Redis still answers ``PING``. Meanwhile
+``--redis-failure`` decides, for both defences alike:
 
 - ``open`` (the default): chat requests are served, and each process applies the rate limit and
   the replay guard on its own, as without ``--redis`` -- limits hold per process, a replay is
@@ -32,11 +36,19 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..api_error import ApiError, try_later
 
-__all__ = ["LocalGuard", "LocalLimiter", "SharedRateLimiter", "SharedReplayGuard", "SharedState"]
+__all__ = [
+    "LocalGuard",
+    "LocalLimiter",
+    "SharedRateLimiter",
+    "SharedReplayGuard",
+    "SharedState",
+    "UnreadableReply",
+]
 
 log = logging.getLogger("getgpt.server")
 
@@ -64,10 +76,29 @@ return 0
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import RedisError
+    """What a Redis that cannot be reached raises (anything else a command raises: an unusable one)."""
+    from redis.exceptions import ConnectionError, TimeoutError
 
     # OSError: a socket error the client did not wrap; TimeoutError: asyncio's, likewise.
-    return (RedisError, OSError, asyncio.TimeoutError)
+    return (ConnectionError, TimeoutError, OSError, asyncio.TimeoutError)
+
+
+class UnreadableReply(Exception):
+    """Redis answered a command with what the command never returns."""
+
+
+def _wait_of(reply: object) -> float:
+    """Seconds to wait, from the rate-limit script's reply: whole microseconds, as an integer."""
+    if not isinstance(reply, int) or isinstance(reply, bool):
+        raise UnreadableReply(f"the rate-limit script answered {type(reply).__name__} {reply!r:.40}")
+    return reply / 1_000_000
+
+
+def _claimed(reply: object) -> bool:
+    """Whether ``SET NX`` stored the key: redis-py reads ``OK`` as True, nothing as None."""
+    if reply is True or reply is None:
+        return reply is True
+    raise UnreadableReply(f"SET NX answered {reply!r:.40}")
 
 
 class LocalLimiter(Protocol):
@@ -111,7 +142,12 @@ class SharedState:
         )
         self.fail_open = failure == "open"
         self.available = True
+        #: Why it is not available: "unreachable", or "unusable" (it answered what cannot be read).
+        self.reason = "unreachable"
         self.errors = _redis_errors()
+        #: Each twin's own command, run by the probe while Redis is down: a Redis whose answers
+        #: cannot be read still answers PING.
+        self.checks: list[Callable[[], Awaitable[None]]] = []
         self._probe_every = probe_every
         self._down_since: float | None = None
         self._probe: asyncio.Task[None] | None = None
@@ -119,20 +155,23 @@ class SharedState:
 
     @property
     def status(self) -> str:
-        return "ok" if self.available else "unreachable"
+        return "ok" if self.available else self.reason
 
     def lost(self, exc: BaseException) -> None:
         """Redis failed a command: note the outage (logged once) and stop using Redis until it is back."""
+        reason = "unreachable" if isinstance(exc, self.errors) else "unusable"
         if not self.available:
+            self.reason = reason  # what the probe found last
             return
         self.available = False
+        self.reason = reason
         self._down_since = time.monotonic()
         policy = (
             "each process applies the rate limit and replay guard on its own"
             if self.fail_open
             else "chat requests get 503"
         )
-        log.warning("Redis is unreachable (%s); until it is back, %s", type(exc).__name__, policy)
+        log.warning("Redis is %s (%s); until it is back, %s", reason, type(exc).__name__, policy)
 
     def _back(self) -> None:
         if self.available:
@@ -142,10 +181,13 @@ class SharedState:
         log.warning("Redis is reachable again after %.1f s; limits are shared again", down)
 
     async def probe(self) -> None:
-        """Ping Redis now; note whether it answered."""
+        """Ping Redis now (and, while it is down, run the twins' own commands); note whether it answered."""
         try:
             await self.redis.ping()
-        except self.errors as exc:
+            if not self.available:
+                for check in self.checks:
+                    await check()
+        except Exception as exc:  # whatever a command raises, Redis is of no use now
             self.lost(exc)
         else:
             self._back()
@@ -182,17 +224,23 @@ class SharedRateLimiter:
         self.local = local
         self._interval = str(round(1_000_000 / local.rate))
         self._burst = str(int(local.burst))
+        state.checks.append(self._check)
+
+    async def _gcra(self, client: str) -> float:
+        reply = await self.state.gcra(keys=[_key("rate", client)], args=[self._interval, self._burst])
+        return _wait_of(reply)
+
+    async def _check(self) -> None:
+        await self._gcra("\0probe")  # no client's name: theirs are "ip ..." or "key #..."
 
     async def take(self, client: str) -> float:
         """Spend a request of ``client``'s: 0.0 if admitted, else the seconds until it would be."""
         state = self.state
         if state.available:
             try:
-                wait = await state.gcra(keys=[_key("rate", client)], args=[self._interval, self._burst])
-            except state.errors as exc:
+                return await self._gcra(client)
+            except Exception as exc:  # unreachable, or an answer that cannot be read: down either way
                 state.lost(exc)
-            else:
-                return int(wait) / 1_000_000
         if state.fail_open:
             return self.local.take(client)
         raise state.unavailable()
@@ -205,14 +253,21 @@ class SharedReplayGuard:
         self.state = state
         self.local = local
         self._window_ms = max(1, math.ceil(local.window * 1000))
+        state.checks.append(self._check)
+
+    async def _set(self, uuid: str, window_ms: int) -> bool:
+        return _claimed(await self.state.redis.set(_key("replay", uuid), b"1", nx=True, px=window_ms))
+
+    async def _check(self) -> None:
+        await self._set("\0probe", 1)  # no request's uuid, and gone a millisecond later
 
     async def claim(self, uuid: str) -> bool:
         """Record ``uuid``; False if any process recorded it within the window."""
         state = self.state
         if state.available:
             try:
-                return bool(await state.redis.set(_key("replay", uuid), b"1", nx=True, px=self._window_ms))
-            except state.errors as exc:
+                return await self._set(uuid, self._window_ms)
+            except Exception as exc:  # unreachable, or an answer that cannot be read: down either way
                 state.lost(exc)
         if state.fail_open:
             return self.local.claim(uuid)
@@ -225,5 +280,5 @@ class SharedReplayGuard:
         if state.available:
             try:
                 await state.redis.delete(_key("replay", uuid))
-            except state.errors as exc:
+            except Exception as exc:  # unreachable, or an answer that cannot be read: down either way
                 state.lost(exc)

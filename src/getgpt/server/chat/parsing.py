@@ -10,6 +10,7 @@ objects) and for the server's own limits: the rest is the upstream's to judge, o
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ from ...protocol.request import DEFAULT_MODEL, parse_request
 from ..api_error import ApiError
 from .request import Chat, invalid
 
-__all__ = ["parse_envelope", "parse_openai"]
+__all__ = ["parse_envelope", "parse_openai", "refuse_repeated_keys", "repeated_key"]
 
 
 class _Envelope(msgspec.Struct):
@@ -29,6 +30,69 @@ class _Envelope(msgspec.Struct):
 
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_any = msgspec.json.Decoder().decode
+# The top level of an object, each value left as its JSON bytes (nothing below it is built).
+_decode_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+
+def repeated_key(body: bytes) -> str | None:
+    """A key the JSON object ``body`` gives twice at its top level, or None.
+
+    Decoders keep one of the two (msgspec and Python's the last, others the first), so a server
+    and its upstream can read different values from the same bytes. The test counts quotes: one
+    only stands in a string, so the object holds at least two per key it keeps (more for a key
+    that writes a quote of its own as ``\\"``) and those of the values it keeps -- and a pair
+    dropped as a repeat adds two more at least: the count is exact only with no repeat. 1 us on
+    a small request; a decode of the top level on a large one. Raises what decoding raises for
+    what is no JSON object, and RecursionError when the key must be named the slow way (a
+    repeat, or a key with a quote of its own) and the object nests too deeply for it.
+    """
+    return _repeated(body, _decode_top(body))
+
+
+def _repeated(body: bytes, top: dict[str, msgspec.Raw]) -> str | None:
+    """:func:`repeated_key`, given ``body``'s top level already decoded."""
+    quotes = 2 * len(top) + sum(bytes(value).count(b'"') for value in top.values())
+    if body.count(b'"') == quotes:
+        return None
+    # A repeat (or a key with a quote of its own): which key, read the slow way.
+    seen: set[str] = set()
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        # Called for every object, innermost first: the top level's is the last call.
+        repeated.clear()
+        seen.clear()
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+
+    json.loads(body, object_pairs_hook=pairs)
+    return repeated[0] if repeated else None
+
+
+def refuse_repeated_keys(body: bytes) -> None:
+    """A 400 for a JSON object ``body`` that gives a top-level key twice; anything else passes."""
+    try:
+        top = _decode_top(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return  # not a JSON object: whoever reads it says so
+    try:
+        name = _repeated(body, top)
+    except (RecursionError, ValueError):
+        # Past the quick test, too deep for the slow one: refused rather than let through unseen.
+        raise invalid(
+            "the request gives a top-level key more than once, or nests too deeply to tell",
+            None,
+            "duplicate_key",
+        ) from None
+    if name is not None:
+        raise invalid(
+            f"the request gives the key {name!r} more than once: which one counts is not defined "
+            "(servers disagree), so it is refused",
+            name,
+            "duplicate_key",
+        )
 
 
 def _not_json(detail: object) -> ApiError:
@@ -92,7 +156,9 @@ def parse_envelope(body: bytes, max_messages: int) -> Chat:
         raise invalid(str(exc), exc.param) from None
     if len(request.messages) > max_messages:
         raise _too_many(len(request.messages), max_messages)
-    return Chat.from_getgpt(request)
+    # A key of the request is the only place '"uuid"' can stand in its JSON but a nested object's
+    # key (a string value holds its quotes escaped): absent, the request surely named no uuid.
+    return Chat.from_getgpt(request, uuid_sent='"uuid"' in text)
 
 
 def _kind(value: object) -> str:
@@ -111,6 +177,7 @@ def parse_openai(body: bytes, max_messages: int) -> Chat:
         raise _undecodable(exc) from None
     if not isinstance(fields, dict):
         raise invalid(f"the request body must be a JSON object, not {_kind(fields)}", None, "invalid_type")
+    refuse_repeated_keys(body)
     messages = fields.get("messages")
     if messages is None:
         raise invalid("missing required parameter: 'messages'", "messages", "missing_required_parameter")

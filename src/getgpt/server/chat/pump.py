@@ -243,7 +243,10 @@ class _Pump:
                     await self._full()
             self._end(_ENDED, None)
         except ApiError as exc:
-            self._end(_FAILED, exc)
+            # Kept without its traceback: through it the pump would be in a cycle with the frames
+            # that raised it -- and what they held, a whole reply read in part -- until a full
+            # collection (50 refused whole replies left ~600 MiB to it).
+            self._end(_FAILED, exc.with_traceback(None))
         except asyncio.CancelledError:
             if self.cut_by is None:
                 raise
@@ -496,7 +499,8 @@ async def pass_on(
 
     The same pump as :func:`deliver`. A body that breaks off ends an event stream with an error
     event (as a chat stream does) and anything else cut short, so the client sees an incomplete
-    body, never a complete one. Releases ``slot`` as :func:`deliver` does.
+    body, never a complete one. An event stream still open when the ``drain`` cuts it ends with
+    the drain's error event, as a chat stream does. Releases ``slot`` as :func:`deliver` does.
     """
     pump = _Pump(slot.outcome, budget, stream=True, text=False)
     events = any(
@@ -519,4 +523,5 @@ async def pass_on(
         log.warning("forwarded body broke off: %s", error.message)
         return [{"type": "http.response.body", "body": rest, "more_body": True}]
 
-    await pump.run(receive, send, body, forwarded, slot=slot, drain=drain)
+    # Only an event stream can say it was cut; another body is left its few seconds after the cut.
+    await pump.run(receive, send, body, forwarded, slot=slot, drain=drain if events else None)

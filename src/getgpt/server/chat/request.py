@@ -55,7 +55,7 @@ def not_served(backend: str, path: str) -> ApiError:
 class Chat:
     """One chat request; see the module docstring."""
 
-    __slots__ = ("_fields", "_request", "_uuid", "include_usage", "model", "raw", "stream")
+    __slots__ = ("_fields", "_request", "_uuid", "include_usage", "model", "raw", "stream", "uuid_sent")
 
     def __init__(
         self,
@@ -67,6 +67,7 @@ class Chat:
         request: ChatRequest | None = None,
         fields: dict[str, Any] | None = None,
         raw: bytes | None = None,
+        uuid_sent: bool = True,
     ) -> None:
         #: The model the client asked for.
         self.model = model
@@ -74,13 +75,16 @@ class Chat:
         #: Whether the client asked for the usage chunk at the end of the stream.
         self.include_usage = include_usage
         self._uuid = uuid
+        #: Whether the client's request carried its uuid (one made for it names no request).
+        self.uuid_sent = uuid_sent
         #: The client's JSON bytes, from ``/v1``; None from the GetGpt endpoint.
         self.raw = raw
         self._request = request
         self._fields = fields
 
     @classmethod
-    def from_getgpt(cls, request: ChatRequest) -> Chat:
+    def from_getgpt(cls, request: ChatRequest, *, uuid_sent: bool = True) -> Chat:
+        """``uuid_sent``: the request named its uuid (else the protocol's default made one for it)."""
         options = request.extra.get("stream_options") if request.extra else None
         include_usage = request.stream and isinstance(options, dict) and options.get("include_usage") is True
         return cls(
@@ -89,24 +93,34 @@ class Chat:
             include_usage=include_usage,
             uuid=request.uuid,
             request=request,
+            uuid_sent=uuid_sent,
         )
 
     @classmethod
     def from_openai(
         cls, fields: dict[str, Any], raw: bytes, model: str, stream: bool, include_usage: bool
     ) -> Chat:
+        uuid = fields.get("uuid")  # an OpenAI request has none, unless its client put one in
+        sent = isinstance(uuid, str)
         return cls(
             model=model,
             stream=stream,
             include_usage=include_usage,
-            uuid=None,  # made when first asked for: a forwarded request never needs one
+            # None: made when first asked for (a forwarded request never needs one)
+            uuid=uuid if sent else None,
             fields=fields,
             raw=raw,
+            uuid_sent=sent,
         )
 
     @property
+    def sent_uuid(self) -> str | None:
+        """The uuid the client's request carried, or None: the one a replay would repeat."""
+        return self.uuid if self.uuid_sent else None
+
+    @property
     def uuid(self) -> str:
-        """The GetGpt request's uuid; a fresh one for a ``/v1`` request, which has none."""
+        """The GetGpt request's uuid; for a ``/v1`` request, its ``uuid`` field, or a fresh one."""
         if self._uuid is None:
             self._uuid = str(_uuid.uuid4())
         return self._uuid

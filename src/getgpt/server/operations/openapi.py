@@ -24,9 +24,10 @@ _ERROR_STATUSES = {
     "429": "Too many requests, or the key's requests or tokens a minute (rate_limit_exceeded), or its "
     "token budget spent (insufficient_quota, saying when it resets): see Retry-After.",
     "500": "The server or its backend failed.",
-    "502": "The upstream failed, broke the protocol, or refused this server's credentials.",
-    "503": "Over the concurrent-reply limit, or the shared state or database unreachable under a "
-    "closed policy: retry after Retry-After seconds.",
+    "502": "The upstream failed, broke the protocol, answered a status that cannot be passed on, or "
+    "refused this server's credentials.",
+    "503": "Over the concurrent-reply limit, the whole-reply budget spent (server_busy), or the shared "
+    "state or database unreachable under a closed policy: retry after Retry-After seconds.",
     "504": "The upstream timed out.",
 }
 
@@ -43,6 +44,14 @@ def _errors() -> dict[str, Any]:
     return {
         status: {"description": text, "content": _json(_ref("Error"))}
         for status, text in _ERROR_STATUSES.items()
+    }
+
+
+def _model_list_errors() -> dict[str, Any]:
+    """What ``GET /v1/models`` may answer besides its list: the chat routes' key and rate limit,
+    and the upstream's failures."""
+    return {
+        status: value for status, value in _errors().items() if status in ("401", "429", "502", "503", "504")
     }
 
 
@@ -403,7 +412,8 @@ def openapi_document(version: str, *, usage: bool = False, admin: bool = False) 
                                     },
                                 }
                             ),
-                        }
+                        },
+                        **_model_list_errors(),
                     },
                 }
             },
@@ -419,6 +429,7 @@ def openapi_document(version: str, *, usage: bool = False, admin: bool = False) 
                             "content": _json({"type": "object", "required": ["id"]}),
                         },
                         "404": {"description": "No such model.", "content": _json(_ref("Error"))},
+                        **_model_list_errors(),
                     },
                 }
             },

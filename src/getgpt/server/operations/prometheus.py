@@ -20,7 +20,9 @@
 - ``getgpt_budget_limit_bytes{budget}`` and ``getgpt_budget_used_bytes{budget}``: what each
   server-wide memory budget allows (its setting; summed over workers) and holds now:
   ``bodies``, request bodies (``--body-budget``); ``writes``, bytes replies hold for clients that
-  read slower than their replies come (``--write-budget-bytes``; moves in steps of 64 KiB).
+  read slower than their replies come (``--write-budget-bytes``; moves in steps of 64 KiB);
+  ``whole_replies``, the whole upstream replies held for non-streamed requests
+  (``--whole-reply-budget``).
 - ``getgpt_budget_refusals_total{budget}``: requests refused (503 ``server_busy``) because a
   budget was spent.
 - ``getgpt_write_waits_total{reason}``: times a reply's backend was held back because its client

@@ -9,18 +9,25 @@ but for a 401 (or 407): the client's own credentials were fine, the server's wer
 is the server's failure -- 502, with the upstream's message (a 401 passed on would tell the
 client, and its SDK, that *its* key is wrong). A Cloudflare challenge page in front of the
 upstream is likewise the server's 502, naming it.
+
+What leaves for a client or a log is made safe in small modules of their own: the upstream's
+secrets and address out of every error (:mod:`.redaction`), a status that cannot be passed on as
+the server's 502 (:mod:`.statuses`), whole replies held within one budget for every request
+(:mod:`.budget`), the model the server owns on the forwarded routes (:mod:`.pinning`), and the
+model list asked once per miss (:mod:`.single_flight`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ...client.bodies import DEFAULT_MAX_REPLY_BYTES, aread_body, aread_excerpt
+from ...client.bodies import DEFAULT_MAX_REPLY_BYTES, aread_excerpt
 from ...client.statuses import error_message, is_cloudflare_block
 from ...client.transport import AsyncResponse, Request
 from ...protocol import errors
@@ -29,8 +36,13 @@ from ..api_error import ApiError
 from ..chat.request import Chat, not_served
 from ..chat.wire import Outcome
 from ..config import ServerConfig
+from .budget import Holding, ReplyBudget
 from .kinds import KINDS, timeouts_of, upstream_key
-from .relay import EventRelay, bad_upstream, completion_from_events, events_from_completion, usage_of
+from .pinning import pinned_body
+from .redaction import Redaction, without_credentials
+from .relay import EventRelay, bad_upstream, completion_from_events, events_from_completion, usage_in
+from .single_flight import SingleFlight
+from .statuses import refused_status
 
 if TYPE_CHECKING:
     from ..operations.prometheus import PrometheusMetrics
@@ -40,6 +52,9 @@ __all__ = ["ForwardingBackend", "configured_models"]
 log = logging.getLogger("getgpt.server")
 
 _EXCERPT = 64 * 1024
+# How long a failure to list the models is answered from memory: a failing upstream is asked
+# again soon, not by every request.
+_MODELS_FAILURE_TTL = 5.0
 # Statuses that are the server's own failure, not the client's: its credentials upstream.
 _OURS = frozenset({401, 407})
 _decode_any = msgspec.json.Decoder().decode
@@ -61,21 +76,27 @@ class ForwardingBackend:
         self.name = config.backend
         #: Where upstream latency and failures are counted (``/metrics``), if anywhere.
         self.telemetry = metrics
+        key = upstream_key(config.upstream_key_env)
         # The server's own stream limit bounds the connections open upstream at once.
         self.upstream = KINDS[config.backend](
-            config.upstream,
-            key=upstream_key(config.upstream_key_env),
-            timeouts=timeouts_of(config),
-            ask_usage=config.upstream_usage,
+            config.upstream, key=key, timeouts=timeouts_of(config), ask_usage=config.upstream_usage
         )
         self.forwards_routes = self.upstream.forwards_routes
-        self.url = self.upstream.url
+        self.redaction = Redaction(config.upstream, key)
+        # As the log names it: never with the password its URL may carry.
+        self.url = without_credentials(self.upstream.url)
         self.model = config.upstream_model
         self.aliases = config.aliases
         self._configured = configured_models(config)
-        self._models_ttl = config.models_cache_ttl
-        self._models: list[dict[str, Any]] | None = None
-        self._models_until = 0.0
+        self._models = SingleFlight(
+            self._list_models,
+            ttl=config.models_cache_ttl,
+            failure_ttl=min(_MODELS_FAILURE_TTL, config.models_cache_ttl),
+        )
+        #: Whole replies held at once, by every request together (``--whole-reply-budget``).
+        self.budget = ReplyBudget(config.whole_reply_budget)
+        if metrics is not None:
+            self.budget.watch(metrics)
         # --upstream-max-duration bounds the whole reply (its deadline).
         self.max_duration = config.upstream_max_duration
 
@@ -91,8 +112,17 @@ class ForwardingBackend:
         return self.model or self.aliases.get(chat.model)
 
     async def stream(self, chat: Chat, outcome: Outcome) -> AsyncIterator[bytes]:
+        try:
+            async with contextlib.aclosing(self._relay(chat, outcome)) as pieces:
+                async for piece in pieces:
+                    yield piece
+        except ApiError as exc:
+            raise self.redaction.error(exc) from None
+
+    async def _relay(self, chat: Chat, outcome: Outcome) -> AsyncGenerator[bytes, None]:
         body, strip_usage = self.upstream.body(chat, self._model(chat))
         response: AsyncResponse | None = None
+        held = self.budget.holding()
         telemetry = self.telemetry
         started = time.perf_counter()
         response = await self._answer(
@@ -107,10 +137,10 @@ class ForwardingBackend:
                 raise await _upstream_status(response)
             kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
             if not chat.stream:
-                yield await _whole(response, kind, chat.model, outcome)
+                yield await _whole(response, kind, chat.model, outcome, held)
                 return
             if kind == "application/json":
-                yield events_from_completion(await aread_body(response, DEFAULT_MAX_REPLY_BYTES))
+                yield events_from_completion(await held.read(response, DEFAULT_MAX_REPLY_BYTES))
                 return
             relay = EventRelay(strip_usage=strip_usage)
             try:
@@ -137,6 +167,7 @@ class ForwardingBackend:
                 )
             raise _broken_off(self.url, exc) from None
         finally:
+            held.release()
             # Closing early (the client went away) closes the connection rather than reusing it.
             if response is not None:
                 await response.aclose()
@@ -144,10 +175,10 @@ class ForwardingBackend:
     async def _answer(
         self, sending: Awaitable[AsyncResponse], telemetry: PrometheusMetrics | None = None
     ) -> AsyncResponse:
-        """The upstream's answer (its head) to a request being sent; no answer is the server's 502
-        or 504, counted in ``telemetry`` when given."""
+        """The upstream's answer (its head) to a request being sent; no answer, or a status that
+        cannot be passed on, is the server's 502 or 504, counted in ``telemetry`` when given."""
         try:
-            return await sending
+            response = await sending
         except errors.TransportError as exc:
             if telemetry is not None:
                 telemetry.upstream_failed(
@@ -158,13 +189,26 @@ class ForwardingBackend:
             if telemetry is not None:
                 telemetry.upstream_failed(self.name, "protocol")
             raise _broken_off(self.url, exc) from None
+        refused = refused_status(response.status_code, self.redaction.name)
+        if refused is not None:
+            log.warning("upstream %s answered HTTP %s: not passed on", self.url, response.status_code)
+            if telemetry is not None:
+                telemetry.upstream_failed(self.name, response.status_code)
+            await response.aclose()
+            raise refused
+        return response
 
     async def models(self) -> list[dict[str, Any]]:
-        """The upstream's models, asked again once ``models_cache_ttl`` has passed, with the aliases."""
+        """The upstream's models, asked once however many wait for them and again once
+        ``models_cache_ttl`` has passed (a failure: within a few seconds), with the aliases."""
         if not self.upstream.lists_models:
             return self._configured
-        if self._models is not None and time.monotonic() < self._models_until:
-            return self._models
+        try:
+            return await self._models.get()
+        except ApiError as exc:
+            raise self.redaction.error(exc) from None
+
+    async def _list_models(self) -> list[dict[str, Any]]:
         body = await self._get(self.upstream.base_path + "/models")
         try:
             listed = _decode_any(body)
@@ -186,7 +230,6 @@ class ForwardingBackend:
                         "owned_by": origin.get("owned_by", "getgpt"),
                     }
                 )
-        self._models, self._models_until = models, time.monotonic() + self._models_ttl
         return models
 
     async def _get(self, target: str) -> bytes:
@@ -198,18 +241,25 @@ class ForwardingBackend:
         try:
             if not 200 <= response.status_code < 300:
                 raise await _upstream_status(response)
-            return await aread_body(response, DEFAULT_MAX_REPLY_BYTES)
+            with self.budget.holding() as held:
+                return await held.read(response, DEFAULT_MAX_REPLY_BYTES)
         except (errors.TransportError, errors.ProtocolError) as exc:
             raise _broken_off(self.url, exc) from None
         finally:
             await response.aclose()
 
     async def forward(self, path: str, body: bytes) -> AsyncResponse:
-        """POST a request of OpenAI's other routes to the upstream as it came (but for an aliased model)."""
+        """POST a request of OpenAI's other routes to the upstream as it came, but for the model
+        the server owns (``--upstream-model``, an alias)."""
+        try:
+            return await self._forward(path, body)
+        except ApiError as exc:
+            raise self.redaction.error(exc) from None
+
+    async def _forward(self, path: str, body: bytes) -> AsyncResponse:
         if not self.forwards_routes:
             raise not_served(self.name, path)
-        if self.aliases:
-            body = _aliased(body, self.aliases)
+        body = pinned_body(body, self.model, self.aliases)
         response = await self._answer(
             self.upstream.transport.request(
                 Request("POST", self.upstream.base_path + path, headers={"Accept": "*/*"}, body=body),
@@ -224,29 +274,18 @@ class ForwardingBackend:
             await response.aclose()
 
     async def aclose(self) -> None:
+        await self._models.aclose()
         await self.upstream.aclose()
 
 
-def _aliased(body: bytes, aliases: dict[str, str]) -> bytes:
-    """``body`` with its ``model`` replaced when it names an alias; otherwise the bytes as they came."""
-    try:
-        fields = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return body  # not JSON: the upstream says so
-    if isinstance(fields, dict) and isinstance(fields.get("model"), str) and fields["model"] in aliases:
-        fields["model"] = aliases[fields["model"]]
-        return msgspec.json.encode(fields)
-    return body
-
-
-async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcome) -> bytes:
+async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcome, held: Holding) -> bytes:
     """A non-streamed reply's body, passed on; a streamed one made whole (a GetGpt upstream may
     stream whatever was asked). Either is held whole, so either is refused past
-    ``DEFAULT_MAX_REPLY_BYTES`` as it arrives."""
+    ``DEFAULT_MAX_REPLY_BYTES`` as it arrives, and draws on the budget ``held`` is of."""
     if kind != "text/event-stream":
-        body = await aread_body(response, DEFAULT_MAX_REPLY_BYTES)
+        body = await held.read(response, DEFAULT_MAX_REPLY_BYTES)
         try:
-            outcome.usage = usage_of(_decode_any(body))
+            outcome.usage = usage_in(body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise bad_upstream("its reply is not JSON") from None
         return body
@@ -259,6 +298,7 @@ async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcom
                 raise errors.LimitExceeded(
                     f"the streamed reply, made whole, is larger than {DEFAULT_MAX_REPLY_BYTES >> 20} MiB"
                 )
+            held.take(len(chunk))  # what the parser keeps of it: its text, at most as much
             parser.feed(chunk)
         parser.close()
     except errors.RemoteError as exc:

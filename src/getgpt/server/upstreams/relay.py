@@ -38,7 +38,14 @@ from ...protocol.sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 from ..api_error import ApiError
 from ..chat.wire import frame
 
-__all__ = ["EventRelay", "bad_upstream", "completion_from_events", "events_from_completion", "usage_of"]
+__all__ = [
+    "EventRelay",
+    "bad_upstream",
+    "completion_from_events",
+    "events_from_completion",
+    "usage_in",
+    "usage_of",
+]
 
 _decode_any = msgspec.json.Decoder().decode
 # Keys are the only place a quoted name meets a colon: a string value cannot hold a bare quote.
@@ -77,6 +84,28 @@ def usage_of(value: object) -> Usage | None:
         return msgspec.convert(value.get("usage"), Usage | None)
     except msgspec.ValidationError:
         return None
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: Any = None
+
+
+# Decodes a reply's usage alone: the rest of it is scanned but never built (a 16 MiB reply of
+# short strings built whole is hundreds of megabytes of objects).
+_decode_usage = msgspec.json.Decoder(_UsageOnly).decode
+_decode_raw = msgspec.json.Decoder(msgspec.Raw).decode
+
+
+def usage_in(body: bytes) -> Usage | None:
+    """The ``usage`` of a whole reply's JSON ``body``, as :func:`usage_of` reads it; raises
+    :class:`msgspec.DecodeError` (or ``UnicodeDecodeError``, ``RecursionError``) only when
+    ``body`` is no JSON at all."""
+    try:
+        found = _decode_usage(body).usage
+    except msgspec.ValidationError:  # JSON, but no object
+        _decode_raw(body)
+        return None
+    return usage_of({"usage": found})
 
 
 def _error_of(data: bytes, error: object) -> ApiError:
