@@ -13,6 +13,7 @@ from . import (
     gateway,
     gateway_load,
     memory,
+    routing,
     server_throughput,
     small_requests,
     startup,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "memory": memory.run,
     "workers": workers.run,
     "load": gateway_load.run,
+    "routing": routing.run,
 }
 
 

@@ -18,6 +18,7 @@ from bench import (
     gateway,
     gateway_load,
     memory,
+    routing,
     server_throughput,
     small_requests,
     workers,
@@ -92,3 +93,11 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
     assert "KiB per stream" in workers.idle_memory(40, 0.2)
     load = gateway_load.load(0.5, 1, with_litellm=False)
     assert "getgpt serve --workers 2" in load and "200:" in load
+
+
+def test_routing_runs_its_parts_and_the_drill_fails_only_the_streams_live_on_the_killed_upstream() -> None:
+    assert "3 upstreams" in routing.decision(200)
+    report = routing.three_vs_one(3, 0.5, 1)
+    assert "--config, 3 upstreams" in report and "gateway CPU us/req" in report
+    drill = routing.drill(4.0, 30, 1.5, 2.5, 0.5)
+    assert "failed requests = only the streams live on the killed upstream: met" in drill

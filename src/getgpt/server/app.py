@@ -8,9 +8,11 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
-- ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
-  the shared state it needs is unreachable under ``--redis-failure closed``.
+- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check; with a
+  forwarding backend, ``upstreams`` lists each upstream's state (never its URL or key).
+- ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM), while
+  the shared state it needs is unreachable under ``--redis-failure closed``, or while no
+  upstream is healthy.
 - ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.telemetry`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
@@ -18,6 +20,9 @@ Routes:
 The two chat endpoints, and the forwarded routes, are plain ASGI callables that :class:`GetGptApp`
 calls directly, past Starlette's middleware stack, as long as no middleware was added; the other
 routes, and these too once middleware exists (CORS, say), go through Starlette as usual.
+
+A response a forwarding backend's upstream answered names it in ``X-Getgpt-Upstream`` (unless
+``--expose-upstream false``), and its access-log line names it too.
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
@@ -60,7 +65,7 @@ from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
 from .operations.drain import Drain
-from .operations.logs import REQUEST_ID, request_id
+from .operations.logs import REQUEST_ID, UPSTREAM, request_id
 from .operations.metrics import Metrics
 from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
 
@@ -85,14 +90,16 @@ _EXCHANGE = "getgpt.exchange"
 
 
 class _Exchange:
-    """What the app's ``send`` saw of one request's answer."""
+    """What the app's ``send`` saw of one request's answer, and the backend's outcome of it."""
 
-    __slots__ = ("arrived", "first_body", "status")
+    __slots__ = ("arrived", "first_body", "outcome", "status")
 
     def __init__(self) -> None:
         self.arrived = time.perf_counter()
         self.status = 0
         self.first_body: float | None = None
+        #: Filled in by the backend as it answers (the upstream it picked, ...).
+        self.outcome: Outcome | None = None
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -181,6 +188,10 @@ class _Endpoint:
         metrics.active_streams += 1
         metrics.streams_total += 1
         parts.telemetry.active.inc()
+        outcome = Outcome()
+        exchange: _Exchange | None = scope.get(_EXCHANGE)
+        if exchange is not None:
+            exchange.outcome = outcome
         released = False
 
         def release() -> None:
@@ -191,14 +202,13 @@ class _Endpoint:
                 parts.telemetry.active.dec()
 
         try:
-            ended = await self._reply(receive, send, admitted, release)
+            ended = await self._reply(receive, send, admitted, release, outcome)
         finally:
             release()
         if ended == "error":
             metrics.failed_total += 1
         elif ended == "gone":
             metrics.disconnects_total += 1
-        exchange: _Exchange | None = scope.get(_EXCHANGE)
         if exchange is not None:
             telemetry = parts.telemetry
             telemetry.ended(self.route, ended, time.perf_counter() - exchange.arrived)
@@ -214,8 +224,11 @@ class _Endpoint:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
         raise NotImplementedError
 
-    async def _reply(self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]) -> str:
-        """Send the reply; return how it ended: ``"ok"``, ``"error"`` or ``"gone"``."""
+    async def _reply(
+        self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None], outcome: Outcome
+    ) -> str:
+        """Send the reply, the backend filling in ``outcome``; return how it ended: ``"ok"``,
+        ``"error"`` or ``"gone"``."""
         raise NotImplementedError
 
 
@@ -234,10 +247,11 @@ class _Chat(_Endpoint):
         parts.backend.check(chat)
         return chat
 
-    async def _reply(self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]) -> str:
+    async def _reply(
+        self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None], outcome: Outcome
+    ) -> str:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
-        outcome = Outcome()
 
         def counted() -> None:
             release()
@@ -279,9 +293,11 @@ class _Forward(_Endpoint):
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(self, receive: Receive, send: Send, body: bytes, release: Callable[[], None]) -> str:
+    async def _reply(
+        self, receive: Receive, send: Send, body: bytes, release: Callable[[], None], outcome: Outcome
+    ) -> str:
         try:
-            response = await self.parts.backend.forward(self.path, body)
+            response = await self.parts.backend.forward(self.path, body, outcome)
         except ApiError as exc:
             await send_error(send, exc)
             return "error"
@@ -315,12 +331,19 @@ class GetGptApp(Starlette):
     """
 
     def __init__(
-        self, chat: dict[str, _Endpoint], *, telemetry: Telemetry, drain: Drain, **options: Any
+        self,
+        chat: dict[str, _Endpoint],
+        *,
+        telemetry: Telemetry,
+        drain: Drain,
+        expose_upstream: bool = True,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
         self._chat = chat
         self._telemetry = telemetry
         self._drain = drain
+        self._expose_upstream = expose_upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -330,6 +353,7 @@ class GetGptApp(Starlette):
         exchange = _Exchange()
         scope[_EXCHANGE] = exchange
         drain = self._drain
+        expose = self._expose_upstream
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -337,12 +361,18 @@ class GetGptApp(Starlette):
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
                 if drain.draining:
                     headers.append((b"connection", b"close"))
+                outcome = exchange.outcome
+                if outcome is not None and outcome.upstream is not None:
+                    UPSTREAM.set(outcome.upstream)  # for the access line uvicorn writes in send()
+                    if expose:
+                        headers.append((b"x-getgpt-upstream", outcome.upstream.encode()))
                 message = {**message, "headers": headers}
             elif exchange.first_body is None and message.get("body"):
                 exchange.first_body = time.perf_counter()
             await send(message)
 
         token = REQUEST_ID.set(rid.decode("ascii"))
+        upstream = UPSTREAM.set(None)
         try:
             endpoint = None
             if scope["method"] == "POST" and not self.user_middleware:
@@ -353,6 +383,7 @@ class GetGptApp(Starlette):
             else:
                 await super().__call__(scope, receive, answer)
         finally:
+            UPSTREAM.reset(upstream)
             REQUEST_ID.reset(token)
             self._telemetry.request(route_of(scope["path"]), exchange.status)
 
@@ -398,15 +429,16 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     async def healthz(request: Request) -> Response:
         from .. import __version__
 
-        return JSONResponse(
-            {
-                "status": "ok",
-                **metrics.snapshot(),
-                "backend": backend.name,
-                "version": __version__,
-                "pid": os.getpid(),  # which worker answered, with --workers
-            }
-        )
+        answer: dict[str, Any] = {
+            "status": "ok",
+            **metrics.snapshot(),
+            "backend": backend.name,
+            "version": __version__,
+            "pid": os.getpid(),  # which worker answered, with --workers
+        }
+        if isinstance(backend, ForwardingBackend):
+            answer["upstreams"] = backend.health()
+        return JSONResponse(answer)
 
     async def readyz(request: Request) -> Response:
         shared = app.state.shared
@@ -417,6 +449,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             if shared.fail_open:
                 return JSONResponse({"status": "degraded", "redis": redis})
             return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
+        if isinstance(backend, ForwardingBackend) and not backend.ready():
+            return JSONResponse({"status": "no_healthy_upstream", "redis": redis}, status_code=503)
         return JSONResponse({"status": "ready", "redis": redis})
 
     async def prometheus(request: Request) -> Response:
@@ -462,6 +496,12 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         shared = app.state.shared
         if shared is not None:
             await shared.start()
+        if isinstance(backend, ForwardingBackend):
+            if shared is not None:
+                from .admission.shared_state import SharedCooldowns
+
+                backend.share(SharedCooldowns(shared))
+            await backend.start()
         try:
             yield
         finally:
@@ -486,6 +526,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         endpoints,
         telemetry=telemetry,
         drain=drain,
+        expose_upstream=config.expose_upstream,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

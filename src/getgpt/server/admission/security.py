@@ -283,7 +283,8 @@ def install(app: Starlette, config: ServerConfig) -> None:
     if config.rate_burst and limiter is None:
         raise ValueError("rate_burst needs rate_limit")
     guard = ReplayGuard(config.replay_window) if config.replay_window else None
-    if config.redis_url and (limiter is not None or guard is not None):
+    # Redis holds the limits, the replay guard and the routing's cooldowns (a table from --config).
+    if config.redis_url and (limiter is not None or guard is not None or config.routing is not None):
         from .shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 
         shared = SharedState(config.redis_url, config.redis_failure)

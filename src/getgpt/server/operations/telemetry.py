@@ -12,6 +12,13 @@
 - ``getgpt_upstream_errors_total{backend, status}``: upstream failures, by the upstream's HTTP
   status, or ``connect`` / ``timeout`` (no answer), ``protocol`` (a reply broken off),
   ``stream_error`` (an error event inside the upstream's stream).
+- Per upstream (its ``name``; ``upstream`` with ``--upstream`` alone):
+  ``getgpt_upstream_requests_total{upstream}`` requests sent to it (every try);
+  ``getgpt_upstream_failures_total{upstream, reason}`` its failures, reasons as ``status`` above;
+  ``getgpt_upstream_in_flight{upstream}`` requests it is answering now;
+  ``getgpt_upstream_cooldowns_total{upstream}`` times it was cooled, and
+  ``getgpt_upstream_cooled{upstream}`` 1 while it is (in any worker);
+  ``getgpt_upstream_ttfb_seconds{upstream}`` its time to first byte (the response head).
 - ``getgpt_tokens_total{direction}``: tokens the backend *reported* in its usage (``in``: prompt,
   ``out``: completion): a forwarding backend's upstream's own count (the server asks an
   ``openai`` upstream for it), the echo backend's (a token per four characters).
@@ -100,6 +107,42 @@ class Telemetry:
             ["backend", "status"],
             registry=registry,
         )
+        self.upstream_requests = Counter(
+            "getgpt_upstream_requests",
+            "requests sent to each upstream (every try)",
+            ["upstream"],
+            registry=registry,
+        )
+        self.upstream_failures = Counter(
+            "getgpt_upstream_failures",
+            "each upstream's failures by reason (its status, connect, timeout, protocol, stream_error)",
+            ["upstream", "reason"],
+            registry=registry,
+        )
+        self.upstream_in_flight = Gauge(
+            "getgpt_upstream_in_flight",
+            "requests each upstream is answering now",
+            ["upstream"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.upstream_cooldowns = Counter(
+            "getgpt_upstream_cooldowns", "times each upstream was cooled", ["upstream"], registry=registry
+        )
+        self.upstream_cooled_now = Gauge(
+            "getgpt_upstream_cooled",
+            "1 while an upstream is cooled (picked by nobody)",
+            ["upstream"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.upstream_ttfb = Histogram(
+            "getgpt_upstream_ttfb_seconds",
+            "seconds from sending a request to an upstream to its response head",
+            ["upstream"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
         self.tokens = Counter(
             "getgpt_tokens", "tokens the backend reported, in (prompt) and out (completion)", ["direction"],
             registry=registry,
@@ -135,11 +178,26 @@ class Telemetry:
         if completion_tokens:
             self._child(self.tokens, "out").inc(completion_tokens)
 
-    def upstream(self, backend: str, seconds: float) -> None:
+    def upstream(self, backend: str, upstream: str, seconds: float) -> None:
+        """``upstream``'s head arrived ``seconds`` after its request was sent."""
         self._child(self.upstream_latency, backend).observe(seconds)
+        self._child(self.upstream_ttfb, upstream).observe(seconds)
 
-    def upstream_failed(self, backend: str, status: str | int) -> None:
-        self._child(self.upstream_errors, backend, str(status)).inc()
+    def upstream_failed(self, backend: str, upstream: str, reason: str) -> None:
+        self._child(self.upstream_errors, backend, reason).inc()
+        self._child(self.upstream_failures, upstream, reason).inc()
+
+    def upstream_sent(self, upstream: str) -> None:
+        self._child(self.upstream_requests, upstream).inc()
+        self._child(self.upstream_in_flight, upstream).inc()
+
+    def upstream_done(self, upstream: str) -> None:
+        self._child(self.upstream_in_flight, upstream).dec()
+
+    def upstream_cooled(self, upstream: str, cooled: bool) -> None:
+        if cooled:
+            self._child(self.upstream_cooldowns, upstream).inc()
+        self._child(self.upstream_cooled_now, upstream).set(1 if cooled else 0)
 
     def exposition(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest
