@@ -101,12 +101,13 @@ def test_without_redis_open_falls_back_to_this_process_and_closed_refuses() -> N
         open_state, closed_state = SharedState(dead, "open"), SharedState(dead, "closed")
         try:
             started = time.monotonic()
-            limiter = SharedRateLimiter(open_state, RateLimiter(60, burst=2))
+            # One a minute after a burst of 2: the fallback's bucket cannot refill during the test.
+            limiter = SharedRateLimiter(open_state, RateLimiter(1, burst=2))
             waits = [await limiter.take("client e") for _ in range(3)]
             guard = SharedReplayGuard(open_state, ReplayGuard(60))
             claims = await guard.claim("u-2"), await guard.claim("u-2")
             with pytest.raises(ApiError) as refused:
-                await SharedRateLimiter(closed_state, RateLimiter(60, burst=2)).take("client e")
+                await SharedRateLimiter(closed_state, RateLimiter(1, burst=2)).take("client e")
             assert not open_state.available and not closed_state.available
             return waits, claims[0], claims[1], refused.value, time.monotonic() - started
         finally:

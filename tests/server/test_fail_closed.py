@@ -65,12 +65,14 @@ def _statuses(url: str, forwarded_for: list[str]) -> list[int]:
 def test_forwarded_for_from_loopback_is_not_believed_by_default() -> None:
     # One bucket per peer: a client behind a local proxy cannot pick a fresh bucket per request.
     # uvicorn's own variable, which would trust everyone, is not read either.
-    with getgpt_serve("--rate-limit", "60", "--rate-burst", "1", env={"FORWARDED_ALLOW_IPS": "*"}) as server:
+    # A burst of 1, then one request every 100 minutes: nothing refills while the test runs.
+    limited = ("--rate-limit", "0.01", "--rate-burst", "1")
+    with getgpt_serve(*limited, env={"FORWARDED_ALLOW_IPS": "*"}) as server:
         assert _statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) == [200, 429, 429]
 
 
 def test_forwarded_for_is_believed_from_the_named_proxy_only() -> None:
-    limited = ("--rate-limit", "60", "--rate-burst", "1")
+    limited = ("--rate-limit", "0.01", "--rate-burst", "1")  # nothing refills while the test runs
     with getgpt_serve(*limited, "--forwarded-allow-ips", "127.0.0.1") as server:
         assert _statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.1"]) == [200, 200, 429]
     # A proxy elsewhere is named: this peer is not it, so its header is ignored.
@@ -171,7 +173,7 @@ def _refused(limiter: security.RateLimiter, host: str) -> bool:
 
 def test_ipv6_clients_share_a_bucket_per_64_network() -> None:
     # One subscriber holds a whole /64: a bucket per address would be a fresh bucket per request.
-    limiter = security.RateLimiter(per_minute=60, burst=1)
+    limiter = security.RateLimiter(per_minute=60, burst=1, clock=FakeClock())
     assert not _refused(limiter, "2001:db8:1:2::1")
     assert _refused(limiter, "2001:db8:1:2:ffff:ffff:ffff:fffe")
     assert not _refused(limiter, "2001:db8:1:3::1")  # another network

@@ -212,7 +212,16 @@ def test_token_bucket_with_a_clock() -> None:
     assert security.RateLimiter(per_minute=120, clock=clock).burst == 20  # default: 10 s worth
 
 
-def test_rate_limit_per_key_is_429_with_retry_after() -> None:
+@pytest.fixture
+def frozen_limiter(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of every RateLimiter made meanwhile: it moves only when the test moves it, so a
+    slow machine cannot refill a bucket between two requests."""
+    clock = FakeClock()
+    monkeypatch.setattr(security, "RateLimiter", functools.partial(security.RateLimiter, clock=clock))
+    return clock
+
+
+def test_rate_limit_per_key_is_429_with_retry_after(frozen_limiter: FakeClock) -> None:
     config = ServerConfig(api_keys=("a", "b"), rate_limit=60, rate_burst=2)
     with serve(create_app(config)) as url:
         key_a, key_b = {"authorization": "Bearer a"}, {"authorization": "Bearer b"}
@@ -233,7 +242,7 @@ def test_rate_limit_per_key_is_429_with_retry_after() -> None:
         assert caught.value.retry_after == 1.0
 
 
-def test_guessing_keys_is_rate_limited_by_address() -> None:
+def test_guessing_keys_is_rate_limited_by_address(frozen_limiter: FakeClock) -> None:
     config = ServerConfig(api_keys=("right",), rate_limit=60, rate_burst=2)
     with serve(create_app(config), proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
         guess = {"authorization": "Bearer guess", "x-forwarded-for": "198.51.100.7"}
@@ -246,11 +255,12 @@ def test_guessing_keys_is_rate_limited_by_address() -> None:
         assert httpx.post(url + "api/chat/stream", json=body(), headers=right).status_code == 200
 
 
-def test_rate_limit_per_ip_and_the_client_waits_as_told(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rate_limit_per_ip_and_the_client_waits_as_told(
+    frozen_limiter: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The server's limiter runs on a clock the test moves, and the client's wait moves it too: a
     # second passes when the test (or the client, told Retry-After: 1) says so, not by sleeping.
-    clock = FakeClock()
-    monkeypatch.setattr(security, "RateLimiter", functools.partial(security.RateLimiter, clock=clock))
+    clock = frozen_limiter
     waits: list[float] = []
 
     def client_sleeps(seconds: float) -> None:
@@ -258,7 +268,7 @@ def test_rate_limit_per_ip_and_the_client_waits_as_told(monkeypatch: pytest.Monk
         clock.now += seconds
 
     monkeypatch.setattr(
-        "getgpt._client.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
+        "getgpt.client.clients.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
     )
     # This uvicorn believes X-Forwarded-For from 127.0.0.1 (as getgpt serve does when told
     # --forwarded-allow-ips 127.0.0.1), so each value below is a different client address.

@@ -15,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import sockets
+from .waiting import wait_until
+
 __all__ = [
     "Ended",
     "closed_by_peer",
-    "handshakes",
     "idle",
     "memory_kib",
+    "queued",
     "read_response",
     "send_head",
     "status_of",
@@ -132,37 +135,28 @@ def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> 
         return Ended(time.monotonic() - started, bytes(received), closed)
 
 
-def handshakes(address: tuple[str, int], count: int, *, within: float) -> int:
-    """Open ``count`` connections to ``address`` at once; how many completed their handshake
-    within ``within`` seconds. Every one is closed again before this returns.
-
-    A listener whose accept queue is full drops the handshake, which the kernel retries only
-    after a second: with ``within`` under a second, a dropped one does not count.
-    """
+def queued(address: tuple[str, int], count: int, *, limit: float = 20.0) -> int:
+    """Open ``count`` connections at once to a listener that accepts none (a stopped server); how
+    many its accept queue(s) took. A full queue drops the rest's handshakes (the client retries
+    them a second later, into a queue still full), so the count tells the queues' room, whatever
+    the time it takes. Every connection is closed again before this returns."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < count + 256:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1024), hard))
-    sockets: list[socket.socket] = []
+    port = address[1]
+    before = sockets.accept_queue(port)
+    opened: list[socket.socket] = []
     try:
-        with selectors.DefaultSelector() as waiting:
-            for _ in range(count):
-                sock = socket.socket()
-                sock.setblocking(False)
-                sock.connect_ex(address)
-                sockets.append(sock)
-                waiting.register(sock, selectors.EVENT_WRITE)
-            connected = 0
-            until = time.monotonic() + within
-            while connected < count and time.monotonic() < until:
-                for key, _ in waiting.select(0.1):
-                    waiting.unregister(key.fileobj)
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        connected += 1
-        return connected
+        for _ in range(count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(address)
+            opened.append(sock)
+        with contextlib.suppress(AssertionError):  # fewer than all: the count below says how many
+            wait_until(lambda: sockets.accept_queue(port) - before >= count, limit, "every handshake queued")
+        return sockets.accept_queue(port) - before
     finally:
-        for sock in sockets:
+        for sock in opened:
             sock.close()
 
 

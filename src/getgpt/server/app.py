@@ -8,12 +8,12 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check; with a
+- ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check; with a
   forwarding backend, ``upstreams`` lists each upstream's state (never its URL or key).
 - ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM), while
   the shared state it needs is unreachable under ``--redis-failure closed``, or while no
   upstream is healthy.
-- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.telemetry`).
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.prometheus`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
@@ -54,20 +54,21 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admission.security import install as install_security
+from .admission.security import known_as
+from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
 from .backends.base import Backend, ForwardingBackend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
-from .chat.pump import ReplyOptions, deliver, pass_on
+from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
-from .chat.wire import Outcome
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
+from .operations.counts import Counts
 from .operations.drain import Drain
 from .operations.logs import REQUEST_ID, UPSTREAM, request_id
-from .operations.metrics import Metrics
-from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
+from .operations.prometheus import CONTENT_TYPE, PrometheusMetrics, route_of
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
@@ -82,24 +83,10 @@ _NO_WEB_UI = (
     "<!doctype html><meta charset=utf-8><title>getgpt</title>"
     "<p>getgpt server is running. The web UI is not installed.</p>"
 )
-_OVERLOADED_RETRY_AFTER = "1"
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
-# Where GetGptApp leaves a request's _Exchange in its ASGI scope.
-_EXCHANGE = "getgpt.exchange"
-
-
-class _Exchange:
-    """What the app's ``send`` saw of one request's answer, and the backend's outcome of it."""
-
-    __slots__ = ("arrived", "first_body", "outcome", "status")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.status = 0
-        self.first_body: float | None = None
-        #: Filled in by the backend as it answers (the upstream it picked, ...).
-        self.outcome: Outcome | None = None
+# Where an admitted request's Slot is left in its ASGI scope, for its response's start.
+_SLOT = "getgpt.slot"
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -138,8 +125,7 @@ class _Parts:
 
     config: ServerConfig
     backend: Backend
-    metrics: Metrics
-    telemetry: Telemetry
+    slots: Slots
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -147,8 +133,8 @@ class _Parts:
 
 class _Endpoint:
     """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
-    forwarded routes alike. Admission -- request checks, the body, the slot -- and its accounting
-    are written once here; :meth:`_reply` is each endpoint's own."""
+    forwarded routes alike. Admission -- request checks, the body, the slot -- is written once
+    here; :meth:`_admit` and :meth:`_reply` are each endpoint's own."""
 
     def __init__(self, parts: _Parts, route: str) -> None:
         self.parts = parts
@@ -168,67 +154,38 @@ class _Endpoint:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self.parts
-        config, metrics = parts.config, parts.metrics
+        config, slots = parts.config, parts.slots
         try:
             for check in parts.request_checks:
                 await check(scope)
             try:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
-                await self._refuse(send, exc, close=True)  # the rest of the body is unread
+                slots.refuse(exc)
+                await send_error(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            if metrics.active_streams >= config.max_streams:
-                raise _overloaded(config.max_streams)
+            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=known_as(scope))
+            scope[_SLOT] = slot  # for the response's start: the upstream its outcome names
         except ClientGone:
             return
         except ApiError as exc:
-            await self._refuse(send, exc)
+            slots.refuse(exc)
+            await send_error(send, exc)
             return
-        metrics.active_streams += 1
-        metrics.streams_total += 1
-        parts.telemetry.active.inc()
-        outcome = Outcome()
-        exchange: _Exchange | None = scope.get(_EXCHANGE)
-        if exchange is not None:
-            exchange.outcome = outcome
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                metrics.active_streams -= 1
-                parts.telemetry.active.dec()
-
-        try:
-            ended = await self._reply(receive, send, admitted, release, outcome)
-        finally:
-            release()
-        if ended == "error":
-            metrics.failed_total += 1
-        elif ended == "gone":
-            metrics.disconnects_total += 1
-        if exchange is not None:
-            telemetry = parts.telemetry
-            telemetry.ended(self.route, ended, time.perf_counter() - exchange.arrived)
-            if exchange.first_body is not None and exchange.status == 200:
-                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
-
-    async def _refuse(self, send: Send, exc: ApiError, *, close: bool = False) -> None:
-        self.parts.metrics.rejected_total += 1
-        self.parts.telemetry.rejected(exc.code)
-        await send_error(send, exc, close=close)
+        with slot:
+            await self._reply(receive, send, admitted, slot)
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
         raise NotImplementedError
 
-    async def _reply(
-        self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None], outcome: Outcome
-    ) -> str:
-        """Send the reply, the backend filling in ``outcome``; return how it ended: ``"ok"``,
-        ``"error"`` or ``"gone"``."""
+    def _model(self, admitted: Any) -> str | None:
+        """The model the admitted request asks for, if it names one."""
+        return None
+
+    async def _reply(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
+        """Send the reply, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
         raise NotImplementedError
 
 
@@ -247,35 +204,20 @@ class _Chat(_Endpoint):
         parts.backend.check(chat)
         return chat
 
-    async def _reply(
-        self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None], outcome: Outcome
-    ) -> str:
+    def _model(self, chat: Chat) -> str:
+        return chat.model
+
+    async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
-
-        def counted() -> None:
-            release()
-            parts.metrics.count_usage(outcome.usage)
-
         reply = ReplyOptions(
             model=chat.model,
             stream=chat.stream,
             include_usage=chat.include_usage,
             passthrough=parts.backend.passthrough,
         )
-        ended = await deliver(
-            receive,
-            send,
-            parts.backend.stream(chat, outcome),
-            reply,
-            outcome,
-            release=counted,
-            drain=parts.drain,
-        )
-        usage = outcome.usage
-        if usage is not None:
-            parts.telemetry.used(usage.prompt_tokens, usage.completion_tokens)
-        return ended
+        pieces = parts.backend.stream(chat, slot.outcome)
+        await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
 
 
 class _Forward(_Endpoint):
@@ -293,34 +235,21 @@ class _Forward(_Endpoint):
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(
-        self, receive: Receive, send: Send, body: bytes, release: Callable[[], None], outcome: Outcome
-    ) -> str:
+    async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
-            response = await self.parts.backend.forward(self.path, body, outcome)
+            response = await self.parts.backend.forward(self.path, body, slot.outcome)
         except ApiError as exc:
+            slot.release(Ending.ERROR)
             await send_error(send, exc)
-            return "error"
+            return
         try:
             kind = response.headers.get("content-type", "application/json").encode("latin-1")
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            return await pass_on(
-                receive, send, response.status_code, headers, response.reads(), release=release
-            )
+            await pass_on(receive, send, response.status_code, headers, response.reads(), slot=slot)
         finally:
             await response.aclose()
-
-
-def _overloaded(limit: int) -> ApiError:
-    return ApiError(
-        503,
-        f"the server is answering {limit} requests already; retry shortly",
-        type="server_overloaded",
-        code="too_many_streams",
-        headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
-    )
 
 
 class GetGptApp(Starlette):
@@ -334,14 +263,14 @@ class GetGptApp(Starlette):
         self,
         chat: dict[str, _Endpoint],
         *,
-        telemetry: Telemetry,
+        prometheus: PrometheusMetrics,
         drain: Drain,
         expose_upstream: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self._chat = chat
-        self._telemetry = telemetry
+        self._prometheus = prometheus
         self._drain = drain
         self._expose_upstream = expose_upstream
 
@@ -350,29 +279,30 @@ class GetGptApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         rid = request_id(header(scope, b"x-request-id"))
-        exchange = _Exchange()
-        scope[_EXCHANGE] = exchange
+        timing = Timing()
+        scope[TIMING] = timing
         drain = self._drain
         expose = self._expose_upstream
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
-                exchange.status = message["status"]
+                timing.status = message["status"]
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
                 if drain.draining:
                     headers.append((b"connection", b"close"))
-                outcome = exchange.outcome
-                if outcome is not None and outcome.upstream is not None:
-                    UPSTREAM.set(outcome.upstream)  # for the access line uvicorn writes in send()
+                slot: Slot | None = scope.get(_SLOT)
+                upstream = slot.outcome.upstream if slot is not None else None
+                if upstream is not None:
+                    UPSTREAM.set(upstream)  # for the access line uvicorn writes in send()
                     if expose:
-                        headers.append((b"x-getgpt-upstream", outcome.upstream.encode()))
+                        headers.append((b"x-getgpt-upstream", upstream.encode()))
                 message = {**message, "headers": headers}
-            elif exchange.first_body is None and message.get("body"):
-                exchange.first_body = time.perf_counter()
+            elif timing.first_body is None and message.get("body"):
+                timing.first_body = time.perf_counter()
             await send(message)
 
         token = REQUEST_ID.set(rid.decode("ascii"))
-        upstream = UPSTREAM.set(None)
+        upstream_token = UPSTREAM.set(None)
         try:
             endpoint = None
             if scope["method"] == "POST" and not self.user_middleware:
@@ -383,9 +313,9 @@ class GetGptApp(Starlette):
             else:
                 await super().__call__(scope, receive, answer)
         finally:
-            UPSTREAM.reset(upstream)
+            UPSTREAM.reset(upstream_token)
             REQUEST_ID.reset(token)
-            self._telemetry.request(route_of(scope["path"]), exchange.status)
+            self._prometheus.request(route_of(scope["path"]), timing.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -410,15 +340,16 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     """The server as an ASGI app; run it with uvicorn (``getgpt serve`` does)."""
     config = config or ServerConfig()
     backend = make_backend(config)
-    metrics = Metrics()
-    telemetry = Telemetry()
+    counts = Counts()
+    prometheus = PrometheusMetrics()
     if isinstance(backend, ForwardingBackend):
-        backend.telemetry = telemetry
+        backend.telemetry = prometheus
     drain = Drain(config.shutdown_grace)
     request_checks: list[RequestCheck] = []
     chat_checks: list[ChatCheck] = []
 
-    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks)
+    slots = Slots(config.max_streams, counts, prometheus)
+    parts = _Parts(config, backend, slots, drain, request_checks, chat_checks)
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
@@ -431,7 +362,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
 
         answer: dict[str, Any] = {
             "status": "ok",
-            **metrics.snapshot(),
+            **counts.snapshot(),
             "backend": backend.name,
             "version": __version__,
             "pid": os.getpid(),  # which worker answered, with --workers
@@ -453,12 +384,12 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
             return JSONResponse({"status": "no_healthy_upstream", "redis": redis}, status_code=503)
         return JSONResponse({"status": "ready", "redis": redis})
 
-    async def prometheus(request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         if config.metrics_key is not None:
             presented = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
                 return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
-        return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
+        return Response(prometheus.exposition(), media_type=CONTENT_TYPE)
 
     async def models(request: Request) -> Response:
         try:
@@ -517,14 +448,14 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
     ]
     app = GetGptApp(
         endpoints,
-        telemetry=telemetry,
+        prometheus=prometheus,
         drain=drain,
         expose_upstream=config.expose_upstream,
         routes=routes,
@@ -536,8 +467,8 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.router.redirect_slashes = False
     app.state.config = config
     app.state.backend = backend
-    app.state.metrics = metrics
-    app.state.telemetry = telemetry
+    app.state.counts = counts
+    app.state.prometheus = prometheus
     app.state.drain = drain
     app.state.shared = None
     app.state.request_checks = request_checks

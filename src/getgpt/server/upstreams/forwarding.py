@@ -56,7 +56,7 @@ from .routing import Failure, Router
 from .strategies import Member
 
 if TYPE_CHECKING:
-    from ..operations.telemetry import Telemetry
+    from ..operations.prometheus import PrometheusMetrics
 
 __all__ = ["SYNC_EVERY", "ForwardingBackend", "configured_models"]
 
@@ -133,7 +133,7 @@ class ForwardingBackend:
         self.name = config.backend
         self.clock = clock
         self.max_duration = config.upstream_max_duration
-        self._telemetry: Telemetry | None = None
+        self._telemetry: PrometheusMetrics | None = None
         self._configured = configured_models(config)
         self._models_ttl = config.models_cache_ttl
         # An upstream's own model list, and until when it is trusted (its "*" models).
@@ -191,12 +191,12 @@ class ForwardingBackend:
         )
 
     @property
-    def telemetry(self) -> Telemetry | None:
+    def telemetry(self) -> PrometheusMetrics | None:
         """Where upstream latency and failures are counted (``/metrics``); set by the app."""
         return self._telemetry
 
     @telemetry.setter
-    def telemetry(self, telemetry: Telemetry | None) -> None:
+    def telemetry(self, telemetry: PrometheusMetrics | None) -> None:
         self._telemetry = telemetry
         self.router.telemetry = telemetry
 

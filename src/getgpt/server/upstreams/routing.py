@@ -34,7 +34,7 @@ from .kinds import Upstream
 from .strategies import STRATEGY, LeastInFlight, Member, Strategy
 
 if TYPE_CHECKING:
-    from ..operations.telemetry import Telemetry
+    from ..operations.prometheus import PrometheusMetrics
 
 __all__ = ["Attempts", "Failure", "Pool", "Router"]
 
@@ -84,7 +84,7 @@ class Router:
         *,
         clock: Clock = time.monotonic,
         draw: random.Random | None = None,
-        telemetry: Telemetry | None = None,
+        telemetry: PrometheusMetrics | None = None,
     ) -> None:
         self.routing = routing
         self.clock = clock
