@@ -400,6 +400,8 @@ def test_one_view_of_the_fleet_models_health_readiness_metrics_header_and_access
             assert metric(gateway.url, "getgpt_upstream_requests_total", upstream="named") == 2
             assert metric(gateway.url, "getgpt_upstream_ttfb_seconds_count", upstream="lister") == 1
             assert metric(gateway.url, "getgpt_upstream_in_flight", upstream="named") == 0
+            # The backend-wide series of before routing: the upstreams' added up.
+            assert metric(gateway.url, "getgpt_upstream_latency_seconds_count", backend="upstreams") == 3
             output = gateway.stop()
         lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
         access = [

@@ -7,18 +7,18 @@
 - ``getgpt_time_to_first_chunk_seconds{route}``: from a chat request's arrival to its first text.
 - ``getgpt_reply_duration_seconds{route, outcome}``: admitted chat requests, arrival to the end
   of the reply, streamed or not; outcome ``ok``, ``error`` or ``gone`` (the client left).
-- ``getgpt_upstream_latency_seconds{backend}``: a forwarding backend's wait for the upstream's
-  response head.
-- ``getgpt_upstream_errors_total{backend, status}``: upstream failures, by the upstream's HTTP
-  status, or ``connect`` / ``timeout`` (no answer), ``protocol`` (a reply broken off),
-  ``stream_error`` (an error event inside the upstream's stream).
 - Per upstream (its ``name``; ``upstream`` with ``--upstream`` alone):
   ``getgpt_upstream_requests_total{upstream}`` requests sent to it (every try);
-  ``getgpt_upstream_failures_total{upstream, reason}`` its failures, reasons as ``status`` above;
+  ``getgpt_upstream_failures_total{upstream, reason}`` its failures: its HTTP status, or
+  ``connect`` / ``timeout`` (no answer), ``protocol`` (a reply broken off), ``stream_error`` (an
+  error event inside its stream);
   ``getgpt_upstream_in_flight{upstream}`` requests it is answering now;
   ``getgpt_upstream_cooldowns_total{upstream}`` times it was cooled, and
   ``getgpt_upstream_cooled{upstream}`` 1 while it is (in any worker);
   ``getgpt_upstream_ttfb_seconds{upstream}`` its time to first byte (the response head).
+- ``getgpt_upstream_latency_seconds{backend}`` and ``getgpt_upstream_errors_total{backend,
+  status}``: the two above for all upstreams together, as before routing; the exposition adds
+  them up from the per-upstream series, at no cost to a request.
 - ``getgpt_tokens_total{direction}``: tokens the backend *reported* in its usage (``in``: prompt,
   ``out``: completion): a forwarding backend's upstream's own count (the server asks an
   ``openai`` upstream for it), the echo backend's (a token per four characters).
@@ -105,19 +105,8 @@ class PrometheusMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
-        self.upstream_latency = Histogram(
-            "getgpt_upstream_latency_seconds",
-            "seconds a forwarding backend waited for the upstream's response head",
-            ["backend"],
-            buckets=_BUCKETS,
-            registry=registry,
-        )
-        self.upstream_errors = Counter(
-            "getgpt_upstream_errors",
-            "upstream failures by status or kind",
-            ["backend", "status"],
-            registry=registry,
-        )
+        #: The forwarding backend's name: the ``backend`` label of the series added up at exposition.
+        self.backend = ""
         self.upstream_requests = Counter(
             "getgpt_upstream_requests",
             "requests sent to each upstream (every try)",
@@ -189,21 +178,10 @@ class PrometheusMetrics:
         if completion_tokens:
             self._child(self.tokens, "out").inc(completion_tokens)
 
-    def upstream(self, backend: str, upstream: str, seconds: float) -> None:
-        """``upstream``'s head arrived ``seconds`` after its request was sent."""
-        self._child(self.upstream_latency, backend).observe(seconds)
-        self._child(self.upstream_ttfb, upstream).observe(seconds)
-
-    def upstream_failed(self, backend: str, upstream: str, reason: str) -> None:
-        self._child(self.upstream_errors, backend, reason).inc()
-        self._child(self.upstream_failures, upstream, reason).inc()
-
-    def upstream_sent(self, upstream: str) -> None:
-        self._child(self.upstream_requests, upstream).inc()
-        self._child(self.upstream_in_flight, upstream).inc()
-
-    def upstream_done(self, upstream: str) -> None:
-        self._child(self.upstream_in_flight, upstream).dec()
+    def upstream_series(self, upstream: str) -> UpstreamSeries:
+        """The series of the upstream named ``upstream``, for a caller to keep (and not look up
+        again on each request)."""
+        return UpstreamSeries(self, upstream)
 
     def upstream_cooled(self, upstream: str, cooled: bool) -> None:
         if cooled:
@@ -223,22 +201,88 @@ class PrometheusMetrics:
                 source = CollectorRegistry()
                 multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
             self._exposed = CollectorRegistry()
-            self._exposed.register(_WithOldNames(source))
+            self._exposed.register(_WithOldNames(source, self))
         return generate_latest(self._exposed)
 
 
-class _WithOldNames:
-    """A collector handing on ``source``'s families, and those in :data:`OLD_NAMES` again under
-    their old names: made only when ``/metrics`` is read, so a request pays nothing for them."""
+class UpstreamSeries:
+    """One upstream's series, their label looked up once (``labels()`` takes a lock and builds a
+    key: about a microsecond a call, three a request)."""
 
-    def __init__(self, source: Any) -> None:
+    __slots__ = ("_failures", "_metrics", "in_flight", "name", "requests", "ttfb")
+
+    def __init__(self, metrics: PrometheusMetrics, name: str) -> None:
+        self._metrics = metrics
+        self.name = name
+        self.requests = metrics.upstream_requests.labels(name)
+        self.in_flight = metrics.upstream_in_flight.labels(name)
+        self.ttfb = metrics.upstream_ttfb.labels(name)
+        self._failures: dict[str, Any] = {}
+
+    def sent(self) -> None:
+        self.requests.inc()
+        self.in_flight.inc()
+
+    def done(self) -> None:
+        self.in_flight.dec()
+
+    def failed(self, reason: str) -> None:
+        child = self._failures.get(reason)
+        if child is None:
+            child = self._failures[reason] = self._metrics.upstream_failures.labels(self.name, reason)
+        child.inc()
+
+
+#: Series kept per upstream -> the backend-wide series of before routing, added up from them at
+#: exposition: its name, its help, and the name its reason label had.
+BACKEND_WIDE = {
+    "getgpt_upstream_ttfb_seconds": (
+        "getgpt_upstream_latency_seconds",
+        "seconds a forwarding backend waited for the upstream's response head",
+        "",
+    ),
+    "getgpt_upstream_failures": ("getgpt_upstream_errors", "upstream failures by status or kind", "status"),
+}
+
+
+class _WithOldNames:
+    """A collector handing on ``source``'s families, those in :data:`OLD_NAMES` again under their
+    old names, and those of :data:`BACKEND_WIDE` added up over the upstreams: made only when
+    ``/metrics`` is read, so a request pays nothing for them."""
+
+    def __init__(self, source: Any, metrics: PrometheusMetrics) -> None:
         self.source = source
+        self.metrics = metrics
+
+    def _backend_wide(self, family: Any) -> Any:
+        from prometheus_client.metrics_core import Metric
+
+        name, documentation, reason = BACKEND_WIDE[family.name]
+        summed: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for sample in family.samples:
+            suffix = sample.name[len(family.name) :]
+            if suffix == "_created":
+                continue
+            labels = {"backend": self.metrics.backend}
+            for label, value in sample.labels.items():
+                if label == "reason":
+                    labels[reason] = value
+                elif label != "upstream":
+                    labels[label] = value
+            key = (suffix, tuple(sorted(labels.items())))
+            summed[key] = summed.get(key, 0.0) + sample.value
+        total = Metric(name, documentation, family.type, family.unit)
+        for (suffix, pairs), value in summed.items():
+            total.add_sample(name + suffix, dict(pairs), value)
+        return total
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.metrics_core import Metric
 
         for family in self.source.collect():
             yield family
+            if family.name in BACKEND_WIDE and self.metrics.backend:
+                yield self._backend_wide(family)
             old = OLD_NAMES.get(family.name)
             if old is None:
                 continue

@@ -167,7 +167,12 @@ class ForwardingBackend:
                 ask_usage=config.upstream_usage,
                 max_in_flight=entry.max_in_flight,
             )
-        router = Router(routing, made, clock=self.clock, telemetry=self._telemetry)
+        telemetry = self._telemetry
+        if telemetry is not None:
+            for upstream in made.values():
+                if upstream.series is None:
+                    upstream.series = telemetry.upstream_series(upstream.name)
+        router = Router(routing, made, clock=self.clock, telemetry=telemetry)
         router.shared = self.shared
         for name, upstream in self.upstreams.items():
             if made.get(name) is not upstream:
@@ -199,6 +204,10 @@ class ForwardingBackend:
     def telemetry(self, telemetry: PrometheusMetrics | None) -> None:
         self._telemetry = telemetry
         self.router.telemetry = telemetry
+        if telemetry is not None:
+            telemetry.backend = self.name
+        for upstream in self.upstreams.values():
+            upstream.series = None if telemetry is None else telemetry.upstream_series(upstream.name)
 
     def share(self, shared: SharedCooldowns) -> None:
         """Keep cooldowns in ``shared`` (Redis) too, for every worker and replica."""
@@ -350,9 +359,9 @@ class ForwardingBackend:
         status = response.status_code
         if counted:
             waited = time.perf_counter() - started
-            telemetry = self._telemetry
-            if telemetry is not None:
-                telemetry.upstream(self.name, upstream.name, waited)
+            series = upstream.series
+            if series is not None:
+                series.ttfb.observe(waited)
             if 200 <= status < 300:
                 upstream.health.succeeded(waited)
         if 200 <= status < 300:
@@ -368,22 +377,22 @@ class ForwardingBackend:
         raise error
 
     def _count(self, upstream: Upstream, reason: str) -> None:
-        telemetry = self._telemetry
-        if telemetry is not None:
-            telemetry.upstream_failed(self.name, upstream.name, reason)
+        series = upstream.series
+        if series is not None:
+            series.failed(reason)
 
     def _enter(self, upstream: Upstream) -> None:
         upstream.health.in_flight += 1
-        telemetry = self._telemetry
-        if telemetry is not None:
-            telemetry.upstream_sent(upstream.name)
+        series = upstream.series
+        if series is not None:
+            series.sent()
 
     def _leave(self, upstream: Upstream) -> None:
         health = upstream.health
         health.in_flight -= 1
-        telemetry = self._telemetry
-        if telemetry is not None:
-            telemetry.upstream_done(upstream.name)
+        series = upstream.series
+        if series is not None:
+            series.done()
         if upstream.retired and not health.in_flight:
             self._close_later(upstream)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -29,6 +29,9 @@ from ...protocol.request import USER_AGENT, encode
 from ..chat.request import Chat
 from ..config import ServerConfig
 from .health import Health
+
+if TYPE_CHECKING:
+    from ..operations.prometheus import UpstreamSeries
 
 __all__ = ["KINDS", "GetGptUpstream", "OpenAIUpstream", "Upstream", "timeouts_of", "upstream_key"]
 
@@ -93,6 +96,8 @@ class Upstream:
         self.shared_key = hashlib.blake2b(f"{name}\0{url}".encode(), digest_size=12).hexdigest()
         #: Retired by a reload: closed once its last request has ended.
         self.retired = False
+        #: Its series in /metrics, once the server counts (set by the forwarding backend).
+        self.series: UpstreamSeries | None = None
         # Where OpenAI's other routes are: the path of the upstream's /v1.
         self.base_path = urlsplit(url).path.rstrip("/")
         self.ask_usage = ask_usage and self.can_ask_usage
