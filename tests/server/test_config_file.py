@@ -242,3 +242,14 @@ def test_check_config_says_ok_or_names_the_key_and_never_serves(tmp_path: Path) 
     done = run_getgpt("serve", "--check-config", bad)
     assert done.returncode != 0
     assert "upstreams[0].weight: expected an integer, got a string ('heavy')" in done.stderr
+
+
+def test_the_readmes_example_is_a_valid_config_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Many upstreams\n") :]
+    example = section[section.index("```toml\n") + 8 : section.index("\n```", section.index("```toml"))]
+    path = _written(tmp_path, example)
+    config = load_settings(path=path, environ={"VLLM_KEY": "k1", "OPENAI_API_KEY": "k2"})
+    assert config.routing is not None
+    assert [entry.name for entry in config.routing.upstreams] == ["vllm-a", "vllm-b", "chain", "openai"]
+    assert config.routing.fallbacks == (("gpt-4o", ("llama3",)),)
