@@ -111,6 +111,8 @@ def test_a_complete_file_gives_the_settings_and_the_routing_table(tmp_path: Path
         # An upstream with no URL (or no name, or a name twice).
         ('[[upstreams]]\nname = "a"\nmodels = ["x"]\n', "upstreams[0].url: missing"),
         ('[[upstreams]]\nurl = "http://h/v1"\n', "upstreams[0].name: missing"),
+        ('[[upstreams]]\nname = "vllm ä"\nurl = "http://h/v1"\n',
+         "upstreams[0].name: 'vllm ä' is not a usable name"),
         ('[[upstreams]]\nname = "a"\nurl = "ftp://h/v1"\n', "upstreams[0].url: 'ftp://h/v1' is not an http"),
         (UP + '[[upstreams]]\nname = "a"\nurl = "http://i/v1"\n',
          "upstreams[1].name: 'a' is already upstreams[0]'s"),

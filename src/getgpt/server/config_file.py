@@ -237,8 +237,9 @@ def _upstream(index: int, value: object, environ: Mapping[str, str]) -> Upstream
         if required not in table:
             raise ValueError(f"{where}.{required}: missing (every upstream needs a name and a url)")
     name = _string(f"{where}.name", table["name"]).strip()
-    if not name or any(char.isspace() or not char.isprintable() for char in name):
-        raise ValueError(f"{where}.name: {table['name']!r} is not a usable name (no spaces)")
+    # It travels in a response header and a metric's label: printable ASCII, no spaces.
+    if not name or not name.isascii() or any(char.isspace() or not char.isprintable() for char in name):
+        raise ValueError(f"{where}.name: {table['name']!r} is not a usable name (printable ASCII, no spaces)")
     url = _string(f"{where}.url", table["url"]).strip()
     if not url.lower().startswith(("http://", "https://")):
         raise ValueError(f"{where}.url: {url!r} is not an http:// or https:// URL")
