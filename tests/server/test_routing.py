@@ -438,3 +438,20 @@ def test_forwarded_routes_are_tried_on_another_upstream_too(tmp_path: Path) -> N
                 answer = httpx.post(gateway.url + "v1/embeddings", json={"model": "m", "input": "x"})
                 assert answer.status_code == 200 and answer.json()["upstream"] == "b"
             assert ups["a"].counts()["embeddings"] >= 1
+
+
+def test_sighup_to_a_single_process_swaps_its_upstreams_and_without_a_file_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with fleet("a", "b") as ups:
+        path = write_config(tmp_path / "g.toml", [{"name": "a", "url": ups["a"].v1}])
+        with getgpt_serve("--config", str(path)) as gateway:
+            assert _served_by(_chat(gateway.url)) == "a"
+            write_config(path, [{"name": "b", "url": ups["b"].v1}])
+            gateway.process.send_signal(signal.SIGHUP)
+            gateway.wait_for_output("SIGHUP: routing reloaded")
+            assert _served_by(_chat(gateway.url)) == "b"
+        with getgpt_serve("--backend", "openai", "--upstream", ups["a"].v1) as plain:
+            plain.process.send_signal(signal.SIGHUP)  # without a file: logged, and still serving
+            plain.wait_for_output("there is no file to read again")
+            assert _served_by(_chat(plain.url)) == "a"
