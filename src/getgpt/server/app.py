@@ -17,12 +17,17 @@ Routes:
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
-The two chat endpoints, and the forwarded routes, are plain ASGI callables that :class:`GetGptApp`
-calls directly, past Starlette's middleware stack, as long as no middleware was added; the other
-routes, and these too once middleware exists (CORS, say), go through Starlette as usual.
+Every request takes one path, whatever middleware is installed (CORS, the replay guard's, one
+of the caller's): that middleware, then the two chat endpoints and the forwarded routes -- plain
+ASGI callables, found by path -- called directly; the other routes through Starlette's error
+handling and routing as usual.
 
 A response a forwarding backend's upstream answered names it in ``X-Getgpt-Upstream`` (unless
 ``--expose-upstream false``), and its access-log line names it too.
+
+Building the app is a few named steps (:func:`create_app`): the parts every endpoint shares
+(settings, backend, slots, drain, check lists), the endpoints, the routes, the lifespan, what
+``app.state`` shows, and the defences the settings switch on.
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
@@ -40,7 +45,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +54,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,7 +62,7 @@ from .admission.security import install as install_security
 from .admission.security import known_as
 from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
-from .backends.base import Backend, ForwardingBackend, make_backend
+from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
 from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
@@ -252,8 +257,103 @@ class _Forward(_Endpoint):
             await response.aclose()
 
 
+class _Pages:
+    """The app's GET routes: health, readiness, metrics, models, its OpenAPI document, the page."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+
+    async def healthz(self, request: Request) -> Response:
+        from .. import __version__
+
+        backend = self.parts.backend
+        answer: dict[str, Any] = {
+            "status": "ok",
+            **self.parts.slots.counts.snapshot(),
+            "backend": backend.name,
+            "version": __version__,
+            "pid": os.getpid(),  # which worker answered, with --workers
+        }
+        if isinstance(backend, ForwardingBackend):
+            answer["upstreams"] = backend.health()
+        return JSONResponse(answer)
+
+    async def readyz(self, request: Request) -> Response:
+        shared = request.app.state.shared
+        redis = "off" if shared is None else shared.status
+        if self.parts.drain.draining:
+            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
+        if shared is not None and not shared.available:
+            if shared.fail_open:
+                return JSONResponse({"status": "degraded", "redis": redis})
+            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
+        backend = self.parts.backend
+        if isinstance(backend, ForwardingBackend) and not backend.ready():
+            return JSONResponse({"status": "no_healthy_upstream", "redis": redis}, status_code=503)
+        return JSONResponse({"status": "ready", "redis": redis})
+
+    async def metrics(self, request: Request) -> Response:
+        key = self.parts.config.metrics_key
+        if key is not None:
+            presented = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(presented, b"Bearer " + key.encode()):
+                return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
+        return Response(self.parts.slots.prometheus.exposition(), media_type=CONTENT_TYPE)
+
+    async def models(self, request: Request) -> Response:
+        try:
+            data = await self.parts.backend.models()
+        except ApiError as exc:
+            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            data = await self.parts.backend.models()
+        except ApiError as exc:
+            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
+        for item in data:
+            if item.get("id") == name:
+                return JSONResponse(item)
+        missing = ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
+        return Response(missing.json(), 404, media_type="application/json")
+
+    async def openapi(self, request: Request) -> Response:
+        from .. import __version__
+        from .operations.openapi import openapi_document
+
+        return JSONResponse(openapi_document(__version__))
+
+    async def index(self, request: Request) -> Response:
+        page = WEB_DIR / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return HTMLResponse(_NO_WEB_UI, headers=PAGE_HEADERS)
+
+
+class _Dispatch:
+    """Where every HTTP request goes once the installed middleware has seen it: a POST endpoint
+    (chat or forwarded) by its path, called directly; anything else through Starlette's own
+    error handling and routing (``routed``)."""
+
+    def __init__(self, endpoints: dict[str, _Endpoint], routed: ASGIApp) -> None:
+        self.endpoints = endpoints
+        self.routed = routed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.endpoints.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.routed(scope, receive, send)
+
+
 class GetGptApp(Starlette):
-    """Starlette, with the chat endpoints called directly while no middleware is installed.
+    """Starlette, with one path for every request whatever middleware is installed: the middleware
+    (``add_middleware``, ``middleware=``), then the POST endpoints called directly by path, the
+    other routes through Starlette's routing.
 
     Every HTTP request gets its id (``X-Request-Id``, :mod:`getgpt.server.operations.logs`), is counted by
     route and status, and, while the process drains, is answered with ``Connection: close``.
@@ -261,7 +361,7 @@ class GetGptApp(Starlette):
 
     def __init__(
         self,
-        chat: dict[str, _Endpoint],
+        endpoints: dict[str, _Endpoint],
         *,
         prometheus: PrometheusMetrics,
         drain: Drain,
@@ -269,10 +369,24 @@ class GetGptApp(Starlette):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self._chat = chat
+        self._endpoints = endpoints
         self._prometheus = prometheus
         self._drain = drain
         self._expose_upstream = expose_upstream
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Starlette puts the installed middleware inside its own error handling, around the router;
+        # here it goes around the dispatch, so the endpoints meet it too without paying for
+        # Starlette's two wrappers (a Request object per request) on every chat request.
+        installed, self.user_middleware = self.user_middleware, []
+        try:
+            routed = super().build_middleware_stack()
+        finally:
+            self.user_middleware = installed
+        app: ASGIApp = _Dispatch(self._endpoints, routed)
+        for middleware, args, kwargs in reversed(installed):
+            app = middleware(app, *args, **kwargs)
+        return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -284,7 +398,7 @@ class GetGptApp(Starlette):
         drain = self._drain
         expose = self._expose_upstream
 
-        async def answer(message: Message) -> None:
+        async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
                 timing.status = message["status"]
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
@@ -304,14 +418,7 @@ class GetGptApp(Starlette):
         token = REQUEST_ID.set(rid.decode("ascii"))
         upstream_token = UPSTREAM.set(None)
         try:
-            endpoint = None
-            if scope["method"] == "POST" and not self.user_middleware:
-                endpoint = self._chat.get(scope["path"])
-            if endpoint is not None:
-                scope["app"] = self
-                await endpoint(scope, receive, answer)
-            else:
-                await super().__call__(scope, receive, answer)
+            await super().__call__(scope, receive, send_marked)
         finally:
             UPSTREAM.reset(upstream_token)
             REQUEST_ID.reset(token)
@@ -339,92 +446,68 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(config: ServerConfig | None = None) -> GetGptApp:
     """The server as an ASGI app; run it with uvicorn (``getgpt serve`` does)."""
     config = config or ServerConfig()
-    backend = make_backend(config)
-    counts = Counts()
-    prometheus = PrometheusMetrics()
-    if isinstance(backend, ForwardingBackend):
-        backend.telemetry = prometheus
-    drain = Drain(config.shutdown_grace)
-    request_checks: list[RequestCheck] = []
-    chat_checks: list[ChatCheck] = []
+    parts = _parts(config)
+    endpoints = _endpoints(parts)
+    app = GetGptApp(
+        endpoints,
+        prometheus=parts.slots.prometheus,
+        drain=parts.drain,
+        expose_upstream=config.expose_upstream,
+        routes=_routes(_Pages(parts), endpoints),
+        lifespan=_lifespan(parts),
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    # Starlette answers "/static" or "/healthz/" with a redirect to an absolute URL built from
+    # the request's Host header, which a client (or a poisoned cache in front) chooses: 404 instead.
+    app.router.redirect_slashes = False
+    _expose(app, parts)
+    install_security(app, config)
+    return app
 
-    slots = Slots(config.max_streams, counts, prometheus)
-    parts = _Parts(config, backend, slots, drain, request_checks, chat_checks)
+
+def _parts(config: ServerConfig) -> _Parts:
+    """What one app's endpoints and pages share, made from ``config``."""
+    prometheus = PrometheusMetrics()
+    backend = make_backend(config, prometheus)
+    slots = Slots(config.max_streams, Counts(), prometheus)
+    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [])
+
+
+def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:
+    """The POST endpoints by path: the two chat endpoints and OpenAI's forwarded routes."""
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
     }
     for route in FORWARDED:
         endpoints["/v1" + route] = _Forward(parts, "/v1" + route, route)
+    return endpoints
 
-    async def healthz(request: Request) -> Response:
-        from .. import __version__
 
-        answer: dict[str, Any] = {
-            "status": "ok",
-            **counts.snapshot(),
-            "backend": backend.name,
-            "version": __version__,
-            "pid": os.getpid(),  # which worker answered, with --workers
-        }
-        if isinstance(backend, ForwardingBackend):
-            answer["upstreams"] = backend.health()
-        return JSONResponse(answer)
+def _routes(pages: _Pages, endpoints: dict[str, _Endpoint]) -> list[BaseRoute]:
+    """Starlette's routes. The POST endpoints are reached by the dispatch before routing; their
+    routes are here for what routing says of another method (405) and for the route list."""
+    return [
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in endpoints.items()),
+        Route("/v1/models", pages.models, methods=["GET"]),
+        Route("/v1/models/{name:path}", pages.model, methods=["GET"]),
+        Route("/healthz", pages.healthz, methods=["GET"]),
+        Route("/readyz", pages.readyz, methods=["GET"]),
+        Route("/metrics", pages.metrics, methods=["GET"]),
+        Route("/openapi.json", pages.openapi, methods=["GET"]),
+        Route("/", pages.index, methods=["GET"]),
+        Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
+    ]
 
-    async def readyz(request: Request) -> Response:
-        shared = app.state.shared
-        redis = "off" if shared is None else shared.status
-        if drain.draining:
-            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
-        if shared is not None and not shared.available:
-            if shared.fail_open:
-                return JSONResponse({"status": "degraded", "redis": redis})
-            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
-        if isinstance(backend, ForwardingBackend) and not backend.ready():
-            return JSONResponse({"status": "no_healthy_upstream", "redis": redis}, status_code=503)
-        return JSONResponse({"status": "ready", "redis": redis})
 
-    async def metrics(request: Request) -> Response:
-        if config.metrics_key is not None:
-            presented = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
-                return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
-        return Response(prometheus.exposition(), media_type=CONTENT_TYPE)
-
-    async def models(request: Request) -> Response:
-        try:
-            data = await backend.models()
-        except ApiError as exc:
-            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
-        return JSONResponse({"object": "list", "data": data})
-
-    async def model(request: Request) -> Response:
-        name = request.path_params["name"]
-        try:
-            data = await backend.models()
-        except ApiError as exc:
-            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
-        for item in data:
-            if item.get("id") == name:
-                return JSONResponse(item)
-        missing = ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
-        return Response(missing.json(), 404, media_type="application/json")
-
-    async def openapi(request: Request) -> Response:
-        from .. import __version__
-        from .operations.openapi import openapi_document
-
-        return JSONResponse(openapi_document(__version__))
-
-    async def index(request: Request) -> Response:
-        page = WEB_DIR / "index.html"
-        if page.is_file():
-            return FileResponse(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-        return HTMLResponse(_NO_WEB_UI, headers=PAGE_HEADERS)
+def _lifespan(parts: _Parts) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start the shared state (Redis) with the app, and a forwarding backend's probes (sharing its
+    cooldowns through Redis when there is one); close them and the backend when the app stops."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         shared = app.state.shared
+        backend = parts.backend
         if shared is not None:
             await shared.start()
         if isinstance(backend, ForwardingBackend):
@@ -438,40 +521,22 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         finally:
             if shared is not None:
                 await shared.aclose()
-            await backend.aclose()
+            await parts.backend.aclose()
 
-    routes = [
-        Route("/api/chat/stream", endpoints["/api/chat/stream"], methods=["POST"]),
-        Route("/v1/chat/completions", endpoints["/v1/chat/completions"], methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/models/{name:path}", model, methods=["GET"]),
-        *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/", index, methods=["GET"]),
-        Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
-    ]
-    app = GetGptApp(
-        endpoints,
-        prometheus=prometheus,
-        drain=drain,
-        expose_upstream=config.expose_upstream,
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
-    )
-    # Starlette answers "/static" or "/healthz/" with a redirect to an absolute URL built from
-    # the request's Host header, which a client (or a poisoned cache in front) chooses: 404 instead.
-    app.router.redirect_slashes = False
-    app.state.config = config
-    app.state.backend = backend
-    app.state.counts = counts
-    app.state.prometheus = prometheus
-    app.state.drain = drain
-    app.state.shared = None
-    app.state.request_checks = request_checks
-    app.state.chat_checks = chat_checks
-    install_security(app, config)
-    return app
+    return lifespan
+
+
+def _expose(app: GetGptApp, parts: _Parts) -> None:
+    """What others read from ``app.state``: the request and chat check lists (see the module
+    docstring), the settings, the backend, the counts, the drain; ``shared`` (Redis) is set by
+    the security install when it needs one."""
+    state = app.state
+    state.config = parts.config
+    state.backend = parts.backend
+    state.slots = parts.slots
+    state.counts = parts.slots.counts
+    state.prometheus = parts.slots.prometheus
+    state.drain = parts.drain
+    state.shared = None
+    state.request_checks = parts.request_checks
+    state.chat_checks = parts.chat_checks

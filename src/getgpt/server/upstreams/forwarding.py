@@ -126,14 +126,19 @@ class ForwardingBackend:
 
     passthrough = True
 
-    def __init__(self, config: ServerConfig, *, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, config: ServerConfig, metrics: PrometheusMetrics | None = None, *, clock: Any = time.monotonic
+    ) -> None:
         routing = config.routing_table()
         assert routing is not None
         self.config = config
         self.name = config.backend
         self.clock = clock
         self.max_duration = config.upstream_max_duration
-        self._telemetry: PrometheusMetrics | None = None
+        #: Where each upstream's requests, failures and time to first byte are counted, if anywhere.
+        self._telemetry = metrics
+        if metrics is not None:
+            metrics.backend = self.name
         self._configured = configured_models(config)
         self._models_ttl = config.models_cache_ttl
         # An upstream's own model list, and until when it is trusted (its "*" models).
@@ -194,20 +199,6 @@ class ForwardingBackend:
             len(routing.upstreams),
             ", ".join(entry.name for entry in routing.upstreams),
         )
-
-    @property
-    def telemetry(self) -> PrometheusMetrics | None:
-        """Where upstream latency and failures are counted (``/metrics``); set by the app."""
-        return self._telemetry
-
-    @telemetry.setter
-    def telemetry(self, telemetry: PrometheusMetrics | None) -> None:
-        self._telemetry = telemetry
-        self.router.telemetry = telemetry
-        if telemetry is not None:
-            telemetry.backend = self.name
-        for upstream in self.upstreams.values():
-            upstream.series = None if telemetry is None else telemetry.upstream_series(upstream.name)
 
     def share(self, shared: SharedCooldowns) -> None:
         """Keep cooldowns in ``shared`` (Redis) too, for every worker and replica."""
