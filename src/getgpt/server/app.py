@@ -62,7 +62,7 @@ from .admission.security import install as install_security
 from .admission.security import known_as
 from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
-from .backends.base import Backend, make_backend
+from .backends.base import Backend, ForwardingBackend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
 from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
