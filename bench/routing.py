@@ -245,6 +245,23 @@ def workers(seconds: float, rounds: int) -> str:
     )
 
 
+def profile(seconds: float) -> str:
+    """Where one gateway process routing among 3 upstreams spends its time under hey's load."""
+    from .apps import AppProcess
+
+    with tempfile.TemporaryDirectory() as tmp, EmitterProcess(prebuild=(CHUNKS,)) as emitter:
+        path = os.path.join(tmp, "profile.txt")
+        config = _config(tmp, "three", [emitter.base(CHUNKS) + "v1"] * 3)
+        with AppProcess("getgpt", "--config", config, "--profile", path) as gateway:
+            rate = _hey(gateway.url + PATH, seconds)["rps"]
+        with open(path) as report:
+            lines = report.read().splitlines()[:100]
+    return (
+        f"one gateway process routing among 3 upstreams under pyinstrument, {rate:,.0f} requests/s while "
+        "profiled:\n\n" + "\n".join("    " + line for line in lines)
+    )
+
+
 # -- the failover drill ---------------------------------------------------------------------------
 
 
@@ -463,7 +480,7 @@ def run(quick: bool = False) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=("decision", "three", "workers", "drill"), nargs="+")
+    parser.add_argument("--only", choices=("decision", "three", "workers", "drill", "profile"), nargs="+")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     print(machine(), "\n", flush=True)
@@ -475,6 +492,8 @@ def main() -> None:
         print(three_vs_one(20, 1.0, 1) if quick else three_vs_one(500, 10.0, 3), "\n", flush=True)
     if "workers" in chosen:
         print(workers(1.0, 1) if quick else workers(10.0, 3), "\n", flush=True)
+    if "profile" in chosen:
+        print(profile(2.0 if quick else 10.0), "\n", flush=True)
     if "drill" in chosen:
         print(drill(6.0, 50, 2.0, 4.0, 1.0) if quick else drill(60.0, 200, 20.0, 40.0, 2.0), flush=True)
 
