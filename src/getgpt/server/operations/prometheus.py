@@ -38,7 +38,7 @@ own key by setting ``GETGPT_METRICS_KEY`` (``Authorization: Bearer <key>``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["CONTENT_TYPE", "PrometheusMetrics", "route_of"]
@@ -107,6 +107,8 @@ class PrometheusMetrics:
         )
         #: The forwarding backend's name: the ``backend`` label of the series added up at exposition.
         self.backend = ""
+        #: Called before each exposition: those who count in plain integers write them out.
+        self.before_exposition: list[Callable[[], None]] = []
         self.upstream_requests = Counter(
             "getgpt_upstream_requests",
             "requests sent to each upstream (every try)",
@@ -191,6 +193,8 @@ class PrometheusMetrics:
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest
 
+        for flush in self.before_exposition:
+            flush()
         if self._exposed is None:
             from prometheus_client import CollectorRegistry
 
@@ -206,10 +210,23 @@ class PrometheusMetrics:
 
 
 class UpstreamSeries:
-    """One upstream's series, their label looked up once (``labels()`` takes a lock and builds a
-    key: about a microsecond a call, three a request)."""
+    """One upstream's series. Its requests and failures are counted in plain integers on a
+    request's way and written to the series by :meth:`flush` -- a few times a second, and before
+    each exposition -- with its requests in flight: two increments and a gauge written twice a
+    request cost ~5 us in prometheus_client (its locks; measured in process), the integers ~0.1.
+    Its time to first byte is observed per request (a distribution cannot be added up later)."""
 
-    __slots__ = ("_failures", "_metrics", "in_flight", "name", "requests", "ttfb")
+    __slots__ = (
+        "_failures",
+        "_flushed",
+        "_metrics",
+        "failed",
+        "in_flight",
+        "name",
+        "requests",
+        "sent",
+        "ttfb",
+    )
 
     def __init__(self, metrics: PrometheusMetrics, name: str) -> None:
         self._metrics = metrics
@@ -217,20 +234,26 @@ class UpstreamSeries:
         self.requests = metrics.upstream_requests.labels(name)
         self.in_flight = metrics.upstream_in_flight.labels(name)
         self.ttfb = metrics.upstream_ttfb.labels(name)
+        #: Requests sent to it, and failures by reason, since it was made.
+        self.sent = 0
+        self.failed: dict[str, int] = {}
+        self._flushed: dict[str, int] = {}  # what the series have of them ("" for requests)
         self._failures: dict[str, Any] = {}
 
-    def sent(self) -> None:
-        self.requests.inc()
-        self.in_flight.inc()
-
-    def done(self) -> None:
-        self.in_flight.dec()
-
-    def failed(self, reason: str) -> None:
-        child = self._failures.get(reason)
-        if child is None:
-            child = self._failures[reason] = self._metrics.upstream_failures.labels(self.name, reason)
-        child.inc()
+    def flush(self, in_flight: int) -> None:
+        """Write what was counted since the last flush, and ``in_flight``, to the series."""
+        flushed = self._flushed
+        if self.sent != flushed.get("", 0):
+            self.requests.inc(self.sent - flushed.get("", 0))
+            flushed[""] = self.sent
+        for reason, count in self.failed.items():
+            if count != flushed.get(reason, 0):
+                child = self._failures.get(reason)
+                if child is None:
+                    child = self._failures[reason] = self._metrics.upstream_failures.labels(self.name, reason)
+                child.inc(count - flushed.get(reason, 0))
+                flushed[reason] = count
+        self.in_flight.set(in_flight)
 
 
 #: Series kept per upstream -> the backend-wide series of before routing, added up from them at

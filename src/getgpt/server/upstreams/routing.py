@@ -63,13 +63,15 @@ class Failure(Exception):
 class Pool:
     """The upstreams of one routed model."""
 
-    __slots__ = ("capped", "kinds", "members", "routes")
+    __slots__ = ("capped", "getgpt_only", "kinds", "members", "routes")
 
     def __init__(self, members: list[Member]) -> None:
         self.members = members
         #: Those that serve OpenAI's other routes (and requests without a GetGpt form).
         self.routes = [member for member in members if member.upstream.forwards_routes]
         self.kinds = {member.upstream.kind for member in members}
+        #: Only getgpt upstreams: a request must have a GetGpt form to be sent anywhere.
+        self.getgpt_only = self.kinds == {"getgpt"}
         #: Some member has a cap of its own (so a pick must look at what each has in flight).
         self.capped = any(member.health.max_in_flight for member in members)
 
@@ -107,7 +109,11 @@ class Router:
         self.aliases = dict(routing.aliases)
         self.fallbacks = {self.aliases.get(name, name): targets for name, targets in routing.fallbacks}
         self._chains: dict[str, list[tuple[str, Pool]]] = {}
+        #: The kinds of upstream routed to, and whether some upstream serves any model (then no
+        #: model is routed nowhere).
+        self.kinds = {upstream.kind for upstream in self.upstreams}
         any_pool = self.pools.get(ANY_MODEL)
+        self.routes_anything = any_pool is not None
         # The chain of every model no upstream names: the pool of those serving any, as asked.
         self._any: list[tuple[str, Pool]] | None = [("", any_pool)] if any_pool is not None else None
         #: No upstream is cooled from this time on (``clock``'s), as far as this router cooled
