@@ -213,7 +213,8 @@ def workers(seconds: float, rounds: int) -> str:
     raise_nofile(65536)
     with tempfile.TemporaryDirectory() as tmp, EmitterProcess(prebuild=(CHUNKS,)) as emitter:
         upstream = emitter.base(CHUNKS) + "v1"
-        gateways = {
+        gateways: dict[str, ServeProcess | None] = {
+            "upstream directly (the machine's ceiling)": None,
             "--workers 2 --upstream alone": ServeProcess(
                 "--backend", "openai", "--upstream", upstream, "--max-streams", "4096", "--workers", "2"
             ),
@@ -221,26 +222,44 @@ def workers(seconds: float, rounds: int) -> str:
                 "--config", _config(tmp, "three", [upstream] * 3), "--max-streams", "4096", "--workers", "2"
             ),
         }
+        urls = {
+            name: (
+                upstream + "/chat/completions"
+                if gateway is None
+                else f"http://127.0.0.1:{gateway.port}/{PATH}"
+            )
+            for name, gateway in gateways.items()
+        }
         try:
             for gateway in gateways.values():
-                _check(gateway.port)
+                if gateway is not None:
+                    _check(gateway.port)
             names = list(gateways)
-            results: dict[str, list[float]] = {name: [] for name in names}
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
             for r in range(rounds):
-                for name in names[r % 2 :] + names[: r % 2]:
-                    rate = _hey(f"http://127.0.0.1:{gateways[name].port}/{PATH}", seconds)["rps"]
-                    results[name].append(float(rate))  # type: ignore[arg-type]
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    gateway = gateways[name]
+                    cpu = gateway.cpu_seconds() if gateway is not None else 0.0
+                    rate = float(_hey(urls[name], seconds)["rps"])  # type: ignore[arg-type]
+                    used = (gateway.cpu_seconds() - cpu) * 1e6 / max(rate * seconds, 1.0) if gateway else 0.0
+                    results[name].append((rate, used))
         finally:
             for gateway in gateways.values():
-                gateway.close()
+                if gateway is not None:
+                    gateway.close()
     rows = [
-        [name, f"{statistics.median(rates):,.0f}", " / ".join(f"{x:,.0f}" for x in rates)]
-        for name, rates in results.items()
+        [
+            name,
+            f"{statistics.median(x[0] for x in runs):,.0f}",
+            " / ".join(f"{x[0]:,.0f}" for x in runs),
+            "-" if gateways[name] is None else f"{statistics.median(x[1] for x in runs):.0f}",
+        ]
+        for name, runs in results.items()
     ]
     return (
         f"streamed requests/s, hey, {CONCURRENCY} at once, {seconds:g} s a round, {rounds} rounds "
-        "alternating\n\n"
-        + table(["gateway", "requests/s (median)", "each round"], rows)
+        "rotating the order\n\n"
+        + table(["target", "requests/s (median)", "each round", "gateway CPU us/req (all workers)"], rows)
         + f"\n\nTarget: >= {TARGET_RPS:,.0f} requests/s with routing on (--workers 2)."
     )
 
@@ -419,6 +438,10 @@ def drill(seconds: float, rate: float, kill_at: float, back_at: float, interval:
     settled = max((mine for t, mine in sent if kill <= t < back), default=at_kill)
     last_pick = next((t for t, mine in sent if kill <= t < back and mine >= settled), kill) - kill
     taken_back = next((t for t, mine in sent if t >= back and mine > settled), None)
+    # The first request after the restart that u3 answered, as the answer's header says.
+    answered_again = min(
+        (r.started for r in requests if r.upstream == "u3" and r.started >= back), default=None
+    )
     by_upstream: dict[str, int] = {}
     for r in requests:
         by_upstream[r.upstream or "(none)"] = by_upstream.get(r.upstream or "(none)", 0) + 1
@@ -431,8 +454,12 @@ def drill(seconds: float, rate: float, kill_at: float, back_at: float, interval:
         ["served by each upstream", ", ".join(f"{k}: {v:,}" for k, v in sorted(by_upstream.items()))],
         ["u3's last request after the kill (metrics, 100 ms samples)", f"{last_pick * 1000:.0f} ms"],
         [
-            "u3 taken back after its restart",
+            "u3 taken back after its restart (metrics, 100 ms samples)",
             "never" if taken_back is None else f"{(taken_back - back) * 1000:.0f} ms",
+        ],
+        [
+            "u3's first answer after its restart (the answers' X-Getgpt-Upstream)",
+            "never" if answered_again is None else f"{(answered_again - back) * 1000:.0f} ms",
         ],
     ]
     verdict = "met" if not failed_not_live else "MISSED"
