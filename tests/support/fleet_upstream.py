@@ -5,7 +5,7 @@ kinds a gateway routes to: OpenAI's ``POST /v1/chat/completions`` (and ``/v1/emb
 ``GET /v1/models``) and the GetGpt protocol's ``POST /api/chat/stream``, plus ``GET /healthz``.
 A chat reply says who answered: ``"<NAME> says <the last message>"``, one word an event, its
 ``model`` the one the request named. A last message ``pieces N every S`` streams N pieces S
-seconds apart instead.
+seconds apart instead; ``hold`` streams its first piece, then waits for ``{"release": true}``.
 
 How it answers is set while it runs, by ``POST /_control`` with a JSON object:
 ``{"status": 503, "retry_after": "5"}`` answers every chat (and embeddings) request with that
@@ -36,6 +36,7 @@ class Upstream:
         self.control: dict[str, Any] = {}
         self.counts = {"chat": 0, "embeddings": 0, "models": 0, "healthz": 0}
         self.sent_models: list[str] = []
+        self.released = asyncio.Event()
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -59,6 +60,10 @@ class Upstream:
         if path == "/_control":
             if method == "POST":
                 self.control = json.loads(body or b"{}")
+                if self.control.get("release"):
+                    self.released.set()
+                else:
+                    self.released.clear()
             return await _json(writer, 200, {**self.counts, "sent_models": self.sent_models})
         if method == "GET" and path in ("/v1/models", "/healthz"):
             self.counts["models" if path == "/v1/models" else "healthz"] += 1
@@ -136,6 +141,8 @@ class Upstream:
             await writer.drain()
             if gap:
                 await asyncio.sleep(gap)
+            if text == "hold" and index == 0:
+                await self.released.wait()
         end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         _chunk(writer, b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
