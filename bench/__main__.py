@@ -12,11 +12,13 @@ from . import (
     concurrency,
     gateway,
     gateway_load,
+    keys,
     memory,
     routing,
     server_throughput,
     small_requests,
     startup,
+    store_libraries,
     workers,
 )
 from .common import machine
@@ -32,6 +34,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "workers": workers.run,
     "load": gateway_load.run,
     "routing": routing.run,
+    "store": store_libraries.run,
+    "keys": keys.run,
 }
 
 

@@ -481,7 +481,7 @@ def drill(seconds: float, rate: float, kill_at: float, back_at: float, interval:
 
 
 def run(quick: bool = False) -> str:
-    parts = ["## 10. Routing (issue 19)", ""]
+    parts = ["## 12. Routing (issue 19)", ""]
     if quick:
         parts += [
             decision(2_000),

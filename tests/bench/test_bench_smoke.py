@@ -17,10 +17,12 @@ from bench import (
     concurrency,
     gateway,
     gateway_load,
+    keys,
     memory,
     routing,
     server_throughput,
     small_requests,
+    store_libraries,
     workers,
 )
 
@@ -101,3 +103,12 @@ def test_routing_runs_its_parts_and_the_drill_fails_only_the_streams_live_on_the
     assert "--config, 3 upstreams" in report and "gateway CPU us/req" in report
     drill = routing.drill(4.0, 30, 1.5, 2.5, 0.5)
     assert "failed requests = only the streams live on the killed upstream: met" in drill
+
+
+def test_the_key_benchmarks_run_and_check_what_they_measure() -> None:
+    checks = keys.key_checks(500)
+    assert checks.count("| met") + checks.count("| MISSED") == 3
+    ledgers = keys.ledgers(0.3, 500)  # every record is counted in its table before a row is made
+    assert "| SQLite" in ledgers and "| PostgreSQL" in ledgers
+    libraries = store_libraries.run_libraries(50, 2, 1)
+    assert "sqlite3 in a thread" in libraries and "asyncpg COPY" in libraries

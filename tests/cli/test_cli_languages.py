@@ -18,7 +18,7 @@ from ..support.servers import free_port, serve
 
 SOURCES = [
     Path(__file__).resolve().parents[2] / "src" / "getgpt" / name
-    for name in ("cli/commands.py", "cli/chat.py")
+    for name in ("cli/commands.py", "cli/chat.py", "cli/admin.py")
 ]
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 # Names that stay as they are in any language: commands, a header, a stream, the product.
@@ -27,6 +27,8 @@ NAMES = {"stdin", "Authorization", "Bearer", "GetGpt", "HTTP", "gpt", "turbo"} |
     "demo",
     "serve",
     "check",
+    "keys",
+    "usage",
 }
 
 

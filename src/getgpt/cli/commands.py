@@ -1,4 +1,4 @@
-"""The ``getgpt`` command: ``chat``, ``demo``, ``serve`` and ``check``.
+"""The ``getgpt`` command: ``chat``, ``demo``, ``serve``, ``check``; ``keys``, ``usage``, ``db`` (admin.py).
 
 Start-up time matters for a command line tool, so this module imports only the standard library's
 lightest parts at the top; httpx, the server stack and rich load inside the command that needs them,
@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .admin import add_admin_parsers
 from .chat import LOCAL_URL, ChatFailed, Output, add_chat_parser, add_lang_option, answer, run_chat
 from .text import Language, Texts, language_from_env, language_named
 
@@ -236,6 +237,7 @@ def _parser(texts: Texts) -> argparse.ArgumentParser:
     )
     checker.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     checker.set_defaults(run=_check)
+    add_admin_parsers(commands, texts)
     return parser
 
 
