@@ -17,6 +17,7 @@ from . import (
     guards,
     keys,
     memory,
+    routing,
     server_throughput,
     small_requests,
     startup,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[..., str]] = {
     "memory": memory.run,
     "workers": workers.run,
     "load": gateway_load.run,
+    "routing": routing.run,
     "store": store_libraries.run,
     "keys": keys.run,
 }

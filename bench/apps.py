@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -111,7 +112,14 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         return minimal_app(), {}
 
     options = _server_options(args)
-    config = ServerConfig(**options)
+    if getattr(args, "config", None):  # many upstreams, from a config file (bench/routing.py)
+        from getgpt.server.config_file import load_settings
+
+        config = dataclasses.replace(
+            load_settings(path=args.config, environ={}), max_streams=args.max_streams
+        )
+    else:
+        config = ServerConfig(**options)
     app = create_app(config)
     if args.public_settings:
         return app, public_settings(config)
@@ -199,6 +207,9 @@ def main() -> None:
     parser.add_argument("name", choices=("getgpt", "minimal"))
     parser.add_argument("--backend", default="echo")
     parser.add_argument("--upstream")
+    parser.add_argument(
+        "--config", metavar="FILE", help="getgpt serve's --config (its settings and upstreams)"
+    )
     parser.add_argument("--echo-delay", type=float, default=0.0)
     parser.add_argument("--max-streams", type=int, default=20_000)
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="getgpt serve's --idle-timeout")

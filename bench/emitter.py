@@ -10,7 +10,9 @@ contender whatever path its library appends (``/api/chat/stream``, ``/v1/chat/co
 the first path segment is ``<n>`` or ``<n>-<g>`` -- ``n`` content chunks, framed ``g`` SSE
 events per HTTP chunk (default 1: one HTTP chunk per event, which is what a streaming ASGI or
 WSGI server writes when the application yields event by event). A first segment of ``sleep``
-followed by ``<ms>`` (``/sleep250/``) holds the answer that long, for latency tests.
+followed by ``<ms>`` (``/sleep250/``) holds the answer that long, for latency tests; one of
+``pace`` followed by ``<ms>`` (``/pace20/``) sends the head and the first event at once, then one
+event every ``ms`` milliseconds: a stream that is live for a while, for the failover drill.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self, target: str, close: bool) -> None:
         assert self._transport is not None
+        if target.startswith("/pace"):
+            first, _, rest = target[len("/pace") :].partition("/")
+            self._paced(int(first) / 1000, "/" + rest, close)
+            return
         if target.startswith("/sleep"):
             first, _, rest = target[len("/sleep") :].partition("/")
             loop = asyncio.get_running_loop()
@@ -99,6 +105,33 @@ class _Connection(asyncio.Protocol):
         self._transport.write(response_bytes(n, group))
         if close:
             self._transport.close()
+
+    def _paced(self, gap: float, target: str, close: bool) -> None:
+        transport = self._transport
+        assert transport is not None
+        try:
+            n, _ = _parse_target(target)
+        except ValueError:
+            transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            return
+        parts = [b"%x\r\n%s\r\n" % (len(event), event) for event in events(n)] + [b"0\r\n\r\n"]
+        head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        transport.write(head + parts[0])
+        loop = asyncio.get_running_loop()
+
+        def send(index: int) -> None:
+            if transport.is_closing():
+                return
+            transport.write(parts[index])
+            if index + 1 < len(parts):
+                loop.call_later(gap, send, index + 1)
+            elif close:
+                transport.close()
+
+        loop.call_later(gap, send, 1)
 
 
 async def _serve(port: int, prebuild: list[int]) -> None:
@@ -114,8 +147,14 @@ async def _serve(port: int, prebuild: list[int]) -> None:
 class EmitterProcess:
     """Runs the emitter in a child process; ``url`` is its base, e.g. ``http://127.0.0.1:PORT``."""
 
-    def __init__(self, prebuild: tuple[int, ...] = ()) -> None:
-        args = [sys.executable, "-m", "bench.emitter", *(f"--prebuild={n}" for n in prebuild)]
+    def __init__(self, prebuild: tuple[int, ...] = (), port: int = 0) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "bench.emitter",
+            f"--port={port}",
+            *(f"--prebuild={n}" for n in prebuild),
+        ]
         self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
@@ -134,6 +173,11 @@ class EmitterProcess:
 
     def close(self) -> None:
         self._proc.terminate()
+        self._proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, every connection reset, as a crashed server's are."""
+        self._proc.kill()
         self._proc.wait(10)
 
     def __enter__(self) -> EmitterProcess:

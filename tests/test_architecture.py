@@ -146,7 +146,7 @@ ROOT_HELPERS = {"_lazy", "_moved"}
 SERVER_PARTS = [
     "running", "app", "admission", "backends", "upstreams", "chat", "operations", "edge", "store",
 ]  # fmt: skip
-SERVER_LEAVES = {"api_error", "config", "__init__"}
+SERVER_LEAVES = {"api_error", "config", "config_file", "__init__"}
 # A face takes the clients from the client package's face, never from the module that defines them.
 CLIENT_INSIDES = {"getgpt.client.base", "getgpt.client.clients", "getgpt.client.streams"}
 FACES = ("cli", "checks", "integrations", "providers")

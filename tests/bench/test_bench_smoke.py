@@ -20,6 +20,7 @@ from bench import (
     guards,
     keys,
     memory,
+    routing,
     server_throughput,
     small_requests,
     store_libraries,
@@ -100,6 +101,14 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
 def test_the_guards_benchmark_runs_and_checks_its_contenders() -> None:
     report = guards.run(quick=True)
     assert "duplicate-key test" in report and "through the budget" in report
+
+
+def test_routing_runs_its_parts_and_the_drill_fails_only_the_streams_live_on_the_killed_upstream() -> None:
+    assert "3 upstreams" in routing.decision(200)
+    report = routing.three_vs_one(3, 0.5, 1)
+    assert "--config, 3 upstreams" in report and "gateway CPU us/req" in report
+    drill = routing.drill(4.0, 30, 1.5, 2.5, 0.5)
+    assert "failed requests = only the streams live on the killed upstream: met" in drill
 
 
 def test_the_key_benchmarks_run_and_check_what_they_measure() -> None:

@@ -78,6 +78,10 @@ def test_the_cli_section_commands_work_as_written(tmp_path: Path) -> None:
                 assert done.stdout.startswith("использование: getgpt chat"), line
 
 
+def _without_comments(block: str) -> list[str]:
+    return [re.sub(r"(^|\s+)#\s.*$", "", line).rstrip() for line in block.splitlines()]
+
+
 def headings(text: str) -> list[int]:
     return [
         len(m[1]) for m in re.finditer(r"^(#+) ", re.sub(r"^```.*?^```$", "", text, flags=re.M | re.S), re.M)
@@ -108,6 +112,8 @@ def test_the_russian_readme_keeps_the_english_readmes_sections_code_and_tables()
     for (lang, en), (_, ru) in zip(blocks_en, blocks_ru, strict=True):
         if lang in ("sh", "python"):
             assert commands(ru) == commands(en)  # the same code; only its comments are translated
+        elif lang == "toml":  # the config file's example: the same keys and values, comments translated
+            assert _without_comments(ru) == _without_comments(en)
         else:
             # The layout: the same files in the same order, described in the other language.
             firsts = [[line.split()[0] for line in block.splitlines()] for block in (ru, en)]

@@ -169,6 +169,28 @@ def test_async_pool_notices_a_closed_idle_connection_too() -> None:
         assert upstream.hits == 2
 
 
+def test_async_pool_does_not_reuse_an_idle_connection_whose_transport_is_closing() -> None:
+    # A transport can be closed before its protocol hears of it: uvloop closes one on a reset at
+    # once and calls connection_lost on a later turn of the loop; a write to it then raised
+    # RuntimeError (not a getgpt error), which the gateway answered with a 500 instead of trying
+    # another upstream (found by bench.routing's failover drill).
+    script = CloseWhenTold(REPLY)
+
+    async def main(url: str) -> list[str]:
+        async with getgpt.AsyncClient(url, max_retries=0) as client:
+            first = await client.complete(HI)
+            [idle] = client._transport.lean._idle  # type: ignore[union-attr]
+            idle.transport.close()  # closing; connection_lost runs on a later turn of the loop
+            return [first, await client.complete(HI)]
+
+    try:
+        with FaultUpstream(script) as upstream:
+            assert asyncio.run(main(upstream.url)) == ["fine", "fine"]
+            assert upstream.hits == 2
+    finally:
+        script.close.set()
+
+
 def test_connection_close_is_honoured() -> None:
     reply = REPLY.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
     with FaultUpstream(answer(reply)) as upstream, getgpt.Client(upstream.url, max_retries=0) as client:

@@ -100,6 +100,8 @@ def test_every_setting_has_one_declaration_with_help_and_a_flag_or_a_variable() 
         variable = "GETGPT_" + item.name.upper()
         if item.metadata["env_only"]:
             assert variable not in help_text  # no flag: a secret on a command line shows in ps
+        elif item.metadata["file_only"]:
+            assert variable not in help_text  # the config file's tables: neither flag nor variable
         else:
             assert variable in help_text, f"{item.name} has no flag"
 

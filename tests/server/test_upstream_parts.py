@@ -9,7 +9,7 @@ import json
 import pytest
 
 from getgpt.server.api_error import ApiError
-from getgpt.server.upstreams.pinning import pinned_body
+from getgpt.server.upstreams.pinning import model_in, with_model
 from getgpt.server.upstreams.redaction import REDACTED, Redaction
 from getgpt.server.upstreams.single_flight import SingleFlight
 
@@ -68,22 +68,20 @@ def test_with_no_secrets_text_passes_as_it_is() -> None:
 # --------------------------------------------------------------------------- pinning
 
 
-def test_the_pinned_model_replaces_or_adds_the_clients() -> None:
-    assert json.loads(pinned_body(b'{"model": "dear", "input": "x"}', "cheap", {})) == {
+def test_a_forwarded_body_gets_the_model_its_upstream_knows() -> None:
+    assert json.loads(with_model(b'{"model": "dear", "input": "x"}', "cheap")) == {
         "model": "cheap",
         "input": "x",
     }
-    assert json.loads(pinned_body(b'{"input": "x"}', "cheap", {})) == {"input": "x", "model": "cheap"}
-    same = b'{"model":  "cheap"}'
-    assert pinned_body(same, "cheap", {}) is same  # nothing to change: the client's own bytes
+    assert json.loads(with_model(b'{"input": "x"}', "cheap")) == {"input": "x", "model": "cheap"}
+    for body in (b"not json", b"[1, 2]"):
+        assert with_model(body, "cheap") is body  # the upstream says what is wrong with it
 
 
-def test_an_alias_becomes_its_target_and_other_bodies_go_as_they_came() -> None:
-    aliases = {"fast": "llama3:8b"}
-    assert json.loads(pinned_body(b'{"model": "fast"}', None, aliases)) == {"model": "llama3:8b"}
-    for body in (b'{"model": "other"}', b"not json", b"[1, 2]", b'{"model": 5}'):
-        assert pinned_body(body, None, aliases) is body
-    assert pinned_body(b"not json", "cheap", {}) == b"not json"
+def test_the_model_a_forwarded_body_names_is_read_only_from_a_json_object() -> None:
+    assert model_in(b'{"model": "fast", "input": "x"}') == "fast"
+    for body in (b'{"input": "x"}', b"not json", b"[1, 2]", b'{"model": 5}'):
+        assert model_in(body) is None
 
 
 # --------------------------------------------------------------------------- single flight

@@ -89,16 +89,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from ..server.config import from_flags
+        from ..server.config_file import describe, load_settings
         from ..server.running.supervisor import check, run
     except ImportError as exc:
         raise CommandError(f"serving needs the server extra: pip install 'getgpt[server]' ({exc})") from None
     try:
-        config = from_flags(args)
+        config = load_settings(args, path=args.check_config)
         # The app is built here once, so a bad setting is one line now, not a failing worker later.
         check(config)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if args.check_config:
+        print(f"{args.check_config}: ok: {describe(config)}")
+        return 0
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"{PROG}: warning: listening on {config.host}, reachable from other machines; "
@@ -202,6 +205,12 @@ def _parser(texts: Texts) -> argparse.ArgumentParser:
     from ..server.config import add_flags
 
     add_flags(serve)
+    serve.add_argument(
+        "--check-config",
+        metavar="FILE",
+        help="check the config file FILE (with the variables and flags given) and exit: 0 when it "
+        "would start, else the error naming the key",
+    )
     serve.set_defaults(run=_serve)
 
     checker = commands.add_parser(

@@ -8,10 +8,11 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check.
-- ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
+- ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check; with a
+  forwarding backend, ``upstreams`` lists each upstream's state (never its URL or key).
+- ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM), while
   the shared state or the database it needs is unreachable under ``--redis-failure closed`` or
-  ``--db-failure closed``.
+  ``--db-failure closed``, or while no upstream is healthy.
 - ``GET /v1/usage`` (with ``--db``), ``/admin/keys`` and ``/admin/usage`` (with
   ``GETGPT_ADMIN_KEY``): a key's own usage, the admin API (:mod:`getgpt.server.admission.admin`).
 - ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.prometheus`).
@@ -22,6 +23,9 @@ Every request takes one path, whatever middleware is installed (CORS, the replay
 of the caller's): that middleware, then the two chat endpoints and the forwarded routes -- plain
 ASGI callables, found by path -- called directly; the other routes through Starlette's error
 handling and routing as usual.
+
+A response a forwarding backend's upstream answered names it in ``X-Getgpt-Upstream`` (unless
+``--expose-upstream false``), and its access-log line names it too.
 
 Building the app is a few named steps (:func:`create_app`): the parts every endpoint shares
 (settings, backend, slots, drain, check lists), the endpoints, the routes, the lifespan, what
@@ -69,7 +73,7 @@ from .admission.security import KNOWN_AS
 from .admission.security import install as install_security
 from .admission.slot import TIMING, Slot, Slots
 from .api_error import ApiError
-from .backends.base import Backend, make_backend
+from .backends.base import Backend, ForwardingBackend, make_backend
 from .chat.parsing import parse_envelope, parse_openai, refuse_repeated_keys
 from .chat.pump import Ending, ReplyOptions, WriteBudget, deliver, pass_on
 from .chat.request import Chat, not_served
@@ -80,7 +84,7 @@ from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
 from .operations.counts import Counts
 from .operations.drain import Drain
-from .operations.logs import REQUEST_ID, request_id
+from .operations.logs import REQUEST_ID, UPSTREAM, request_id
 from .operations.prometheus import CONTENT_TYPE, PrometheusMetrics, route_of
 
 if TYPE_CHECKING:
@@ -103,6 +107,8 @@ _NO_WEB_UI = (
 )
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
+# Where an admitted request's Slot is left in its ASGI scope, for its response's start.
+_SLOT = "getgpt.slot"
 _object_of = msgspec.json.Decoder(dict[str, Any]).decode
 
 
@@ -228,6 +234,7 @@ class _Endpoint:
                 return
             admitted = await self._admit(scope, body)
             slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=scope.get(KNOWN_AS))
+            scope[_SLOT] = slot  # for the response's start: the upstream its outcome names
         except ClientGone:
             return
         except ApiError as exc:
@@ -340,7 +347,7 @@ class _Forward(_Endpoint):
 
     async def _respond(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
-            response = await self.parts.backend.forward(self.path, body)
+            response = await self.parts.backend.forward(self.path, body, slot.outcome)
         except ApiError as exc:
             slot.release(Ending.ERROR)
             await send_error(send, exc)
@@ -458,15 +465,17 @@ class _Pages:
     async def healthz(self, request: Request) -> Response:
         from .. import __version__
 
-        return JSONResponse(
-            {
-                "status": "ok",
-                **self.parts.slots.counts.snapshot(),
-                "backend": self.parts.backend.name,
-                "version": __version__,
-                "pid": os.getpid(),  # which worker answered, with --workers
-            }
-        )
+        backend = self.parts.backend
+        answer: dict[str, Any] = {
+            "status": "ok",
+            **self.parts.slots.counts.snapshot(),
+            "backend": backend.name,
+            "version": __version__,
+            "pid": os.getpid(),  # which worker answered, with --workers
+        }
+        if isinstance(backend, ForwardingBackend):
+            answer["upstreams"] = backend.health()
+        return JSONResponse(answer)
 
     async def readyz(self, request: Request) -> Response:
         shared = request.app.state.shared
@@ -479,6 +488,9 @@ class _Pages:
         down = [part for part in (shared, keyring) if part is not None and not part.available]
         if any(not part.fail_open for part in down):
             return JSONResponse({"status": "unavailable", **states}, status_code=503)
+        backend = self.parts.backend
+        if isinstance(backend, ForwardingBackend) and not backend.ready():
+            return JSONResponse({"status": "no_healthy_upstream", **states}, status_code=503)
         if down:
             return JSONResponse({"status": "degraded", **states})
         return JSONResponse({"status": "ready", **states})
@@ -569,12 +581,14 @@ class GetGptApp(Starlette):
         *,
         prometheus: PrometheusMetrics,
         drain: Drain,
+        expose_upstream: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self._endpoints = endpoints
         self._prometheus = prometheus
         self._drain = drain
+        self._expose_upstream = expose_upstream
 
     def build_middleware_stack(self) -> ASGIApp:
         # Starlette puts the installed middleware inside its own error handling, around the router;
@@ -598,6 +612,7 @@ class GetGptApp(Starlette):
         timing = _Timing()
         scope[TIMING] = timing
         drain = self._drain
+        expose = self._expose_upstream
 
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -605,15 +620,23 @@ class GetGptApp(Starlette):
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
                 if drain.draining:
                     headers.append((b"connection", b"close"))
+                slot: Slot | None = scope.get(_SLOT)
+                upstream = slot.outcome.upstream if slot is not None else None
+                if upstream is not None:
+                    UPSTREAM.set(upstream)  # for the access line uvicorn writes in send()
+                    if expose:
+                        headers.append((b"x-getgpt-upstream", upstream.encode()))
                 message = {**message, "headers": headers}
             elif timing.first_body is None and message.get("body"):
                 timing.first_body = time.perf_counter()
             await send(message)
 
         token = REQUEST_ID.set(rid.decode("ascii"))
+        upstream_token = UPSTREAM.set(None)
         try:
             await super().__call__(scope, receive, send_marked)
         finally:
+            UPSTREAM.reset(upstream_token)
             REQUEST_ID.reset(token)
             self._prometheus.request(route_of(scope["path"]), timing.status)
 
@@ -645,6 +668,7 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         endpoints,
         prometheus=parts.slots.prometheus,
         drain=parts.drain,
+        expose_upstream=config.expose_upstream,
         routes=_routes(_Pages(parts), endpoints),
         lifespan=_lifespan(parts),
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
@@ -704,16 +728,24 @@ def _routes(pages: _Pages, endpoints: dict[str, _Endpoint]) -> list[BaseRoute]:
 
 
 def _lifespan(parts: _Parts) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """Start the shared state (Redis) with the app; close it and the backend when the app stops."""
+    """Start the shared state (Redis) with the app, and a forwarding backend's probes (sharing its
+    cooldowns through Redis when there is one); close them and the backend when the app stops."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         shared = app.state.shared
+        backend = parts.backend
         keyring = parts.keyring
         if shared is not None:
             await shared.start()
         if keyring is not None:
             await keyring.start()
+        if isinstance(backend, ForwardingBackend):
+            if shared is not None:
+                from .admission.shared_state import SharedCooldowns
+
+                backend.share(SharedCooldowns(shared))
+            await backend.start()
         try:
             yield
         finally:

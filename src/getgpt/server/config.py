@@ -1,10 +1,16 @@
-"""The server's settings: one dataclass, filled from defaults, then ``GETGPT_*`` variables, then flags.
+"""The server's settings: one dataclass, filled from defaults, then the config file, then
+``GETGPT_*`` variables, then flags.
 
 Each setting is declared once, as a :class:`ServerConfig` field made by :func:`setting`; its help
 text, choices and parser live in the field's metadata. From that one declaration come the
 environment variable ``GETGPT_<NAME>`` (``GETGPT_MAX_STREAMS``, ``GETGPT_ECHO_DELAY``, ...), the
-``getgpt serve`` flag ``--<name>`` and its ``--help`` line (:func:`add_flags`, :func:`from_flags`).
-Flags override the environment, which overrides the defaults.
+``getgpt serve`` flag ``--<name>`` and its ``--help`` line (:func:`add_flags`, :func:`from_flags`),
+and the config file's key of the same name (:mod:`getgpt.server.config_file`). Flags override the
+environment, which overrides the file, which overrides the defaults.
+
+The upstreams a gateway routes to, and how, are a :class:`Routing` table: from the config file's
+``[[upstreams]]``, ``[routing]`` and ``[models]`` tables, or made from ``--upstream`` alone
+(:meth:`ServerConfig.routing_table`).
 """
 
 from __future__ import annotations
@@ -19,9 +25,34 @@ from typing import Any
 
 from ..protocol import DEFAULT_MODEL
 
-__all__ = ["BACKENDS", "ENV_PREFIX", "ServerConfig", "add_flags", "from_flags", "setting"]
+__all__ = [
+    "BACKENDS",
+    "ENV_PREFIX",
+    "KINDS",
+    "ROUTED",
+    "STRATEGIES",
+    "Routing",
+    "ServerConfig",
+    "UpstreamEntry",
+    "add_flags",
+    "env_name",
+    "flag_values",
+    "from_flags",
+    "setting",
+]
 
 BACKENDS = ("echo", "openai", "getgpt")
+#: The backend of a server whose config file lists its upstreams (each says its own kind).
+ROUTED = "upstreams"
+#: The kinds of upstream.
+KINDS = ("openai", "getgpt")
+#: How one upstream of a model is chosen (getgpt.server.upstreams.strategies).
+STRATEGIES = ("least-in-flight", "weighted", "latency")
+#: A model name an upstream serves when it serves any.
+#: What ``--upstream`` alone calls its one upstream in logs, metrics, ``/healthz``,
+#: ``X-Getgpt-Upstream`` and the ledger (never its address, which may be internal).
+LONE_UPSTREAM = "upstream"
+ANY_MODEL = "*"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 LOG_FORMATS = ("text", "json")
 REDIS_FAILURE = ("open", "closed")
@@ -49,6 +80,7 @@ def setting(
     shown: str | None = None,
     repr: bool = True,
     fail_closed: bool = False,
+    file_only: bool = False,
 ) -> Any:
     """A :class:`ServerConfig` field and everything the CLI and the environment need to set it.
 
@@ -57,7 +89,8 @@ def setting(
     the default's type); ``shown`` is the default as ``--help`` prints it. A tuple setting's flag
     may be repeated, and its variable and each flag hold comma-separated values. A ``fail_closed``
     setting is a defence: its variable, once set, must hold a value -- an empty one (``""``,
-    ``","``) is a startup error, never the defence quietly off.
+    ``","``) is a startup error, never the defence quietly off. A ``file_only`` setting has
+    neither a flag nor a variable: only the config file (or code) sets it.
     """
     metadata = {
         "help": help,
@@ -68,8 +101,47 @@ def setting(
         "parse": parse,
         "shown": shown,
         "fail_closed": fail_closed,
+        "file_only": file_only,
     }
     return field(default=default, metadata=metadata, repr=repr)
+
+
+@dataclass(frozen=True)
+class UpstreamEntry:
+    """One upstream: an ``[[upstreams]]`` entry of the config file, or ``--upstream``'s."""
+
+    #: Unique; what logs, metrics, ``/healthz`` and ``X-Getgpt-Upstream`` call it.
+    name: str
+    url: str
+    kind: str = "openai"
+    #: Sent as ``Authorization: Bearer``; never logged or shown.
+    api_key: str | None = field(default=None, repr=False)
+    #: The models it serves: each routed name with the upstream's own name for it (None: the
+    #: same); ``("*", None)`` serves any model, as asked.
+    models: tuple[tuple[str, str | None], ...] = ((ANY_MODEL, None),)
+    weight: int = 1
+    #: Requests it may answer at once; 0: no cap of its own.
+    max_in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The upstreams and how a request is routed among them (the config file's tables)."""
+
+    upstreams: tuple[UpstreamEntry, ...]
+    strategy: str = "least-in-flight"
+    #: Tries a request may make across the upstreams of one model (each fallback model as many again).
+    attempts: int = 3
+    #: Seconds a failing upstream rests (an upstream's Retry-After wins); 0: never rested.
+    cooldown: float = 30.0
+    #: Consecutive failures that cool an upstream.
+    failures_to_cool: int = 3
+    #: Seconds between probes of a cooled upstream; 0: none (it is back when its cooldown ends).
+    health_interval: float = 10.0
+    #: A client's model name -> the routed name.
+    aliases: tuple[tuple[str, str], ...] = ()
+    #: A model -> the models to try, in order, when every upstream of it failed.
+    fallbacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass
@@ -277,6 +349,20 @@ class ServerConfig:
     log_format: str = setting(
         "text", "log lines as text, or one JSON object each (with the request id)", choices=LOG_FORMATS
     )
+    # Many upstreams (getgpt.server.upstreams): the file's tables, and what answers say of them.
+    config_file: str | None = setting(
+        None,
+        "a TOML file of settings (the names of these flags) and of upstreams to route among; "
+        "flags and variables override it; SIGHUP reads it again",
+        flag="--config",
+        metavar="FILE",
+    )
+    expose_upstream: bool = setting(
+        True, "name the upstream that answered in the X-Getgpt-Upstream response header", metavar="BOOL"
+    )
+    routing: Routing | None = setting(  # noqa: RUF009 -- a field() with its metadata, as every setting
+        None, "the upstreams and how requests are routed among them", file_only=True, repr=False
+    )
     # Keys, quotas and the usage ledger (getgpt.server.admission.keys); off without db.
     db: str | None = setting(
         None,
@@ -315,10 +401,35 @@ class ServerConfig:
             for name, _, target in (alias.partition("=") for alias in self.model_aliases)
         }
 
+    def routing_table(self) -> Routing | None:
+        """The upstreams to route among: the config file's, or ``--upstream``'s one (None for echo).
+
+        ``--upstream`` alone routes as before routing existed: one upstream serving any model
+        (``--upstream-model`` sent instead of the client's), one try, never cooled.
+        """
+        if self.routing is not None:
+            return self.routing
+        if self.backend == "echo" or self.upstream is None:
+            return None
+        key = None
+        if self.upstream_key_env:
+            key = os.environ.get(self.upstream_key_env)
+            if not key:
+                raise ValueError(f"the environment variable {self.upstream_key_env} holds no API key")
+        entry = UpstreamEntry(
+            LONE_UPSTREAM, self.upstream, self.backend, key, models=((ANY_MODEL, self.upstream_model),)
+        )
+        return Routing(
+            (entry,), attempts=1, cooldown=0.0, health_interval=0.0, aliases=tuple(self.aliases.items())
+        )
+
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
+        if self.routing is not None:
+            if self.backend != ROUTED:
+                raise ValueError(f"a routing table needs backend {ROUTED!r}, not {self.backend!r}")
+        elif self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.backend != "echo" and not self.upstream:
+        if self.backend not in ("echo", ROUTED) and not self.upstream:
             raise ValueError(f"the {self.backend} backend needs an upstream URL (--upstream)")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
@@ -402,14 +513,23 @@ class ServerConfig:
             _check_address(address)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
-        """Defaults, replaced by ``GETGPT_*`` variables, replaced by ``overrides`` that are not None.
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        base: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> ServerConfig:
+        """Defaults, replaced by ``base`` (the config file's values), replaced by ``GETGPT_*``
+        variables, replaced by ``overrides`` that are not None.
 
         A variable that cannot be read as its field's type raises :class:`ValueError` naming it.
         """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(base or {})
         for item in dataclasses.fields(cls):
+            if item.metadata.get("file_only"):
+                continue
             name = env_name(item)
             raw = env.get(name)
             if raw is not None and item.metadata.get("fail_closed"):
@@ -493,7 +613,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     """A flag for every setting that may be given on a command line, with its help line."""
     for item in dataclasses.fields(ServerConfig):
         meta = item.metadata
-        if meta.get("env_only"):
+        if meta.get("env_only") or meta.get("file_only"):
             continue
         options: dict[str, Any] = {
             "dest": item.name,
@@ -519,12 +639,20 @@ def _flag_type(item: dataclasses.Field[Any]) -> Callable[[str], Any]:
     return read
 
 
-def from_flags(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerConfig:
-    """The settings: defaults, then ``environ`` (``os.environ``), then the flags given in ``args``."""
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags in ``args`` (None for those not given), by field name."""
     overrides: dict[str, Any] = {}
     for item in dataclasses.fields(ServerConfig):
+        if item.metadata.get("file_only"):
+            continue
         value = getattr(args, item.name, None)
         if isinstance(value, list):
             value = tuple(part.strip() for given in value for part in given.split(",") if part.strip())
         overrides[item.name] = value
-    return ServerConfig.from_env(environ, **overrides)
+    return overrides
+
+
+def from_flags(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """The settings: defaults, then ``environ`` (``os.environ``), then the flags given in ``args``
+    (the config file too: :func:`getgpt.server.config_file.load_settings`)."""
+    return ServerConfig.from_env(environ, **flag_values(args))

@@ -262,6 +262,10 @@ class AsyncPool(PoolBase[_Connection]):
                 conn.closed
                 or time.monotonic() - conn.idle_since > keepalive
                 or conn.transport is None
+                # Closed, though its protocol has not heard yet: uvloop closes a transport on a
+                # reset at once and calls connection_lost on a later turn; a write then raised
+                # RuntimeError (found by bench.routing's failover drill).
+                or conn.transport.is_closing()
                 or _has_news(conn.transport)
             ):
                 if conn.transport is not None:

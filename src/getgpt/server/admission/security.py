@@ -44,6 +44,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..api_error import ApiError
+from ..config import LONE_UPSTREAM
 from ..edge.scope import header
 
 if TYPE_CHECKING:
@@ -285,12 +286,9 @@ def _keys_then_limit(
 
 
 def _upstream_name(config: ServerConfig) -> str:
-    """What the ledger calls the one upstream: its host and port, or the backend's name."""
-    if config.upstream:
-        from urllib.parse import urlsplit
-
-        return urlsplit(config.upstream).netloc or config.backend
-    return config.backend
+    """What the ledger calls the upstream of a request no upstream answered (refused first):
+    ``--upstream``'s one by the name routing gives it, else the backend's name (``echo``)."""
+    return LONE_UPSTREAM if config.upstream and config.routing is None else config.backend
 
 
 def install(app: Starlette, config: ServerConfig) -> None:
@@ -303,7 +301,10 @@ def install(app: Starlette, config: ServerConfig) -> None:
         raise ValueError("rate_burst needs rate_limit")
     guard = ReplayGuard(config.replay_window) if config.replay_window else None
     shared = None
-    if config.redis_url and (limiter is not None or guard is not None or config.db is not None):
+    # Redis holds the limits, the replay guard, the keys' limits and the routing's cooldowns.
+    if config.redis_url and (
+        limiter is not None or guard is not None or config.db is not None or config.routing is not None
+    ):
         from .shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 
         shared = SharedState(config.redis_url, config.redis_failure)

@@ -1,4 +1,5 @@
-"""State shared by every worker and replica, in Redis: the rate limit and the replay guard.
+"""State shared by every worker and replica, in Redis: the rate limit, the replay guard, and the
+upstreams' cooldowns.
 
 Without ``--redis`` each process keeps its own buckets and uuids (:mod:`getgpt.server.admission.security`),
 so two replicas give a client twice its limit and let a replay through on the other one. With
@@ -11,6 +12,10 @@ so two replicas give a client twice its limit and let a replay through on the ot
   the last token.
 - :class:`SharedReplayGuard`: ``SET uuid NX PX window`` claims a uuid; ``DEL`` gives it back when
   its request failed before a reply began.
+- :class:`SharedCooldowns`: an upstream one process cools is cooled for all: ``SET key why PX ms``
+  (the key names the upstream and its URL), read back by every process twice a second with one
+  pipelined ``GET`` and ``PTTL`` a key -- the time left as Redis counts it, so clocks need not
+  agree; ``DEL`` when a probe finds it back.
 
 **When Redis cannot be reached** (refused, reset, or silent for 250 ms: every socket has that
 timeout and no command is retried, so a request never waits longer), the process logs one warning
@@ -22,11 +27,13 @@ reported as ``"redis": "unusable"``; its probe also runs each twin's own command
 own and reads the answer, since such a Redis still answers ``PING``. Meanwhile
 ``--redis-failure`` decides, for both defences alike:
 
-- ``open`` (the default): chat requests are served, and each process applies the rate limit and
-  the replay guard on its own, as without ``--redis`` -- limits hold per process, a replay is
-  caught only by the process that saw the first request. ``/readyz`` stays 200.
-- ``closed``: chat requests get 503 ``shared_state_unavailable`` with ``Retry-After: 1``; the rest
-  of the server (health, models, the page) answers as usual. ``/readyz`` answers 503.
+- ``open`` (the default): chat requests are served, and each process applies the rate limit, the
+  replay guard and its upstreams' cooldowns on its own, as without ``--redis`` -- limits hold per
+  process, a replay is caught only by the process that saw the first request, an upstream is
+  cooled by each process that sees it fail. ``/readyz`` stays 200.
+- ``closed``: chat requests (and forwarded ones) get 503 ``shared_state_unavailable`` with
+  ``Retry-After: 1``; the rest of the server (health, models, the page) answers as usual.
+  ``/readyz`` answers 503.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from ..api_error import ApiError, try_later
 __all__ = [
     "LocalGuard",
     "LocalLimiter",
+    "SharedCooldowns",
     "SharedRateLimiter",
     "SharedReplayGuard",
     "SharedState",
@@ -282,3 +290,70 @@ class SharedReplayGuard:
                 await state.redis.delete(_key("replay", uuid))
             except Exception as exc:  # unreachable, or an answer that cannot be read: down either way
                 state.lost(exc)
+
+
+class SharedCooldowns:
+    """Upstream cooldowns kept in Redis for every process
+    (:class:`getgpt.server.upstreams.health.SharedCooldowns`)."""
+
+    def __init__(self, state: SharedState) -> None:
+        self.state = state
+        self.fail_open = state.fail_open
+        self._writes: set[asyncio.Future[None]] = set()
+
+    @property
+    def available(self) -> bool:
+        return self.state.available
+
+    def unavailable(self) -> ApiError:
+        return self.state.unavailable()
+
+    def _write(self, command: Any) -> None:
+        """Run the Redis ``command`` (a coroutine) without making the caller wait for it."""
+
+        async def run() -> None:
+            try:
+                await command
+            except self.state.errors as exc:
+                self.state.lost(exc)
+
+        if not self.state.available:
+            command.close()
+            return
+        task = asyncio.ensure_future(run())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def publish(self, key: str, seconds: float, why: str) -> None:
+        """Cool ``key``'s upstream for everyone, ``seconds`` from now."""
+        self._write(
+            self.state.redis.set(
+                KEY_PREFIX + "cool:" + key, why.encode(), px=max(1, math.ceil(seconds * 1000))
+            )
+        )
+
+    def withdraw(self, key: str) -> None:
+        """Take ``key``'s upstream back, for everyone."""
+        self._write(self.state.redis.delete(KEY_PREFIX + "cool:" + key))
+
+    async def read(self, keys: list[str]) -> list[tuple[float, str] | None] | None:
+        """Seconds left of each key's cooldown and why (None: not cooled); None if Redis is down."""
+        state = self.state
+        if not state.available or not keys:
+            return None if not state.available else []
+        pipe = state.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(KEY_PREFIX + "cool:" + key)
+            pipe.pttl(KEY_PREFIX + "cool:" + key)
+        try:
+            answers = await pipe.execute()
+        except state.errors as exc:
+            state.lost(exc)
+            return None
+        found: list[tuple[float, str] | None] = []
+        for why, left in zip(answers[::2], answers[1::2], strict=True):
+            if why is None or left is None or int(left) <= 0:
+                found.append(None)
+            else:
+                found.append((int(left) / 1000, why.decode() if isinstance(why, bytes) else str(why)))
+        return found

@@ -11,8 +11,8 @@ finds its slot already free -- or, whatever happened, when the request's ``with 
 ends. It is *closed* at that block's end, once the reply's last bytes have gone: the durations are
 known then. Between the two it is the request's record: the route and the model asked for, the
 key the client was known by (``key``), and, in :attr:`Slot.outcome`, what the backend reported
-(its usage). Per-key limits and a usage ledger belong here too: :meth:`Slots.take` admits,
-:meth:`Slots._close` sees every slot's whole record once.
+(its usage, and the upstream that answered). Per-key limits and a usage ledger belong here too:
+:meth:`Slots.take` admits, :meth:`Slots._close` sees every slot's whole record once.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ any upstream request, so a client that goes away stops the work it asked for. Er
 the client are raised as :class:`~getgpt.server.api_error.ApiError`.
 
 - :class:`~getgpt.server.backends.echo.EchoBackend` replies with the last user message: offline, honest.
-- :class:`~getgpt.server.upstreams.forwarding.ForwardingBackend` forwards to an OpenAI-compatible server
-  (``openai``) or another GetGpt server (``getgpt``), on the clients' own lean HTTP/1.1 path
-  (httpx when a proxy is set).
+- :class:`~getgpt.server.upstreams.forwarding.ForwardingBackend` forwards to upstreams -- OpenAI-compatible
+  servers (``openai``) and other GetGpt servers (``getgpt``), one (``--upstream``) or many (the config
+  file's ``[[upstreams]]``, routed by model) -- on the clients' own lean HTTP/1.1 path (httpx when a
+  proxy is set).
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ class Backend(Protocol):
         """The model objects ``GET /v1/models`` lists."""
         ...
 
-    async def forward(self, path: str, body: bytes) -> AsyncResponse:
+    async def forward(self, path: str, body: bytes, outcome: Outcome | None = None) -> AsyncResponse:
         """POST ``body`` to the upstream's ``path`` (``/embeddings``, ...): its 2xx response, whose body
-        the caller reads and closes, or an :class:`ApiError` (400 when the backend has no such route)."""
+        the caller reads and closes, or an :class:`ApiError` (400 when the backend has no such route).
+        ``outcome.upstream`` is set to the upstream that answered."""
         ...
 
     async def aclose(self) -> None:

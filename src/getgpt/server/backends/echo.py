@@ -167,7 +167,7 @@ class EchoBackend:
     async def models(self) -> list[dict[str, Any]]:
         return self._models
 
-    async def forward(self, path: str, body: bytes) -> AsyncResponse:
+    async def forward(self, path: str, body: bytes, outcome: Outcome | None = None) -> AsyncResponse:
         raise not_served(self.name, path)
 
     async def aclose(self) -> None:

@@ -41,11 +41,13 @@ DONE = b"data: [DONE]\n\n"
 @dataclass
 class Outcome:
     """What a backend reports besides its reply: why it stopped, the token counts if it knows them,
-    and how many choices its text pieces stand for (each choice gets the same text)."""
+    how many choices its text pieces stand for (each choice gets the same text), and the name of
+    the upstream that answered (the last one tried, when none did; None for the echo)."""
 
     finish_reason: str = "stop"
     usage: Usage | None = None
     choices: int = 1
+    upstream: str | None = None
 
 
 def frame(data: bytes) -> bytes:

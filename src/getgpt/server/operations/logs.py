@@ -5,6 +5,10 @@ visible ASCII characters), else a fresh random one. The app returns it in ``X-Re
 keeps it in :data:`REQUEST_ID` while the request is answered, so every log line written meanwhile
 -- the access line included, which uvicorn writes from inside the app's ``send`` -- carries it.
 
+The access line of a request an upstream answered names it: ``upstream=NAME`` at the end of a
+text line, an ``upstream`` field of a JSON one (:data:`UPSTREAM`, set by the app when the
+response begins, which is when uvicorn writes the line).
+
 Message text never reaches a log line at INFO or above: the server logs at INFO only what uvicorn
 logs (method, path, status) and its own events, which name no message content.
 """
@@ -23,9 +27,11 @@ import msgspec
 
 from ..config import ServerConfig
 
-__all__ = ["REQUEST_ID", "JsonFormatter", "log_config", "request_id"]
+__all__ = ["REQUEST_ID", "UPSTREAM", "JsonFormatter", "UpstreamField", "log_config", "request_id"]
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("getgpt_request_id", default=None)
+#: The upstream answering the request being answered (its name), for the access line.
+UPSTREAM: contextvars.ContextVar[str | None] = contextvars.ContextVar("getgpt_upstream", default=None)
 
 _USABLE_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 _encode = msgspec.json.Encoder().encode
@@ -40,6 +46,17 @@ def request_id(given: bytes | None) -> bytes:
     if given is not None and _USABLE_ID.fullmatch(given):
         return given
     return f"{_PROCESS_HALF}{next(_count):016x}".encode()
+
+
+class UpstreamField(logging.Filter):
+    """Gives each access line the upstream that answered: ``record.upstream`` (its name or None)
+    and ``record.upstream_shown`` (`` upstream=NAME``, or nothing), for the text format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = UPSTREAM.get()
+        record.upstream = name
+        record.upstream_shown = f" upstream={name}" if name else ""
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,6 +85,9 @@ class JsonFormatter(logging.Formatter):
                     "status": status,
                 }
             )
+            upstream = getattr(record, "upstream", None)
+            if upstream is not None:
+                line["upstream"] = upstream
         else:
             line["message"] = record.getMessage()
         rid = REQUEST_ID.get()
@@ -91,7 +111,8 @@ def log_config(config: ServerConfig) -> dict[str, Any]:
             "default": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s"},
             "access": {
                 "()": "uvicorn.logging.AccessFormatter",
-                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+                "%(upstream_shown)s",
             },
         }
     return {
@@ -104,8 +125,14 @@ def log_config(config: ServerConfig) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
             },
-            "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
+            "access": {
+                "formatter": "access",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "filters": ["upstream"],
+            },
         },
+        "filters": {"upstream": {"()": "getgpt.server.operations.logs.UpstreamField"}},
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},

@@ -74,14 +74,15 @@ def connection_limit(config: ServerConfig, open_files: int | None) -> int:
     """The most client connections ``config`` may hold open under a limit of ``open_files``.
 
     The echo backend needs one descriptor a connection; a forwarding backend two (each reply in
-    progress holds an upstream socket) and room for its idle upstream pool. ``max_connections``
-    0 takes all of that; a larger value than it is a startup error, since past it ``accept``
-    fails and the server stops answering even ``/healthz``.
+    progress holds an upstream socket) and room for the idle pool of each of its upstreams.
+    ``max_connections`` 0 takes all of that; a larger value than it is a startup error, since
+    past it ``accept`` fails and the server stops answering even ``/healthz``.
     """
     if open_files is None:
         return config.max_connections or max(config.max_streams, 1024)
     forwarding = config.backend != "echo"
-    spare = open_files - FD_RESERVE - (UPSTREAM_IDLE if forwarding else 0)
+    pools = len(config.routing.upstreams) if config.routing is not None else 1
+    spare = open_files - FD_RESERVE - (UPSTREAM_IDLE * pools if forwarding else 0)
     allowed = spare // 2 if forwarding else spare
     if allowed < 1:
         raise ValueError(

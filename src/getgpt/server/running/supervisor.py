@@ -17,6 +17,12 @@ With several workers, ``PROMETHEUS_MULTIPROC_DIR`` points them at a temporary di
 supervisor makes and removes, so ``/metrics`` on any worker reports the sum of all
 (:mod:`getgpt.server.operations.prometheus`).
 
+On SIGHUP a server started with ``--config`` reads the file's routing tables again
+(:func:`getgpt.server.config_file.reread_routing`): the supervisor checks the file first, then
+passes the signal on to every worker, each of which swaps its routing table (streams in flight
+finish on the upstream they began on); a file that does not pass is refused with a logged
+error and the running tables kept. Workers started later start with the new file.
+
 Each process runs uvicorn with :func:`~getgpt.server.running.serving.uvicorn_config`.
 """
 
@@ -75,6 +81,9 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        if hasattr(signal, "SIGHUP"):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(signal.SIGHUP, reload, self.app)
         await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -99,6 +108,32 @@ class DrainingServer(uvicorn.Server):
             super(DrainingServer, self).handle_exit(sig, None)
 
         self._waiter = asyncio.ensure_future(exit_when_drained())
+
+
+def reload(app: GetGptApp) -> bool:
+    """Read the routing tables of ``app``'s config file again and route by them (SIGHUP); a file
+    that does not pass is refused with a logged error, and the running tables kept."""
+    from ..backends.base import ForwardingBackend
+    from ..config_file import reread_routing
+
+    config: ServerConfig = app.state.config
+    try:
+        new = reread_routing(config)
+    except ValueError as exc:
+        log.error("SIGHUP: the configuration was not reloaded, the running one is kept: %s", exc)
+        return False
+    backend = app.state.backend
+    if not isinstance(backend, ForwardingBackend) or new.routing is None:
+        log.warning(
+            "SIGHUP: %s has no [[upstreams]]; its other settings apply at the next start", config.config_file
+        )
+        return False
+    backend.reload(new)
+    app.state.config = new
+    log.warning(
+        "SIGHUP: routing reloaded from %s (its other settings apply at the next start)", new.config_file
+    )
+    return True
 
 
 def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None) -> bool:
@@ -186,6 +221,19 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.pid, signal.SIGTERM)
 
+    def _on_hangup(self, sig: int, frame: FrameType | None) -> None:
+        from ..config_file import reread_routing
+
+        try:
+            self.config = reread_routing(self.config)
+        except ValueError as exc:
+            log.error("SIGHUP: the configuration was not reloaded, the running one is kept: %s", exc)
+            return
+        for worker in self._workers:
+            if worker.pid is not None and worker.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGHUP)
+
     def _start(self, port: int) -> BaseProcess:
         worker = self._context.Process(target=_worker, args=(self.config, port), daemon=False)
         worker.start()
@@ -207,6 +255,8 @@ class Supervisor:
             self._metrics_dir = tempfile.mkdtemp(prefix="getgpt-metrics-")
             os.environ[MULTIPROC_ENV] = self._metrics_dir
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if hasattr(signal, "SIGHUP"):
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         status = 0
         try:
             log.info("supervisor [%d]: %d workers on %s:%d", os.getpid(), config.workers, config.host, port)

@@ -9,14 +9,16 @@ request goes to, the headers it carries, its body, and what else the upstream se
   (chaining), the request sealed in the envelope again, the seed's nine fields first. It serves
   chat only; the server lists its own ``--model`` names for it.
 
-An :class:`Upstream` owns its transport (a connection pool to its origin) and nothing about the
-reply: :mod:`getgpt.server.upstreams.forwarding` relays what comes back, whatever the kind.
+An :class:`Upstream` owns its transport (a connection pool to its origin) and its
+:class:`~getgpt.server.upstreams.health.Health`, and nothing about the reply:
+:mod:`getgpt.server.upstreams.forwarding` relays what comes back, whatever the kind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -26,6 +28,11 @@ from ...protocol import envelope
 from ...protocol.request import USER_AGENT, encode
 from ..chat.request import Chat
 from ..config import ServerConfig
+from .health import Health
+from .redaction import Redaction
+
+if TYPE_CHECKING:
+    from ..operations.prometheus import UpstreamSeries
 
 __all__ = ["KINDS", "GetGptUpstream", "OpenAIUpstream", "Upstream", "timeouts_of", "upstream_key"]
 
@@ -54,9 +61,11 @@ def upstream_key(env_name: str | None) -> str | None:
 class Upstream:
     """One upstream server of some kind; see the module docstring.
 
-    ``url`` is its base (``.../v1`` for the ``openai`` kind, the server's root for ``getgpt``),
-    ``key`` the API key sent as ``Authorization: Bearer``, ``ask_usage`` whether a stream asks
-    for its usage (for the token counters; only a kind that can be asked does).
+    ``name`` is what logs, metrics and ``X-Getgpt-Upstream`` call it; ``url`` its base
+    (``.../v1`` for the ``openai`` kind, the server's root for ``getgpt``), ``key`` the API key
+    sent as ``Authorization: Bearer``, ``ask_usage`` whether a stream asks for its usage (for
+    the token counters; only a kind that can be asked does), ``max_in_flight`` its own cap on
+    requests at once (0: none).
     """
 
     #: The kind's name, as ``--backend`` and the config file's ``kind`` say it.
@@ -70,14 +79,31 @@ class Upstream:
 
     def __init__(
         self,
+        name: str,
         url: str,
         *,
         key: str | None,
         timeouts: Timeouts,
         ask_usage: bool = True,
+        max_in_flight: int = 0,
         max_idle: int = 100,
     ) -> None:
+        self.name = name
         self.base = url
+        self.key = key
+        #: Its secrets and address, kept out of what a client or a log is told.
+        self.redaction = Redaction(url, key)
+        #: As a log line names it: its name and its URL, without the credentials the URL may carry
+        #: (the operator needs the address; a client is told neither).
+        self.logged_as = f"{name} ({self.redaction.shown})"
+        self.health = Health(max_in_flight)
+        # Where its cooldown is kept in Redis, shared with every process that routes to it: the
+        # same name at another URL is another upstream.
+        self.shared_key = hashlib.blake2b(f"{name}\0{url}".encode(), digest_size=12).hexdigest()
+        #: Retired by a reload: closed once its last request has ended.
+        self.retired = False
+        #: Its series in /metrics, once the server counts (set by the forwarding backend).
+        self.series: UpstreamSeries | None = None
         # Where OpenAI's other routes are: the path of the upstream's /v1.
         self.base_path = urlsplit(url).path.rstrip("/")
         self.ask_usage = ask_usage and self.can_ask_usage
@@ -90,6 +116,16 @@ class Upstream:
         self.transport: AsyncTransport = open_transport(
             self.url, headers, timeouts=timeouts, max_idle=max_idle
         )
+
+    def same(self, name: str, url: str, key: str | None, kind: str, ask_usage: bool) -> bool:
+        """Whether a reload's upstream ``name`` is this one, to keep (its state and connections)."""
+        return (name, url, key, kind) == (self.name, self.base, self.key, self.kind) and self.ask_usage == (
+            ask_usage and self.can_ask_usage
+        )
+
+    def probe_path(self) -> str:
+        """What a health probe asks for (``GET``): a page that answers without doing work."""
+        raise NotImplementedError
 
     def _chat_url(self) -> str:
         raise NotImplementedError
@@ -120,6 +156,9 @@ class OpenAIUpstream(Upstream):
     def _chat_url(self) -> str:
         return self.base.rstrip("/") + "/chat/completions"
 
+    def probe_path(self) -> str:
+        return self.base_path + "/models"
+
     def _headers(self) -> dict[str, str]:
         return {"Accept": "text/event-stream"}
 
@@ -138,6 +177,9 @@ class GetGptUpstream(Upstream):
 
     def _chat_url(self) -> str:
         return self._root() + "api/chat/stream"
+
+    def probe_path(self) -> str:
+        return urlsplit(self._root()).path + "healthz"
 
     def _headers(self) -> dict[str, str]:
         return {"Referer": self._root(), "User-Agent": USER_AGENT}

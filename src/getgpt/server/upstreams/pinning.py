@@ -1,34 +1,35 @@
-"""The server's model choice on the forwarded routes (``/v1/embeddings``, ``/v1/completions``,
-``/v1/responses``), as on chat: ``--upstream-model`` replaces whatever the client asked for (or
-adds it when the client named none), else a ``--model-alias`` the client named becomes its
-target. A body the server need not change goes on as the client's own bytes."""
+"""The model of a forwarded request (``/v1/embeddings``, ``/v1/completions``, ``/v1/responses``):
+the one its body names, which routes it, and the body sent to an upstream that knows that model
+by another name -- ``--upstream-model``, an upstream's ``models`` table, an alias' target. A body
+the server need not change goes on as the client's own bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import msgspec
 
-__all__ = ["pinned_body"]
+__all__ = ["model_in", "with_model"]
 
 _decode_any = msgspec.json.Decoder().decode
 
 
-def pinned_body(body: bytes, model: str | None, aliases: Mapping[str, str]) -> bytes:
-    """``body`` with the model the server owns: ``model`` when given, else the target of the alias
-    the body names; the bytes as they came when that changes nothing, or when the body is no JSON
-    object (the upstream says what is wrong with it)."""
-    if model is None and not aliases:
-        return body
+def model_in(body: bytes) -> str | None:
+    """The ``model`` a forwarded request names (None when it names none, or is not JSON)."""
+    try:
+        fields = _decode_any(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    model = fields.get("model") if isinstance(fields, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def with_model(body: bytes, model: str) -> bytes:
+    """``body`` with its ``model`` replaced (or added); the bytes as they came when it is not a
+    JSON object (the upstream says what is wrong with it)."""
     try:
         fields = _decode_any(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return body
     if not isinstance(fields, dict):
         return body
-    asked = fields.get("model")
-    chosen = model if model is not None else aliases.get(asked) if isinstance(asked, str) else None
-    if chosen is None or (chosen == asked and "model" in fields):
-        return body
-    fields["model"] = chosen
+    fields["model"] = model
     return msgspec.json.encode(fields)
