@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from getgpt import decrypt
-from getgpt.cli.chat import Output, Shown
+from getgpt.cli.output import Output, Received
 from getgpt.cli.text import Texts
 from getgpt.protocol.request import ChatRequest, parse_request
 from getgpt.server import ServerConfig, create_app
@@ -133,7 +133,7 @@ def test_commands_change_what_is_sent_and_save_the_conversation(
     ]
     markdown = (tmp_path / "chat.md").read_text(encoding="utf-8")
     assert markdown.startswith(
-        "# hello\n\n> system prompt: be brief\n\n## user\n\nhello\n\n## assistant\n\nhello\n"
+        "# hello\n\n> **System prompt**\n>\n> be brief\n\n## You\n\nhello\n\n## Assistant\n\nhello\n"
     )
 
 
@@ -249,13 +249,17 @@ def test_api_key_from_the_environment_and_its_absence_explained(tmp_path: Path) 
         result = getgpt("chat", "hi", "--base-url", url)
         assert result.returncode == 1
         assert result.stderr == (
-            "getgpt: error: the server wants an API key (401): "
-            "put it in the environment variable GETGPT_API_KEY\n"
+            "getgpt: error: the server wants an API key (401): put it in the environment variable "
+            "GETGPT_API_KEY (--api-key-env names another)\n"
+            "  the server said: this server needs an API key: send Authorization: Bearer <key>\n"
         )
         result = getgpt(
             "chat", "hi", "--base-url", url, env={"GETGPT_API_KEY": "wrong", "LANG": "ru_RU.UTF-8"}
         )
-        assert result.stderr == "getgpt: ошибка: сервер не принял ключ API из GETGPT_API_KEY (401)\n"
+        assert result.stderr == (
+            "getgpt: ошибка: сервер не принял ключ API из GETGPT_API_KEY (401)\n"
+            "  ответ сервера: the API key is not valid\n"  # the server's own words, as it said them
+        )
         result = getgpt("chat", "hi", "--base-url", url, "--api-key-env", "MY_KEY", env={"MY_KEY": KEY})
         assert result.returncode == 0, result.stderr
         assert result.stdout == "hi\n"
@@ -301,6 +305,7 @@ def test_a_session_keeps_tool_calls_in_what_it_saves_and_sends_only_text(
         "content": "",
         "reasoning": "Two tools, then answer.",
         "toolCalls": TOOL_CALLS,
+        "finishReason": "tool_calls",
     }
 
 
@@ -320,9 +325,9 @@ class _InterruptedWhileWriting(io.StringIO):
 def test_ctrl_c_while_a_piece_is_written_keeps_exactly_the_text_on_the_screen() -> None:
     screen = _InterruptedWhileWriting(at="two ")
     out = Output(screen, pretty=False, texts=Texts("en"))
-    shown = Shown()
+    received = Received()
     with pytest.raises(KeyboardInterrupt):
-        out.reply(iter(["one ", "two ", "three"]), shown)
-    assert shown.text == "one two "
+        out.reply(iter(["one ", "two ", "three"]), received)
+    assert received.text == "one two "
     assert screen.getvalue() == "one two \n"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from ..client.transport import ResponseReader
 from ..protocol.errors import GetGptError
 
-__all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
+__all__ = ["Answer", "HttpFailure", "Open", "Target", "Unreachable", "exchange"]
 
 _READ = 65536
 #: The most body an exchange keeps; a stream longer than this is cut and marked so.
@@ -30,6 +30,17 @@ MAX_BODY = 16 << 20
 
 class HttpFailure(Exception):
     """The exchange failed below HTTP semantics: connection, TLS, timeout or malformed HTTP."""
+
+
+class Unreachable(HttpFailure):
+    """No connection to the server at ``origin`` at all, for the system's ``reason`` (``refused``:
+    nothing listens on its port)."""
+
+    def __init__(self, message: str, *, origin: str, reason: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.reason = reason
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,9 @@ class Target:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except OSError as exc:
-            raise HttpFailure(f"cannot connect to {self.origin}: {exc}") from None
+            refused = isinstance(exc, ConnectionRefusedError)
+            message = f"cannot connect to {self.origin}: {exc}"
+            raise Unreachable(message, origin=self.origin, reason=str(exc), refused=refused) from None
         if self.scheme == "https":
             context = ssl.create_default_context()
             if not self.verify:
@@ -79,7 +92,8 @@ class Target:
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             except (OSError, ssl.SSLError) as exc:
                 sock.close()
-                raise HttpFailure(f"TLS with {self.origin} failed: {exc}") from None
+                message = f"TLS with {self.origin} failed: {exc}"
+                raise Unreachable(message, origin=self.origin, reason=str(exc)) from None
         return sock
 
 

@@ -2,7 +2,8 @@
 
 Old code that did ``from g4f.Provider.Providers import GetGpt`` and then called
 ``GetGpt._create_completion(model=..., messages=..., stream=True)`` runs unchanged against
-``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL`` when set, else ``url``.
+``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL``: ``url`` stays the
+seed's, whose server is gone, so a call without the variable fails at once saying how to set it.
 
 Today's g4f (8.x) takes the module too, as ``g4f.client.Client(provider=GetGpt)``: for it the
 module also has ``working``, ``default_model``, ``get_dict()`` and ``create_completion``, which
@@ -11,6 +12,7 @@ hands the call to :class:`getgpt.integrations.g4f.GetGpt` (g4f is installed when
 
 from __future__ import annotations
 
+import os
 import threading
 import typing
 from collections.abc import Iterator
@@ -64,7 +66,11 @@ def create_completion(model: str, messages: list, stream: bool = True, **kwargs:
 
 def get_dict() -> dict[str, str]:
     """How g4f 8.x names a provider; the server is read when asked, as calls read it."""
-    return {"name": "GetGpt", "url": base_url_from(None), "label": "GetGpt"}
+    return {
+        "name": "GetGpt",
+        "url": base_url_from(os.environ.get("GETGPT_BASE_URL") or url),
+        "label": "GetGpt",
+    }
 
 
 _hints = typing.get_type_hints(_create_completion)
