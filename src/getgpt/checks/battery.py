@@ -157,8 +157,9 @@ class Battery:
         """The verdict on a chat request every later one would meet too, with what to do about it."""
         say, status = self.words, answer.status
         if status in (401, 403):
-            key = "hint.bad_key" if self.settings.api_key else "hint.need_key"
-            hint = say(key, env=self.settings.api_key_env)
+            hint = say(
+                "hint.bad_key" if self.settings.api_key else "hint.need_key", env=self.settings.api_key_env
+            )
         elif status == 404:
             hint = self._path_hint()
         else:

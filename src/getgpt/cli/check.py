@@ -97,10 +97,13 @@ def run_check(args: argparse.Namespace, texts: Texts) -> int:
     _print(table.header())
     results = []
     with _Spinner(battery.words, not plain_wanted(args.plain, sys.stdout)) as spinner:
-        for id, title in planned:
-            spinner.update(id, title)
+        for index, (id, title) in enumerate(planned):
+            if index == 0:
+                spinner.update(id, title)
             result = next(running)
             results.append(result)
+            if index + 1 < len(planned):
+                spinner.update(*planned[index + 1])  # before the line is printed, which redraws it
             spinner.print(table.add(result))
         spinner.print(table.flush())
     report = Report(url, args.protocol, results, texts.language)
