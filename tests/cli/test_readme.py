@@ -145,7 +145,12 @@ def test_a_newcomer_runs_the_quickstart_as_written_from_a_fresh_clone(tmp_path: 
     assert last == "bash .ci/run"
     assert lines[0] == f"git clone {PUBLISHED} && cd getgpt"
     assert lines[1:3] == ["python3 -m venv .venv", ". .venv/bin/activate"]
-    script = "\n".join(["set -e", lines[0].replace(PUBLISHED, str(ROOT)), *lines[1:]])
+    # This repository stands for the published one, under a name that clones to getgpt/ as it would.
+    (tmp_path / "published").mkdir()
+    (tmp_path / "published" / "getgpt.git").symlink_to(ROOT)
+    (tmp_path / "newcomer").mkdir()
+    here = str(tmp_path / "published" / "getgpt.git")
+    script = "\n".join(["set -e", lines[0].replace(PUBLISHED, here), *lines[1:]])
     # A newcomer's shell: none of this checkout's settings, no virtual environment active.
     keep = ("PATH", "HOME", "TMPDIR", "PIP_CERT", "PIP_FIND_LINKS", "PIP_DEFAULT_TIMEOUT", "PIP_CONFIG_FILE")
     env = {name: os.environ[name] for name in keep if name in os.environ}
@@ -154,8 +159,8 @@ def test_a_newcomer_runs_the_quickstart_as_written_from_a_fresh_clone(tmp_path: 
     )
     done = subprocess.run(
         ["bash", "-c", script],
-        cwd=tmp_path,
-        env=locale_env({**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}),
+        cwd=tmp_path / "newcomer",
+        env={**env, "LANG": "C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         capture_output=True,
         text=True,
         timeout=600,
@@ -164,7 +169,8 @@ def test_a_newcomer_runs_the_quickstart_as_written_from_a_fresh_clone(tmp_path: 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == "Привет! 🙂"
     assert "getgpt demo: server with the echo backend on http://127.0.0.1:" in done.stderr
-    assert (tmp_path / "getgpt" / ".venv" / "bin" / "getgpt").exists()
+    assert (tmp_path / "newcomer" / "getgpt" / ".venv" / "bin" / "getgpt").exists()
+    assert "PYTHONPATH" not in env  # the demo ran from the venv's install, not from this checkout
 
 
 def test_the_client_example_prints_what_its_comments_say(tmp_path: Path) -> None:
