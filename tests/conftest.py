@@ -1,4 +1,15 @@
-"""Fixtures only; the helpers behind them live in ``tests/support``."""
+"""Fixtures, and how the suite is spread over processes; the helpers live in ``tests/support``.
+
+**Parallel runs.** ``pytest`` alone runs the suite on :data:`WORKERS` pytest-xdist processes
+(pyproject's addopts: ``-n auto --dist loadgroup``); naming test files or test ids runs them in
+this one process, at once (:func:`pytest_xdist_auto_num_workers`); ``-n N`` chooses. Every
+service a test starts is on a free port, in a temporary directory, stopped by its PID, so tests
+in different processes never meet. Tests that share something costly to start run on one
+worker, so it starts once (:data:`GROUPS`: a path's tests get ``xdist_group(name)``).
+
+**Random order.** ``pytest --random-order-seed=N`` (pytest-random-order) shuffles the modules
+and the tests within each; every worker shuffles the same way. .ci/run runs the suite once so.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +37,35 @@ from .support.servers import serve
 # LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
 # any test may be the first to import it (the public API's does).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+TESTS = Path(__file__).resolve().parent
+#: Workers for a whole-suite run on this project's 2-core machines: measured in .ci/run's
+#: history (docs/architecture.md, "Where things are tested"); PYTEST_XDIST_AUTO_NUM_WORKERS overrides.
+WORKERS = 3
+#: Paths (under tests/) whose tests run on one worker: what they share starts once there.
+GROUPS = {
+    "web/": "browser",  # one Chromium (the session's browser fixture)
+    "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
+}
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: :data:`WORKERS` for folders (the whole suite, a part of it); none -- this
+    process -- when only files or test ids are named, which then start at once."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    named = [Path(arg.split("::", 1)[0]) for arg in config.args]
+    if named and all(path.is_file() for path in named):
+        return 0
+    return WORKERS
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""
+        for prefix, group in GROUPS.items():
+            if where.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

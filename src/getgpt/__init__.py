@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import _moved
 from ._lazy import exported, lazy_exports
+from .protocol import errors as _errors  # the error tree: a small module, standard library only
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
     from .client import DEFAULT_BASE_URL as DEFAULT_BASE_URL
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
     from .protocol.sse import SSEDecoder as SSEDecoder
     from .providers.completion import ChatCompletion as ChatCompletion
 
+# The one place the version is written: the build backend reads it from here (pyproject.toml,
+# [tool.hatch.version]), so an installed wheel's metadata and a source checkout agree.
 __version__ = "0.1.0"
 
 # Names load on first use (PEP 562), so `getgpt --help` and tools that need one corner of the
@@ -62,21 +65,7 @@ _EXPORTS = {
         "Client",
     ),
     ".protocol.envelope": ("decrypt", "encrypt"),
-    ".protocol.errors": (
-        "CloudflareBlocked",
-        "ConnectError",
-        "GetGptError",
-        "IncompleteStream",
-        "LimitExceeded",
-        "ProtocolError",
-        "RateLimitError",
-        "RemoteError",
-        "SignatureError",
-        "StatusError",
-        "Timeout",
-        "TransportError",
-        "ValidationError",
-    ),
+    ".protocol.errors": tuple(_errors.__all__),  # the whole error tree
     ".protocol.reply": ("Reply", "ReplyParser", "Usage"),
     ".protocol.request": ("ChatRequest", "Message", "build_request", "parse_request"),
     ".protocol.sse": ("SSEDecoder",),

@@ -21,8 +21,8 @@ from getgpt.server import ServerConfig, create_app
 from getgpt.server.chat.request import Chat
 
 from ..support.command import getgpt
-from ..support.hostile import handshakes
-from ..support.serve_process import getgpt_serve
+from ..support.hostile import queued
+from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import free_port, serve
 
 TEXT = "Привет, мир! 👋🏽"
@@ -153,45 +153,21 @@ def test_a_value_out_of_range_is_refused_before_anything_is_sent(
 
 
 def test_bad_serve_configuration_is_one_line() -> None:
-    result = getgpt("serve", "--backend", "openai")
+    result = run_getgpt("serve", "--backend", "openai")
     assert result.returncode == 1
     assert result.stderr.strip() == "getgpt: error: the openai backend needs an upstream URL (--upstream)"
-    result = getgpt("serve", env={"GETGPT_MAX_STREAMS": "many"})
+    result = run_getgpt("serve", env={"GETGPT_MAX_STREAMS": "many"})
     assert result.returncode == 1
     assert "GETGPT_MAX_STREAMS='many' is not a valid int" in result.stderr
-    result = getgpt("serve", "--backend", "nope")
+    result = run_getgpt("serve", "--backend", "nope")
     assert result.returncode == 2  # argparse's usage error
 
 
 def test_serve_runs_a_server_that_env_and_flags_configure() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "getgpt",
-            "serve",
-            "--port",
-            str(port),
-            "--max-messages",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, "GETGPT_MAX_MESSAGES": "1", "GETGPT_ECHO_PIECE_CHARS": "2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert httpx.get(url + "healthz").json()["status"] == "ok"
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "getgpt serve did not start"
-                time.sleep(0.1)
+    env = {"GETGPT_MAX_MESSAGES": "1", "GETGPT_ECHO_PIECE_CHARS": "2"}
+    with getgpt_serve("--max-messages", "2", "--log-level", "warning", env=env) as server:
+        url = server.url
+        assert httpx.get(url + "healthz").json()["status"] == "ok"
         two = [{"role": "user", "content": "a"}, {"role": "user", "content": "bc"}]
         result = httpx.post(url + "v1/chat/completions", json={"messages": two, "stream": True})
         assert result.status_code == 200  # the flag's 2 beat the environment's 1
@@ -201,12 +177,10 @@ def test_serve_runs_a_server_that_env_and_flags_configure() -> None:
         assert httpx.post(url + "v1/chat/completions", json={"messages": three}).status_code == 400
         result = getgpt("chat", "через serve", "--base-url", url)
         assert result.stdout == "через serve\n"
-    finally:
-        process.terminate()
-        _, errors = process.communicate(timeout=10)
+        output = server.stop()
     # uvicorn shuts down cleanly, then re-raises SIGTERM so the exit status still tells of the signal.
-    assert process.returncode in (0, -15)
-    assert b"Traceback" not in errors
+    assert server.process.returncode in (0, -15)
+    assert "Traceback" not in output
 
 
 def test_serve_queues_a_burst_of_connections_as_large_as_its_stream_limit() -> None:
@@ -217,8 +191,7 @@ def test_serve_queues_a_burst_of_connections_as_large_as_its_stream_limit() -> N
     with getgpt_serve("--max-streams", "3000") as server:
         server.process.send_signal(signal.SIGSTOP)
         try:
-            # Under a second: a dropped handshake is retried after one.
-            assert handshakes(server.address, burst, within=0.8) == burst
+            assert queued(server.address, burst) == burst  # none dropped
         finally:
             server.process.send_signal(signal.SIGCONT)
 

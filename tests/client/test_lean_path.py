@@ -13,7 +13,6 @@ import asyncio
 import gzip
 import ssl
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,10 @@ from getgpt._transports.http11.origin import endpoint
 from getgpt._transports.http11.pool import Pool
 from getgpt._transports.httpx import AsyncHttpxTransport, HttpxTransport
 
-from ..support.faults import FaultUpstream, Script, answer
+from ..support import sockets
+from ..support.faults import PATIENCE, FaultUpstream, Script, answer
 from ..support.scripted import Live, stream_of
+from ..support.waiting import wait_until_async
 from ..support.wire import CHUNKED, chunked
 
 HI = [{"role": "user", "content": "hi"}]
@@ -118,15 +119,22 @@ def test_a_header_that_could_smuggle_a_line_is_refused(name: str, value: str) ->
 # --- pools against real servers --------------------------------------------------------------------
 
 
-def keep_alive_then_close(reply: bytes, linger: float) -> Any:
-    """Answers one request on a kept-alive connection, then closes it ``linger`` seconds later."""
+class CloseWhenTold:
+    """A script: answers one request on a kept-alive connection, then closes the connection once
+    ``close`` is set (at most PATIENCE seconds on); ``closed`` is set when it has."""
 
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(reply)
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.close = threading.Event()
+        self.closed = threading.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.reply)
         await writer.drain()
-        await asyncio.sleep(linger)
-
-    return script
+        await asyncio.to_thread(self.close.wait, PATIENCE)
+        writer.close()
+        await writer.wait_closed()
+        self.closed.set()
 
 
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + b"Transfer-Encoding: chunked\r\n\r\n"
@@ -136,25 +144,27 @@ REPLY += chunked(stream_of(["fine"]))
 def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
     # The server keeps the connection alive in its headers, then drops it: with no retries
     # allowed, the second request only succeeds if the pool noticed and opened a new one.
-    with (
-        FaultUpstream(keep_alive_then_close(REPLY, 0.05)) as upstream,
-        getgpt.Client(upstream.url, max_retries=0) as client,
-    ):
+    script = CloseWhenTold(REPLY)
+    with FaultUpstream(script) as upstream, getgpt.Client(upstream.url, max_retries=0) as client:
         assert client.complete(HI) == "fine"
         assert len(client._transport._idle) == 1  # type: ignore[union-attr]
-        time.sleep(0.3)  # the server has closed it by now
+        script.close.set()
+        assert script.closed.wait(10)  # the server has closed the idle connection
         assert client.complete(HI) == "fine"
         assert upstream.hits == 2
 
 
 def test_async_pool_notices_a_closed_idle_connection_too() -> None:
+    script = CloseWhenTold(REPLY)
+
     async def main(url: str) -> list[str]:
         async with getgpt.AsyncClient(url, max_retries=0) as client:
             first = await client.complete(HI)
-            await asyncio.sleep(0.3)
+            script.close.set()
+            assert await asyncio.to_thread(script.closed.wait, 10)
             return [first, await client.complete(HI)]
 
-    with FaultUpstream(keep_alive_then_close(REPLY, 0.05)) as upstream:
+    with FaultUpstream(script) as upstream:
         assert asyncio.run(main(upstream.url)) == ["fine", "fine"]
         assert upstream.hits == 2
 
@@ -199,11 +209,14 @@ def test_an_async_client_outlives_its_event_loop(live: tuple[Live, str]) -> None
 
 
 def test_async_read_timeout_mid_stream_keeps_the_partial_text() -> None:
+    box: list[FaultUpstream] = []
+
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # The head and the events up to the one with "fine" (cut inside its HTTP chunk), then silence.
+        # The head and the events up to the one with "fine" (cut inside its HTTP chunk), then
+        # silence until the client gives up.
         writer.write(REPLY[: REPLY.index(b"\n\n", REPLY.index(b"fine")) + 2])
         await writer.drain()
-        await asyncio.sleep(1)
+        await box[0].wait_for_peer_to_close(reader)
 
     async def main(url: str) -> getgpt.Timeout:
         async with getgpt.AsyncClient(url, timeout=0.3) as client:
@@ -214,6 +227,7 @@ def test_async_read_timeout_mid_stream_keeps_the_partial_text() -> None:
         raise AssertionError("the silence must time out")
 
     with FaultUpstream(script) as upstream:
+        box.append(upstream)
         error = asyncio.run(main(upstream.url))
     assert error.partial == "fine"
     assert upstream.hits == 1
@@ -242,7 +256,8 @@ def test_a_slow_async_reader_holds_the_server_back(monkeypatch: pytest.MonkeyPat
                 async for piece in chat:
                     pieces.append(piece)
                     if len(pieces) % 2000 == 0:
-                        await asyncio.sleep(0.02)  # the server goes on writing meanwhile
+                        # The behaviour under test: a slow reader; the server goes on writing meanwhile.
+                        await asyncio.sleep(0.02)
             return "".join(pieces)
 
     with FaultUpstream(answer(reply)) as upstream:
@@ -344,8 +359,8 @@ def test_neither_way_sends_back_a_cookie_a_reply_set() -> None:
 
 
 class SlowToRead(FaultUpstream):
-    """Waits before reading a request -- until ``go`` is set (at most 5 s), or 0.3 s without one --
-    so a large one fills the socket buffers on the way."""
+    """Waits before reading a request -- until ``go`` is set (at most 5 s), or without one until the
+    client's sends queue up (the socket buffers on the way are full) -- so a large one fills them."""
 
     def __init__(self, script: Script, go: threading.Event | None = None) -> None:
         super().__init__(script)
@@ -353,7 +368,10 @@ class SlowToRead(FaultUpstream):
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.go is None:
-            await asyncio.sleep(0.3)
+            peer = writer.get_extra_info("peername")[1]
+            await wait_until_async(
+                lambda: sockets.unsent(peer, self.port) > 0, 5, "the client's sends queued"
+            )
         else:
             await asyncio.to_thread(self.go.wait, 5)
         await super().handle(reader, writer)

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from getgpt._transports import choose
-from getgpt._transports.base import AsyncTransport, Timeouts, Transport
+from getgpt._transports.base import AsyncTransport, Request, Timeouts, Transport
 from getgpt._transports.http11.pool import Pool
 from getgpt._transports.httpx import HttpxTransport, mapped_errors
 from getgpt.client.transport import open_transport
@@ -29,7 +29,7 @@ from ..support.servers import serve
 HEADERS = {"Authorization": "Bearer k", "Content-Type": "application/json"}
 
 
-async def echo(request: Request) -> Response:
+async def echo(request: StarletteRequest) -> Response:
     body = await request.body()
     seen = {
         "method": request.method,
@@ -58,8 +58,10 @@ def exchanges_sync(transport: Transport) -> list[dict[str, Any]]:
     try:
         for response in (
             transport.send(b'{"signature":"x"}'),
-            transport.request("GET", "/v1/models", headers={"X-Extra": "1", "authorization": "Bearer other"}),
-            transport.request("POST", "/v1/embeddings?a=b", body=b'{"input":"hi"}'),
+            transport.request(
+                Request("GET", "/v1/models", {"X-Extra": "1", "authorization": "Bearer other"})
+            ),
+            transport.request(Request("POST", "/v1/embeddings?a=b", body=b'{"input":"hi"}')),
             transport.send(b"{}"),
         ):
             assert response.status_code == 200 and response.headers["content-type"] == "application/json"
@@ -76,9 +78,9 @@ async def exchanges_async(transport: AsyncTransport) -> list[dict[str, Any]]:
         for call in (
             lambda: transport.send(b'{"signature":"x"}'),
             lambda: transport.request(
-                "GET", "/v1/models", headers={"X-Extra": "1", "authorization": "Bearer other"}
+                Request("GET", "/v1/models", {"X-Extra": "1", "authorization": "Bearer other"})
             ),
-            lambda: transport.request("POST", "/v1/embeddings?a=b", body=b'{"input":"hi"}'),
+            lambda: transport.request(Request("POST", "/v1/embeddings?a=b", body=b'{"input":"hi"}')),
             lambda: transport.send(b"{}"),
         ):
             response = await call()
@@ -135,7 +137,7 @@ def test_a_target_that_is_not_a_path_is_refused_both_ways(echo_url: str) -> None
     via_httpx = choose.transport(echo_url, {}, timeouts=Timeouts(), http_client=httpx.Client())
     for transport in (lean, via_httpx):
         with pytest.raises(ValueError):
-            transport.request("GET", "http://elsewhere.test/")
+            transport.request(Request("GET", "http://elsewhere.test/"))
         transport.close()
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.running.serving import connection_protocol
 
-from ..support.servers import serve
+from ..support import sockets
+from ..support.servers import serve, wait_until
 
 BODY = b'{"messages": [{"role": "user", "content": "arrived in time"}], "stream": false}'
 REQUEST = (
@@ -33,10 +34,11 @@ def _read_all(sock: socket.socket) -> bytes:
 
 def test_a_request_received_while_the_loop_was_held_up_past_the_idle_deadline_is_answered() -> None:
     # An idle deadline of 1 s, and a loop held up for 2 s (what a burst of thousands of new streams
-    # does to an overloaded process): the request arrived after 0.3 s, in time, but is still unread
-    # when the loop comes back -- and uvloop runs due timers before it reads sockets.
+    # does to an overloaded process): the request arrives in time, just after the hold began, but
+    # is still unread when the loop comes back -- and uvloop runs due timers before it reads sockets.
     config = ServerConfig(idle_timeout=1.0)
     inner = create_app(config)
+    holding = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/hold":
@@ -47,7 +49,8 @@ def test_a_request_received_while_the_loop_was_held_up_past_the_idle_deadline_is
 
             def hold() -> None:
                 loop.remove_reader(wake)
-                time.sleep(2.0)
+                holding.set()
+                time.sleep(2.0)  # the behaviour under test: a loop held up, past the idle deadline
                 wake.close()
                 ring.close()
 
@@ -60,12 +63,13 @@ def test_a_request_received_while_the_loop_was_held_up_past_the_idle_deadline_is
 
     with serve(app, http=connection_protocol(config), ws="none", loop="uvloop") as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
-        waiting = socket.create_connection(("127.0.0.1", port))  # accepted: its idle deadline runs
-        time.sleep(0.2)
+        waiting = socket.create_connection(("127.0.0.1", port))
+        # Accepted, so its idle deadline runs from before the hold.
+        wait_until(lambda: sockets.accept_queue(port) == 0, what="the server accepted the connection")
         holder = socket.create_connection(("127.0.0.1", port))
         holder.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        time.sleep(0.3)
-        waiting.sendall(REQUEST)  # in time: 0.5 s into its 1 s
+        assert holding.wait(10)
+        waiting.sendall(REQUEST)  # in time: well within its 1 s, while the loop is held
         answers: dict[str, bytes] = {}
         reader = threading.Thread(target=lambda: answers.update(waiting=_read_all(waiting)))
         reader.start()
@@ -80,9 +84,11 @@ def test_a_connection_that_sends_nothing_is_still_closed_at_its_idle_deadline() 
     config = ServerConfig(idle_timeout=0.5)
     with serve(create_app(config), http=connection_protocol(config), ws="none", loop="uvloop") as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
+        # The clock starts before the connection exists, so the server's deadline cannot have
+        # started earlier: the lower bound below cannot fail on a slow machine, only on an early close.
+        started = time.monotonic()
         silent = socket.create_connection(("127.0.0.1", port))
         silent.settimeout(5)
-        started = time.monotonic()
         assert silent.recv(1) == b""  # closed by the server
         assert 0.4 < time.monotonic() - started < 2.0
         silent.close()

@@ -40,16 +40,14 @@ def _served(url: str) -> int:
     return health(url)["streams_total"]
 
 
-def test_a_limit_of_30_a_minute_admits_exactly_30_of_60_requests_across_two_replicas() -> None:
+def test_a_shared_burst_of_30_admits_exactly_30_of_60_requests_across_two_replicas() -> None:
+    # One request every 100 minutes after the burst of 30 (--rate-limit is a number a minute):
+    # nothing refills while the test runs, however slow the machine, so the counts are exact.
     with (
-        cluster("--rate-limit", "30", "--rate-burst", "30", env={"GETGPT_API_KEYS": KEYS}) as c,
+        cluster("--rate-limit", "0.01", "--rate-burst", "30", env={"GETGPT_API_KEYS": KEYS}) as c,
         httpx.Client(timeout=10) as client,
     ):
-        started = time.monotonic()
         statuses = [_chat(client, c.nginx.url, "k-limit").status_code for _ in range(60)]
-        elapsed = time.monotonic() - started
-        # The limit refills one request every 2 s: the count below is exact only within that.
-        assert elapsed < 2.0, f"60 requests took {elapsed:.2f} s on this machine"
         assert statuses.count(200) == 30
         assert statuses.count(429) == 30
         # Both replicas answered: each alone would have admitted 30.
@@ -180,7 +178,8 @@ def _readyz(url: str) -> tuple[int, dict[str, str]]:
 
 
 def test_a_redis_outage_is_handled_as_each_replica_policy_says_and_shared_limits_resume_after_it() -> None:
-    options = ("--rate-limit", "30", "--rate-burst", "10")
+    # A burst of 10 and then one request every 100 minutes: nothing refills during the test.
+    options = ("--rate-limit", "0.01", "--rate-burst", "10")
     policies = (("--redis-failure", "open"), ("--redis-failure", "closed"))
     with (
         cluster(*options, per_replica=policies, env={"GETGPT_API_KEYS": KEYS}) as c,

@@ -29,8 +29,12 @@ def test_the_shared_limit_admits_the_burst_then_one_request_per_interval(redis: 
     async def run() -> tuple[list[float], float]:
         state = _state(redis)
         try:
-            limiter = SharedRateLimiter(state, RateLimiter(600, burst=3))  # one every 0.1 s
+            # One a second: the four takes below fit in that however loaded the machine, so the
+            # fourth is refused (a faster rate could refill the bucket while they run).
+            limiter = SharedRateLimiter(state, RateLimiter(60, burst=3))
             waits = [await limiter.take("client a") for _ in range(4)]
+            # Waiting as told is the behaviour under test, on Redis's clock (TIME), which no test
+            # can move: the named wait must be enough.
             await asyncio.sleep(waits[-1] + 0.01)
             return waits, await limiter.take("client a")
         finally:
@@ -38,7 +42,7 @@ def test_the_shared_limit_admits_the_burst_then_one_request_per_interval(redis: 
 
     waits, later = asyncio.run(run())
     assert waits[:3] == [0.0, 0.0, 0.0]
-    assert 0 < waits[3] <= 0.1
+    assert 0 < waits[3] <= 1.0
     assert later == 0.0
 
 
@@ -74,13 +78,15 @@ def test_a_uuid_is_claimed_once_until_released_or_expired(redis: Redis) -> None:
     async def run() -> list[bool]:
         state = _state(redis)
         try:
-            first = SharedReplayGuard(state, ReplayGuard(0.3))
-            second = SharedReplayGuard(state, ReplayGuard(0.3))  # another process
+            # A window of a second: the claims below fit in it however loaded the machine.
+            first = SharedReplayGuard(state, ReplayGuard(1.0))
+            second = SharedReplayGuard(state, ReplayGuard(1.0))  # another process
             seen = [await first.claim("u-1"), await second.claim("u-1")]
             await second.release("u-1")
             seen.append(await second.claim("u-1"))
             seen.append(await first.claim("u-1"))
-            await asyncio.sleep(0.35)
+            # Expiry is the behaviour under test, kept by Redis (PX) on its own clock: waited out.
+            await asyncio.sleep(1.05)
             seen.append(await first.claim("u-1"))
             return seen
         finally:
@@ -95,12 +101,13 @@ def test_without_redis_open_falls_back_to_this_process_and_closed_refuses() -> N
         open_state, closed_state = SharedState(dead, "open"), SharedState(dead, "closed")
         try:
             started = time.monotonic()
-            limiter = SharedRateLimiter(open_state, RateLimiter(60, burst=2))
+            # One a minute after a burst of 2: the fallback's bucket cannot refill during the test.
+            limiter = SharedRateLimiter(open_state, RateLimiter(1, burst=2))
             waits = [await limiter.take("client e") for _ in range(3)]
             guard = SharedReplayGuard(open_state, ReplayGuard(60))
             claims = await guard.claim("u-2"), await guard.claim("u-2")
             with pytest.raises(ApiError) as refused:
-                await SharedRateLimiter(closed_state, RateLimiter(60, burst=2)).take("client e")
+                await SharedRateLimiter(closed_state, RateLimiter(1, burst=2)).take("client e")
             assert not open_state.available and not closed_state.available
             return waits, claims[0], claims[1], refused.value, time.monotonic() - started
         finally:

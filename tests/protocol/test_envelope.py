@@ -85,6 +85,19 @@ def _not_utf8() -> str:
         ("é" * 80, "ASCII"),
         (GOOD[:32] + "g" * 32, "hex"),
     ],
+    # Named, not shown: GOOD is sealed with a fresh key at import, and every xdist worker must
+    # collect the same test ids.
+    ids=[
+        "empty",
+        "odd-length",
+        "not-hex",
+        "key-and-iv-alone",
+        "not-whole-blocks",
+        "bad-padding",
+        "not-utf8",
+        "not-ascii",
+        "not-hex-key",
+    ],
 )
 def test_malformed_signatures_raise_one_typed_error(signature: str, reason: str) -> None:
     with pytest.raises(SignatureError, match=reason) as caught:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,7 +14,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig
 from getgpt.server.admission import security
 
-from ..support.serve_process import SRC, getgpt_serve
+from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,15 +38,7 @@ class FakeClock:
 
 @pytest.mark.parametrize("value", [",", " , ", ",,", ""])
 def test_an_api_key_variable_holding_no_key_stops_the_server_at_start(value: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "GETGPT_API_KEYS": value}
-    result = subprocess.run(
-        [sys.executable, "-m", "getgpt", "serve", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=20,  # a server that starts anyway runs until this
-    )
+    result = run_getgpt("serve", "--port", str(free_port()), env={"GETGPT_API_KEYS": value})
     assert result.returncode == 1
     assert "GETGPT_API_KEYS is set but holds no value" in result.stderr
     assert "Traceback" not in result.stderr
@@ -76,12 +65,14 @@ def _statuses(url: str, forwarded_for: list[str]) -> list[int]:
 def test_forwarded_for_from_loopback_is_not_believed_by_default() -> None:
     # One bucket per peer: a client behind a local proxy cannot pick a fresh bucket per request.
     # uvicorn's own variable, which would trust everyone, is not read either.
-    with getgpt_serve("--rate-limit", "60", "--rate-burst", "1", env={"FORWARDED_ALLOW_IPS": "*"}) as server:
+    # A burst of 1, then one request every 100 minutes: nothing refills while the test runs.
+    limited = ("--rate-limit", "0.01", "--rate-burst", "1")
+    with getgpt_serve(*limited, env={"FORWARDED_ALLOW_IPS": "*"}) as server:
         assert _statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) == [200, 429, 429]
 
 
 def test_forwarded_for_is_believed_from_the_named_proxy_only() -> None:
-    limited = ("--rate-limit", "60", "--rate-burst", "1")
+    limited = ("--rate-limit", "0.01", "--rate-burst", "1")  # nothing refills while the test runs
     with getgpt_serve(*limited, "--forwarded-allow-ips", "127.0.0.1") as server:
         assert _statuses(server.url, ["203.0.113.1", "203.0.113.2", "203.0.113.1"]) == [200, 200, 429]
     # A proxy elsewhere is named: this peer is not it, so its header is ignored.
@@ -90,23 +81,15 @@ def test_forwarded_for_is_believed_from_the_named_proxy_only() -> None:
 
 
 def test_a_trusted_proxy_that_is_not_an_address_is_a_startup_error() -> None:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    result = subprocess.run(
-        [sys.executable, "-m", "getgpt", "serve", "--forwarded-allow-ips", "proxy.example"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=20,
-    )
+    result = run_getgpt("serve", "--forwarded-allow-ips", "proxy.example")
     assert result.returncode == 1
     assert "'proxy.example' is not an IP address or network" in result.stderr
 
 
 def _help_of(command: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "2000"}  # no flag broken across lines
-    command_line = [sys.executable, "-m", "getgpt", command, "--help"]
-    return subprocess.run(command_line, env=env, capture_output=True, text=True, check=True).stdout
+    result = run_getgpt(command, "--help", env={"COLUMNS": "2000"})  # no flag broken across lines
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _flags_of(command: str) -> set[str]:
@@ -190,7 +173,7 @@ def _refused(limiter: security.RateLimiter, host: str) -> bool:
 
 def test_ipv6_clients_share_a_bucket_per_64_network() -> None:
     # One subscriber holds a whole /64: a bucket per address would be a fresh bucket per request.
-    limiter = security.RateLimiter(per_minute=60, burst=1)
+    limiter = security.RateLimiter(per_minute=60, burst=1, clock=FakeClock())
     assert not _refused(limiter, "2001:db8:1:2::1")
     assert _refused(limiter, "2001:db8:1:2:ffff:ffff:ffff:fffe")
     assert not _refused(limiter, "2001:db8:1:3::1")  # another network

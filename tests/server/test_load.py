@@ -11,7 +11,6 @@ so a crossed chunk is visible.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ import pytest
 
 import getgpt
 
-from ..support.servers import free_port
+from ..support.processes import process
+from ..support.servers import free_port, health, wait_until
 
 STREAMS = 1000
 # Long enough that the streams overlap for real, short enough that the test stays well under 60 s.
@@ -69,27 +69,9 @@ uvicorn.run(probe, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 def server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     command = [sys.executable, "-c", SERVER, str(port), str(ECHO_DELAY), str(PIECE_CHARS)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url + "healthz", timeout=1).raise_for_status()
-            break
-        except httpx.HTTPError:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-    try:
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with process(command, url + "healthz") as running:
+        yield url, running
 
 
 def blocks(url: str) -> int:
@@ -121,12 +103,8 @@ async def _storm(url: str) -> list[str]:
 
 
 def _idle(url: str) -> dict[str, int]:
-    deadline = time.monotonic() + 10
-    while True:
-        health = httpx.get(url + "healthz", timeout=5).json()
-        if health["active_streams"] == 0 or time.monotonic() > deadline:
-            return {k: v for k, v in health.items() if isinstance(v, int)}
-        time.sleep(0.05)
+    wait_until(lambda: health(url)["active_streams"] == 0, what="every stream's slot freed")
+    return health(url)
 
 
 def test_thousand_concurrent_streams_each_get_exactly_their_own_message(

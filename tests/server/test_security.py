@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import ipaddress
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.admission import security
 
-from ..support.servers import free_port, serve
+from ..support.serve_process import getgpt_serve
+from ..support.servers import health, serve, wait_until
 
 HI = [{"role": "user", "content": "hi"}]
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,7 +212,16 @@ def test_token_bucket_with_a_clock() -> None:
     assert security.RateLimiter(per_minute=120, clock=clock).burst == 20  # default: 10 s worth
 
 
-def test_rate_limit_per_key_is_429_with_retry_after() -> None:
+@pytest.fixture
+def frozen_limiter(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of every RateLimiter made meanwhile: it moves only when the test moves it, so a
+    slow machine cannot refill a bucket between two requests."""
+    clock = FakeClock()
+    monkeypatch.setattr(security, "RateLimiter", functools.partial(security.RateLimiter, clock=clock))
+    return clock
+
+
+def test_rate_limit_per_key_is_429_with_retry_after(frozen_limiter: FakeClock) -> None:
     config = ServerConfig(api_keys=("a", "b"), rate_limit=60, rate_burst=2)
     with serve(create_app(config)) as url:
         key_a, key_b = {"authorization": "Bearer a"}, {"authorization": "Bearer b"}
@@ -233,7 +242,7 @@ def test_rate_limit_per_key_is_429_with_retry_after() -> None:
         assert caught.value.retry_after == 1.0
 
 
-def test_guessing_keys_is_rate_limited_by_address() -> None:
+def test_guessing_keys_is_rate_limited_by_address(frozen_limiter: FakeClock) -> None:
     config = ServerConfig(api_keys=("right",), rate_limit=60, rate_burst=2)
     with serve(create_app(config), proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
         guess = {"authorization": "Bearer guess", "x-forwarded-for": "198.51.100.7"}
@@ -246,7 +255,21 @@ def test_guessing_keys_is_rate_limited_by_address() -> None:
         assert httpx.post(url + "api/chat/stream", json=body(), headers=right).status_code == 200
 
 
-def test_rate_limit_per_ip_and_the_client_waits_as_told() -> None:
+def test_rate_limit_per_ip_and_the_client_waits_as_told(
+    frozen_limiter: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's limiter runs on a clock the test moves, and the client's wait moves it too: a
+    # second passes when the test (or the client, told Retry-After: 1) says so, not by sleeping.
+    clock = frozen_limiter
+    waits: list[float] = []
+
+    def client_sleeps(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(
+        "getgpt.client.clients.time", types.SimpleNamespace(sleep=client_sleeps, monotonic=time.monotonic)
+    )
     # This uvicorn believes X-Forwarded-For from 127.0.0.1 (as getgpt serve does when told
     # --forwarded-allow-ips 127.0.0.1), so each value below is a different client address.
     app = create_app(ServerConfig(rate_limit=60, rate_burst=1))
@@ -258,15 +281,20 @@ def test_rate_limit_per_ip_and_the_client_waits_as_told() -> None:
         )
         second = {"x-forwarded-for": "203.0.113.2"}
         assert httpx.post(url + "api/chat/stream", json=body(), headers=second).status_code == 200
-        # One a second: the bucket has a token again after a second, and the client, told
-        # Retry-After: 1, waits and gets through on its retry.
-        time.sleep(1.1)
+        # One a second: 0.9 s on, still none; a second on, the bucket has a token again.
+        clock.now += 0.9
+        assert_error(
+            httpx.post(url + "api/chat/stream", json=body(), headers=first), 429, "rate_limit_exceeded"
+        )
+        clock.now += 0.1
         assert httpx.post(url + "api/chat/stream", json=body(), headers=first).status_code == 200
+        # The client, told Retry-After: 1, waits a second and gets through on its retry.
         with getgpt.Client(url, headers=first, max_retries=1) as client:
+            clock.now += 1.0
             assert client.complete([{"role": "user", "content": "a"}]) == "a"
-            started = time.monotonic()
+            assert waits == []
             assert client.complete([{"role": "user", "content": "b"}]) == "b"
-            assert time.monotonic() - started >= 0.9  # it waited for Retry-After
+            assert waits == [1.0]  # it waited for Retry-After
 
 
 # --------------------------------------------------------------------------- replays
@@ -312,19 +340,21 @@ def test_a_request_refused_before_its_reply_may_be_sent_again() -> None:
         sealed = body(uuid="retry-me")
         assert_error(httpx.post(url + "api/chat/stream", json=sealed), 503, "too_many_streams")
         held.close()
-        deadline = time.monotonic() + 5
-        while httpx.get(url + "healthz").json()["active_streams"] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: health(url)["active_streams"] == 0, what="the held stream's slot freed")
         assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
         assert_error(httpx.post(url + "api/chat/stream", json=sealed), 409, "replayed_request")
 
 
-def test_the_replay_window_expires() -> None:
+def test_the_replay_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(security, "ReplayGuard", functools.partial(security.ReplayGuard, clock=clock))
     with serve(create_app(ServerConfig(replay_window=0.3))) as url:
         sealed = body(uuid="short-lived")
         assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
         assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 409
-        time.sleep(0.4)
+        clock.now += 0.29
+        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 409
+        clock.now += 0.02
         assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
 
 
@@ -356,39 +386,11 @@ def test_message_text_is_never_logged_at_info_or_above(caplog: pytest.LogCapture
 
 def test_getgpt_serve_logs_no_message_text_at_debug_level() -> None:
     # The real command, at its most talkative: uvicorn's access log, the server's own logs.
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
-        "GETGPT_API_KEYS": "cli-key",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "getgpt",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "debug",
-        "--rate-limit",
-        "600",
-        "--replay-window",
-        "30",
-        "--cors-origin",
-        "https://chat.example",
-    ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+    options = ("--log-level", "debug", "--rate-limit", "600", "--replay-window", "30")
+    with getgpt_serve(
+        *options, "--cors-origin", "https://chat.example", env={"GETGPT_API_KEYS": "cli-key"}
+    ) as server:
+        url = server.url
         key = {"Authorization": "Bearer cli-key"}
         with getgpt.Client(url, headers=key, max_retries=0) as client:
             assert client.complete([{"role": "user", "content": SECRET_TEXT}]) == SECRET_TEXT
@@ -398,10 +400,7 @@ def test_getgpt_serve_logs_no_message_text_at_debug_level() -> None:
         assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 401
         preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT)
         assert preflight.headers["access-control-allow-origin"] == "https://chat.example"
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
-    log = output.decode("utf-8", "replace")
+        log = server.stop()  # all it printed, its shutdown included
     assert "POST /api/chat/stream" in log  # the access log ran, at INFO
     assert "PRIVATE-4f7c" not in log and "медведь" not in log
     assert "cli-key" not in log

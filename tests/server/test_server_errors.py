@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ApiError, ServerConfig, create_app
 from getgpt.server.chat.request import Chat
 
-from ..support.servers import serve
+from ..support.servers import health, serve, wait_until
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -76,9 +75,7 @@ def test_over_the_stream_limit_is_503_with_retry_after() -> None:
             client.complete(HI)
         assert caught.value.status_code == 503
         held.close()
-        deadline = time.monotonic() + 5
-        while httpx.get(base + "healthz").json()["active_streams"] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: health(base)["active_streams"] == 0, what="the held stream's slot freed")
         assert client.complete(HI) == "hi"
 
 

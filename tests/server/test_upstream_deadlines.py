@@ -30,7 +30,7 @@ def trickled_head(every: float) -> Script:
                     return
                 writer.write(bytes([byte]))
                 await writer.drain()
-                await asyncio.sleep(every)
+                await asyncio.sleep(every)  # the behaviour under test: a slow upstream's pace
 
     return script
 
@@ -44,7 +44,7 @@ def text_then_comments(text: str, every: float) -> Script:
         with contextlib.suppress(ConnectionError):
             while time.monotonic() < deadline:
                 await writer.drain()
-                await asyncio.sleep(every)
+                await asyncio.sleep(every)  # the behaviour under test: a slow upstream's pace
                 writer.write(b": still thinking\n\n")
 
     return script

@@ -1,13 +1,29 @@
 """Driving the web page in a real headless Chromium: opening it, sending, reading what it keeps,
-a scripted server for what the real one never does on demand, and the axe-core audit."""
+a scripted server for what the real one never does on demand, and the axe-core audit.
+
+**The browser's thread.** Playwright's sync API runs its own asyncio loop inside the thread that
+starts it and leaves that loop marked as running there while the browser lives: any
+``asyncio.run`` later in that thread fails ("cannot be called from a running event loop"). So
+the browser lives on a thread of its own (:func:`on_browser_thread`) for the whole run, and the
+rest of the suite, in the main thread, never sees its loop -- whatever order the tests run in.
+Every Playwright object is then used from that thread only:
+
+- every test under ``tests/web`` runs there by itself (``tests/web/conftest.py`` sees to it);
+- a fixture that drives the browser does so through ``on_browser_thread(function, *args)``, as
+  ``page`` and ``units`` in that conftest do (a Playwright call from another thread fails with
+  greenlet's "cannot switch to a different thread").
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, sync_playwright
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -37,6 +53,41 @@ CHROMIUM_ARGS = [
 ]
 STORE_KEY = "getgpt.conversations.v1"
 WAIT_MS = 15_000
+
+_T = TypeVar("_T")
+# One worker thread, kept for the whole run: Playwright's objects belong to the thread that made them.
+_BROWSER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="browser")
+
+
+def on_browser_thread(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``function(*args, **kwargs)`` run on the browser's thread; its result, or its exception."""
+    return _BROWSER_THREAD.submit(function, *args, **kwargs).result()
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, started and closed on the browser's thread."""
+
+    def start() -> tuple[Any, Browser]:
+        manager = sync_playwright()
+        playwright = manager.__enter__()
+        try:
+            return manager, playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except BaseException:
+            manager.__exit__(None, None, None)
+            raise
+
+    def stop(manager: Any, chromium: Browser) -> None:
+        try:
+            chromium.close()
+        finally:
+            manager.__exit__(None, None, None)
+
+    manager, chromium = on_browser_thread(start)
+    try:
+        yield chromium
+    finally:
+        on_browser_thread(stop, manager, chromium)
 
 
 class Scripted:

@@ -15,7 +15,9 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
+from . import sockets
 from .loopback import LoopbackServer
+from .waiting import wait_until_async
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -93,7 +95,13 @@ def reset_after(*texts: str) -> Script:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(STREAM_HEAD + events(*texts))
         await writer.drain()
-        await asyncio.sleep(0.05)  # let the events reach the client before the reset
+        # The client has read the events before the reset, which would discard what it had not.
+        here, peer = writer.get_extra_info("sockname")[1], writer.get_extra_info("peername")[1]
+        await wait_until_async(
+            lambda: sockets.unsent(here, peer) == 0 and sockets.unread(peer, here) == 0,
+            PATIENCE,
+            "the client read the events",
+        )
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()

@@ -11,14 +11,19 @@ import resource
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import sockets
+from .waiting import wait_until
+
 __all__ = [
     "Ended",
-    "handshakes",
+    "closed_by_peer",
     "idle",
     "memory_kib",
+    "queued",
     "read_response",
     "send_head",
     "status_of",
@@ -56,16 +61,30 @@ async def _read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> N
 
 
 async def trickle(
-    address: tuple[str, int], data: bytes, *, every: float, limit: float, start: bytes = b""
+    address: tuple[str, int],
+    data: bytes,
+    *,
+    every: float,
+    limit: float,
+    start: bytes = b"",
+    connected: Callable[[], object] | None = None,
 ) -> Ended:
-    """Send ``start``, then ``data`` one byte each ``every`` seconds, until the server closes."""
+    """Send ``start``, then ``data`` one byte each ``every`` seconds, until the server closes.
+
+    The pauses between bytes are the hostile client's behaviour, not a wait of the test's.
+    ``connected`` is called once the connection is open and ``start`` written. ``Ended.seconds``
+    counts from before the connection was opened: the server's deadlines all begin later, so a
+    lower bound of the configured timeout on it holds on any machine.
+    """
+    started = time.monotonic()
     reader, writer = await asyncio.open_connection(*address)
     received = bytearray()
-    started = time.monotonic()
     reading = asyncio.ensure_future(_read_until_closed(reader, received))
     try:
         if start:
             writer.write(start)
+        if connected is not None:
+            connected()
         for byte in data:
             if reading.done() or time.monotonic() - started > limit:
                 break
@@ -85,9 +104,15 @@ async def trickle(
         writer.transport.abort()
 
 
-async def idle(address: tuple[str, int], *, limit: float, first: bytes = b"") -> Ended:
+async def idle(
+    address: tuple[str, int],
+    *,
+    limit: float,
+    first: bytes = b"",
+    connected: Callable[[], object] | None = None,
+) -> Ended:
     """Connect, send ``first`` (say, one whole request), then nothing until the server closes."""
-    return await trickle(address, b"", every=0, limit=limit, start=first)
+    return await trickle(address, b"", every=0, limit=limit, start=first, connected=connected)
 
 
 def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> Ended:
@@ -110,38 +135,49 @@ def send_head(address: tuple[str, int], head: bytes, *, limit: float = 10.0) -> 
         return Ended(time.monotonic() - started, bytes(received), closed)
 
 
-def handshakes(address: tuple[str, int], count: int, *, within: float) -> int:
-    """Open ``count`` connections to ``address`` at once; how many completed their handshake
-    within ``within`` seconds. Every one is closed again before this returns.
-
-    A listener whose accept queue is full drops the handshake, which the kernel retries only
-    after a second: with ``within`` under a second, a dropped one does not count.
-    """
+def queued(address: tuple[str, int], count: int, *, limit: float = 20.0) -> int:
+    """Open ``count`` connections at once to a listener that accepts none (a stopped server); how
+    many its accept queue(s) took. A full queue drops the rest's handshakes (the client retries
+    them a second later, into a queue still full), so the count tells the queues' room, whatever
+    the time it takes. Every connection is closed again before this returns."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < count + 256:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1024), hard))
-    sockets: list[socket.socket] = []
+    port = address[1]
+    before = sockets.accept_queue(port)
+    opened: list[socket.socket] = []
     try:
-        with selectors.DefaultSelector() as waiting:
-            for _ in range(count):
-                sock = socket.socket()
-                sock.setblocking(False)
-                sock.connect_ex(address)
-                sockets.append(sock)
-                waiting.register(sock, selectors.EVENT_WRITE)
-            connected = 0
-            until = time.monotonic() + within
-            while connected < count and time.monotonic() < until:
-                for key, _ in waiting.select(0.1):
-                    waiting.unregister(key.fileobj)
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        connected += 1
-        return connected
+        for _ in range(count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(address)
+            opened.append(sock)
+        with contextlib.suppress(AssertionError):  # fewer than all: the count below says how many
+            wait_until(lambda: sockets.accept_queue(port) - before >= count, limit, "every handshake queued")
+        return sockets.accept_queue(port) - before
     finally:
-        for sock in sockets:
+        for sock in opened:
             sock.close()
+
+
+def closed_by_peer(sockets: list[socket.socket], *, within: float) -> int:
+    """How many of ``sockets`` the server has closed (end of stream or reset), each given up to
+    ``within`` seconds from now to show it. Nothing is read from a socket still open."""
+    closed = 0
+    with selectors.DefaultSelector() as waiting:
+        for sock in sockets:
+            waiting.register(sock, selectors.EVENT_READ)
+        until = time.monotonic() + within
+        while waiting.get_map() and (left := until - time.monotonic()) > 0:
+            for key, _ in waiting.select(left):
+                waiting.unregister(key.fileobj)
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    closed += sock.recv(1, socket.MSG_PEEK) == b""
+                except ConnectionError:
+                    closed += 1
+    return closed
 
 
 def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:

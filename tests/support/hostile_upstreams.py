@@ -96,7 +96,7 @@ def endless_interim() -> Script:
             while time.monotonic() - started < PATIENCE:
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 64)
                 await writer.drain()
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.001)  # the hostile upstream's pace, not a wait of the test's
 
     return script
 
@@ -113,7 +113,7 @@ def trickled_head(every: float) -> Script:
                     return
                 writer.write(byte)
                 await writer.drain()
-                await asyncio.sleep(every)
+                await asyncio.sleep(every)  # the hostile upstream's pace, not a wait of the test's
             writer.write(events("late") + b"data: [DONE]\n\n")
             await writer.drain()
 
@@ -129,7 +129,7 @@ def comments_forever(*texts: str, every: float = 0.2) -> Script:
             writer.write(b"HTTP/1.1 200 OK\r\n" + _SSE + b"Connection: close\r\n\r\n" + events(*texts))
             await writer.drain()
             while time.monotonic() - started < PATIENCE:
-                await asyncio.sleep(every)
+                await asyncio.sleep(every)  # the hostile upstream's pace, not a wait of the test's
                 writer.write(b": still here\n\n")
                 await writer.drain()
 

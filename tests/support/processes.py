@@ -3,16 +3,18 @@ stopped by its PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from .waiting import wait_until
 
 __all__ = ["process", "stop"]
 
@@ -53,18 +55,23 @@ def process(
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + limit
-            while True:
+            answered = []
+
+            def ready() -> bool:
+                if running.poll() is not None:
+                    return True  # it will not become ready: stop waiting
                 try:
-                    if httpx.get(ready_url, timeout=2, headers=headers).is_success:
-                        break
+                    answered.append(httpx.get(ready_url, timeout=2, headers=headers).is_success)
                 except httpx.TransportError:
-                    pass
-                if running.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    output = log.read().decode(errors="replace")[-4000:]
-                    raise RuntimeError(f"{command[:3]} did not become ready at {ready_url}:\n{output}")
-                time.sleep(0.1)
+                    return False
+                return answered[-1]
+
+            with contextlib.suppress(AssertionError):  # not ready in time: reported below, with its output
+                wait_until(ready, limit, f"{ready_url} answering")
+            if running.poll() is not None or not answered or not answered[-1]:
+                log.seek(0)
+                output = log.read().decode(errors="replace")[-4000:]
+                raise RuntimeError(f"{command[:3]} did not become ready at {ready_url}:\n{output}")
             yield running
         finally:
             stop(running)

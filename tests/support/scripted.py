@@ -46,15 +46,14 @@ class Live:
             yield chunk()
             if text == "wait":
                 yield chunk("first")
-                # Hold the stream until the test has seen the first piece.
-                while not self.release.is_set():
-                    await asyncio.sleep(0.01)
+                # Hold the stream until the test has seen the first piece (and says so).
+                assert await asyncio.to_thread(self.release.wait, 10), "the test never released the stream"
                 yield chunk("second")
             elif text == "endless":
                 try:
                     for i in range(10_000):
                         yield chunk(f"{i} ")
-                        await asyncio.sleep(0.01)
+                        await asyncio.sleep(0.01)  # the behaviour: a stream paced like a model's
                 finally:
                     self.disconnected.set()
             else:

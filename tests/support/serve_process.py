@@ -1,5 +1,16 @@
-"""``getgpt serve`` as a real subprocess on a free loopback port, stopped by its PID.
+"""``getgpt serve`` as a real subprocess on a free loopback port, stopped by its PID: every test
+that starts the command goes through here.
 
+- :func:`getgpt_serve` -- ``with getgpt_serve("--flag", "value", env={...}) as server:`` starts it,
+  waits until ``/healthz`` answers and stops it on leaving (SIGTERM, then SIGKILL). ``server.url``,
+  ``server.address``, ``server.process``, ``server.output()`` (what it printed so far),
+  ``server.wait_for_output(text)`` (wait until it has printed ``text``: a log line is how the
+  server says that something happened), ``server.health()``, ``server.stop()`` (stop it inside
+  the block, to read all it printed up to its exit).
+- :func:`run_getgpt` -- ``getgpt ARGS`` run to its end, for a command expected to stop by itself
+  (a bad setting, a port in use).
+
+Both run it in the C.UTF-8 locale (the command's words in English) unless ``env`` sets another.
 Its output goes to a file, not a pipe: a server logging a warning per hostile connection would
 block on a full pipe nobody reads. ``open_files`` runs it under a lower ``ulimit -n`` (soft and
 hard), as set in the child before it starts.
@@ -7,7 +18,6 @@ hard), as set in the child before it starts.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,8 +28,10 @@ from pathlib import Path
 
 import httpx
 
+from .command import locale_env
 from .processes import stop
 from .servers import free_port
+from .waiting import wait_until
 
 __all__ = ["ServeProcess", "getgpt_serve", "run_getgpt"]
 
@@ -41,6 +53,18 @@ class ServeProcess:
 
     def output(self) -> str:
         return self._log.read_text("utf-8", "replace")
+
+    def stop(self) -> str:
+        """Stop it now (SIGTERM, then SIGKILL if it lingers) and return everything it printed."""
+        stop(self.process)
+        return self.output()
+
+    def wait_for_output(self, text: str, limit: float = 10.0) -> str:
+        """Wait until the server has printed ``text`` (a log line of the event waited for); its output."""
+        wait_until(lambda: text in self.output() or self.process.poll() is not None, limit, repr(text))
+        output = self.output()
+        assert text in output, f"getgpt serve exited without printing {text!r}:\n{output}"
+        return output
 
     def healthz(self, timeout: float = 2.0) -> float:
         """Seconds a fresh connection took to get ``/healthz`` answered 200; raises if it was not."""
@@ -72,7 +96,7 @@ def run_getgpt(
     *args: str, env: dict[str, str] | None = None, open_files: int | None = None, timeout: float = 20
 ) -> subprocess.CompletedProcess[str]:
     """Run ``getgpt ARGS`` to its end (a command expected to stop by itself, as on a bad setting)."""
-    environment = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    environment = locale_env({"PYTHONPATH": str(SRC), **(env or {})})
     return subprocess.run(
         [*_command(open_files), *args],
         env=environment,
@@ -84,34 +108,56 @@ def run_getgpt(
     )
 
 
+def _start(
+    args: tuple[str, ...], environment: dict[str, str], open_files: int | None, log: Path
+) -> ServeProcess:
+    port = free_port()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*_command(open_files), "serve", "--port", str(port), *args],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return ServeProcess(process, port, log)
+
+
+def _answers(server: ServeProcess) -> bool:
+    if server.process.poll() is not None:
+        return True  # it will not answer: stop waiting
+    try:
+        server.healthz(timeout=1)
+    except (httpx.HTTPError, AssertionError):
+        return False
+    return True
+
+
 @contextmanager
 def getgpt_serve(
     *args: str, env: dict[str, str] | None = None, open_files: int | None = None, start_within: float = 20
 ) -> Iterator[ServeProcess]:
-    """Start ``getgpt serve ARGS`` and wait until ``/healthz`` answers; stop it afterwards."""
-    port = free_port()
-    environment = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    """Start ``getgpt serve ARGS`` and wait until ``/healthz`` answers; stop it afterwards.
+
+    A port another process took between :func:`free_port` and the bind (tests run in several
+    processes at once) is a new try on another port, not a failure.
+    """
+    environment = locale_env({"PYTHONPATH": str(SRC), **(env or {})})
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "serve.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [*_command(open_files), "serve", "--port", str(port), *args],
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        server = ServeProcess(process, port, log)
+        for attempt in range(3):
+            server = _start(args, environment, open_files, Path(tmp) / f"serve-{attempt}.log")
+            try:
+                wait_until(lambda s=server: _answers(s), start_within, "getgpt serve answering /healthz")
+            except BaseException:
+                stop(server.process)
+                raise
+            if server.process.poll() is None:
+                break
+            if "address already in use" not in server.output():
+                raise RuntimeError(f"getgpt serve did not start:\n{server.output()}")
+        else:
+            raise RuntimeError(f"getgpt serve found no free port in 3 tries:\n{server.output()}")
         try:
-            deadline = time.monotonic() + start_within
-            while True:
-                try:
-                    server.healthz(timeout=1)
-                    break
-                except (httpx.HTTPError, AssertionError):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"getgpt serve did not start:\n{server.output()}") from None
-                    time.sleep(0.05)
             yield server
         finally:
-            stop(process)
+            stop(server.process)

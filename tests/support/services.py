@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from . import processes
 from .servers import free_port
+from .waiting import wait_until
 
 __all__ = ["Nginx", "Redis", "find"]
 
@@ -35,20 +36,18 @@ def find(name: str) -> str:
     return found
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, limit: float = 20.0) -> None:
-    import socket
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
-    deadline = time.monotonic() + limit
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"{what} exited with {process.returncode}") from None
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not listen on {port} within {limit:.0f} s") from None
-            time.sleep(0.05)
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, limit: float = 20.0) -> None:
+    wait_until(lambda: process.poll() is not None or _listening(port), limit, f"{what} listening on {port}")
+    if process.poll() is not None:
+        raise RuntimeError(f"{what} exited with {process.returncode}")
 
 
 class _Process:

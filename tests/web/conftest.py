@@ -1,29 +1,38 @@
-"""Fixtures only: the browser, the servers the page talks to, and a page for each test."""
+"""The browser, the servers the page talks to, and a page for each test; every test here runs on
+the browser's thread (see tests/support/browser.py: why, and what a new fixture must do)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 
 from getgpt.server import ServerConfig, create_app
 
-from ..support.browser import CHROMIUM, CHROMIUM_ARGS, Scripted, open_page
+from ..support.browser import Scripted, launched_chromium, on_browser_thread, open_page
 from ..support.servers import serve
 
 
-# One browser for the whole run, shared by every module: playwright's sync API cannot run twice at
-# once, so no test module starts one of its own.
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
+    """Each test here runs on the browser's thread, where its Playwright objects belong."""
+    test = pyfuncitem.obj
+    pyfuncitem.obj = functools.partial(on_browser_thread, test)
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = test
+
+
+# One browser for the whole run (per xdist worker), shared by every module: playwright's sync API
+# cannot run twice at once in one thread, so no test module starts one of its own.
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +67,16 @@ def page_errors() -> Iterator[list[str]]:
 
 @pytest.fixture
 def page(browser: Browser, server: str, page_errors: list[str]) -> Iterator[Page]:
-    page = open_page(browser, server, page_errors)
+    page = on_browser_thread(open_page, browser, server, page_errors)
     yield page
-    page.context.close()
+    on_browser_thread(page.context.close)
 
 
 @pytest.fixture(scope="module")
 def units(browser: Browser, scripted: tuple[Scripted, str]) -> Iterator[Page]:
     """One page for the unit checks of the page's modules."""
     errors: list[str] = []
-    page = open_page(browser, scripted[1], errors)
+    page = on_browser_thread(open_page, browser, scripted[1], errors)
     yield page
-    page.context.close()
+    on_browser_thread(page.context.close)
     assert errors == []

@@ -11,7 +11,6 @@ the page sent.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
@@ -37,7 +36,7 @@ from ..support.browser import (
     wait_replies,
 )
 from ..support.scripted import TOOL_CALLS, reasoning_stream, stream_of, tool_call_stream
-from ..support.servers import serve
+from ..support.servers import serve, wait_until
 
 
 def active_streams(base_url: str) -> int:
@@ -47,11 +46,10 @@ def active_streams(base_url: str) -> int:
     return count
 
 
-def wait_streams(base_url: str, expected: int, timeout: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout
-    while (count := active_streams(base_url)) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return count
+def wait_streams(base_url: str, expected: int) -> int:
+    """The server's open streams once they are ``expected`` (fails if they do not get there)."""
+    wait_until(lambda: active_streams(base_url) == expected, what=f"{expected} stream(s) open")
+    return active_streams(base_url)
 
 
 # ---- the envelope, against getgpt.protocol.envelope ------------------------------------------------

@@ -14,10 +14,11 @@ whole reply, body included: connecting, sending and every read are cut short to 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_HEADERS",
@@ -25,11 +26,14 @@ __all__ = [
     "MAX_IDLE",
     "AsyncResponse",
     "AsyncTransport",
+    "Request",
     "Response",
     "ResponseHead",
     "Timeouts",
     "Transport",
-    "shown",
+    "basic_credentials",
+    "bracketed",
+    "without_credentials",
 ]
 
 #: Seconds an idle connection is kept, either way: under the 5 s uvicorn and others keep
@@ -42,8 +46,8 @@ MAX_IDLE = 20
 DEFAULT_HEADERS: Mapping[str, str] = {"Accept": "*/*", "Accept-Encoding": "identity"}
 
 
-def shown(url: str) -> str:
-    """``url`` as messages show it: without the credentials it may carry (they may travel on,
+def without_credentials(url: str) -> str:
+    """``url`` as messages name it: without the credentials it may carry (they may travel on,
     to a log or to the gateway's own client)."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
@@ -51,6 +55,18 @@ def shown(url: str) -> str:
     return urlunsplit(
         (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment)
     )
+
+
+def bracketed(host: str) -> str:
+    """``host`` as a URL or a ``Host`` header writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def basic_credentials(user: str, password: str | None) -> str:
+    """The ``Authorization`` (or ``Proxy-Authorization``) value for a URL's percent-encoded
+    ``user`` and ``password``."""
+    pair = f"{unquote(user)}:{unquote(password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -85,11 +101,23 @@ class Response(ResponseHead, Protocol):
     """A reply whose head has arrived. ``close()`` gives its connection back, or closes it."""
 
     def reads(self) -> Iterator[bytes]:
-        """The body, decoded, one piece per network read as it arrives."""
+        """The body, decoded, one read per network read as it arrives (a decoded block at most)."""
         ...
 
     def read(self) -> bytes: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request other than a transport's fixed POST: ``method`` to ``target``, a path of the
+    transport's origin (``/v1/models``); ``headers`` are added to the transport's own, replacing
+    those of the same name."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str] | None = None
+    body: bytes = b""
 
 
 class Transport(Protocol):
@@ -97,17 +125,8 @@ class Transport(Protocol):
         """POSTs ``body`` to the transport's URL with its headers; the reply must end by ``deadline``."""
         ...
 
-    def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> Response:
-        """Sends ``method`` to ``target`` (a path, ``/v1/models``) of the same origin; ``headers``
-        are added to the transport's own, replacing those of the same name."""
+    def request(self, request: Request, *, deadline: float | None = None) -> Response:
+        """Sends ``request`` (a method and a path of the same origin, such as ``GET /v1/models``)."""
         ...
 
     def close(self) -> None: ...
@@ -122,14 +141,6 @@ class AsyncResponse(ResponseHead, Protocol):
 class AsyncTransport(Protocol):
     async def send(self, body: bytes, *, deadline: float | None = None) -> AsyncResponse: ...
 
-    async def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> AsyncResponse: ...
+    async def request(self, request: Request, *, deadline: float | None = None) -> AsyncResponse: ...
 
     async def aclose(self) -> None: ...

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import MAX_IDLE, AsyncResponse, AsyncTransport, Timeouts, Transport
+from .base import MAX_IDLE, AsyncResponse, AsyncTransport, Request, Timeouts, Transport
 from .http11.origin import Endpoint, check_headers, endpoint
 from .http11.proxy import parse_proxy, proxy_url_for
 from .http11.tls import Verify, context
@@ -72,6 +72,7 @@ def transport(
     return way.HttpxTransport(http, url, headers)
 
 
+# The async twin of transport(): the same choice, an async transport.
 def async_transport(
     url: str,
     headers: Mapping[str, str],
@@ -126,15 +127,9 @@ class LeanOrElsewhere:
         return self._here().send(body, deadline=deadline)
 
     def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
+        self, request: Request, *, deadline: float | None = None
     ) -> Coroutine[Any, Any, AsyncResponse]:
-        return self._here().request(method, target, headers=headers, body=body, deadline=deadline)
+        return self._here().request(request, deadline=deadline)
 
     async def aclose(self) -> None:
         await self.lean.aclose()

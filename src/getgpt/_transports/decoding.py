@@ -8,7 +8,7 @@ refusal waits for the body: a reply's status and headers are still read (an erro
 still that status).
 
 A :class:`Decoder` never hands over more than ``limit`` bytes at a time, however little input made
-them: a megabyte of gzip that inflates to gigabytes (a compression bomb) comes out a piece at a
+them: a megabyte of gzip that inflates to gigabytes (a compression bomb) comes out a block at a
 time, each taken by the consumer before the next is made.
 """
 
@@ -21,7 +21,7 @@ from ..protocol.errors import ProtocolError
 
 __all__ = ["PIECE", "BodyDecoder", "Decoder", "Refusal", "accepted", "decoder_for"]
 
-#: Most bytes one decoded piece holds.
+#: Most bytes one decoded block holds.
 PIECE = 1 << 16
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -56,7 +56,7 @@ def accepted(headers: Mapping[str, str]) -> frozenset[str]:
 
 
 class Decoder:
-    """Decodes one body, piece by piece, at most ``limit`` bytes a call."""
+    """Decodes one body, block by block, at most ``limit`` bytes a call."""
 
     __slots__ = ("_coding", "_first", "_tail", "_zlib", "pending")
 
@@ -89,7 +89,7 @@ class Decoder:
         if out:
             self._first = None
         self._tail = self._zlib.unconsumed_tail
-        # A full piece may have left output inside zlib even with no input left over.
+        # A full block may have left output inside zlib even with no input left over.
         self.pending = bool(self._tail) or len(out) == limit
         return out
 

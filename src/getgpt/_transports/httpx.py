@@ -4,7 +4,7 @@
 These adapters give an httpx client the transports' face (:mod:`getgpt._transports.base`), so
 the code above is written once. httpx runs unpatched: its body is read raw (``iter_raw``) and
 decoded by :mod:`getgpt._transports.decoding`, as on the lean path, so both ways honour the same
-codings, a bounded piece at a time. Every httpx exception is mapped to getgpt's own in one place,
+codings, at most 64 KiB a read. Every httpx exception is mapped to getgpt's own in one place,
 :func:`mapped_errors`.
 
 Time bounds: asynchronously (asyncio or trio, through anyio) the head bound and the deadline are
@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from ..protocol.errors import ConnectError, ProtocolError, Timeout, TransportError
-from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Timeouts, shown
+from .base import DEFAULT_HEADERS, KEEPALIVE, MAX_IDLE, Request, Timeouts, without_credentials
 from .bounds import Bound, head_bound, reply_bound
 from .decoding import BodyDecoder, accepted, decoder_for
 
@@ -106,6 +106,7 @@ def client(
     return httpx.Client(**_options(timeouts, tls, max_idle, proxy, transport))
 
 
+# The async twin of client().
 def async_client(
     timeouts: Timeouts,
     tls: ssl.SSLContext,
@@ -157,7 +158,7 @@ class _Head:
         self._bound = bound
 
     def _decoded(self, raw: bytes) -> Iterator[bytes]:
-        """What ``raw`` decodes to, a bounded piece at a time, the deadline checked before each."""
+        """What ``raw`` decodes to, at most 64 KiB a read, the deadline checked before each."""
         decoder, bound = self._decoder, self._bound
         if decoder is None:
             if bound is not None:
@@ -168,9 +169,9 @@ class _Head:
         while True:
             if bound is not None:
                 bound.left()
-            piece = decoder.decode(raw, self.url)
-            if piece:
-                yield piece
+            read = decoder.decode(raw, self.url)
+            if read:
+                yield read
             if not decoder.pending:
                 return
             raw = b""
@@ -228,8 +229,8 @@ class AsyncHttpxResponse(_Head):
 
     async def reads(self) -> AsyncIterator[bytes]:
         if self.response.is_stream_consumed:
-            for piece in _already_read(self.response):
-                yield piece
+            for read in _already_read(self.response):
+                yield read
             return
         with mapped_errors(self.url):
             if self._decoder is None and self._bound is None:
@@ -243,11 +244,11 @@ class AsyncHttpxResponse(_Head):
                     raw = await _within(self._bound, raws.__anext__())
                 except StopAsyncIteration:
                     return
-                for piece in self._decoded(raw):
-                    yield piece
+                for read in self._decoded(raw):
+                    yield read
 
     async def read(self) -> bytes:
-        return b"".join([piece async for piece in self.reads()])
+        return b"".join([read async for read in self.reads()])
 
     async def aclose(self) -> None:
         with mapped_errors(self.url):
@@ -265,22 +266,14 @@ class HttpxTransport:
         way = self._way
         return self._send("POST", way.url, way.headers, body, deadline)
 
-    def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> HttpxResponse:
-        url, merged = self._way.target(target, headers)
-        return self._send(method, url, merged, body, deadline)
+    def request(self, request: Request, *, deadline: float | None = None) -> HttpxResponse:
+        url, merged = self._way.target(request.target, request.headers)
+        return self._send(request.method, url, merged, request.body, deadline)
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
     ) -> HttpxResponse:
-        named = shown(url)
+        named = without_credentials(url)
         whole = reply_bound(deadline, named)
         options: dict[str, Any] = {}
         if whole is not None:
@@ -317,22 +310,14 @@ class AsyncHttpxTransport:
         way = self._way
         return await self._send("POST", way.url, way.headers, body, deadline)
 
-    async def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> AsyncHttpxResponse:
-        url, merged = self._way.target(target, headers)
-        return await self._send(method, url, merged, body, deadline)
+    async def request(self, request: Request, *, deadline: float | None = None) -> AsyncHttpxResponse:
+        url, merged = self._way.target(request.target, request.headers)
+        return await self._send(request.method, url, merged, request.body, deadline)
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, deadline: float | None
     ) -> AsyncHttpxResponse:
-        named = shown(url)
+        named = without_credentials(url)
         head = head_bound(self.timeouts, deadline, named)
         with mapped_errors(named):
             request = self.http.build_request(method, url, content=_content(method, body), headers=headers)

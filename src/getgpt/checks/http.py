@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..client.transport import ResponseReader
+from ..client.transport import ResponseReader, bracketed
 from ..protocol.errors import GetGptError
 
 __all__ = ["Answer", "HttpFailure", "Open", "Target", "Unreachable", "exchange"]
@@ -73,7 +73,7 @@ class Target:
     @property
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
-        name = f"[{self.host}]" if ":" in self.host else self.host
+        name = bracketed(self.host)
         return name if self.port == default else f"{name}:{self.port}"
 
     def connect(self, timeout: float) -> socket.socket:

@@ -25,7 +25,7 @@ import httpx
 from .._transports.base import (
     ResponseHead,
     Timeouts,
-    shown,
+    without_credentials,
 )
 from ..protocol import envelope
 from ..protocol.errors import (
@@ -104,7 +104,7 @@ class BaseClient:
         self.base_url = base_url_from(base_url)
         self.url = self.base_url + "api/chat/stream"
         # The URL as messages name it: credentials in it stay out of errors and logs.
-        self._named = shown(self.url)
+        self._named = without_credentials(self.url)
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         t = self.timeout
         #: Seconds for a reply's status line and headers in all (None: as long as a read may take).

@@ -22,26 +22,27 @@ DEFAULT_MAX_REPLY_BYTES = 16 << 20
 
 
 def read_body(response: Response, limit: int, url: str = "the upstream") -> bytes:
-    """A reply's whole body; :class:`~getgpt.protocol.errors.LimitExceeded` as soon as it passes ``limit``
-    bytes (``url`` names the reply in the message: give none whose credentials must not show)."""
-    pieces, size = [], 0
-    for piece in response.reads():
-        size += len(piece)
+    """A response's whole body; :class:`~getgpt.protocol.errors.LimitExceeded` as soon as it passes ``limit``
+    bytes (``url`` names the response in the message: give none whose credentials must not show)."""
+    reads, size = [], 0
+    for read in response.reads():
+        size += len(read)
         if size > limit:
             raise _too_large(url, limit)
-        pieces.append(piece)
-    return b"".join(pieces)
+        reads.append(read)
+    return b"".join(reads)
 
 
+# The async twin of read_body().
 async def aread_body(response: AsyncResponse, limit: int, url: str = "the upstream") -> bytes:
-    """:func:`read_body` of an async reply."""
-    pieces, size = [], 0
-    async for piece in response.reads():
-        size += len(piece)
+    """:func:`read_body` of an async response."""
+    reads, size = [], 0
+    async for read in response.reads():
+        size += len(read)
         if size > limit:
             raise _too_large(url, limit)
-        pieces.append(piece)
-    return b"".join(pieces)
+        reads.append(read)
+    return b"".join(reads)
 
 
 def _too_large(url: str, limit: int) -> LimitExceeded:
@@ -50,12 +51,12 @@ def _too_large(url: str, limit: int) -> LimitExceeded:
 
 
 def read_excerpt(response: Response, limit: int = EXCERPT) -> bytes:
-    """The start of a reply's body, at least ``limit`` bytes of it if there are that many, or what
+    """The start of a response's body, at least ``limit`` bytes of it if there are that many, or what
     could be read before it broke."""
     excerpt = b""
     try:
-        for chunk in response.reads():
-            excerpt += chunk
+        for read in response.reads():
+            excerpt += read
             if len(excerpt) >= limit:
                 break
     except GetGptError:
@@ -63,12 +64,13 @@ def read_excerpt(response: Response, limit: int = EXCERPT) -> bytes:
     return excerpt
 
 
+# The async twin of read_excerpt().
 async def aread_excerpt(response: AsyncResponse, limit: int = EXCERPT) -> bytes:
-    """:func:`read_excerpt` of an async reply."""
+    """:func:`read_excerpt` of an async response."""
     excerpt = b""
     try:
-        async for chunk in response.reads():
-            excerpt += chunk
+        async for read in response.reads():
+            excerpt += read
             if len(excerpt) >= limit:
                 break
     except GetGptError:

@@ -92,8 +92,8 @@ class Client(BaseClient):
             if self._is_json(response):
                 pieces = parser.feed_json(read_body(response, self.max_reply_bytes, self._named))
             else:
-                for chunk in response.reads():
-                    pieces = parser.feed(chunk)
+                for read in response.reads():
+                    pieces = parser.feed(read)
                     if pieces:
                         pieces.reverse()
                         yield pieces
@@ -141,6 +141,7 @@ class Client(BaseClient):
         self.close()
 
 
+# The async twin of Client: the same calls, awaited; a change to one is made to both.
 class AsyncClient(BaseClient):
     """An async GetGpt client; reuses connections across calls. See :class:`Client`.
 
@@ -193,8 +194,8 @@ class AsyncClient(BaseClient):
             if self._is_json(response):
                 pieces = parser.feed_json(await aread_body(response, self.max_reply_bytes, self._named))
             else:
-                async for chunk in response.reads():
-                    pieces = parser.feed(chunk)
+                async for read in response.reads():
+                    pieces = parser.feed(read)
                     if pieces:
                         pieces.reverse()
                         yield pieces

@@ -6,9 +6,8 @@ import email.utils
 import time
 from collections.abc import Mapping
 
-import msgspec
-
 from .._transports.base import ResponseHead
+from ..protocol.untrusted import json_or_none
 from .bodies import EXCERPT
 
 __all__ = ["error_message", "is_cloudflare_block", "retry_after"]
@@ -18,11 +17,7 @@ _CLOUDFLARE_MARKERS = (b"cloudflare", b"cf-chl", b"cf-ray")
 
 def error_message(body: bytes) -> str | None:
     """The ``message`` of an OpenAI-style ``{"error": {...}}`` body (or its ``error`` string), if any."""
-    # A hostile body may hold invalid UTF-8 or nest past msgspec's depth limit.
-    try:
-        value = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
+    value = json_or_none(body)
     error = value.get("error") if isinstance(value, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return str(error["message"])

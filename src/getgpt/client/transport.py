@@ -26,17 +26,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .._transports.base import AsyncResponse, AsyncTransport, Response, ResponseHead, Timeouts
+from .._transports.base import (
+    AsyncResponse,
+    AsyncTransport,
+    Request,
+    Response,
+    ResponseHead,
+    Timeouts,
+    bracketed,
+)
 from .._transports.choose import async_transport
 from .._transports.http11.reader import ResponseReader
 
 __all__ = [
     "AsyncResponse",
     "AsyncTransport",
+    "Request",
     "Response",
     "ResponseHead",
     "ResponseReader",
     "Timeouts",
+    "bracketed",
     "open_transport",
 ]
 

@@ -101,7 +101,7 @@ def async_client(base_url: str | None = None, **options: Any) -> AsyncClient:
 @dataclass
 class Call:
     """One framework call, sorted: where to send it, the client's options, the request's
-    parameters, and the stop sequences to apply on this side (see :mod:`.relay`)."""
+    parameters, and the stop sequences to apply on this side (see :mod:`.handover`)."""
 
     base_url: str | None
     options: dict[str, Any]

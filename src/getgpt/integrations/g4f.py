@@ -34,7 +34,7 @@ from ..client import DEFAULT_BASE_URL, AsyncChatStream, ChatStream, base_url_fro
 from ..protocol import errors
 from ..protocol.request import DEFAULT_MODEL
 from .clients import Call, client_options
-from .relay import Relay
+from .handover import Handover
 
 __all__ = ["GetGpt", "g4f_error"]
 
@@ -101,16 +101,16 @@ def g4f_error(exc: errors.GetGptError) -> Exception:
     return mapped
 
 
-def _ending(reply: ChatStream | AsyncChatStream, relay: Relay) -> Iterator[Any]:
+def _ending(reply: ChatStream | AsyncChatStream, handover: Handover) -> Iterator[Any]:
     """What follows the text: the held-back tail, then g4f's finish reason and usage objects."""
-    tail = relay.tail()
+    tail = handover.tail()
     if tail:
         yield tail
     if reply.reasoning:
         yield Reasoning(token=reply.reasoning)
     if reply.tool_calls:
         yield ToolCalls(reply.tool_calls)
-    reason = relay.finish_reason(reply)
+    reason = handover.finish_reason(reply)
     if reason:
         yield FinishReason(reason)
     usage = reply.usage
@@ -162,13 +162,13 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
         g4f's synchronous paths call this; they share one pooled client per server and key.
         """
         call = _call(cls._model(model), stream, kwargs)
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         try:
             with call.stream(messages) as reply:
-                yield from relay.texts(reply)
+                yield from handover.texts(reply)
         except errors.GetGptError as exc:
             raise g4f_error(exc) from exc
-        yield from _ending(reply, relay)
+        yield from _ending(reply, handover)
 
     @classmethod
     async def create_async_generator(
@@ -176,12 +176,12 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
     ) -> AsyncIterator[Any]:
         """As :meth:`create_completion`, for g4f's asynchronous paths."""
         call = _call(cls._model(model), stream, kwargs)
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         try:
             async with call.astream(messages) as reply:
-                async for text in relay.atexts(reply):
+                async for text in handover.atexts(reply):
                     yield text
         except errors.GetGptError as exc:
             raise g4f_error(exc) from exc
-        for item in _ending(reply, relay):
+        for item in _ending(reply, handover):
             yield item

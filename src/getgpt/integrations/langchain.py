@@ -47,7 +47,7 @@ from ..client import AsyncChatStream, ChatStream
 from ..protocol.reply import Usage
 from ..protocol.request import DEFAULT_MODEL
 from .clients import API_KEY_ENV, Call, client_options
-from .relay import Relay
+from .handover import Handover
 
 __all__ = ["ChatGetGpt"]
 
@@ -245,8 +245,10 @@ class ChatGetGpt(BaseChatModel):
 
     # --- whole replies ----------------------------------------------------------------------------
 
-    def _result(self, text: str, reply: ChatStream | AsyncChatStream, relay: Relay, model: str) -> ChatResult:
-        reason = relay.finish_reason(reply)
+    def _result(
+        self, text: str, reply: ChatStream | AsyncChatStream, handover: Handover, model: str
+    ) -> ChatResult:
+        reason = handover.finish_reason(reply)
         metadata = {"model_name": model, "finish_reason": reason, "model_provider": _PROVIDER}
         calls, invalid = _tool_calls(reply.tool_calls)
         message = AIMessage(
@@ -273,10 +275,10 @@ class ChatGetGpt(BaseChatModel):
             chunks = self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
             return _from_chunks(list(chunks))
         call = self._call(stop, kwargs, stream=False)
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         with call.stream(self._messages(messages)) as reply:
-            text = "".join(relay.piece(piece) for piece in reply) + relay.tail()
-        return self._result(text, reply, relay, call.params["model"])
+            text = "".join(handover.piece(piece) for piece in reply) + handover.tail()
+        return self._result(text, reply, handover, call.params["model"])
 
     async def _agenerate(
         self,
@@ -289,16 +291,16 @@ class ChatGetGpt(BaseChatModel):
             chunks = [c async for c in self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)]
             return _from_chunks(chunks)
         call = self._call(stop, kwargs, stream=False)
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         async with call.astream(self._messages(messages)) as reply:
-            text = "".join([relay.piece(piece) async for piece in reply]) + relay.tail()
-        return self._result(text, reply, relay, call.params["model"])
+            text = "".join([handover.piece(piece) async for piece in reply]) + handover.tail()
+        return self._result(text, reply, handover, call.params["model"])
 
     # --- streams ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _last(reply: ChatStream | AsyncChatStream, relay: Relay, model: str) -> ChatGenerationChunk:
-        reason = relay.finish_reason(reply)
+    def _last(reply: ChatStream | AsyncChatStream, handover: Handover, model: str) -> ChatGenerationChunk:
+        reason = handover.finish_reason(reply)
         calls = [
             tool_call_chunk(
                 name=call["function"]["name"], args=call["function"]["arguments"], id=call["id"], index=index
@@ -306,7 +308,7 @@ class ChatGetGpt(BaseChatModel):
             for index, call in enumerate(reply.tool_calls)
         ]
         message = AIMessageChunk(
-            content=relay.tail(),
+            content=handover.tail(),
             tool_call_chunks=calls,
             additional_kwargs=_reasoning(reply.reasoning),
             chunk_position="last",
@@ -323,15 +325,16 @@ class ChatGetGpt(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = self._call(stop, kwargs, stream=True)
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         with call.stream(self._messages(messages)) as reply:
-            for text in relay.texts(reply):
+            for text in handover.texts(reply):
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                 if run_manager is not None:
                     run_manager.on_llm_new_token(text, chunk=chunk)
                 yield chunk
-        yield self._last(reply, relay, call.params["model"])
+        yield self._last(reply, handover, call.params["model"])
 
+    # The async twin of _stream().
     async def _astream(
         self,
         messages: list[BaseMessage],
@@ -340,14 +343,14 @@ class ChatGetGpt(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._call(stop, kwargs, stream=True)
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         async with call.astream(self._messages(messages)) as reply:
-            async for text in relay.atexts(reply):
+            async for text in handover.atexts(reply):
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                 if run_manager is not None:
                     await run_manager.on_llm_new_token(text, chunk=chunk)
                 yield chunk
-        yield self._last(reply, relay, call.params["model"])
+        yield self._last(reply, handover, call.params["model"])
 
 
 def _tool_choice(choice: str | bool | dict[str, Any] | None) -> str | dict[str, Any] | None:

@@ -44,7 +44,7 @@ from ..client import AsyncChatStream, ChatStream
 from ..protocol import errors
 from ..protocol.reply import Reply, Usage
 from .clients import Call, client_options
-from .relay import Relay
+from .handover import Handover
 
 __all__ = ["PROVIDER", "GetGptLLM", "handler", "litellm_error", "register"]
 
@@ -150,7 +150,7 @@ def _usage(usage: Usage | None, model: str, messages: list[Any], text: str) -> L
 def _fill(
     response: ModelResponse,
     reply: ChatStream | AsyncChatStream,
-    relay: Relay,
+    handover: Handover,
     *,
     model: str,
     messages: list[Any],
@@ -165,7 +165,7 @@ def _fill(
         message.tool_calls = [ChatCompletionMessageToolCall(**call) for call in calls]
     if reply.reasoning:
         message.reasoning_content = reply.reasoning
-    reason = relay.finish_reason(reply)
+    reason = handover.finish_reason(reply)
     choice.finish_reason = cast(Any, reason or "stop")  # LiteLLM types it as OpenAI's five reasons
     # With n > 1, every choice the server generated (and the upstream billed), stops applied to each.
     texts = [text]
@@ -214,7 +214,7 @@ def _tool_uses(reply: ChatStream | AsyncChatStream) -> Iterator[GenericStreaming
         yield chunk
 
 
-def _last(reply: ChatStream | AsyncChatStream, relay: Relay) -> GenericStreamingChunk:
+def _last(reply: ChatStream | AsyncChatStream, handover: Handover) -> GenericStreamingChunk:
     usage = reply.usage
     block = None
     if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
@@ -224,9 +224,9 @@ def _last(reply: ChatStream | AsyncChatStream, relay: Relay) -> GenericStreaming
             "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         }
     return {
-        "text": relay.tail(),
+        "text": handover.tail(),
         "is_finished": True,
-        "finish_reason": relay.finish_reason(reply) or "stop",
+        "finish_reason": handover.finish_reason(reply) or "stop",
         "usage": block,  # type: ignore[typeddict-item]
         "index": 0,
         "tool_use": None,
@@ -265,14 +265,15 @@ class GetGptLLM(CustomLLM):
             timeout=timeout,
             stream=False,
         )
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         try:
             with call.stream(messages) as reply:
-                text = "".join(relay.piece(piece) for piece in reply) + relay.tail()
+                text = "".join(handover.piece(piece) for piece in reply) + handover.tail()
         except errors.GetGptError as exc:
             _raise(exc, model)
-        return _fill(model_response, reply, relay, model=model, messages=messages, text=text)
+        return _fill(model_response, reply, handover, model=model, messages=messages, text=text)
 
+    # The async twin of completion(): LiteLLM's signature, the same call, awaited.
     async def acompletion(  # noqa: PLR0917  (LiteLLM's signature)
         self,
         model: str,
@@ -302,13 +303,13 @@ class GetGptLLM(CustomLLM):
             timeout=timeout,
             stream=False,
         )
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         try:
             async with call.astream(messages) as reply:
-                text = "".join([relay.piece(piece) async for piece in reply]) + relay.tail()
+                text = "".join([handover.piece(piece) async for piece in reply]) + handover.tail()
         except errors.GetGptError as exc:
             _raise(exc, model)
-        return _fill(model_response, reply, relay, model=model, messages=messages, text=text)
+        return _fill(model_response, reply, handover, model=model, messages=messages, text=text)
 
     def streaming(  # noqa: PLR0917  (LiteLLM's signature)
         self,
@@ -339,15 +340,15 @@ class GetGptLLM(CustomLLM):
             timeout=timeout,
             stream=True,
         )
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         try:
             with call.stream(messages) as reply:
-                for text in relay.texts(reply):
+                for text in handover.texts(reply):
                     yield _chunk(text)
         except errors.GetGptError as exc:
             _raise(exc, model)
         yield from _tool_uses(reply)
-        yield _last(reply, relay)
+        yield _last(reply, handover)
 
     # LiteLLM declares a coroutine returning an iterator, but takes an async generator too (it
     # iterates what the call returns), and a generator is what streams without buffering.
@@ -380,16 +381,16 @@ class GetGptLLM(CustomLLM):
             timeout=timeout,
             stream=True,
         )
-        relay = Relay(call.stop)
+        handover = Handover(call.stop)
         try:
             async with call.astream(messages) as reply:
-                async for text in relay.atexts(reply):
+                async for text in handover.atexts(reply):
                     yield _chunk(text)
         except errors.GetGptError as exc:
             _raise(exc, model)
         for use in _tool_uses(reply):
             yield use
-        yield _last(reply, relay)
+        yield _last(reply, handover)
 
     def embedding(  # noqa: PLR0917  (LiteLLM's signature)
         self,

@@ -24,6 +24,7 @@ import msgspec
 
 from .errors import GetGptError, IncompleteStream, ProtocolError, RemoteError
 from .sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
+from .untrusted import decode_json
 
 __all__ = ["Reply", "ReplyParser", "Usage"]
 
@@ -152,7 +153,6 @@ class _Assembly:
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
-_decode_any = msgspec.json.Decoder().decode
 # Two probes: one could match by chance a constant content elsewhere in the template.
 _PROBES = ("p", "q")
 # A stream whose chunks never share a template stops paying for the attempt after a few tries.
@@ -242,10 +242,10 @@ class ReplyParser:
     def reply(self) -> Reply:
         return Reply(self.text, self.finish_reason, self.usage, self.tool_calls, self.reasoning)
 
-    def feed(self, chunk: bytes) -> list[str]:
+    def feed(self, read: bytes) -> list[str]:
         """Add bytes of the response body; return the text pieces they complete."""
         try:
-            events = self._sse.decode(chunk)
+            events = self._sse.decode(read)
         except ProtocolError as exc:
             exc.partial = self.text
             raise
@@ -461,7 +461,7 @@ class ReplyParser:
     def _lenient(self, data: bytes, out: list[str]) -> _Chunk:
         # The typed decode failed on a field's type: read what we can from the generic value.
         try:
-            value = _decode_any(data)
+            value = decode_json(data)
         except (msgspec.DecodeError, UnicodeDecodeError):
             self._not_json(data, out)
             return _Chunk()

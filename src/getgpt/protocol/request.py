@@ -22,6 +22,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .errors import ValidationError
+from .untrusted import json_or_none
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -160,7 +161,6 @@ _KNOWN = PARAMETERS | OPENAI_PARAMETERS
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ChatRequest)
-_decode_any = msgspec.json.Decoder().decode
 # How a request with no extra fields ends when encoded: the field is dropped from the wire.
 _NO_EXTRA = b',"extra":{}}'
 _EXTRA_KEY = b',"extra":'
@@ -261,11 +261,8 @@ def parse_request(data: bytes | str) -> ChatRequest:
 
 def _with_extra(data: bytes | str, exc: msgspec.ValidationError | None) -> ChatRequest:
     """The slow way, for a request that has fields beyond the nine (or is invalid)."""
-    try:
-        value = _decode_any(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        # The typed decode stopped before the bad bytes (at `[`, say): its error says what is wrong.
-        value = None
+    # Not JSON: the typed decode stopped before the bad bytes (at `[`, say); its error says what is wrong.
+    value = json_or_none(data)
     if not isinstance(value, dict) or (exc is not None and value.keys() <= _CORE):
         assert exc is not None
         raise _invalid(exc) from None

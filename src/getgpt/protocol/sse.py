@@ -43,30 +43,30 @@ class SSEDecoder:
         # The stream's first bytes while they may still be a byte-order mark; None once past it.
         self._head: bytes | None = None if mid_stream else b""
 
-    def decode(self, chunk: bytes) -> list[bytes]:
-        """Add ``chunk``; return the data of every event it completes, in order."""
+    def decode(self, read: bytes) -> list[bytes]:
+        """Add ``read``; return the data of every event it completes, in order."""
         if self._head is not None:
-            chunk = self._head + chunk
-            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
-                self._head = chunk  # a mark cut by the end of a read: wait for the rest
+            read = self._head + read
+            if len(read) < len(_BOM) and _BOM.startswith(read):
+                self._head = read  # a mark cut by the end of a read: wait for the rest
                 return []
             self._head = None
-            if chunk.startswith(_BOM):
-                chunk = chunk[len(_BOM) :]  # a byte-order mark may open the stream, only there
-        if self._lf_pending and chunk:
+            if read.startswith(_BOM):
+                read = read[len(_BOM) :]  # a byte-order mark may open the stream, only there
+        if self._lf_pending and read:
             self._lf_pending = False  # one LF at most completes the CR: a second is a line end
-            if chunk[:1] == b"\n":
-                chunk = chunk[1:]
-        if b"\r" in chunk:
-            self._lf_pending = chunk[-1:] == b"\r"
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        elif chunk:
+            if read[:1] == b"\n":
+                read = read[1:]
+        if b"\r" in read:
+            self._lf_pending = read[-1:] == b"\r"
+            read = read.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        elif read:
             self._lf_pending = False
         buf = self._buf
-        if not buf and chunk[-2:] == b"\n\n":
+        if not buf and read[-2:] == b"\n\n":
             # The common case: a read holding whole events, nothing held over.
-            return self._complete(chunk[:-2])
-        buf += chunk
+            return self._complete(read[:-2])
+        buf += read
         end = buf.rfind(b"\n\n", max(self._scanned - 1, 0))
         if end < 0:
             self._scanned = len(buf)

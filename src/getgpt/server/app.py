@@ -8,16 +8,21 @@ Routes:
 - ``POST /v1/chat/completions``, ``GET /v1/models`` and ``/v1/models/{id}`` -- OpenAI's API, for the
   openai SDK and friends; ``POST /v1/embeddings``, ``/v1/completions``, ``/v1/responses`` forwarded
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
-- ``GET /healthz`` -- ``{"status": "ok", "active_streams": ..., ...}``: the liveness check.
+- ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check.
 - ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
   the shared state it needs is unreachable under ``--redis-failure closed``.
-- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.telemetry`).
+- ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.prometheus`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
 
-The two chat endpoints, and the forwarded routes, are plain ASGI callables that :class:`GetGptApp`
-calls directly, past Starlette's middleware stack, as long as no middleware was added; the other
-routes, and these too once middleware exists (CORS, say), go through Starlette as usual.
+Every request takes one path, whatever middleware is installed (CORS, the replay guard's, one
+of the caller's): that middleware, then the two chat endpoints and the forwarded routes -- plain
+ASGI callables, found by path -- called directly; the other routes through Starlette's error
+handling and routing as usual.
+
+Building the app is a few named steps (:func:`create_app`): the parts every endpoint shares
+(settings, backend, slots, drain, check lists), the endpoints, the routes, the lifespan, what
+``app.state`` shows, and the defences the settings switch on.
 
 Request checks (API keys, rate limits, replay refusal) hook in through two lists on ``app.state``,
 run before any backend work: ``request_checks`` -- ``async def check(scope) -> None`` -- run before
@@ -35,7 +40,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,25 +49,26 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admission.security import install as install_security
+from .admission.security import known_as
+from .admission.slot import TIMING, Slot, Slots, Timing
 from .api_error import ApiError
-from .backends.base import Backend, ForwardingBackend, make_backend
+from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
-from .chat.pump import ReplyOptions, deliver, pass_on
+from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
-from .chat.wire import Outcome
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
 from .edge.scope import header
+from .operations.counts import Counts
 from .operations.drain import Drain
 from .operations.logs import REQUEST_ID, request_id
-from .operations.metrics import Metrics
-from .operations.telemetry import CONTENT_TYPE, Telemetry, route_of
+from .operations.prometheus import CONTENT_TYPE, PrometheusMetrics, route_of
 
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
@@ -77,22 +83,8 @@ _NO_WEB_UI = (
     "<!doctype html><meta charset=utf-8><title>getgpt</title>"
     "<p>getgpt server is running. The web UI is not installed.</p>"
 )
-_OVERLOADED_RETRY_AFTER = "1"
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
-# Where GetGptApp leaves a request's _Exchange in its ASGI scope.
-_EXCHANGE = "getgpt.exchange"
-
-
-class _Exchange:
-    """What the app's ``send`` saw of one request's answer."""
-
-    __slots__ = ("arrived", "first_body", "status")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.status = 0
-        self.first_body: float | None = None
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -131,8 +123,7 @@ class _Parts:
 
     config: ServerConfig
     backend: Backend
-    metrics: Metrics
-    telemetry: Telemetry
+    slots: Slots
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
@@ -140,8 +131,8 @@ class _Parts:
 
 class _Endpoint:
     """A POST endpoint that takes a JSON body and a reply slot: the chat endpoints and the
-    forwarded routes alike. Admission -- request checks, the body, the slot -- and its accounting
-    are written once here; :meth:`_reply` is each endpoint's own."""
+    forwarded routes alike. Admission -- request checks, the body, the slot -- is written once
+    here; :meth:`_admit` and :meth:`_reply` are each endpoint's own."""
 
     def __init__(self, parts: _Parts, route: str) -> None:
         self.parts = parts
@@ -161,61 +152,37 @@ class _Endpoint:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self.parts
-        config, metrics = parts.config, parts.metrics
+        config, slots = parts.config, parts.slots
         try:
             for check in parts.request_checks:
                 await check(scope)
             try:
                 body = await read_json_body(scope, receive, config.max_body_bytes, config.body_timeout)
             except ApiError as exc:
-                await self._refuse(send, exc, close=True)  # the rest of the body is unread
+                slots.refuse(exc)
+                await send_error(send, exc, close=True)  # the rest of the body is unread
                 return
             admitted = await self._admit(scope, body)
-            if metrics.active_streams >= config.max_streams:
-                raise _overloaded(config.max_streams)
+            slot = slots.take(self.route, scope[TIMING], model=self._model(admitted), key=known_as(scope))
         except ClientGone:
             return
         except ApiError as exc:
-            await self._refuse(send, exc)
+            slots.refuse(exc)
+            await send_error(send, exc)
             return
-        metrics.active_streams += 1
-        metrics.streams_total += 1
-        parts.telemetry.active.inc()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                metrics.active_streams -= 1
-                parts.telemetry.active.dec()
-
-        try:
-            ended = await self._reply(receive, send, admitted, release)
-        finally:
-            release()
-        if ended == "error":
-            metrics.failed_total += 1
-        elif ended == "gone":
-            metrics.disconnects_total += 1
-        exchange: _Exchange | None = scope.get(_EXCHANGE)
-        if exchange is not None:
-            telemetry = parts.telemetry
-            telemetry.ended(self.route, ended, time.perf_counter() - exchange.arrived)
-            if exchange.first_body is not None and exchange.status == 200:
-                telemetry.first_text(self.route, exchange.first_body - exchange.arrived)
-
-    async def _refuse(self, send: Send, exc: ApiError, *, close: bool = False) -> None:
-        self.parts.metrics.rejected_total += 1
-        self.parts.telemetry.rejected(exc.code)
-        await send_error(send, exc, close=close)
+        with slot:
+            await self._reply(receive, send, admitted, slot)
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
         raise NotImplementedError
 
-    async def _reply(self, receive: Receive, send: Send, admitted: Any, release: Callable[[], None]) -> str:
-        """Send the reply; return how it ended: ``"ok"``, ``"error"`` or ``"gone"``."""
+    def _model(self, admitted: Any) -> str | None:
+        """The model the admitted request asks for, if it names one."""
+        return None
+
+    async def _reply(self, receive: Receive, send: Send, admitted: Any, slot: Slot) -> None:
+        """Send the reply, releasing ``slot`` with how it ended (``with slot`` releases it otherwise)."""
         raise NotImplementedError
 
 
@@ -234,34 +201,20 @@ class _Chat(_Endpoint):
         parts.backend.check(chat)
         return chat
 
-    async def _reply(self, receive: Receive, send: Send, chat: Chat, release: Callable[[], None]) -> str:
+    def _model(self, chat: Chat) -> str:
+        return chat.model
+
+    async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
         log.debug("chat: model=%s stream=%s", chat.model, chat.stream)
-        outcome = Outcome()
-
-        def counted() -> None:
-            release()
-            parts.metrics.count_usage(outcome.usage)
-
         reply = ReplyOptions(
             model=chat.model,
             stream=chat.stream,
             include_usage=chat.include_usage,
             passthrough=parts.backend.passthrough,
         )
-        ended = await deliver(
-            receive,
-            send,
-            parts.backend.stream(chat, outcome),
-            reply,
-            outcome,
-            release=counted,
-            drain=parts.drain,
-        )
-        usage = outcome.usage
-        if usage is not None:
-            parts.telemetry.used(usage.prompt_tokens, usage.completion_tokens)
-        return ended
+        pieces = parts.backend.stream(chat, slot.outcome)
+        await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
 
 
 class _Forward(_Endpoint):
@@ -279,82 +232,173 @@ class _Forward(_Endpoint):
             raise not_served(backend.name, self.path)
         return body
 
-    async def _reply(self, receive: Receive, send: Send, body: bytes, release: Callable[[], None]) -> str:
+    async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
             response = await self.parts.backend.forward(self.path, body)
         except ApiError as exc:
+            slot.release(Ending.ERROR)
             await send_error(send, exc)
-            return "error"
+            return
         try:
             kind = response.headers.get("content-type", "application/json").encode("latin-1")
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            return await pass_on(
-                receive, send, response.status_code, headers, response.reads(), release=release
-            )
+            await pass_on(receive, send, response.status_code, headers, response.reads(), slot=slot)
         finally:
             await response.aclose()
 
 
-def _overloaded(limit: int) -> ApiError:
-    return ApiError(
-        503,
-        f"the server is answering {limit} requests already; retry shortly",
-        type="server_overloaded",
-        code="too_many_streams",
-        headers={"Retry-After": _OVERLOADED_RETRY_AFTER},
-    )
+class _Pages:
+    """The app's GET routes: health, readiness, metrics, models, its OpenAPI document, the page."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+
+    async def healthz(self, request: Request) -> Response:
+        from .. import __version__
+
+        return JSONResponse(
+            {
+                "status": "ok",
+                **self.parts.slots.counts.snapshot(),
+                "backend": self.parts.backend.name,
+                "version": __version__,
+                "pid": os.getpid(),  # which worker answered, with --workers
+            }
+        )
+
+    async def readyz(self, request: Request) -> Response:
+        shared = request.app.state.shared
+        redis = "off" if shared is None else shared.status
+        if self.parts.drain.draining:
+            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
+        if shared is not None and not shared.available:
+            if shared.fail_open:
+                return JSONResponse({"status": "degraded", "redis": redis})
+            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
+        return JSONResponse({"status": "ready", "redis": redis})
+
+    async def metrics(self, request: Request) -> Response:
+        key = self.parts.config.metrics_key
+        if key is not None:
+            presented = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(presented, b"Bearer " + key.encode()):
+                return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
+        return Response(self.parts.slots.prometheus.exposition(), media_type=CONTENT_TYPE)
+
+    async def models(self, request: Request) -> Response:
+        try:
+            data = await self.parts.backend.models()
+        except ApiError as exc:
+            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            data = await self.parts.backend.models()
+        except ApiError as exc:
+            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
+        for item in data:
+            if item.get("id") == name:
+                return JSONResponse(item)
+        missing = ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
+        return Response(missing.json(), 404, media_type="application/json")
+
+    async def openapi(self, request: Request) -> Response:
+        from .. import __version__
+        from .operations.openapi import openapi_document
+
+        return JSONResponse(openapi_document(__version__))
+
+    async def index(self, request: Request) -> Response:
+        page = WEB_DIR / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return HTMLResponse(_NO_WEB_UI, headers=PAGE_HEADERS)
+
+
+class _Dispatch:
+    """Where every HTTP request goes once the installed middleware has seen it: a POST endpoint
+    (chat or forwarded) by its path, called directly; anything else through Starlette's own
+    error handling and routing (``routed``)."""
+
+    def __init__(self, endpoints: dict[str, _Endpoint], routed: ASGIApp) -> None:
+        self.endpoints = endpoints
+        self.routed = routed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.endpoints.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.routed(scope, receive, send)
 
 
 class GetGptApp(Starlette):
-    """Starlette, with the chat endpoints called directly while no middleware is installed.
+    """Starlette, with one path for every request whatever middleware is installed: the middleware
+    (``add_middleware``, ``middleware=``), then the POST endpoints called directly by path, the
+    other routes through Starlette's routing.
 
     Every HTTP request gets its id (``X-Request-Id``, :mod:`getgpt.server.operations.logs`), is counted by
     route and status, and, while the process drains, is answered with ``Connection: close``.
     """
 
     def __init__(
-        self, chat: dict[str, _Endpoint], *, telemetry: Telemetry, drain: Drain, **options: Any
+        self,
+        endpoints: dict[str, _Endpoint],
+        *,
+        prometheus: PrometheusMetrics,
+        drain: Drain,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
-        self._chat = chat
-        self._telemetry = telemetry
+        self._endpoints = endpoints
+        self._prometheus = prometheus
         self._drain = drain
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Starlette puts the installed middleware inside its own error handling, around the router;
+        # here it goes around the dispatch, so the endpoints meet it too without paying for
+        # Starlette's two wrappers (a Request object per request) on every chat request.
+        installed, self.user_middleware = self.user_middleware, []
+        try:
+            routed = super().build_middleware_stack()
+        finally:
+            self.user_middleware = installed
+        app: ASGIApp = _Dispatch(self._endpoints, routed)
+        for middleware, args, kwargs in reversed(installed):
+            app = middleware(app, *args, **kwargs)
+        return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         rid = request_id(header(scope, b"x-request-id"))
-        exchange = _Exchange()
-        scope[_EXCHANGE] = exchange
+        timing = Timing()
+        scope[TIMING] = timing
         drain = self._drain
 
-        async def answer(message: Message) -> None:
+        async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                exchange.status = message["status"]
+                timing.status = message["status"]
                 headers = [*message.get("headers", ()), (b"x-request-id", rid)]
                 if drain.draining:
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
-            elif exchange.first_body is None and message.get("body"):
-                exchange.first_body = time.perf_counter()
+            elif timing.first_body is None and message.get("body"):
+                timing.first_body = time.perf_counter()
             await send(message)
 
         token = REQUEST_ID.set(rid.decode("ascii"))
         try:
-            endpoint = None
-            if scope["method"] == "POST" and not self.user_middleware:
-                endpoint = self._chat.get(scope["path"])
-            if endpoint is not None:
-                scope["app"] = self
-                await endpoint(scope, receive, answer)
-            else:
-                await super().__call__(scope, receive, answer)
+            await super().__call__(scope, receive, send_marked)
         finally:
             REQUEST_ID.reset(token)
-            self._telemetry.request(route_of(scope["path"]), exchange.status)
+            self._prometheus.request(route_of(scope["path"]), timing.status)
 
 
 def _error_response(status: int, message: str, kind: str, code: str | int | None) -> JSONResponse:
@@ -378,84 +422,61 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(config: ServerConfig | None = None) -> GetGptApp:
     """The server as an ASGI app; run it with uvicorn (``getgpt serve`` does)."""
     config = config or ServerConfig()
-    backend = make_backend(config)
-    metrics = Metrics()
-    telemetry = Telemetry()
-    if isinstance(backend, ForwardingBackend):
-        backend.telemetry = telemetry
-    drain = Drain(config.shutdown_grace)
-    request_checks: list[RequestCheck] = []
-    chat_checks: list[ChatCheck] = []
+    parts = _parts(config)
+    endpoints = _endpoints(parts)
+    app = GetGptApp(
+        endpoints,
+        prometheus=parts.slots.prometheus,
+        drain=parts.drain,
+        routes=_routes(_Pages(parts), endpoints),
+        lifespan=_lifespan(parts),
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    # Starlette answers "/static" or "/healthz/" with a redirect to an absolute URL built from
+    # the request's Host header, which a client (or a poisoned cache in front) chooses: 404 instead.
+    app.router.redirect_slashes = False
+    _expose(app, parts)
+    install_security(app, config)
+    return app
 
-    parts = _Parts(config, backend, metrics, telemetry, drain, request_checks, chat_checks)
+
+def _parts(config: ServerConfig) -> _Parts:
+    """What one app's endpoints and pages share, made from ``config``."""
+    prometheus = PrometheusMetrics()
+    backend = make_backend(config, prometheus)
+    slots = Slots(config.max_streams, Counts(), prometheus)
+    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [])
+
+
+def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:
+    """The POST endpoints by path: the two chat endpoints and OpenAI's forwarded routes."""
     endpoints: dict[str, _Endpoint] = {
         path: _Chat(parts, path, parse)
         for path, parse in (("/api/chat/stream", parse_envelope), ("/v1/chat/completions", parse_openai))
     }
     for route in FORWARDED:
         endpoints["/v1" + route] = _Forward(parts, "/v1" + route, route)
+    return endpoints
 
-    async def healthz(request: Request) -> Response:
-        from .. import __version__
 
-        return JSONResponse(
-            {
-                "status": "ok",
-                **metrics.snapshot(),
-                "backend": backend.name,
-                "version": __version__,
-                "pid": os.getpid(),  # which worker answered, with --workers
-            }
-        )
+def _routes(pages: _Pages, endpoints: dict[str, _Endpoint]) -> list[BaseRoute]:
+    """Starlette's routes. The POST endpoints are reached by the dispatch before routing; their
+    routes are here for what routing says of another method (405) and for the route list."""
+    return [
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in endpoints.items()),
+        Route("/v1/models", pages.models, methods=["GET"]),
+        Route("/v1/models/{name:path}", pages.model, methods=["GET"]),
+        Route("/healthz", pages.healthz, methods=["GET"]),
+        Route("/readyz", pages.readyz, methods=["GET"]),
+        Route("/metrics", pages.metrics, methods=["GET"]),
+        Route("/openapi.json", pages.openapi, methods=["GET"]),
+        Route("/", pages.index, methods=["GET"]),
+        Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
+    ]
 
-    async def readyz(request: Request) -> Response:
-        shared = app.state.shared
-        redis = "off" if shared is None else shared.status
-        if drain.draining:
-            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
-        if shared is not None and not shared.available:
-            if shared.fail_open:
-                return JSONResponse({"status": "degraded", "redis": redis})
-            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
-        return JSONResponse({"status": "ready", "redis": redis})
 
-    async def prometheus(request: Request) -> Response:
-        if config.metrics_key is not None:
-            presented = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(presented, b"Bearer " + config.metrics_key.encode()):
-                return _error_response(401, "/metrics needs its key", "invalid_request_error", "metrics_key")
-        return Response(telemetry.exposition(), media_type=CONTENT_TYPE)
-
-    async def models(request: Request) -> Response:
-        try:
-            data = await backend.models()
-        except ApiError as exc:
-            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
-        return JSONResponse({"object": "list", "data": data})
-
-    async def model(request: Request) -> Response:
-        name = request.path_params["name"]
-        try:
-            data = await backend.models()
-        except ApiError as exc:
-            return Response(exc.json(), exc.status, exc.headers, media_type="application/json")
-        for item in data:
-            if item.get("id") == name:
-                return JSONResponse(item)
-        missing = ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
-        return Response(missing.json(), 404, media_type="application/json")
-
-    async def openapi(request: Request) -> Response:
-        from .. import __version__
-        from .operations.openapi import openapi_document
-
-        return JSONResponse(openapi_document(__version__))
-
-    async def index(request: Request) -> Response:
-        page = WEB_DIR / "index.html"
-        if page.is_file():
-            return FileResponse(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-        return HTMLResponse(_NO_WEB_UI, headers=PAGE_HEADERS)
+def _lifespan(parts: _Parts) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start the shared state (Redis) with the app; close it and the backend when the app stops."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -467,39 +488,22 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
         finally:
             if shared is not None:
                 await shared.aclose()
-            await backend.aclose()
+            await parts.backend.aclose()
 
-    routes = [
-        Route("/api/chat/stream", endpoints["/api/chat/stream"], methods=["POST"]),
-        Route("/v1/chat/completions", endpoints["/v1/chat/completions"], methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/models/{name:path}", model, methods=["GET"]),
-        *(Route("/v1" + path, endpoints["/v1" + path], methods=["POST"]) for path in FORWARDED),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/", index, methods=["GET"]),
-        Mount("/static", _PageHeaders(StaticFiles(directory=WEB_DIR, check_dir=False)), name="static"),
-    ]
-    app = GetGptApp(
-        endpoints,
-        telemetry=telemetry,
-        drain=drain,
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
-    )
-    # Starlette answers "/static" or "/healthz/" with a redirect to an absolute URL built from
-    # the request's Host header, which a client (or a poisoned cache in front) chooses: 404 instead.
-    app.router.redirect_slashes = False
-    app.state.config = config
-    app.state.backend = backend
-    app.state.metrics = metrics
-    app.state.telemetry = telemetry
-    app.state.drain = drain
-    app.state.shared = None
-    app.state.request_checks = request_checks
-    app.state.chat_checks = chat_checks
-    install_security(app, config)
-    return app
+    return lifespan
+
+
+def _expose(app: GetGptApp, parts: _Parts) -> None:
+    """What others read from ``app.state``: the request and chat check lists (see the module
+    docstring), the settings, the backend, the counts, the drain; ``shared`` (Redis) is set by
+    the security install when it needs one."""
+    state = app.state
+    state.config = parts.config
+    state.backend = parts.backend
+    state.slots = parts.slots
+    state.counts = parts.slots.counts
+    state.prometheus = parts.slots.prometheus
+    state.drain = parts.drain
+    state.shared = None
+    state.request_checks = parts.request_checks
+    state.chat_checks = parts.chat_checks

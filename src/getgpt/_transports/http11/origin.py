@@ -9,13 +9,12 @@ Headers that could smuggle a line into the head are refused, as httpx refuses th
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
-from ..base import DEFAULT_HEADERS
+from ..base import DEFAULT_HEADERS, basic_credentials, bracketed
 from ..decoding import accepted
 from .proxy import Proxy
 
@@ -134,8 +133,7 @@ class Endpoint:
 
     @property
     def host_port(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{bracketed(self.host)}:{self.port}"
 
     def _lines(self, method: str, target: str, fields: Iterable[tuple[str, str]]) -> list[str]:
         """A request head's lines, but for its framing."""
@@ -174,14 +172,13 @@ def endpoint(url: str, headers: Mapping[str, str], proxy: Proxy | None = None) -
         port = parts.port or default
     except ValueError:
         raise ValueError(f"invalid port in the URL {url!r}") from None
-    authority = f"[{host}]" if ":" in host else host
+    authority = bracketed(host)
     if port != default:
         authority += f":{port}"
     origin = f"{scheme}://{authority}"
     auth: dict[str, str] = {}
     if parts.username is not None and not any(name.lower() == "authorization" for name in headers):
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        auth["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        auth["Authorization"] = basic_credentials(parts.username, parts.password)
     fields = _fields(DEFAULT_HEADERS, auth, headers)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Endpoint(origin + target, scheme, host, port, origin, authority, fields, proxy, target)

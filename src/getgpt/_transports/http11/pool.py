@@ -5,9 +5,10 @@ from __future__ import annotations
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 from ...protocol.errors import ConnectError, GetGptError, Timeout, TransportError
+from ..base import Request
 from ..bounds import Bound, head_bound, reply_bound, within
 from .origin import Endpoint
 from .pool_base import PoolBase, WriteFailed, detail, via
@@ -41,7 +42,7 @@ class PooledResponse:
         self.headers = reader.headers
 
     def reads(self) -> Iterator[bytes]:
-        """The body, one piece per network read (or per decoded piece), empty ones skipped."""
+        """The body, one read per network read (or per decoded block), empty ones skipped."""
         reader, sock, buffer = self._reader, self._sock, self._buffer
         assert sock is not None, "the reply was closed"
         if self._bound is not None:
@@ -65,7 +66,7 @@ class PooledResponse:
             if data:
                 yield data
             if reader.more:
-                bound.left()  # a decoded piece at a time, each one checked
+                bound.left()  # a decoded block at a time, each one checked
                 continue
             if reader.complete:
                 return
@@ -128,17 +129,9 @@ class Pool(PoolBase[tuple[socket.socket, float]]):
         """POSTs ``body`` and returns once the reply's head has arrived."""
         return self._exchange(*self._post(body), deadline)
 
-    def request(
-        self,
-        method: str,
-        target: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        deadline: float | None = None,
-    ) -> PooledResponse:
-        """Sends ``method`` to ``target`` (a path of the same origin) and returns once the head arrived."""
-        return self._exchange(*self._outgoing(method, target, headers, body), deadline)
+    def request(self, request: Request, *, deadline: float | None = None) -> PooledResponse:
+        """Sends ``request`` and returns once the response's head has arrived."""
+        return self._exchange(*self._outgoing(request), deadline)
 
     def _exchange(self, data: bytes, reader: ResponseReader, deadline: float | None) -> PooledResponse:
         url = reader.url

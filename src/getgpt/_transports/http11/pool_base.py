@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 from ...protocol.errors import TransportError
-from ..base import KEEPALIVE, MAX_IDLE, Timeouts
+from ..base import KEEPALIVE, MAX_IDLE, Request, Timeouts
 from .origin import Endpoint
 from .reader import ResponseReader
 
@@ -45,13 +44,11 @@ class PoolBase(Generic[Idle]):
         where = self.endpoint
         return where.request(body), ResponseReader(where.url, where.asked)
 
-    def _outgoing(
-        self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes
-    ) -> tuple[bytes, ResponseReader]:
-        """``method`` to ``target`` (a path of the same origin), and the reader for its reply."""
-        where = self.endpoint
-        head = where.head(method, target, headers, len(body))
-        return head + body, ResponseReader(where.origin + target, where.asked_with(headers))
+    def _outgoing(self, request: Request) -> tuple[bytes, ResponseReader]:
+        """The bytes of ``request``, and the reader for its response."""
+        where, headers = self.endpoint, request.headers
+        head = where.head(request.method, request.target, headers, len(request.body))
+        return head + request.body, ResponseReader(where.origin + request.target, where.asked_with(headers))
 
 
 class WriteFailed(TransportError):

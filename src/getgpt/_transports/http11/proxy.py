@@ -11,12 +11,13 @@ for every request, as httpx does.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+from ..base import basic_credentials, bracketed
 
 __all__ = ["Proxy", "bypassed", "parse_proxy", "proxy_url_for"]
 
@@ -48,10 +49,8 @@ def parse_proxy(url: str) -> Proxy:
     port = parts.port or _DEFAULT_PORTS[scheme]  # ValueError for a port out of range
     authorization = None
     if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-    shown = f"[{host}]" if ":" in host else host
-    return Proxy(scheme, host, port, authorization, f"{scheme}://{shown}:{port}")
+        authorization = basic_credentials(parts.username, parts.password)
+    return Proxy(scheme, host, port, authorization, f"{scheme}://{bracketed(host)}:{port}")
 
 
 def proxy_url_for(scheme: str, host: str, port: int, given: str | None) -> str | None:

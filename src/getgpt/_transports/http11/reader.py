@@ -8,7 +8,7 @@ headers before the reply's own head is whole (interim replies included, counted 
 so one endless header line is stopped too), at most :data:`MAX_HEADERS` headers in a head, at most
 :data:`MAX_INTERIM` interim (1xx) replies. A header name given many times is joined once, at the
 end of its head, in linear time. The body is decoded only in a coding the request asked for, a
-bounded piece at a time (:mod:`getgpt._transports.decoding`).
+bounded block at a time (:mod:`getgpt._transports.decoding`).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class ResponseReader:
         except httptools.HttpParserError as exc:
             raise TransportError(f"malformed HTTP reply from {self.url}: {exc}") from None
         if not head_done and not self.head_done:
-            # Counted as bytes arrive, so that a head sent in pieces is bounded before the
+            # Counted as bytes arrive, so that a head sent in parts is bounded before the
             # parser has all of one header: one endless header line is stopped too.
             self._fed_before_head += len(data)
             if self._fed_before_head > MAX_HEAD_BYTES:
@@ -208,20 +208,20 @@ class ResponseReader:
         self.complete = True  # a body delimited by the end of the connection
 
     def take(self) -> bytes:
-        """The body received since the last call, decoded; with a decoder, a piece at most."""
-        pieces = self._body
+        """The body received since the last call, decoded; with a decoder, a block at most."""
+        parts = self._body
         self.unread = 0
         if self._end is not None:
-            del pieces[self._end :]
+            del parts[self._end :]
             self._end = 0
         decoder = self._decoder
-        if not pieces:
+        if not parts:
             if decoder is None or not self.more:
                 return b""
             data = b""
         else:
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            pieces.clear()
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
             if decoder is None:
                 return data
         data = decoder.decode(data, self.url)

@@ -51,13 +51,19 @@ if TYPE_CHECKING:
     from ..config import ServerConfig
     from .shared_state import SharedRateLimiter, SharedReplayGuard
 
-__all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install"]
+__all__ = ["ApiKeys", "RateLimiter", "ReplayGuard", "install", "known_as"]
 
 Clock = Callable[[], float]
 
 # Where the checks leave what later steps need, in the request's ASGI scope.
 _WHO = "getgpt.client"
 _SPENT = "getgpt.replay"
+
+
+def known_as(scope: Scope) -> str | None:
+    """Whom the key check knew the request's client as ("key #0"), if it ran: never the key itself."""
+    who: str | None = scope.get(_WHO)
+    return who
 
 
 class ApiKeys:

@@ -31,6 +31,7 @@ from ...client.transport import AsyncResponse
 from ..chat.request import Chat
 from ..chat.wire import Outcome
 from ..config import ServerConfig
+from ..operations.prometheus import PrometheusMetrics
 from ..upstreams.forwarding import ForwardingBackend, configured_models
 from .echo import EchoBackend
 
@@ -68,8 +69,9 @@ class Backend(Protocol):
         ...
 
 
-def make_backend(config: ServerConfig) -> Backend:
-    """The backend ``config`` names."""
+def make_backend(config: ServerConfig, metrics: PrometheusMetrics | None = None) -> Backend:
+    """The backend ``config`` names; a forwarding one counts its upstream's latency and failures
+    in ``metrics``."""
     if config.backend == "echo":
         return EchoBackend(config.echo_piece_chars, config.echo_delay, models=configured_models(config))
-    return ForwardingBackend(config)
+    return ForwardingBackend(config, metrics)

@@ -29,10 +29,11 @@ raised the drain's error -- an in-stream error event and ``[DONE]`` after the te
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Message, Receive, Send
 
@@ -41,13 +42,38 @@ from ..edge.responses import STREAM_HEADERS, error_messages, json_messages, send
 from ..operations.drain import Drain
 from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event
 
-__all__ = ["ReplyOptions", "deliver", "pass_on"]
+__all__ = ["Ending", "ReplyOptions", "ReplySlot", "deliver", "pass_on"]
 
 log = logging.getLogger("getgpt.server")
 
 _HIGH_WATER = 16 * 1024
 _HIGH_WATER_BYTES = 512 * 1024
 _UNUSED = ChunkWriter("")
+
+
+class Ending(enum.Enum):
+    """How a reply ended; the value is its ``outcome`` label in ``/metrics``."""
+
+    #: The reply went out whole.
+    OK = "ok"
+    #: The backend failed (before the first byte: an error response; after it, an error event),
+    #: or the drain cut the reply.
+    ERROR = "error"
+    #: The client went away before the reply's end.
+    GONE = "gone"
+
+
+class ReplySlot(Protocol):
+    """What the pump needs of the reply slot its request holds
+    (:class:`getgpt.server.admission.slot.Slot`): where the backend's outcome is, and the release."""
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+    def release(self, ending: Ending) -> None:
+        """Free the slot; the pump calls it once the backend has finished and closed, just before
+        the reply's last bytes go out (so a client that read the whole reply finds the slot free)."""
+        ...
 
 
 @dataclass
@@ -125,23 +151,17 @@ async def deliver(
     send: Send,
     pieces: AsyncIterator[Piece],
     reply: ReplyOptions,
-    outcome: Outcome,
+    slot: ReplySlot,
     *,
-    release: Callable[[], None],
     drain: Drain | None = None,
-) -> str:
-    """Send the backend's ``pieces`` as ``reply`` says; return once the backend is closed.
-
-    ``release`` is called once, when the backend has finished and closed: just before the reply's
-    last bytes go out, so a client that has read the whole reply finds the slot already free.
-    Returns how the reply ended: ``"ok"``, ``"error"`` (the backend raised, or the drain cut it)
-    or ``"gone"`` (the client left).
-    """
+) -> None:
+    """Send the backend's ``pieces`` as ``reply`` says, releasing ``slot`` with how the reply
+    ended; return once the backend is closed."""
+    outcome = slot.outcome
     box = _Box()
     high_water = _HIGH_WATER_BYTES if reply.passthrough else _HIGH_WATER
     producer = asyncio.ensure_future(_produce(pieces, box, reply.stream, high_water))
     watcher = asyncio.ensure_future(_watch(receive, box, producer))
-    released = False
 
     def cut(error: ApiError) -> None:
         if not box.done and not box.gone and box.cut is None:
@@ -156,8 +176,7 @@ async def deliver(
             last = await _write_whole(box, reply, outcome)
         if last:
             await asyncio.wait((producer,))
-            released = True
-            release()
+            slot.release(_ending(box))
             await send_all(send, last)
     finally:
         if ticket is not None and drain is not None:
@@ -171,9 +190,11 @@ async def deliver(
         for task in (producer, watcher):
             if not task.cancelled() and task.exception() is not None:
                 log.error("stream task failed", exc_info=task.exception())
-        if not released:
-            release()
-    return "gone" if box.gone else "error" if box.error is not None else "ok"
+        slot.release(_ending(box))
+
+
+def _ending(box: _Box) -> Ending:
+    return Ending.GONE if box.gone else Ending.ERROR if box.error is not None else Ending.OK
 
 
 async def _write_stream(send: Send, box: _Box, reply: ReplyOptions, outcome: Outcome) -> list[Message]:
@@ -258,13 +279,13 @@ async def pass_on(
     headers: list[tuple[bytes, bytes]],
     body: AsyncIterator[bytes],
     *,
-    release: Callable[[], None],
-) -> str:
+    slot: ReplySlot,
+) -> None:
     """Send an upstream's answer on as it comes: ``status``, ``headers``, then ``body`` read by read.
 
     The same watch for the client leaving as :func:`deliver`. A body that breaks off ends an event
     stream with an error event (as a chat stream does) and anything else cut short, so the client
-    sees an incomplete body, never a complete one. Returns how it ended, as :func:`deliver` does.
+    sees an incomplete body, never a complete one. Releases ``slot`` as :func:`deliver` does.
     """
     box = _Box()
     producer = asyncio.ensure_future(_produce(body, box, True, _HIGH_WATER_BYTES))
@@ -272,7 +293,6 @@ async def pass_on(
     events = any(
         name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers
     )
-    released = False
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         while not box.gone:
@@ -289,8 +309,7 @@ async def pass_on(
             await box.ready.wait()
         if not box.gone:
             await asyncio.wait((producer,))
-            released = True
-            release()
+            slot.release(_ending(box))
             last = b"".join(box.pieces)
             if box.error is None:
                 await send({"type": "http.response.body", "body": last, "more_body": False})
@@ -309,6 +328,4 @@ async def pass_on(
         if not box.gone:
             producer.cancel()
         await asyncio.wait((producer, watcher))
-        if not released:
-            release()
-    return "gone" if box.gone else "error" if box.error is not None else "ok"
+        slot.release(_ending(box))

@@ -291,10 +291,16 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "content": _json(
                                 {
                                     "type": "object",
-                                    "required": ["status", "active_streams"],
+                                    "required": ["status", "active_slots"],
                                     "properties": {
                                         "status": {"type": "string", "enum": ["ok"]},
-                                        "active_streams": {"type": "integer", "minimum": 0},
+                                        "active_slots": {"type": "integer", "minimum": 0},
+                                        "active_streams": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "deprecated": True,
+                                            "description": "The old name of active_slots, until 0.2.",
+                                        },
                                     },
                                 }
                             ),

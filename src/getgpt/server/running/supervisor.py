@@ -15,7 +15,7 @@ Every worker drains on SIGTERM (:mod:`getgpt.server.operations.drain`): :class:`
 accepting at once, lets streams run on for ``--shutdown-grace`` seconds, cuts any left, then exits.
 With several workers, ``PROMETHEUS_MULTIPROC_DIR`` points them at a temporary directory this
 supervisor makes and removes, so ``/metrics`` on any worker reports the sum of all
-(:mod:`getgpt.server.operations.telemetry`).
+(:mod:`getgpt.server.operations.prometheus`).
 
 Each process runs uvicorn with :func:`~getgpt.server.running.serving.uvicorn_config`.
 """
@@ -98,10 +98,10 @@ class DrainingServer(uvicorn.Server):
     def _stop_accepting(self, sig: int) -> None:
         for server in self.servers:
             server.close()
-        metrics = self.app.state.metrics
+        counts = self.app.state.counts
 
         async def exit_when_drained() -> None:
-            await self.app.state.drain.finished(lambda: metrics.active_streams)
+            await self.app.state.drain.finished(lambda: counts.active_slots)
             super(DrainingServer, self).handle_exit(sig, None)
 
         self._waiter = asyncio.ensure_future(exit_when_drained())

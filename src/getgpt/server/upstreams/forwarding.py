@@ -1,14 +1,8 @@
-"""The forwarding backend: one backend for both kinds of upstream, differing in body and URL only.
+"""The forwarding backend: one backend for both kinds of upstream (:mod:`.kinds`).
 
-- ``openai``: any OpenAI-compatible ``/v1`` server (OpenAI, Ollama, vLLM, llama.cpp, another
-  getgpt). A ``/v1`` request goes on as the client's own bytes; a GetGpt request as the OpenAI
-  request object it stands for.
-- ``getgpt``: another GetGpt-protocol server's ``/api/chat/stream`` (chaining), the request sealed
-  in the envelope again, the seed's nine fields first.
-
-Either way the reply comes back through :class:`~getgpt.server.upstreams.relay.EventRelay`: the upstream's
-events passed on untouched, its whole JSON reply likewise. The server owns only the model
-(``--upstream-model``, ``--model-alias``), the upstream's credentials and, on the ``openai``
+Whatever the kind, the reply comes back through :class:`~getgpt.server.upstreams.relay.EventRelay`:
+the upstream's events passed on untouched, its whole JSON reply likewise. The server owns only the
+model (``--upstream-model``, ``--model-alias``), the upstream's credentials and, on the ``openai``
 kind, ``stream_options.include_usage`` (asked for to count tokens; the usage chunk reaches only
 a client that asked for it). An upstream's error keeps its status, body and ``Retry-After``,
 but for a 401 (or 407): the client's own credentials were fine, the server's were not, so that
@@ -20,28 +14,26 @@ upstream is likewise the server's 502, naming it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from ...client.bodies import DEFAULT_MAX_REPLY_BYTES, aread_body, aread_excerpt
 from ...client.statuses import error_message, is_cloudflare_block
-from ...client.transport import AsyncResponse, Timeouts, open_transport
-from ...protocol import envelope, errors
+from ...client.transport import AsyncResponse, Request
+from ...protocol import errors
 from ...protocol.reply import ReplyParser
-from ...protocol.request import USER_AGENT, encode
 from ..api_error import ApiError
 from ..chat.request import Chat, not_served
 from ..chat.wire import Outcome
 from ..config import ServerConfig
-from .relay import EventRelay, completion_from_events, events_from_completion, usage_of
+from .kinds import KINDS, timeouts_of, upstream_key
+from .relay import EventRelay, bad_upstream, completion_from_events, events_from_completion, usage_of
 
 if TYPE_CHECKING:
-    from ..operations.telemetry import Telemetry
+    from ..operations.prometheus import PrometheusMetrics
 
 __all__ = ["ForwardingBackend", "configured_models"]
 
@@ -63,81 +55,49 @@ class ForwardingBackend:
     """Forwards chat requests to an upstream of ``config.backend``'s kind; see the module docstring."""
 
     passthrough = True
-    #: Where upstream latency and failures are counted (``/metrics``); set by the app.
-    telemetry: Telemetry | None = None
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, metrics: PrometheusMetrics | None = None) -> None:
         assert config.upstream is not None
         self.name = config.backend
-        self.forwards_routes = config.backend == "openai"
+        #: Where upstream latency and failures are counted (``/metrics``), if anywhere.
+        self.telemetry = metrics
+        # The server's own stream limit bounds the connections open upstream at once.
+        self.upstream = KINDS[config.backend](
+            config.upstream,
+            key=upstream_key(config.upstream_key_env),
+            timeouts=timeouts_of(config),
+            ask_usage=config.upstream_usage,
+        )
+        self.forwards_routes = self.upstream.forwards_routes
+        self.url = self.upstream.url
         self.model = config.upstream_model
         self.aliases = config.aliases
-        self.ask_usage = config.upstream_usage and config.backend == "openai"
-        # Where OpenAI's other routes are: the path of the upstream's /v1.
-        self._base_path = urlsplit(config.upstream).path.rstrip("/")
         self._configured = configured_models(config)
         self._models_ttl = config.models_cache_ttl
         self._models: list[dict[str, Any]] | None = None
         self._models_until = 0.0
-        # Identity encoding: the body is relayed as it comes, with no decoder to run per chunk.
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if config.backend == "openai":
-            self.url = config.upstream.rstrip("/") + "/chat/completions"
-            headers["Accept"] = "text/event-stream"
-        else:
-            base = config.upstream if config.upstream.endswith("/") else config.upstream + "/"
-            self.url = base + "api/chat/stream"
-            headers.update({"Referer": base, "User-Agent": USER_AGENT})
-        if config.upstream_key_env:
-            key = os.environ.get(config.upstream_key_env)
-            if not key:
-                raise ValueError(f"the environment variable {config.upstream_key_env} holds no API key")
-            headers["Authorization"] = f"Bearer {key}"
-        # The server's own stream limit bounds the connections open upstream at once; an
-        # environment proxy (HTTPS_PROXY, NO_PROXY...) is honoured.
-        # --upstream-timeout bounds each read; --upstream-head-timeout the reply's status and headers
-        # in all, however they trickle; --upstream-max-duration the whole reply (its deadline).
-        wait = config.upstream_timeout
-        timeouts = Timeouts(
-            config.upstream_connect_timeout,
-            read=wait,
-            write=wait,
-            pool=wait,
-            head=config.upstream_head_timeout,
-        )
+        # --upstream-max-duration bounds the whole reply (its deadline).
         self.max_duration = config.upstream_max_duration
-        self._transport = open_transport(self.url, headers, timeouts=timeouts, max_idle=100)
 
     def _deadline(self) -> float:
         """When a reply asked for now must have ended, body included (``time.monotonic()``)."""
         return time.monotonic() + self.max_duration
 
     def check(self, chat: Chat) -> None:
-        if self.name == "getgpt":
-            chat.request  # noqa: B018 -- a /v1 request must have a GetGpt form: a 400 if it has none
+        self.upstream.check(chat)
 
     def _model(self, chat: Chat) -> str | None:
         """The model to send instead of the client's, if the server owns one."""
         return self.model or self.aliases.get(chat.model)
 
-    def _body(self, chat: Chat) -> tuple[bytes, bool]:
-        """The request body for the upstream, and whether the usage chunk is the server's ask."""
-        model = self._model(chat)
-        if self.name == "openai":
-            add_usage = self.ask_usage and chat.stream and not chat.include_usage
-            return chat.openai_body(model, add_usage), add_usage
-        request = chat.request
-        if model is not None and model != request.model:
-            request = msgspec.structs.replace(request, model=model)
-        signature = envelope.encrypt(encode(request).decode())
-        return b'{"signature":"' + signature.encode() + b'"}', False
-
     async def stream(self, chat: Chat, outcome: Outcome) -> AsyncIterator[bytes]:
-        body, strip_usage = self._body(chat)
+        body, strip_usage = self.upstream.body(chat, self._model(chat))
         response: AsyncResponse | None = None
         telemetry = self.telemetry
         started = time.perf_counter()
-        response = await self._answer(self._transport.send(body, deadline=self._deadline()), telemetry)
+        response = await self._answer(
+            self.upstream.transport.send(body, deadline=self._deadline()), telemetry
+        )
         if telemetry is not None:
             telemetry.upstream(self.name, time.perf_counter() - started)
         try:
@@ -182,7 +142,7 @@ class ForwardingBackend:
                 await response.aclose()
 
     async def _answer(
-        self, sending: Awaitable[AsyncResponse], telemetry: Telemetry | None = None
+        self, sending: Awaitable[AsyncResponse], telemetry: PrometheusMetrics | None = None
     ) -> AsyncResponse:
         """The upstream's answer (its head) to a request being sent; no answer is the server's 502
         or 504, counted in ``telemetry`` when given."""
@@ -201,23 +161,18 @@ class ForwardingBackend:
 
     async def models(self) -> list[dict[str, Any]]:
         """The upstream's models, asked again once ``models_cache_ttl`` has passed, with the aliases."""
-        if self.name != "openai":
+        if not self.upstream.lists_models:
             return self._configured
         if self._models is not None and time.monotonic() < self._models_until:
             return self._models
-        body = await self._get(self._base_path + "/models")
+        body = await self._get(self.upstream.base_path + "/models")
         try:
             listed = _decode_any(body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             listed = None
         data = listed.get("data") if isinstance(listed, dict) else None
         if not isinstance(data, list):
-            raise ApiError(
-                502,
-                "upstream broke the protocol: its model list is not one",
-                type="upstream_error",
-                code="bad_upstream",
-            )
+            raise bad_upstream("its model list is not one")
         models = [model for model in data if isinstance(model, dict)]
         known = {model.get("id"): model for model in models}
         for alias, target in self.aliases.items():
@@ -236,8 +191,8 @@ class ForwardingBackend:
 
     async def _get(self, target: str) -> bytes:
         response = await self._answer(
-            self._transport.request(
-                "GET", target, headers={"Accept": "application/json"}, deadline=self._deadline()
+            self.upstream.transport.request(
+                Request("GET", target, headers={"Accept": "application/json"}), deadline=self._deadline()
             )
         )
         try:
@@ -251,16 +206,13 @@ class ForwardingBackend:
 
     async def forward(self, path: str, body: bytes) -> AsyncResponse:
         """POST a request of OpenAI's other routes to the upstream as it came (but for an aliased model)."""
-        if self.name != "openai":
+        if not self.forwards_routes:
             raise not_served(self.name, path)
         if self.aliases:
             body = _aliased(body, self.aliases)
         response = await self._answer(
-            self._transport.request(
-                "POST",
-                self._base_path + path,
-                headers={"Accept": "*/*"},
-                body=body,
+            self.upstream.transport.request(
+                Request("POST", self.upstream.base_path + path, headers={"Accept": "*/*"}, body=body),
                 deadline=self._deadline(),
             )
         )
@@ -272,7 +224,7 @@ class ForwardingBackend:
             await response.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self.upstream.aclose()
 
 
 def _aliased(body: bytes, aliases: dict[str, str]) -> bytes:
@@ -296,12 +248,7 @@ async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcom
         try:
             outcome.usage = usage_of(_decode_any(body))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            raise ApiError(
-                502,
-                "upstream broke the protocol: its reply is not JSON",
-                type="upstream_error",
-                code="bad_upstream",
-            ) from None
+            raise bad_upstream("its reply is not JSON") from None
         return body
     parser = ReplyParser()
     read = 0
@@ -319,9 +266,7 @@ async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcom
             502, f"upstream: {exc.message}", type=exc.type or "upstream_error", code=exc.code
         ) from None
     except errors.ProtocolError as exc:
-        raise ApiError(
-            502, f"upstream broke the protocol: {exc.message}", type="upstream_error", code="bad_upstream"
-        ) from None
+        raise bad_upstream(exc.message) from None
     outcome.usage = parser.usage
     return completion_from_events(parser, model)
 
@@ -374,12 +319,7 @@ def _broken_off(url: str, exc: Exception) -> ApiError:
     if isinstance(exc, errors.Timeout):
         return _unreachable(url, exc)
     log.warning("upstream %s broke off its reply: %s", url, type(exc).__name__)
-    return ApiError(
-        502,
-        f"upstream broke the protocol: its reply broke off ({type(exc).__name__}: {exc})",
-        type="upstream_error",
-        code="bad_upstream",
-    )
+    return bad_upstream(f"its reply broke off ({type(exc).__name__}: {exc})")
 
 
 def _unreachable(url: str, exc: Exception) -> ApiError:

@@ -38,7 +38,7 @@ from ...protocol.sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
 from ..api_error import ApiError
 from ..chat.wire import frame
 
-__all__ = ["EventRelay", "completion_from_events", "events_from_completion", "usage_of"]
+__all__ = ["EventRelay", "bad_upstream", "completion_from_events", "events_from_completion", "usage_of"]
 
 _decode_any = msgspec.json.Decoder().decode
 # Keys are the only place a quoted name meets a colon: a string value cannot hold a bare quote.
@@ -62,7 +62,8 @@ def _first_that_may_matter(part: bytes) -> int:
     return min((at for at in found if at >= 0), default=-1)
 
 
-def _broke(message: str) -> ApiError:
+def bad_upstream(message: str) -> ApiError:
+    """The server's 502 for an upstream that broke the protocol (``message`` says how)."""
     return ApiError(
         502, f"upstream broke the protocol: {message}", type="upstream_error", code="bad_upstream"
     )
@@ -142,7 +143,7 @@ class EventRelay:
         else:
             part, self._tail = buf[: end + 2], buf[end + 2 :]
         if len(self._tail) > self._max:
-            raise _broke(f"an event is larger than {self._max} bytes")
+            raise bad_upstream(f"an event is larger than {self._max} bytes")
         if not part:
             return b""
         if part.startswith(_BOM):
@@ -170,7 +171,7 @@ class EventRelay:
         try:
             return self._decoder().decode(data)
         except ProtocolError as exc:
-            raise _broke(str(exc)) from None
+            raise bad_upstream(str(exc)) from None
 
     def close(self) -> bytes:
         """The body has ended: the last events, or an :class:`ApiError` if the reply was cut short."""
@@ -182,7 +183,7 @@ class EventRelay:
                 out = self._relay(decoder.decode(self._tail) + decoder.flush())
         self._tail = b""
         if not (self.done or self.finished or self.error is not None):
-            self.error = _broke("the stream ended before [DONE] or a finish_reason")
+            self.error = bad_upstream("the stream ended before [DONE] or a finish_reason")
         return out
 
     def _relay(self, events: list[bytes]) -> bytes:
@@ -208,7 +209,7 @@ class EventRelay:
         try:
             value = _decode_any(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            raise _broke(f"an event is not JSON: {data[:200]!r}") from None
+            raise bad_upstream(f"an event is not JSON: {data[:200]!r}") from None
         if not isinstance(value, dict):
             return True
         if value.get("error") is not None:
@@ -279,9 +280,9 @@ def events_from_completion(body: bytes) -> bytes:
     try:
         value = _decode_any(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        raise _broke("the reply is neither an event stream nor JSON") from None
+        raise bad_upstream("the reply is neither an event stream nor JSON") from None
     if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
-        raise _broke("the reply is not a chat.completion object")
+        raise bad_upstream("the reply is not a chat.completion object")
     chunk = {key: item for key, item in value.items() if key not in ("choices", "object")}
     chunk["object"] = "chat.completion.chunk"
     chunk["choices"] = [

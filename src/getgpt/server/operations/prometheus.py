@@ -2,11 +2,11 @@
 
 - ``getgpt_requests_total{route, status}``: HTTP requests answered, by route template and status
   (``0``: the client left before an answer began).
-- ``getgpt_active_streams``: requests holding a reply slot now: chat, and the forwarded
+- ``getgpt_active_slots``: requests holding a reply slot now: chat, and the forwarded
   ``/v1/embeddings``, ``/v1/completions``, ``/v1/responses`` (a gauge).
 - ``getgpt_time_to_first_chunk_seconds{route}``: from a chat request's arrival to its first text.
-- ``getgpt_stream_duration_seconds{route, outcome}``: admitted chat requests, arrival to end;
-  outcome ``ok``, ``error`` or ``gone`` (the client left).
+- ``getgpt_reply_duration_seconds{route, outcome}``: admitted chat requests, arrival to the end
+  of the reply, streamed or not; outcome ``ok``, ``error`` or ``gone`` (the client left).
 - ``getgpt_upstream_latency_seconds{backend}``: a forwarding backend's wait for the upstream's
   response head.
 - ``getgpt_upstream_errors_total{backend, status}``: upstream failures, by the upstream's HTTP
@@ -18,6 +18,10 @@
 - ``getgpt_rejections_total{reason}``: requests refused before a backend ran, by error code
   (``rate_limit_exceeded``, ``replayed_request``, ``too_many_streams``, ...).
 
+``getgpt_active_streams`` and ``getgpt_stream_duration_seconds`` are the old names of the slot
+gauge and the duration histogram (they counted non-streamed replies too): the exposition repeats
+those two under their old names for one release (0.2), at no cost to a request.
+
 With several workers (``PROMETHEUS_MULTIPROC_DIR`` set, as :mod:`getgpt.server.running.supervisor` does)
 every worker writes its values to files in that directory and ``/metrics``, whichever worker
 answers it, reports their sum (live workers only, for the gauge). Protect ``/metrics`` with its
@@ -27,9 +31,10 @@ own key by setting ``GETGPT_METRICS_KEY`` (``Authorization: Bearer <key>``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["CONTENT_TYPE", "Telemetry", "route_of"]
+__all__ = ["CONTENT_TYPE", "PrometheusMetrics", "route_of"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,6 +43,11 @@ _ROUTES = frozenset(
     ("/api/chat/stream", "/v1/chat/completions", "/v1/models", "/v1/embeddings", "/v1/completions",
      "/v1/responses", "/healthz", "/readyz", "/metrics", "/openapi.json", "/")
 )  # fmt: skip
+#: Series renamed for what they count -> the name they had, repeated for one release (0.2).
+OLD_NAMES = {
+    "getgpt_active_slots": "getgpt_active_streams",
+    "getgpt_reply_duration_seconds": "getgpt_stream_duration_seconds",
+}
 # Latencies of a gateway on one machine: from 1 ms to a long reply.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -53,8 +63,8 @@ def route_of(path: str) -> str:
     return "other"
 
 
-class Telemetry:
-    """One app's metrics; :meth:`exposition` is the body of ``/metrics``."""
+class PrometheusMetrics:
+    """One app's Prometheus series; :meth:`exposition` is the body of ``/metrics``."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -64,11 +74,12 @@ class Telemetry:
         # each app has its own registry, so two apps in one process never share a count.
         registry = None if self.multiprocess else CollectorRegistry()
         self._registry = registry
+        self._exposed: Any = None  # what /metrics reads: the series and their old names
         self.requests = Counter(
             "getgpt_requests", "HTTP requests answered", ["route", "status"], registry=registry
         )
         self.active = Gauge(
-            "getgpt_active_streams",
+            "getgpt_active_slots",
             "requests holding a reply slot now (chat and forwarded routes)",
             registry=registry,
             multiprocess_mode="livesum",
@@ -81,7 +92,7 @@ class Telemetry:
             registry=registry,
         )
         self.duration = Histogram(
-            "getgpt_stream_duration_seconds",
+            "getgpt_reply_duration_seconds",
             "seconds from a chat request's arrival to the end of its reply",
             ["route", "outcome"],
             buckets=_BUCKETS,
@@ -142,13 +153,39 @@ class Telemetry:
         self._child(self.upstream_errors, backend, str(status)).inc()
 
     def exposition(self) -> bytes:
-        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client import generate_latest
 
-        if self.multiprocess:
-            from prometheus_client import multiprocess
+        if self._exposed is None:
+            from prometheus_client import CollectorRegistry
 
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry)
-        assert self._registry is not None
-        return generate_latest(self._registry)
+            source = self._registry
+            if source is None:  # multiprocess: every worker's files, read at each exposition
+                from prometheus_client import multiprocess
+
+                source = CollectorRegistry()
+                multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+            self._exposed = CollectorRegistry()
+            self._exposed.register(_WithOldNames(source))
+        return generate_latest(self._exposed)
+
+
+class _WithOldNames:
+    """A collector handing on ``source``'s families, and those in :data:`OLD_NAMES` again under
+    their old names: made only when ``/metrics`` is read, so a request pays nothing for them."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.metrics_core import Metric
+
+        for family in self.source.collect():
+            yield family
+            old = OLD_NAMES.get(family.name)
+            if old is None:
+                continue
+            again = Metric(old, f"{family.documentation} (old name, until 0.2)", family.type, family.unit)
+            for sample in family.samples:
+                name = old + sample.name[len(family.name) :]  # _bucket, _count, _sum kept
+                again.add_sample(name, sample.labels, sample.value, sample.timestamp, sample.exemplar)
+            yield again

@@ -1,8 +1,8 @@
-"""Passing one reply on to a framework: stop sequences applied, nothing lost when it fails.
+"""Handing one reply over to a framework: stop sequences applied, nothing lost when it fails.
 
 The client hands a failed reply's text to its error (``partial``), including the text read
 together with the error that was never yielded as a piece. A framework only hands on what it
-was given as pieces (LiteLLM builds its own error and counts the text it saw), so the relay
+was given as pieces (LiteLLM builds its own error and counts the text it saw), so the handover
 yields that rest before the error is raised.
 """
 
@@ -14,10 +14,10 @@ from ..client import AsyncChatStream, ChatStream
 from ..protocol.errors import GetGptError
 from .stops import StopScanner
 
-__all__ = ["Relay"]
+__all__ = ["Handover"]
 
 
-class Relay:
+class Handover:
     """The text of one reply as it may be passed on; see the module's documentation."""
 
     __slots__ = ("_read", "stops")
@@ -66,6 +66,7 @@ class Relay:
                 yield rest
             raise
 
+    # The async twin of texts().
     async def atexts(self, reply: AsyncChatStream) -> AsyncIterator[str]:
         """As :meth:`texts`, for an async reply."""
         try:
