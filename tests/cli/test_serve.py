@@ -112,8 +112,7 @@ def test_the_start_log_names_the_upstream_of_a_forwarding_backend() -> None:
 
 def _wait(server: ServeProcess) -> str:
     """What the server printed once its start log is out (it may come after /healthz answers)."""
-    wait_until(lambda: "the GetGpt protocol:" in server.output(), 10)
-    return server.output()
+    return server.wait_for_output("the GetGpt protocol:")
 
 
 def test_quiet_leaves_warnings_only_and_verbose_adds_debugging() -> None:

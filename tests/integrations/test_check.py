@@ -14,6 +14,7 @@ import pytest
 
 from getgpt.checks import Report, Settings, check
 
+from ..support.command import locale_env
 from ..support.conformance import BREAKAGES, Conformance
 from ..support.serve_process import getgpt_serve
 from ..support.servers import serve
@@ -118,6 +119,7 @@ def test_the_command_prints_a_table_and_exits_1_on_failure_0_on_success(served: 
             text=True,
             timeout=120,
             check=False,
+            env=locale_env(),
         )
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "FAIL  done" in broken.stdout and "no data: [DONE]" in broken.stdout
@@ -138,6 +140,7 @@ def test_the_command_prints_a_table_and_exits_1_on_failure_0_on_success(served: 
         text=True,
         timeout=120,
         check=False,
+        env=locale_env(),
     )
     assert good.returncode == 0, good.stdout + good.stderr
     result = json.loads(good.stdout)

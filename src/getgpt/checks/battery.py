@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .http import Answer, HttpFailure, Open, Target, Unreachable, exchange
+from .http import HttpFailure, Open, Response, Target, Unreachable, fetch
 from .protocols import GetGptProtocol, Protocol
 from .streams import FINISH_REASONS, StreamFacts, broken_unicode
 from .words import Words
@@ -104,10 +104,10 @@ class Battery:
     target: Target = field(init=False)
     protocol: Protocol = field(init=False)
     words: Words = field(init=False)
-    #: Every answer seen, for the checks that judge all of them (Retry-After, error events).
-    answers: list[Answer] = field(default_factory=list)
+    #: Every response seen, for the checks that judge all of them (Retry-After, error events).
+    responses: list[Response] = field(default_factory=list)
     streams: list[StreamFacts] = field(default_factory=list)
-    _probe: tuple[Answer, StreamFacts] | Stop | None = None
+    _probe: tuple[Response, StreamFacts] | Stop | None = None
 
     def __post_init__(self) -> None:
         from .protocols import protocol_named
@@ -128,14 +128,15 @@ class Battery:
 
     def send(
         self, body: bytes, *, path: str | None = None, method: str = "POST", polite: bool = True
-    ) -> Answer:
-        """One exchange, recorded; a 429/503 is waited out when its Retry-After is short enough.
+    ) -> Response:
+        """One request and its whole response, recorded; a 429/503 is waited out when its
+        Retry-After is short enough.
 
         A chat request answered with a :data:`BLOCKING` status stops the check, and the battery.
         """
         headers = self.protocol.headers() if method == "POST" else {"Accept": "application/json"}
         for _ in range(3):
-            answer = exchange(
+            response = fetch(
                 self.target,
                 method,
                 self.protocol.chat_path if path is None else path,
@@ -144,18 +145,23 @@ class Battery:
                 timeout=self.settings.timeout,
                 total=self.settings.timeout * 4,
             )
-            self.answers.append(answer)
-            if path is None and answer.status in BLOCKING:
-                raise self._blocked(answer)
-            wait = retry_after(answer)
-            if not polite or answer.status not in (429, 503) or wait is None or wait > self.settings.max_wait:
-                return answer
+            self.responses.append(response)
+            if path is None and response.status in BLOCKING:
+                raise self._blocked(response)
+            wait = retry_after(response)
+            if (
+                not polite
+                or response.status not in (429, 503)
+                or wait is None
+                or wait > self.settings.max_wait
+            ):
+                return response
             time.sleep(wait)
-        return answer
+        return response
 
-    def _blocked(self, answer: Answer) -> Stop:
+    def _blocked(self, response: Response) -> Stop:
         """The verdict on a chat request every later one would meet too, with what to do about it."""
-        say, status = self.words, answer.status
+        say, status = self.words, response.status
         if status in (401, 403):
             hint = say(
                 "hint.bad_key" if self.settings.api_key else "hint.need_key", env=self.settings.api_key_env
@@ -165,7 +171,7 @@ class Battery:
         else:
             hint = say("hint.not_chat", url=self.settings.url)
         return Stop(
-            "fail", say("evidence.status", status=status, excerpt=answer.excerpt()), hint, blocks=True
+            "fail", say("evidence.status", status=status, excerpt=response.excerpt()), hint, blocks=True
         )
 
     def _path_hint(self) -> str:
@@ -177,20 +183,22 @@ class Battery:
             return say("hint.v1_openai", fixed=f"{self.target.origin}{path}/v1")
         return say("hint.not_found", url=url)
 
-    def stream(self, body: bytes, *, strict: bool = False) -> tuple[Answer, StreamFacts]:
+    def stream(self, body: bytes, *, strict: bool = False) -> tuple[Response, StreamFacts]:
         """A streamed reply and what its bytes say; ``strict``: a stream that is not well-formed
         (not UTF-8, events that do not decode) fails the check that reads it, with that as the
         evidence -- a client reading it would have failed (openai-python, getgpt.Client)."""
-        answer = self.send(body)
-        if not 200 <= answer.status < 300:
-            raise Stop("fail", self.words("evidence.status", status=answer.status, excerpt=answer.excerpt()))
-        facts = StreamFacts.read(answer.reads, self.words)
+        response = self.send(body)
+        if not 200 <= response.status < 300:
+            raise Stop(
+                "fail", self.words("evidence.status", status=response.status, excerpt=response.excerpt())
+            )
+        facts = StreamFacts.read(response.reads, self.words)
         self.streams.append(facts)
         if strict and facts.problems:
             raise Stop("fail", self.words("evidence.stream_faulty", problems="; ".join(facts.problems[:3])))
-        return answer, facts
+        return response, facts
 
-    def probe(self) -> tuple[Answer, StreamFacts]:
+    def probe(self) -> tuple[Response, StreamFacts]:
         """The battery's first streamed reply, which several checks judge (its failure too)."""
         if self._probe is None:
             try:
@@ -267,10 +275,10 @@ class Battery:
         return "pass"
 
     def content_type(self) -> Status | tuple[Status, str]:
-        answer, _ = self.probe()
-        if answer.media_type != "text/event-stream":
+        response, _ = self.probe()
+        if response.media_type != "text/event-stream":
             return "fail", self.words(
-                "evidence.content_type", value=answer.headers.get("content-type", "(none)")
+                "evidence.content_type", value=response.headers.get("content-type", "(none)")
             )
         return "pass"
 
@@ -327,18 +335,18 @@ class Battery:
 
     def whole(self) -> Status | tuple[Status, str]:
         say = self.words
-        answer = self.send(self.protocol.chat(PROBE, max_tokens=PROBE_TOKENS, stream=False))
-        if not 200 <= answer.status < 300:
-            return "fail", say("evidence.status", status=answer.status, excerpt=answer.excerpt())
-        if answer.media_type != "application/json":
-            kind = answer.headers.get("content-type", "(none)")
-            return "fail", say("evidence.content_type_body", value=kind, excerpt=answer.excerpt())
+        response = self.send(self.protocol.chat(PROBE, max_tokens=PROBE_TOKENS, stream=False))
+        if not 200 <= response.status < 300:
+            return "fail", say("evidence.status", status=response.status, excerpt=response.excerpt())
+        if response.media_type != "application/json":
+            kind = response.headers.get("content-type", "(none)")
+            return "fail", say("evidence.content_type_body", value=kind, excerpt=response.excerpt())
         try:
-            value = json.loads(answer.body)
+            value = json.loads(response.body)
             message = value["choices"][0]["message"]
             reason = value["choices"][0]["finish_reason"]
         except (ValueError, KeyError, IndexError, TypeError):
-            return "fail", say("evidence.not_completion", excerpt=answer.excerpt())
+            return "fail", say("evidence.not_completion", excerpt=response.excerpt())
         if not isinstance(message.get("content"), str) and not message.get("tool_calls"):
             return "fail", say("evidence.no_content", message=repr(message))
         if reason not in FINISH_REASONS:
@@ -349,12 +357,12 @@ class Battery:
     def usage(self) -> Status | tuple[Status, str]:
         say = self.words
         body = self.protocol.chat(PROBE, max_tokens=PROBE_TOKENS, stream_options={"include_usage": True})
-        answer = self.send(body)
-        if isinstance(self.protocol, GetGptProtocol) and 400 <= answer.status < 500:
-            return "n/a", say("evidence.nine_fields", status=answer.status)
-        if not 200 <= answer.status < 300:
-            return "fail", say("evidence.status", status=answer.status, excerpt=answer.excerpt())
-        facts = StreamFacts.read(answer.reads, say)
+        response = self.send(body)
+        if isinstance(self.protocol, GetGptProtocol) and 400 <= response.status < 500:
+            return "n/a", say("evidence.nine_fields", status=response.status)
+        if not 200 <= response.status < 300:
+            return "fail", say("evidence.status", status=response.status, excerpt=response.excerpt())
+        facts = StreamFacts.read(response.reads, say)
         self.streams.append(facts)
         if facts.problems:
             return "fail", say("evidence.stream_faulty", problems="; ".join(facts.problems[:3]))
@@ -384,7 +392,7 @@ class Battery:
 
     def disconnect(self) -> Status | tuple[Status, str]:
         say = self.words
-        before = self.active_streams()
+        before = self.active_count()
         if before is None:
             return "n/a", say("evidence.no_healthz")
         reply = Open(
@@ -396,19 +404,19 @@ class Battery:
             timeout=self.settings.timeout,
         )
         try:
-            if not 200 <= reply.answer.status < 300:
-                return "n/a", say("evidence.long_refused", status=reply.answer.status)
+            if not 200 <= reply.response.status < 300:
+                return "n/a", say("evidence.long_refused", status=reply.response.status)
             for data in reply.reads():
                 if b'"content"' in data:
                     break
-            during = self.active_streams()
+            during = self.active_count()
         finally:
             reply.close()
         if during is None or during <= before:
             return "n/a", say("evidence.ended_early")
         deadline = time.monotonic() + self.settings.disconnect_within
         while True:
-            after = self.active_streams()
+            after = self.active_count()
             if after is not None and after <= before:
                 return "pass"
             if time.monotonic() > deadline:
@@ -418,11 +426,12 @@ class Battery:
                 )
             time.sleep(0.05)
 
-    def active_streams(self) -> int | None:
-        """``active_streams`` from ``/healthz`` (under the base URL, else at the root), or None."""
+    def active_count(self) -> int | None:
+        """The replies in progress by ``/healthz`` (under the base URL, else at the root): its
+        ``active_slots``, or ``active_streams`` as getgpt serve named it before; None without."""
         for place in dict.fromkeys((self.target, self.target.root())):
             try:
-                answer = exchange(
+                response = fetch(
                     place,
                     "GET",
                     "healthz",
@@ -430,11 +439,12 @@ class Battery:
                     timeout=self.settings.timeout,
                     total=self.settings.timeout,
                 )
-                value = json.loads(answer.body) if answer.status == 200 else None
+                value = json.loads(response.body) if response.status == 200 else None
             except (HttpFailure, ValueError):
                 continue
-            if isinstance(value, dict) and isinstance(value.get("active_streams"), int):
-                return int(value["active_streams"])
+            for name in ("active_slots", "active_streams"):
+                if isinstance(value, dict) and isinstance(value.get(name), int):
+                    return int(value[name])
         return None
 
     def error_events(self) -> Status | tuple[Status, str]:
@@ -457,31 +467,31 @@ class Battery:
 
     def retry_after(self) -> Status | tuple[Status, str]:
         say = self.words
-        for answer in self.answers:
-            fault = retry_after_fault(answer, say)
+        for response in self.responses:
+            fault = retry_after_fault(response, say)
             if fault:
                 return "fail", fault
         chat = self.protocol.chat("ping", max_tokens=BURST_TOKENS)
         for sent in range(1, self.settings.burst + 1):
-            answer = self.send(chat, polite=False)
-            if answer.status in (429, 503):
-                fault = retry_after_fault(answer, say)
+            response = self.send(chat, polite=False)
+            if response.status in (429, 503):
+                fault = retry_after_fault(response, say)
                 if fault:
                     return "fail", say("evidence.at_request", sent=sent, fault=fault)
-                asked = answer.headers["retry-after"]
-                return "pass", say("evidence.limited", status=answer.status, sent=sent, asked=asked)
+                asked = response.headers["retry-after"]
+                return "pass", say("evidence.limited", status=response.status, sent=sent, asked=asked)
         return "n/a", say("evidence.no_429", burst=self.settings.burst)
 
 
 # --- judgements shared by the checks ---------------------------------------------------------------
 
 
-def retry_after(answer: Answer) -> float | None:
+def retry_after(response: Response) -> float | None:
     """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), or None.
 
     Strict, as RFC 9110 writes it -- whole seconds or a date -- where the client reads it leniently.
     """
-    value = answer.headers.get("retry-after")
+    value = response.headers.get("retry-after")
     if value is None:
         return None
     if value.strip().isdigit():
@@ -493,39 +503,39 @@ def retry_after(answer: Answer) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def retry_after_fault(answer: Answer, words: Words | None = None) -> str | None:
+def retry_after_fault(response: Response, words: Words | None = None) -> str | None:
     say = words or Words()
-    if answer.status not in (429, 503):
+    if response.status not in (429, 503):
         return None
-    if "retry-after" not in answer.headers:
-        return say("evidence.no_retry_after", status=answer.status)
-    if retry_after(answer) is None:
+    if "retry-after" not in response.headers:
+        return say("evidence.no_retry_after", status=response.status)
+    if retry_after(response) is None:
         return say(
-            "evidence.bad_retry_after", status=answer.status, value=repr(answer.headers["retry-after"])
+            "evidence.bad_retry_after", status=response.status, value=repr(response.headers["retry-after"])
         )
     return None
 
 
 def judge_error(
-    answer: Answer, statuses: tuple[int, ...], words: Words | None = None
+    response: Response, statuses: tuple[int, ...], words: Words | None = None
 ) -> Status | tuple[Status, str]:
-    """An error answer: one of ``statuses``, JSON, ``{"error": {"message": ...}}``."""
+    """An error response: one of ``statuses``, JSON, ``{"error": {"message": ...}}``."""
     say = words or Words()
-    if answer.status not in statuses:
+    if response.status not in statuses:
         expected = " / ".join(map(str, statuses))
         return "fail", say(
-            "evidence.status_expected", status=answer.status, expected=expected, excerpt=answer.excerpt()
+            "evidence.status_expected", status=response.status, expected=expected, excerpt=response.excerpt()
         )
-    if answer.media_type != "application/json":
-        kind = answer.headers.get("content-type", "(none)")
-        return "fail", say("evidence.content_type_body", value=kind, excerpt=answer.excerpt())
+    if response.media_type != "application/json":
+        kind = response.headers.get("content-type", "(none)")
+        return "fail", say("evidence.content_type_body", value=kind, excerpt=response.excerpt())
     try:
-        value = json.loads(answer.body)
+        value = json.loads(response.body)
     except ValueError:
-        return "fail", say("evidence.body_not_json", excerpt=answer.excerpt())
+        return "fail", say("evidence.body_not_json", excerpt=response.excerpt())
     error = value.get("error") if isinstance(value, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("message"), str) or not error["message"]:
-        return "fail", say("evidence.not_error_object", excerpt=answer.excerpt())
+        return "fail", say("evidence.not_error_object", excerpt=response.excerpt())
     return "pass"
 
 

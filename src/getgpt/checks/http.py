@@ -1,4 +1,4 @@
-"""The checker's own HTTP/1.1 exchanges: a blocking socket each, closed when the checker says.
+"""The checker's own HTTP/1.1 requests: a blocking socket each, closed when the checker says.
 
 A conformance checker must see what the server really sent -- each read of the body as it
 arrived, malformed framing as an error rather than smoothed over, the moment a connection is
@@ -21,15 +21,15 @@ from urllib.parse import urlsplit
 from ..client.transport import ResponseReader, bracketed
 from ..protocol.errors import GetGptError
 
-__all__ = ["Answer", "HttpFailure", "Open", "Target", "Unreachable", "exchange"]
+__all__ = ["HttpFailure", "Open", "Response", "Target", "Unreachable", "fetch"]
 
 _READ = 65536
-#: The most body an exchange keeps; a stream longer than this is cut and marked so.
+#: The most body a fetch keeps; a stream longer than this is cut and marked so.
 MAX_BODY = 16 << 20
 
 
 class HttpFailure(Exception):
-    """The exchange failed below HTTP semantics: connection, TLS, timeout or malformed HTTP."""
+    """The request failed below HTTP semantics: connection, TLS, timeout or malformed HTTP."""
 
 
 class Unreachable(HttpFailure):
@@ -98,7 +98,7 @@ class Target:
 
 
 @dataclass
-class Answer:
+class Response:
     """A response: its status, headers (names in lower case) and the body, read by read."""
 
     status: int
@@ -158,7 +158,7 @@ class Open:
         except BaseException:
             self.close()
             raise
-        self.answer = Answer(
+        self.response = Response(
             status=self._reader.status_code,
             reason=self._reader.reason_phrase,
             headers=dict(self._reader.headers),
@@ -192,19 +192,19 @@ class Open:
                 return
             self._receive()
 
-    def read_all(self, deadline: float, limit: int = MAX_BODY) -> Answer:
+    def read_all(self, deadline: float, limit: int = MAX_BODY) -> Response:
         """Read the body to its end, or until ``limit`` bytes or ``deadline`` (monotonic)."""
         size = 0
         try:
             for data in self.reads():
-                self.answer.reads.append(data)
+                self.response.reads.append(data)
                 size += len(data)
                 if size > limit or time.monotonic() > deadline:
-                    self.answer.complete = False
+                    self.response.complete = False
                     break
         finally:
             self.close()
-        return self.answer
+        return self.response
 
     def close(self) -> None:
         """Drop the connection at once (the server sees its peer go away)."""
@@ -212,7 +212,7 @@ class Open:
             self._sock.close()
 
 
-def exchange(
+def fetch(
     target: Target,
     method: str,
     path: str,
@@ -221,7 +221,7 @@ def exchange(
     *,
     timeout: float,
     total: float,
-) -> Answer:
+) -> Response:
     """Send one request and read the whole response (within ``total`` seconds)."""
     deadline = time.monotonic() + total
     return Open(target, method, path, headers, body=body, timeout=timeout).read_all(deadline)

@@ -56,11 +56,11 @@ WORDS: dict[str, dict[str, str]] = {
         "evidence.no_usage_object": "no usage object: {usage}",
         "evidence.usage_not_whole": "usage counts are not whole numbers: {counts}",
         "evidence.usage_total": "total_tokens is not prompt_tokens + completion_tokens: {counts}",
-        "evidence.no_healthz": "the server reports no active_streams at /healthz to watch",
+        "evidence.no_healthz": "the server reports no active_slots (or active_streams) at /healthz to watch",
         "evidence.long_refused": "the long request was refused: HTTP {status}",
         "evidence.ended_early": "the reply had ended before the checker could leave it",
-        "evidence.still_streaming": "active_streams was {before}, {during} during the reply, still "
-        "{after} {within} s after the client left",
+        "evidence.still_streaming": "replies in progress at /healthz: {before}, {during} during the "
+        "reply, still {after} {within} s after the client left",
         "evidence.error_shape": 'event {at} is not {{"error": {{"message": ...}}}}: {event}',
         "evidence.error_then_more": "event {at} is an error, yet more followed: {later}",
         "evidence.error_no_done": "event {at} is an error, and no data: [DONE] follows it",
@@ -153,11 +153,12 @@ WORDS: dict[str, dict[str, str]] = {
         "evidence.no_usage_object": "нет объекта usage: {usage}",
         "evidence.usage_not_whole": "счётчики usage — не целые числа: {counts}",
         "evidence.usage_total": "total_tokens не равен prompt_tokens + completion_tokens: {counts}",
-        "evidence.no_healthz": "сервер не сообщает active_streams на /healthz, следить не за чем",
+        "evidence.no_healthz": "сервер не сообщает active_slots (или active_streams) на /healthz, "
+        "следить не за чем",
         "evidence.long_refused": "длинный запрос отклонён: HTTP {status}",
         "evidence.ended_early": "ответ кончился раньше, чем проверка успела от него уйти",
-        "evidence.still_streaming": "active_streams было {before}, во время ответа {during}, и всё "
-        "ещё {after} через {within} с после ухода клиента",
+        "evidence.still_streaming": "ответов в работе по /healthz было {before}, во время ответа "
+        "{during}, и всё ещё {after} через {within} с после ухода клиента",
         "evidence.error_shape": 'событие {at} — не {{"error": {{"message": ...}}}}: {event}',
         "evidence.error_then_more": "событие {at} — ошибка, но за ним пришло ещё: {later}",
         "evidence.error_no_done": "событие {at} — ошибка, и за ним нет data: [DONE]",

@@ -170,7 +170,7 @@ def _fill(
     # With n > 1, every choice the server generated (and the upstream billed), stops applied to each.
     texts = [text]
     for index, other in enumerate(reply.choices[1:], start=1):
-        texts.append(_more(response, index, other, relay.stops.stops))
+        texts.append(_more(response, index, other, handover.stops.stops))
     response.model = model
     response.usage = _usage(reply.usage, model, messages, "".join(texts))  # type: ignore[attr-defined]
     return response
@@ -178,14 +178,14 @@ def _fill(
 
 def _more(response: ModelResponse, index: int, reply: Reply, stop: list[str]) -> str:
     """Choice ``index`` of a whole response, from the client's ``reply`` for it; its text."""
-    relay = Relay(stop)
-    text = relay.piece(reply) + relay.tail()
+    cut = Handover(stop)
+    text: str = cut.piece(reply) + cut.tail()
     message = Message(content=text if text or not reply.tool_calls else None, role="assistant")
     if reply.tool_calls:
         message.tool_calls = [ChatCompletionMessageToolCall(**call) for call in reply.tool_calls]
     if reply.reasoning:
         message.reasoning_content = reply.reasoning
-    reason = "stop" if relay.stopped else reply.finish_reason or "stop"
+    reason = "stop" if cut.stopped else reply.finish_reason or "stop"
     response.choices.append(Choices(index=index, message=message, finish_reason=reason))
     return text
 
