@@ -218,8 +218,17 @@ def test_ctrl_c_stops_the_reply_keeps_its_text_and_a_second_ctrl_c_leaves(
         term.type("and then?\r")
         wait_until(lambda: len(seen) == before + 2, 20)
         term.wait_for(r"and then\?\n(.|\n)*you> ", after=mark)
+        for name in ("stopped.md", "stopped.json"):
+            mark = len(term.text())
+            term.type(f"/save {tmp_path / name}\r")
+            term.wait_for(r"wrote 4 messages to(.|\n)*you> ", after=mark)  # rich wraps a long note
         term.type("\x03")  # at the prompt: leave
         assert term.wait_exit() == 0
+    # What /save writes marks the stopped reply.
+    markdown = (tmp_path / "stopped.md").read_text(encoding="utf-8")
+    assert "\n\n*Stopped: the rest of the reply was not received.*\n\n## You\n\nand then?" in markdown
+    saved = json.loads((tmp_path / "stopped.json").read_text(encoding="utf-8"))["messages"]
+    assert saved[1]["stopped"] is True and "stopped" not in saved[3]
     # The stopped reply stays in the conversation as far as it came.
     roles, contents = zip(*sent(seen[before + 1]), strict=True)
     assert roles == ("user", "assistant", "user")

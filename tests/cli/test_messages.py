@@ -338,3 +338,26 @@ def test_check_shows_each_check_as_it_runs_on_a_terminal(echo: str, language: st
     assert last.endswith({"en": "-- conforms", "ru": "— соответствует протоколу"}[language])
     marks = [line.split()[0] for line in lines if line.startswith("  ")]
     assert marks.count({"en": "PASS", "ru": "ВЕРНО"}[language]) >= 11
+
+
+def test_check_takes_the_key_from_the_variable_named_and_the_checks_named() -> None:
+    from ..support.command import getgpt
+
+    with serve(create_app(ServerConfig(api_keys=("k-1",)))) as url:
+        named = getgpt(
+            "check", url, "--api-key-env", "MY_KEY", "--only", "envelope,done", env={"MY_KEY": "k-1"}
+        )
+        missing = getgpt(
+            "check", url, "--api-key-env", "MY_KEY", "--skip", "retry-after", env=LANGUAGES["ru"]
+        )
+        unknown = getgpt("check", url, "--only", "nope")
+    assert named.returncode == 0, named.stdout
+    assert [line.split()[1] for line in named.stdout.splitlines() if line.startswith("  ")] == [
+        "envelope",
+        "done",
+    ]
+    assert missing.returncode == 1
+    assert "подсказка: серверу нужен ключ API: задайте его в переменной окружения MY_KEY" in missing.stdout
+    assert "retry-after" not in missing.stdout.replace("--skip retry-after", "")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("getgpt: error: unknown check name(s): nope; the checks are: envelope, ")
