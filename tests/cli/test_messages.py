@@ -361,3 +361,18 @@ def test_check_takes_the_key_from_the_variable_named_and_the_checks_named() -> N
     assert "retry-after" not in missing.stdout.replace("--skip retry-after", "")
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("getgpt: error: unknown check name(s): nope; the checks are: envelope, ")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_an_address_that_is_no_url_is_said_with_the_form_that_works(language: str) -> None:
+    from ..support.command import getgpt
+
+    chat = getgpt("chat", "hi", "--base-url", "localhost:8000", env=LANGUAGES[language])
+    check = getgpt("check", "localhost:8000", env=LANGUAGES[language])
+    said = {
+        "en": "error: localhost:8000 is no server address: give one as http://host:port/ or https://host/",
+        "ru": "ошибка: localhost:8000 — не адрес сервера: укажите его как http://хост:порт/ или https://хост/",
+    }[language]
+    assert chat.returncode == check.returncode == 2
+    assert chat.stderr.splitlines()[0] == "getgpt: " + said
+    assert check.stderr == "getgpt: " + said + "\n"

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from getgpt.server import ServerConfig, create_app
 
 from ..support.command import locale_env
@@ -132,14 +134,15 @@ def sh_block(heading: str) -> str:
 PUBLISHED = "https://git.example.org/getgpt/getgpt.git"
 
 
+@pytest.mark.timeout(660)  # the install below is bounded at 600 s; the suite's default is 120 s
 def test_a_newcomer_runs_the_quickstart_as_written_from_a_fresh_clone(tmp_path: Path) -> None:
     """The Quickstart's lines, taken from the README, run as written in a temporary directory: a
     fresh clone (of this repository, standing for the published one), a fresh venv, the install
     and ``getgpt demo``. The last line, ``bash .ci/run``, is what CI runs itself.
 
     Cost, measured on the 2-core machine of the tests: the install fetches 27 packages (about
-    90 MB in the venv) through pip, from PyPI or pip's cache -- 20 s to 40 s; the test is bounded
-    at 10 minutes.
+    90 MB in the venv) through pip, from PyPI or pip's cache -- 20 s alone, 70 s to over 2 min
+    while the rest of the suite runs beside it; the test is bounded at 10 minutes.
     """
     *lines, last = commands(sh_block("## Quickstart"))
     assert last == "bash .ci/run"

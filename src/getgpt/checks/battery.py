@@ -114,7 +114,10 @@ class Battery:
 
         s = self.settings
         self.words = Words(s.language)
-        self.target = Target.of(s.url, verify=s.verify)
+        try:
+            self.target = Target.of(s.url, verify=s.verify)
+        except ValueError:
+            raise ValueError(self.words("settings.not_http", url=s.url)) from None
         base = s.url if s.url.endswith("/") else s.url + "/"
         self.protocol = protocol_named(s.protocol, base, s.model, s.api_key)
         known = [check.id for check in self.checks()]

@@ -110,6 +110,7 @@ WORDS: dict[str, dict[str, str]] = {
         "table.does_not_conform": "does not conform: {failed}",
         "table.checking": "checking {id}: {title}…",
         "settings.unknown_checks": "unknown check name(s): {names}; the checks are: {known}",
+        "settings.not_http": "{url} is no server address: give one as http://host:port/ or https://host/",
     },
     "ru": {
         "title.envelope": "на верный запрос чата приходит ответ 2xx",
@@ -207,6 +208,7 @@ WORDS: dict[str, dict[str, str]] = {
         "table.does_not_conform": "не соответствует: {failed}",
         "table.checking": "проверяю {id}: {title}…",
         "settings.unknown_checks": "неизвестные проверки: {names}; проверки такие: {known}",
+        "settings.not_http": "{url} — не адрес сервера: укажите его как http://хост:порт/ или https://хост/",
     },
 }
 

@@ -85,9 +85,14 @@ def run_chat(args: argparse.Namespace, texts: Texts, pretty: bool) -> int:
     key = Key(args.api_key_env, sent=bool(api_key))
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     conversation = Conversation(system=args.system, params=_params(args))
-    with Client(
-        base_url, timeout=args.timeout, max_retries=args.retries, headers=headers, on_retry=out.retrying
-    ) as client:
+    try:
+        client = Client(
+            base_url, timeout=args.timeout, max_retries=args.retries, headers=headers, on_retry=out.retrying
+        )
+    except ValueError as exc:  # a URL no client can send to: its scheme, its port
+        problem = Problem(texts("chat.bad_url", url=base_url), str(exc), texts("error.details"))
+        raise CommandFailed(problem, status=2) from None
+    with client:
         if message is None:
             return Session(client, conversation, out, key).run()
         conversation.turns.append({"role": "user", "content": message})

@@ -85,6 +85,7 @@ CATALOGUE: dict[Language, dict[str, Entry]] = {
         "chat.api_key_env": "the environment variable holding the server's API key, sent as "
         "Authorization: Bearer (default GETGPT_API_KEY)",
         "chat.empty": "the message is empty: nothing to send (leave MESSAGE out for a session)",
+        "chat.bad_url": "{url} is no server address: give one as http://host:port/ or https://host/",
         "demo.help": "start a local echo server and chat with it over real HTTP",
         "demo.description": "Start the server in this process on a free loopback port with the echo backend, "
         "send MESSAGE through the real client and print the reply.",
@@ -231,6 +232,7 @@ CATALOGUE: dict[Language, dict[str, Entry]] = {
         "chat.api_key_env": "переменная окружения с ключом API сервера, он уходит в заголовке "
         "Authorization: Bearer (по умолчанию GETGPT_API_KEY)",
         "chat.empty": "сообщение пустое, отправлять нечего (без СООБЩЕНИЯ начнётся диалог)",
+        "chat.bad_url": "{url} — не адрес сервера: укажите его как http://хост:порт/ или https://хост/",
         "demo.help": "запустить локальный эхо-сервер и поговорить с ним по настоящему HTTP",
         "demo.description": "Запускает сервер в этом процессе на свободном локальном порту с эхо-бэкендом, "
         "отправляет СООБЩЕНИЕ настоящим клиентом и выводит ответ.",
