@@ -14,6 +14,7 @@ and the tests within each; every worker shuffles the same way. .ci/run runs the 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ from .support.servers import serve
 # LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
 # any test may be the first to import it (the public API's does).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# A shell that starts the tests in the background (`cmd &` in a script) starts them with Ctrl-C
+# ignored, and every process they start would inherit that. The tests of Ctrl-C (getgpt chat on a
+# terminal, the chat output's own handler) need what a terminal gives: Python's default handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TESTS = Path(__file__).resolve().parent
 #: Workers for a whole-suite run on this project's 2-core machines: measured in .ci/run's

@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from getgpt.protocol import envelope
 from getgpt.protocol.request import parse_request
 
+from .command import locale_env
 from .scripted import chunk, reasoning_stream, stream_of, tool_call_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +52,48 @@ CHROMIUM_ARGS = [
     # A name for loopback that is not "potentially trustworthy": a page there is not a secure context.
     "--host-resolver-rules=MAP insecure.test 127.0.0.1",
 ]
+# Chromium writes a download's non-ASCII name only when its own locale can: under a LANG whose
+# locale is not generated (LANG=ru_RU.UTF-8 on a machine with only the C locales), glibc falls back
+# to ASCII and "Привет-мир.json" became "download". The browser runs in C.UTF-8, which every glibc
+# has; the page's language comes from each context's `locale`, never from this.
+CHROMIUM_ENV = locale_env()
 STORE_KEY = "getgpt.conversations.v1"
 WAIT_MS = 15_000
+# The two sizes the page is tried at: a laptop, and a phone (with touch, as phones have).
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
+PHONE: dict[str, Any] = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+# Every way the page is seen: each size, each language, each colour scheme.
+VIEWS = [
+    (size, locale, scheme) for size in SIZES for locale in ("en-US", "ru-RU") for scheme in ("light", "dark")
+]
+VIEW_IDS = [f"{size}-{locale[:2]}-{scheme}" for size, locale, scheme in VIEWS]
+
+
+def open_view(
+    browser: Browser,
+    url: str,
+    errors: list[str],
+    view: tuple[str, str, str],
+    console: list[str] | None = None,
+    **context: Any,
+) -> Page:
+    """The page at one of VIEWS: its size, its browser language and its colour scheme."""
+    size, locale, scheme = view
+    return open_page(
+        browser, url, errors, console, **SIZES[size], locale=locale, color_scheme=scheme, **context
+    )
+
+
+def open_menu(page: Page) -> None:
+    """On a phone, open the menu (the sidebar); on a wider screen it is always there."""
+    if page.is_visible("#open-sidebar") and page.get_attribute("#sidebar", "class") != "sidebar open":
+        page.click("#open-sidebar")
+    page.wait_for_selector("#new-chat", state="visible")
+
+
+# The most the scripted server's "model" writes; more is refused (see Scripted).
+MAX_TOKENS = 4096
 
 _T = TypeVar("_T")
 # One worker thread, kept for the whole run: Playwright's objects belong to the thread that made them.
@@ -72,7 +113,10 @@ def launched_chromium() -> Iterator[Browser]:
         manager = sync_playwright()
         playwright = manager.__enter__()
         try:
-            return manager, playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=CHROMIUM_ENV
+            )
+            return manager, chromium
         except BaseException:
             manager.__exit__(None, None, None)
             raise
@@ -94,14 +138,20 @@ class Scripted:
     """Serves the page; the last user message picks the answer; keeps every decrypted request.
 
     ``key``, when set, is the API key the chat endpoint demands (401 otherwise, as getgpt serve
-    answers); ``models`` is what ``/v1/models`` lists (404 when empty).
+    answers); ``models`` is what ``/v1/models`` lists (404 when empty); ``backend``, when set, is
+    what ``/healthz`` names as the backend (404 otherwise). "again" is answered "take 1", "take 2",
+    ... one more each time; a ``max_tokens`` over 4096 is refused with 400 naming it, as OpenAI does.
     """
 
-    def __init__(self, models: tuple[str, ...] = (), key: str | None = None) -> None:
+    def __init__(
+        self, models: tuple[str, ...] = (), key: str | None = None, backend: str | None = None
+    ) -> None:
         self.requests: list[str] = []
         self.authorizations: list[str | None] = []
         self.models = models
         self.key = key
+        self.backend = backend
+        self.takes = 0
 
     async def chat(self, request: Request) -> Response:
         self.authorizations.append(request.headers.get("authorization"))
@@ -110,8 +160,23 @@ class Scripted:
             return JSONResponse(error, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         text = envelope.decrypt((await request.json())["signature"])
         self.requests.append(text)
-        last = parse_request(text).messages[-1].content
-        if last == "cut":
+        parsed = parse_request(text)
+        last = parsed.messages[-1].content
+        if parsed.max_tokens > MAX_TOKENS:
+            error = {
+                "error": {
+                    "message": f"max_tokens is too large: {parsed.max_tokens}. This model supports at most "
+                    f"{MAX_TOKENS} completion tokens.",
+                    "type": "invalid_request_error",
+                    "param": "max_tokens",
+                    "code": None,
+                }
+            }
+            return JSONResponse(error, status_code=400)
+        if last == "again":
+            self.takes += 1
+            body = stream_of([f"take {self.takes}"])
+        elif last == "cut":
             body = chunk() + chunk("partial ") + chunk("text")  # no finish_reason, no [DONE]
         elif last == "fail":
             error = {"error": {"message": "backend exploded", "type": "server_error", "code": "upstream"}}
@@ -136,11 +201,17 @@ class Scripted:
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "test"} for name in self.models]
         return JSONResponse({"object": "list", "data": data})
 
+    async def healthz(self, request: Request) -> Response:
+        if self.backend is None:
+            return JSONResponse({"error": {"message": "no such route"}}, status_code=404)
+        return JSONResponse({"status": "ok", "active_slots": 0, "backend": self.backend})
+
     def routes(self) -> list[Route | Mount]:
         return [
             *page_routes(),
             Route("/api/chat/stream", self.chat, methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
         ]
 
 
@@ -151,13 +222,18 @@ def page_routes() -> list[Route | Mount]:
     return [Route("/", index), Mount("/static", StaticFiles(directory=WEB))]
 
 
-def open_page(browser: Browser, url: str, errors: list[str], **context: Any) -> Page:
-    """A fresh context (its own storage) with the page loaded and its script running."""
-    context.setdefault("viewport", {"width": 1200, "height": 800})
+def open_page(
+    browser: Browser, url: str, errors: list[str], console: list[str] | None = None, **context: Any
+) -> Page:
+    """A fresh context (its own storage) with the page loaded and its script running; every message
+    the page writes to the console from the first, when ``console`` is given, is kept there."""
+    context.setdefault("viewport", DESKTOP["viewport"])
     context.setdefault("locale", "en-US")
     page = browser.new_context(**context).new_page()
     page.set_default_timeout(WAIT_MS)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if console is not None:
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.goto(url)
     page.wait_for_function("() => window.getgpt !== undefined")
     return page
@@ -166,6 +242,18 @@ def open_page(browser: Browser, url: str, errors: list[str], **context: Any) -> 
 def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def open_settings(page: Page) -> None:
+    """Open the settings dialog as a user would: on a phone, through the menu first."""
+    open_menu(page)
+    page.click("#open-settings")
+    page.wait_for_selector("#settings[open]")
+
+
+def close_settings(page: Page) -> None:
+    page.click("#settings-done")
+    page.wait_for_selector("#settings", state="hidden")
 
 
 def send(page: Page, text: str) -> None:
@@ -192,6 +280,29 @@ def current_messages(page: Page) -> list[dict[str, Any]]:
     [conversation] = [c for c in data["conversations"] if c["id"] == data["currentId"]]
     messages: list[dict[str, Any]] = conversation["messages"]
     return messages
+
+
+def violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's findings of any impact on the page as it stands, each with its nodes.
+
+    Audited once what appears has finished appearing (the toast slides in): colours read halfway
+    through a fade are not the ones a reader sees.
+    """
+    page.wait_for_function(
+        "() => document.getAnimations().every(a => a.effect.getTiming().iterations === Infinity"
+        " || a.playState !== 'running')"
+    )
+    page.add_script_tag(path=str(AXE))
+    results: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "id": violation["id"],
+            "impact": violation["impact"],
+            "help": violation["help"],
+            "nodes": [node["target"] for node in violation["nodes"]],
+        }
+        for violation in results["violations"]
+    ]
 
 
 def serious_violations(page: Page) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from ..support.browser import WEB, Scripted, open_page, screenshot, send, wait_replies
+from ..support.browser import WEB, Scripted, open_page, open_settings, screenshot, send, wait_replies
 from ..support.catalogue_keys import keys_named
 
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
@@ -27,19 +27,18 @@ def test_page_is_in_russian_when_the_browser_asks_for_ru_ru(
 ) -> None:
     page = open_page(browser, scripted[1], page_errors, locale="ru-RU")
     assert page.evaluate("() => [document.documentElement.lang, navigator.language]") == ["ru", "ru-RU"]
-    assert page.inner_text("#new-chat") == "+ Новый чат"
-    assert page.inner_text("#send") == "Отправить"
-    assert (
-        page.get_attribute("#input", "placeholder")
-        == "Сообщение (Enter — отправить, Shift+Enter — новая строка)"
-    )
+    assert page.inner_text("#new-chat") == "Новый чат"
+    assert page.get_attribute("#send", "aria-label") == "Отправить"
+    assert page.inner_text("#export-md") == "Экспорт в Markdown"
+    assert page.get_attribute("#input", "placeholder") == "Спросите что угодно"
+    assert page.inner_text("#composer-hint") == "Enter отправляет, Shift+Enter начинает новую строку."
     assert page.inner_text(".empty h2") == "Чат GetGpt"
     assert page.title() == "Чат GetGpt"
     assert page.input_value("#language") == "ru"
     send(page, "привет")
     wait_replies(page, 1)
-    assert page.locator(".msg .role").all_inner_texts() == ["ВЫ", "АССИСТЕНТ"]  # CSS upper-cases them
-    assert page.inner_text(".conversation-count") == "1 ответ"
+    assert page.locator(".msg .role").all_inner_texts() == ["Вы", "Ассистент"]  # for screen readers
+    assert page.get_attribute(".conversation-open", "title") == "привет · 1 ответ"
     screenshot(page, "web-lang-ru.png")
     page.context.close()
 
@@ -50,8 +49,8 @@ def test_page_is_in_english_for_en_us_and_for_a_language_it_does_not_speak(
     for locale in ("en-US", "de-DE"):
         page = open_page(browser, scripted[1], page_errors, locale=locale)
         assert page.evaluate("() => document.documentElement.lang") == "en"
-        assert page.inner_text("#new-chat") == "+ New chat"
-        assert page.inner_text("#send") == "Send"
+        assert page.inner_text("#new-chat") == "New chat"
+        assert page.get_attribute("#send", "aria-label") == "Send"
         assert page.title() == "GetGpt chat"
         if locale == "en-US":
             screenshot(page, "web-lang-en.png")
@@ -67,17 +66,18 @@ def test_language_switch_changes_the_page_at_once_and_is_remembered(
     assert "token limit" in page.inner_text(".note.stopped")
     page.select_option("#language", "ru")
     assert page.evaluate("() => document.documentElement.lang") == "ru"
-    assert page.inner_text("#send") == "Отправить"
+    assert page.get_attribute("#send", "aria-label") == "Отправить"
     assert page.inner_text(".note.stopped") == "Ответ упёрся в лимит токенов (максимум токенов) и обрезан."
     assert page.get_attribute(".conversation-delete", "aria-label") == "Удалить разговор: limit"
     page.reload()
     page.wait_for_function("() => window.getgpt !== undefined")
-    assert page.inner_text("#send") == "Отправить"  # the choice outlives the browser's language
+    # The choice outlives the browser's language.
+    assert page.get_attribute("#send", "aria-label") == "Отправить"
     assert page.input_value("#language") == "ru"
     page.select_option("#language", "en")
     page.reload()
     page.wait_for_function("() => window.getgpt !== undefined")
-    assert page.inner_text("#send") == "Send"
+    assert page.get_attribute("#send", "aria-label") == "Send"
     page.context.close()
 
 
@@ -115,7 +115,8 @@ def test_every_key_has_a_text_in_both_languages_and_every_key_is_used(units: Pag
                 """([lang, key]) => { const i18n = window.getgpt.i18n, before = i18n.language();
                      i18n.setLanguage(lang);
                      try { return i18n.t(key, {count: 3, title: 'T', name: 'N', message: 'M',
-                                               reason: 'R', status: '4', ttft: '1', cps: '2'}); }
+                                               reason: 'R', status: '4', ttft: '1', cps: '2',
+                                               field: 'F', param: 'P', problem: 'X', n: 2}); }
                      finally { i18n.setLanguage(before); } }""",
                 [lang, key],
             )
@@ -162,18 +163,31 @@ def test_english_plurals(units: Page) -> None:
 
 
 # Text that comes from the conversation or the server, not from the page: not the page's to translate.
-DATA = ".body, .reasoning-text, .tool-call code, .conversation-open, #title, noscript, [lang]:not(html)"
+DATA = (
+    ".body, .reasoning-text, .tool-call code, .conversation-open, #title, noscript, [lang]:not(html),"
+    " .server-words, .system-text"
+)
 
 
 def test_no_english_is_left_on_the_russian_page(
     browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str]
 ) -> None:
     page = open_page(browser, scripted[1], page_errors, locale="ru-RU")
-    # Reasoning, tool calls, an error, a note, and a reply with its stats.
-    for count, text in enumerate(("think", "tools", "cut", "limit", "plain words"), 1):
+    # Reasoning, tool calls, an error, a note, an error from a stream, a reply with its stats, and
+    # one asked for twice (its versions).
+    for count, text in enumerate(("think", "tools", "cut", "limit", "fail", "plain words"), 1):
         send(page, text)
         wait_replies(page, count)
-    page.click("#settings summary")
+    page.locator(".regenerate").click()
+    wait_replies(page, 6)
+    page.click("#new-chat")
+    send(page, "another")
+    wait_replies(page, 1)
+    page.locator(".conversation-delete").first.click()  # "another": the undo toast stays up
+    page.wait_for_selector(".msg >> nth=11")  # the first conversation, shown again
+    assert page.is_visible("#toast")
+    open_settings(page)
+    page.fill("#temperature", "7")  # a field in error
     page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
     untranslated = page.evaluate(
         """data => {

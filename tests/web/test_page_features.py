@@ -19,7 +19,17 @@ from getgpt.protocol.request import ChatRequest
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.chat.request import Chat
 
-from ..support.browser import Scripted, current_messages, open_page, screenshot, send, stored, wait_replies
+from ..support.browser import (
+    Scripted,
+    close_settings,
+    current_messages,
+    open_page,
+    open_settings,
+    screenshot,
+    send,
+    stored,
+    wait_replies,
+)
 from ..support.scripted import REASONING, TOOL_CALLS
 from ..support.servers import serve
 
@@ -61,6 +71,7 @@ def test_api_key_missing_then_wrong_is_explained_and_the_right_one_streams(
 
     page.fill("#api-key", "wrong")
     page.press("#api-key", "Tab")  # a change event keeps it
+    close_settings(page)
     send(page, "open sesame")
     wait_replies(page, 2)
     assert (
@@ -68,8 +79,10 @@ def test_api_key_missing_then_wrong_is_explained_and_the_right_one_streams(
     )
     assert len(seen) == before  # the server let neither through
 
+    assert page.evaluate("() => document.activeElement.id") == "api-key"  # open at the key again
     page.fill("#api-key", KEY)
     page.press("#api-key", "Tab")
+    close_settings(page)
     send(page, "open sesame")
     wait_replies(page, 3)
     assert page.locator(".msg.assistant .body").nth(2).inner_text() == "open sesame"
@@ -79,11 +92,12 @@ def test_api_key_missing_then_wrong_is_explained_and_the_right_one_streams(
     # Kept for this tab only, until "remember" is ticked: then in localStorage, and only there.
     where = "() => [sessionStorage.getItem('getgpt.apiKey.v1'), localStorage.getItem('getgpt.apiKey.v1')]"
     assert page.evaluate(where) == [KEY, None]
+    open_settings(page)
     page.check("#remember-key")
     assert page.evaluate(where) == [None, KEY]
     page.reload()
     page.wait_for_function("() => window.getgpt !== undefined")
-    page.click("#settings summary")
+    open_settings(page)
     assert page.input_value("#api-key") == KEY
     assert page.is_checked("#remember-key")
     page.uncheck("#remember-key")
@@ -95,9 +109,10 @@ def test_the_key_travels_as_authorization_bearer(browser: Browser, page_errors: 
     script = Scripted(key=KEY)
     with serve(Starlette(routes=script.routes())) as url:
         page = open_page(browser, url, page_errors)
-        page.click("#settings summary")
+        open_settings(page)
         page.fill("#api-key", KEY)
         page.press("#api-key", "Tab")
+        close_settings(page)
         send(page, "hello")
         wait_replies(page, 1)
         page.context.close()
@@ -109,7 +124,7 @@ def test_model_list_comes_from_the_server(
 ) -> None:
     url, seen = recording
     page = open_page(browser, url, page_errors)
-    page.click("#settings summary")
+    open_settings(page)
     page.wait_for_selector("#models-note", state="visible")
     options = page.evaluate("() => [...document.querySelectorAll('#models option')].map(o => o.value)")
     assert options == ["alpha-1", "beta-2"]
@@ -119,36 +134,73 @@ def test_model_list_comes_from_the_server(
     # With the box left empty the page asks for the server's first model, not the protocol's default.
     page.fill("#api-key", KEY)
     page.press("#api-key", "Tab")
+    close_settings(page)
     send(page, "which model?")
     wait_replies(page, 1)
     assert seen[-1].model == "alpha-1"
+    open_settings(page)
     page.fill("#model", "beta-2")
+    close_settings(page)
     send(page, "and now?")
     wait_replies(page, 2)
     assert seen[-1].model == "beta-2"
     page.select_option("#language", "ru")
+    open_settings(page)
     assert page.inner_text("#models-note") == "Сервер предлагает 2 модели."
     page.context.close()
 
 
-def test_regenerate_asks_again_for_the_last_reply_in_its_place(
-    browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str]
+def test_regenerate_keeps_every_version_and_pages_through_them(
+    browser: Browser, page_errors: list[str]
 ) -> None:
-    script, url = scripted
-    page = open_page(browser, url, page_errors)
-    send(page, "first")
-    wait_replies(page, 1)
-    send(page, "second")
-    wait_replies(page, 2)
-    asked = len(script.requests)
-    assert page.locator(".regenerate").count() == 1  # only the last reply has it
-    page.click(".msg.assistant >> nth=1 >> .regenerate")
-    wait_replies(page, 2)
-    assert len(script.requests) == asked + 1
-    assert json.loads(script.requests[-1])["messages"] == json.loads(script.requests[-2])["messages"]
-    assert [m["content"] for m in current_messages(page)] == ["first", "first", "second", "second"]
-    assert page.locator(".msg").count() == 4
-    page.context.close()
+    script = Scripted()  # its own: "again" counts the takes
+    with serve(Starlette(routes=script.routes())) as url:
+        page = open_page(browser, url, page_errors)
+        send(page, "first")
+        wait_replies(page, 1)
+        send(page, "again")
+        wait_replies(page, 2)
+        assert page.locator(".regenerate").count() == 1  # only the last reply has it
+        assert page.locator(".pager").count() == 0  # one version: nothing to page through
+        for take in (2, 3):
+            page.click(".regenerate")
+            wait_replies(page, 2)
+            assert page.locator(".msg.assistant .body").nth(1).inner_text() == f"take {take}"
+            assert page.inner_text(".pager .version") == f"{take}/{take}"
+        # Each request asked the same, in place of the last reply.
+        assert [json.loads(r)["messages"] for r in script.requests[-3:]] == [
+            json.loads(script.requests[-1])["messages"]
+        ] * 3
+        assert page.locator(".msg").count() == 4
+        assert page.is_disabled(".pager .next")
+
+        page.click(".pager .previous")
+        assert page.locator(".msg.assistant .body").nth(1).inner_text() == "take 2"
+        assert page.inner_text(".pager .version") == "2/3"
+        assert page.evaluate("() => document.activeElement.classList.contains('previous')")
+        page.keyboard.press("Enter")  # the keyboard stays on the pager
+        assert page.inner_text(".pager .version") == "1/3"
+        assert page.is_disabled(".pager .previous")
+        assert page.evaluate("() => document.activeElement.classList.contains('next')")
+        assert page.get_attribute(".pager .version", "title") == "Version 1 of 3"
+        reply = current_messages(page)[-1]
+        assert reply["content"] == "take 1"
+        assert [v["content"] for v in reply["versions"]] == ["take 1", "take 2", "take 3"]
+        assert reply["version"] == 0
+
+        # The version shown is kept, and it is what the next turn sends as the reply.
+        page.reload()
+        page.wait_for_function("() => window.getgpt !== undefined")
+        assert page.inner_text(".pager .version") == "1/3"
+        page.click(".pager .next")
+        send(page, "next turn")
+        wait_replies(page, 3)
+        sent = [m["content"] for m in json.loads(script.requests[-1])["messages"]]
+        assert sent == ["first", "first", "again", "take 2", "next turn"]
+        assert page.locator(".pager").count() == 0  # the versions are the earlier reply's, kept
+        assert [v["content"] for v in current_messages(page)[3]["versions"]] == ["take 1", "take 2", "take 3"]
+        screenshot(page, "web-versions.png")
+        page.context.close()
 
 
 def test_edit_and_resend_forks_the_conversation_and_keeps_the_original(
@@ -206,6 +258,7 @@ def test_export_then_import_gives_back_the_same_conversation(
     exported = tmp_path / "exported.json"
     download_json.value.save_as(exported)
     assert download_json.value.suggested_filename == "Привет-мир.json"
+    assert page.inner_text("#title") == "Привет мир 👋"  # the Markdown's words, without its marks
     document = json.loads(exported.read_text(encoding="utf-8"))
     assert document["format"] == "getgpt.conversation"
     assert document["messages"] == current_messages(page)
@@ -214,7 +267,7 @@ def test_export_then_import_gives_back_the_same_conversation(
     with page.expect_download() as download_md:
         page.click("#export-md")
     markdown = download_md.value.path().read_text(encoding="utf-8")
-    assert markdown.startswith("# Привет **мир** 👋\n\n## You\n\nПривет **мир** 👋\n\n## Assistant\n\n")
+    assert markdown.startswith("# Привет мир 👋\n\n## You\n\nПривет **мир** 👋\n\n## Assistant\n\n")
     assert "".join(REASONING) in markdown
     assert "**Tool call: get_weather**" in markdown
     assert '"city": "Париж"' in markdown
@@ -222,7 +275,7 @@ def test_export_then_import_gives_back_the_same_conversation(
 
     page.set_input_files("#import-file", str(exported))
     page.wait_for_function("() => document.querySelectorAll('.conversation').length === 2")
-    assert page.inner_text("#status") == "Imported “Привет **мир** 👋”."
+    assert page.inner_text("#status") == "Imported “Привет мир 👋”."
     data = stored(page)
     conversations = {c["id"]: c for c in data["conversations"]}
     imported = conversations[data["currentId"]]
@@ -246,7 +299,7 @@ def test_export_then_import_gives_back_the_same_conversation(
         "#import-file",
         files=[{"name": "notes.json", "mimeType": "application/json", "buffer": b"not json at all"}],
     )
-    page.wait_for_function("() => document.getElementById('banner').textContent.endsWith('it is not JSON.')")
+    page.wait_for_function("() => document.getElementById('banner-text').textContent.endsWith('not JSON.')")
     assert page.inner_text("#banner") == "Could not import notes.json: it is not JSON."
     assert page.locator(".conversation").count() == 2
     page.context.close()
@@ -310,11 +363,12 @@ def test_time_to_first_token_and_rate_are_shown_small_after_a_reply(
     page.context.close()
 
 
-def test_a_conversation_saved_by_getgpt_chat_imports_into_the_page(
+def test_a_conversation_saved_by_getgpt_chat_imports_into_the_page_with_its_system_prompt(
     browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str], tmp_path: Path
 ) -> None:
     from getgpt.cli.chat import Conversation
 
+    script, url = scripted
     conversation = Conversation(system="be brief", params={})
     conversation.turns += [
         {"role": "user", "content": "Как дела?"},
@@ -322,10 +376,40 @@ def test_a_conversation_saved_by_getgpt_chat_imports_into_the_page(
     ]
     saved = tmp_path / "from-cli.json"
     saved.write_text(conversation.as_json(), encoding="utf-8")
-    page = open_page(browser, scripted[1], page_errors)
+    page = open_page(browser, url, page_errors)
+    # A system prompt in the settings is for new conversations: the imported one keeps its own.
+    open_settings(page)
+    page.fill("#system", "be verbose")
+    close_settings(page)
     page.set_input_files("#import-file", str(saved))
     page.wait_for_function("() => document.querySelectorAll('.msg').length === 2")
     assert current_messages(page) == conversation.turns
     assert page.inner_text("#title") == "Как дела?"
     assert page.inner_text(".note.stopped") == "Stopped."
+    system = page.locator(".system-prompt")
+    assert system.locator("summary").inner_text() == "System prompt"
+    system.locator("summary").click()
+    assert system.locator(".system-text").inner_text() == "be brief"
+
+    send(page, "И ещё?")
+    wait_replies(page, 2)
+    sent = json.loads(script.requests[-1])["messages"]
+    assert sent[0] == {"role": "system", "content": "be brief"}
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+
+    # Exported again, it still carries the prompt where getgpt chat puts it.
+    with page.expect_download() as download:
+        page.click("#export-json")
+    document = json.loads(download.value.path().read_text(encoding="utf-8"))
+    assert document["system"] == "be brief"
+    with page.expect_download() as download_md:
+        page.click("#export-md")
+    assert "> **System prompt**\n>\n> be brief\n" in download_md.value.path().read_text(encoding="utf-8")
+
+    # A new conversation starts with the settings' prompt, and keeps it.
+    page.click("#new-chat")
+    send(page, "hello")
+    wait_replies(page, 1)
+    assert json.loads(script.requests[-1])["messages"][0] == {"role": "system", "content": "be verbose"}
+    assert stored(page)["conversations"][-1]["system"] == "be verbose"
     page.context.close()

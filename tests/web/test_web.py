@@ -25,11 +25,14 @@ from getgpt.protocol import envelope
 from getgpt.protocol.reply import ReplyParser
 from getgpt.protocol.request import build_request, encode, parse_request
 from getgpt.protocol.sse import SSEDecoder
+from getgpt.server import ServerConfig, create_app
 
 from ..support.browser import (
     Scripted,
+    close_settings,
     current_messages,
     open_page,
+    open_settings,
     page_routes,
     screenshot,
     send,
@@ -346,11 +349,12 @@ def test_page_request_is_byte_identical_to_python_encode(
 ) -> None:
     script, url = scripted
     page = open_page(browser, url, page_errors)
-    page.click("#settings summary")
+    open_settings(page)
     page.fill("#model", "gpt-4o-mini")
     page.fill("#temperature", "0.7")
     page.fill("#max-tokens", "256")
     page.fill("#system", "Be brief.")
+    close_settings(page)
     send(page, 'Привет 👋 "quoted" \\ back')
     wait_replies(page, 1)
     sent = script.requests[-1]
@@ -375,7 +379,7 @@ def test_page_request_is_byte_identical_to_python_encode(
     assert roles == ["system", "user", "assistant", "user"]
     assert json.loads(script.requests[-1])["uuid"] != request_id
     page.reload()
-    page.click("#settings summary")
+    open_settings(page)
     assert page.input_value("#temperature") == "0.7"
     assert page.input_value("#model") == "gpt-4o-mini"
     page.context.close()
@@ -510,25 +514,36 @@ def test_history_survives_reload_with_new_switch_and_delete(page: Page) -> None:
     assert page.inner_text(".msg.assistant .body") == "second conversation"
 
 
-def test_server_400_is_shown_in_the_page(page: Page) -> None:
-    page.click("#settings summary")
-    page.fill("#temperature", "5")
-    send(page, "too hot")
-    wait_replies(page, 1)
-    error = page.locator(".msg.assistant .note.error")
-    assert error.get_attribute("role") == "alert"
-    text = error.inner_text()
-    assert text.startswith("Error 400:")
-    assert "temperature" in text
-    assert current_messages(page)[1]["error"] == text
-    screenshot(page, "web-error-400.png")
-
-    # Fixing the setting recovers; the failed turn's empty reply is not sent as history.
-    page.fill("#temperature", "0.5")
-    send(page, "just right")
-    wait_replies(page, 2)
-    assert page.locator(".msg.assistant .body").nth(1).inner_text() == "just right"
-    assert page.locator(".note.error").count() == 1
+@pytest.mark.parametrize(
+    ("locale", "sentence"),
+    [
+        ("en-US", "The server refused the conversation: it holds more messages than the server accepts."),
+        ("ru-RU", "Сервер не принял разговор: в нём больше сообщений, чем сервер допускает."),
+    ],
+)
+def test_a_server_400_is_a_sentence_in_the_page_language_with_the_server_words_kept(
+    browser: Browser, page_errors: list[str], locale: str, sentence: str
+) -> None:
+    # getgpt serve refuses a conversation longer than its --max-messages with a 400 naming
+    # "messages": the page cannot know the limit beforehand, so it is the server's answer that shows.
+    with serve(create_app(ServerConfig(backend="echo", max_messages=2))) as url:
+        page = open_page(browser, url, page_errors, locale=locale)
+        send(page, "one")
+        wait_replies(page, 1)
+        send(page, "two")
+        wait_replies(page, 2)
+        error = page.locator(".msg.assistant .note.error").first
+        assert error.get_attribute("role") == "alert"
+        assert error.locator("p").inner_text().startswith(sentence)
+        words = "too many messages: 3, at most 2 allowed"
+        assert not error.locator(".server-words").is_visible()  # the server's own words, folded
+        error.locator("summary").click()
+        assert error.locator(".server-words").inner_text() == words
+        reply = current_messages(page)[3]
+        assert reply["error"].startswith(sentence)
+        assert reply["errorDetail"] == words
+        screenshot(page, f"web-error-400-{locale[:2]}.png")
+        page.context.close()
 
 
 def test_full_storage_is_reported_and_chat_goes_on(page: Page) -> None:
@@ -545,7 +560,7 @@ def test_full_storage_is_reported_and_chat_goes_on(page: Page) -> None:
     send(page, "remember me")
     wait_replies(page, 1)
     assert page.inner_text(".msg.assistant .body") == "remember me"
-    assert page.inner_text("#banner").startswith("Could not save the conversation in this browser:")
+    assert page.inner_text("#banner-text").startswith("Could not save the conversation in this browser:")
 
 
 def test_cut_stream_and_in_stream_error_are_shown(
@@ -561,7 +576,8 @@ def test_cut_stream_and_in_stream_error_are_shown(
     wait_replies(page, 2)
     second = page.locator(".msg.assistant").nth(1)
     assert second.locator(".body").inner_text() == "so far"
-    assert second.locator(".note.error").inner_text() == "Error: backend exploded"
+    assert second.locator(".note.error p").inner_text() == "The server reported an error during the reply."
+    assert second.locator(".server-words").text_content() == "backend exploded"
 
     send(page, "crlf")
     wait_replies(page, 3)
@@ -593,7 +609,7 @@ def test_insecure_context_is_explained_instead_of_failing(
 ) -> None:
     page = open_page(browser, server.replace("127.0.0.1", "insecure.test"), page_errors)
     assert page.evaluate("() => window.isSecureContext") is False
-    assert "needs a secure context" in page.inner_text("#banner")
+    assert "needs a secure context" in page.inner_text("#banner-text")
     assert page.is_disabled("#send")
     send(page, "hello")
     assert page.input_value("#input") == "hello"  # not sent, and not lost

@@ -2,7 +2,7 @@
 // The chat page: conversations, settings, and a reply streamed through the GetGpt protocol.
 
 import * as i18n from "./i18n.js";
-import { MarkdownView, renderMarkdown } from "./markdown.js";
+import { MarkdownView, plainText, renderMarkdown } from "./markdown.js";
 import * as protocol from "./protocol.js";
 import {
   ImportError,
@@ -12,7 +12,9 @@ import {
   importConversation,
   prettyJson,
   repliesOf,
+  showVersion,
   titleOf,
+  versionOf,
 } from "./store.js";
 
 /** @typedef {import("./store.js").Conversation} Conversation */
@@ -36,10 +38,13 @@ function byId(id, kind) {
 }
 
 const ui = {
+  app: /** @type {HTMLElement} */ (document.querySelector(".app")),
   sidebar: byId("sidebar", HTMLElement),
+  resizer: byId("resizer", HTMLDivElement),
   scrim: byId("scrim", HTMLDivElement),
   list: byId("conversations", HTMLUListElement),
   newChat: byId("new-chat", HTMLButtonElement),
+  newChatTop: byId("new-chat-top", HTMLButtonElement),
   openSidebar: byId("open-sidebar", HTMLButtonElement),
   closeSidebar: byId("close-sidebar", HTMLButtonElement),
   title: byId("title", HTMLHeadingElement),
@@ -52,9 +57,20 @@ const ui = {
   input: byId("input", HTMLTextAreaElement),
   send: byId("send", HTMLButtonElement),
   stop: byId("stop", HTMLButtonElement),
+  backendNote: byId("backend-note", HTMLParagraphElement),
+  backendText: byId("backend-text", HTMLSpanElement),
   banner: byId("banner", HTMLDivElement),
+  bannerText: byId("banner-text", HTMLSpanElement),
+  bannerAction: byId("banner-action", HTMLButtonElement),
+  bannerClose: byId("banner-close", HTMLButtonElement),
   status: byId("status", HTMLDivElement),
-  settings: byId("settings", HTMLDetailsElement),
+  toast: byId("toast", HTMLDivElement),
+  toastText: byId("toast-text", HTMLSpanElement),
+  toastUndo: byId("toast-undo", HTMLButtonElement),
+  openSettings: byId("open-settings", HTMLButtonElement),
+  settings: byId("settings", HTMLDialogElement),
+  settingsForm: byId("settings-form", HTMLFormElement),
+  closeSettings: byId("close-settings", HTMLButtonElement),
   model: byId("model", HTMLInputElement),
   models: byId("models", HTMLDataListElement),
   modelsNote: byId("models-note", HTMLParagraphElement),
@@ -64,6 +80,7 @@ const ui = {
   apiKey: byId("api-key", HTMLInputElement),
   rememberKey: byId("remember-key", HTMLInputElement),
   language: byId("language", HTMLSelectElement),
+  themes: /** @type {HTMLInputElement[]} */ ([...document.querySelectorAll('input[name="theme"]')]),
 };
 
 const store = new Store();
@@ -87,10 +104,26 @@ let renderPending = false;
 const nodes = new WeakMap();
 let lastSave = 0;
 const SAVE_EVERY_MS = 500;
+// A rate measured over less than this says more about buffering than about the model: an echo
+// that sends all its pieces in one write measured 2,666,667 characters/s.
+const MIN_RATE_MS = 100;
+// How long a deletion can be undone.
+const UNDO_MS = 6000;
+const THEME_KEY = "getgpt.theme.v1";
+const WIDTH_KEY = "getgpt.sidebarWidth.v1";
+const WIDTH = Object.freeze({ min: 220, max: 480, initial: 300, step: 16 });
 /** The models the server lists at /v1/models; empty until it has answered. @type {string[]} */
 let serverModels = [];
-/** The banner's text, made again when the language changes. @type {(() => string) | null} */
-let bannerText = null;
+/** The server's backend as /healthz names it ("" until known). */
+let backend = "";
+/**
+ * The banner's text and its button, made again when the language changes.
+ * @typedef {{text: () => string, action?: {label: () => string, run: () => void}}} Banner
+ */
+/** @type {Banner | null} */
+let banner = null;
+/** @type {{text: () => string, undo: () => void, timer: number} | null} */
+let toast = null;
 
 /**
  * @param {string} tag
@@ -102,6 +135,17 @@ function el(tag, className, text) {
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+/** @param {string} name  an icon of the page's sprite (index.html), without its "i-" */
+function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+  use.setAttribute("href", `#i-${name}`);
+  svg.append(use);
+  return svg;
 }
 
 /**
@@ -116,11 +160,28 @@ function button(className, text, onClick) {
   return node;
 }
 
-/** @param {(() => string) | null} text */
-function showBanner(text) {
-  bannerText = text;
-  ui.banner.textContent = text ? text() : "";
-  ui.banner.hidden = !text;
+/**
+ * A button that shows an icon and is named by `label` (for screen readers, and as its tooltip).
+ * @param {string} className
+ * @param {string} iconName
+ * @param {string} label
+ * @param {() => void} onClick
+ */
+function iconButton(className, iconName, label, onClick) {
+  const node = button(`icon-btn ${className}`.trim(), "", onClick);
+  node.append(icon(iconName));
+  node.setAttribute("aria-label", label);
+  node.title = label;
+  return node;
+}
+
+/** @param {Banner | null} next */
+function showBanner(next) {
+  banner = next;
+  ui.bannerText.textContent = next ? next.text() : "";
+  ui.bannerAction.hidden = !next?.action;
+  ui.bannerAction.textContent = next?.action ? next.action.label() : "";
+  ui.banner.hidden = !next;
 }
 
 /** @param {string} text */
@@ -131,7 +192,7 @@ function announce(text) {
 function save() {
   lastSave = Date.now();
   const problem = store.save();
-  if (problem) showBanner(() => problem);
+  if (problem) showBanner({ text: () => problem });
 }
 
 // ---- rendering ---------------------------------------------------------------------------
@@ -140,19 +201,20 @@ function renderList() {
   ui.list.replaceChildren();
   for (const conversation of store.list()) {
     const title = titleOf(conversation);
-    const item = el("li", "conversation" + (conversation.id === store.currentId ? " current" : ""));
+    const current = conversation.id === store.currentId;
+    const item = el("li", "conversation" + (current ? " current" : ""));
     const open = button("conversation-open", title, () => {
       store.select(conversation.id);
       save();
       renderAll();
       closeSidebar();
     });
-    open.title = title;
-    if (conversation.id === store.currentId) open.setAttribute("aria-current", "true");
-    const count = el("span", "conversation-count", t("chat.replies", { count: repliesOf(conversation) }));
-    const remove = button("conversation-delete icon-btn", "×", () => deleteConversation(conversation));
-    remove.setAttribute("aria-label", t("chat.delete", { title }));
-    item.append(open, count, remove);
+    open.title = `${title} · ${t("chat.replies", { count: repliesOf(conversation) })}`;
+    if (current) open.setAttribute("aria-current", "true");
+    const remove = iconButton("conversation-delete", "trash", t("chat.delete", { title }), () =>
+      deleteConversation(conversation),
+    );
+    item.append(open, remove);
     ui.list.append(item);
   }
 }
@@ -160,8 +222,15 @@ function renderList() {
 /** @param {Message} message */
 function noteFor(message) {
   if (message.error) {
-    const note = el("div", "note error", message.error);
+    const note = el("div", "note error");
     note.setAttribute("role", "alert");
+    note.append(el("p", "", message.error));
+    if (message.errorDetail) {
+      // The server's own words, for whoever needs them: not the page's to translate.
+      const detail = el("details", "detail");
+      detail.append(el("summary", "", t("error.detail")), el("code", "server-words", message.errorDetail));
+      note.append(detail);
+    }
     return note;
   }
   if (message.stopped) return el("div", "note stopped", t("note.stopped"));
@@ -171,7 +240,8 @@ function noteFor(message) {
 }
 
 /**
- * Time to first token and characters a second, small, under a finished reply.
+ * Time to first token, and characters a second when the reply streamed long enough to measure
+ * one, small, under a finished reply.
  * @param {Message} message
  */
 function statsFor(message) {
@@ -179,9 +249,8 @@ function statsFor(message) {
   if (!stats) return null;
   const ttft = i18n.formatNumber(stats.firstMs / 1000, 2);
   const streamed = stats.totalMs - stats.firstMs;
-  // One piece, or no measurable time between the first and the last: no rate to speak of.
   const text =
-    stats.pieces > 1 && streamed > 0
+    stats.pieces > 1 && streamed >= MIN_RATE_MS
       ? t("message.stats", { ttft, cps: i18n.formatNumber(stats.chars / (streamed / 1000), 0) })
       : t("message.statsFirst", { ttft });
   return el("p", "stats", text);
@@ -240,9 +309,10 @@ function renderMessage(conversation, index) {
   node.append(el("div", "role", t(message.role === "user" ? "message.user" : "message.assistant")));
   const body = el("div", "body");
   node.append(body);
+  const streaming = active !== null && active.message === message;
   if (message.role === "user") {
     body.textContent = message.content; // what the user typed is shown as typed
-  } else if (active && active.message === message) {
+  } else if (active && streaming) {
     node.classList.add("streaming");
     active.view = new MarkdownView(body);
     active.view.update(message.content);
@@ -255,33 +325,58 @@ function renderMessage(conversation, index) {
   if (note) node.append(note);
   const stats = statsFor(message);
   if (stats) node.append(stats);
-  const actions = actionsFor(conversation, index);
-  if (actions) node.append(actions);
+  if (!streaming) node.append(actionsFor(conversation, index));
   nodes.set(message, node);
   return node;
 }
 
 /**
- * Edit on the user's messages; Regenerate on the last reply. None while a reply streams.
+ * Copy on every message; Edit on the user's; Regenerate, and the versions it made, on the last
+ * reply. Only Copy while a reply streams.
  * @param {Conversation} conversation
  * @param {number} index
  */
 function actionsFor(conversation, index) {
-  if (active || !secure) return null;
   const message = conversation.messages[index];
   const actions = el("div", "actions");
-  if (message.role === "user") {
-    actions.append(button("btn quiet small", t("message.edit"), () => startEdit(conversation, index)));
-  } else if (index === conversation.messages.length - 1 && conversation.messages[index - 1]?.role === "user") {
-    actions.append(button("btn quiet small regenerate", t("message.regenerate"), () => regenerate(conversation)));
+  if (message.content) {
+    const copy = iconButton("copy", "copy", t("message.copyMessage"), () => copyMessage(message, copy));
+    actions.append(copy);
   }
-  return actions.childElementCount ? actions : null;
+  if (active || !secure) return actions;
+  const last = index === conversation.messages.length - 1;
+  if (message.role === "user") {
+    actions.append(iconButton("edit", "edit", t("message.edit"), () => startEdit(conversation, index)));
+  } else if (last && conversation.messages[index - 1]?.role === "user") {
+    actions.append(
+      iconButton("regenerate", "regenerate", t("message.regenerate"), () => regenerate(conversation)),
+    );
+    const versions = message.versions ?? [];
+    const shown = message.version ?? 0;
+    if (versions.length > 1) {
+      const pager = el("div", "pager");
+      pager.setAttribute("role", "group");
+      pager.setAttribute("aria-label", t("message.versions"));
+      const previous = iconButton("previous", "previous", t("message.previous"), () =>
+        pageVersion(message, -1),
+      );
+      const next = iconButton("next", "next", t("message.next"), () => pageVersion(message, 1));
+      previous.disabled = shown === 0;
+      next.disabled = shown === versions.length - 1;
+      const where = el("span", "version", `${shown + 1}/${versions.length}`);
+      where.title = t("message.version", { n: shown + 1, count: versions.length });
+      pager.append(previous, where, next);
+      actions.append(pager);
+    }
+  }
+  return actions;
 }
 
 function renderConversation() {
   const conversation = store.current();
   const title = conversation ? titleOf(conversation) : t("chat.untitled");
   ui.title.textContent = title;
+  ui.title.title = title;
   document.title = conversation ? t("page.titleOf", { title }) : t("page.title");
   const empty = !conversation || conversation.messages.length === 0;
   ui.exportMarkdown.disabled = empty;
@@ -294,6 +389,11 @@ function renderConversation() {
     intro.append(el("h2", "", t("empty.title")), el("p", "", t("empty.hint")));
     ui.messages.append(intro);
     return;
+  }
+  if (conversation.system) {
+    const system = el("details", "system-prompt");
+    system.append(el("summary", "", t("chat.system")), el("div", "system-text", conversation.system));
+    ui.messages.append(system);
   }
   conversation.messages.forEach((_, index) => ui.messages.append(renderMessage(conversation, index)));
   ui.messages.scrollTop = follow ? ui.messages.scrollHeight : scroll;
@@ -311,6 +411,12 @@ function updateComposer() {
   ui.stop.hidden = !busy;
   ui.composer.classList.toggle("busy", busy);
   ui.messages.setAttribute("aria-busy", String(busy));
+}
+
+function renderBackend() {
+  // The echo repeats what it is sent: said, so a newcomer's own words coming back are no surprise.
+  ui.backendNote.hidden = backend !== "echo";
+  ui.backendText.textContent = backend === "echo" ? t("backend.echo") : "";
 }
 
 function nearBottom() {
@@ -332,7 +438,7 @@ function scheduleRender() {
   });
 }
 
-// ---- sending -----------------------------------------------------------------------------
+// ---- settings ----------------------------------------------------------------------------
 
 /** @returns {Settings} */
 function readSettings() {
@@ -347,8 +453,63 @@ function readSettings() {
 }
 
 /**
- * The request parameters, as the user set them. Out-of-range values are sent as they are: the
- * server validates requests and its answer is shown, so the page and server never disagree.
+ * A setting the server would refuse, checked before anything is sent: the same bounds as the
+ * server's (src/getgpt/request.py), so the user hears it at once and in the page's language.
+ * @typedef {{input: HTMLInputElement, problem: () => string, field: () => string}} Problem
+ */
+
+/** @returns {Problem[]} */
+function settingsProblems() {
+  /** @type {Problem[]} */
+  const problems = [];
+  const temperature = ui.temperature.value.trim();
+  if (ui.temperature.validity.badInput || (temperature !== "" && !(Number(temperature) >= 0 && Number(temperature) <= 2))) {
+    problems.push({
+      input: ui.temperature,
+      problem: () => t("check.temperature"),
+      field: () => t("settings.temperature"),
+    });
+  }
+  const maxTokens = ui.maxTokens.value.trim();
+  if (ui.maxTokens.validity.badInput || (maxTokens !== "" && !(Number.isInteger(Number(maxTokens)) && Number(maxTokens) >= 1))) {
+    problems.push({ input: ui.maxTokens, problem: () => t("check.maxTokens"), field: () => t("settings.maxTokens") });
+  }
+  if ([...ui.model.value.trim()].length > 256) {
+    problems.push({ input: ui.model, problem: () => t("check.model"), field: () => t("settings.model") });
+  }
+  return problems;
+}
+
+/** Each field says what is wrong with it, under it (and to a screen reader, through aria-describedby). */
+function markFields() {
+  const problems = settingsProblems();
+  for (const input of [ui.temperature, ui.maxTokens, ui.model]) {
+    const found = problems.find((p) => p.input === input);
+    const error = byId(`${input.id}-error`, HTMLParagraphElement);
+    error.hidden = !found;
+    error.textContent = found ? found.problem() : "";
+    if (found) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+  return problems;
+}
+
+/** @param {HTMLElement} [focus]  the field to put the keyboard on */
+function openSettings(focus) {
+  markFields();
+  closeSidebar(); // on a phone: closing the settings then leads back to the chat
+  if (!ui.settings.open) ui.settings.showModal();
+  (focus ?? ui.model).focus();
+}
+
+function closeSettings() {
+  readSettings();
+  save();
+  ui.settings.close();
+}
+
+/**
+ * The request parameters, as the user set them (checked by settingsProblems first).
  * @param {Settings} settings
  * @returns {import("./protocol.js").Params}
  */
@@ -363,6 +524,8 @@ function paramsOf(settings) {
 }
 
 /**
+ * The messages the model is shown for the reply at `upTo`: the conversation's system prompt (or,
+ * for one saved before conversations kept theirs, the settings'), then the turns before it.
  * @param {Conversation} conversation
  * @param {Settings} settings
  * @param {number} upTo
@@ -370,7 +533,8 @@ function paramsOf(settings) {
 function historyOf(conversation, settings, upTo) {
   /** @type {import("./protocol.js").ChatMessage[]} */
   const messages = [];
-  if (settings.system.trim()) messages.push({ role: "system", content: settings.system });
+  const system = conversation.system ?? settings.system;
+  if (system.trim()) messages.push({ role: "system", content: system });
   for (const message of conversation.messages.slice(0, upTo)) {
     // A reply that failed before any text is not part of the conversation the model sees.
     if (message.role === "assistant" && !message.content) continue;
@@ -379,37 +543,60 @@ function historyOf(conversation, settings, upTo) {
   return messages;
 }
 
-/** @param {unknown} err */
-function describe(err) {
+// ---- errors ------------------------------------------------------------------------------
+
+/** The settings field each request parameter comes from, for naming it in an error. */
+const FIELDS = /** @type {Record<string, () => string>} */ ({
+  temperature: () => t("settings.temperature"),
+  max_tokens: () => t("settings.maxTokens"),
+  max_completion_tokens: () => t("settings.maxTokens"),
+  model: () => t("settings.model"),
+});
+
+/**
+ * What went wrong, as a sentence in the page's language, and the other side's own words.
+ * @param {unknown} err
+ * @returns {{text: string, detail?: string}}
+ */
+function describeError(err) {
   if (err instanceof protocol.RemoteError) {
-    if (err.status === 401) return t(ui.apiKey.value ? "error.badKey" : "error.needKey");
-    return err.status && err.status >= 400
-      ? t("error.status", { status: String(err.status), message: err.message })
-      : t("error.remote", { message: err.message });
+    const detail = err.message;
+    if (err.status === 401) return { text: t(ui.apiKey.value ? "error.badKey" : "error.needKey") };
+    if (err.code === "too_many_messages") return { text: t("error.messages"), detail };
+    const field = err.param ? Object.hasOwn(FIELDS, err.param) && FIELDS[err.param] : null;
+    if (field) return { text: t("error.field", { field: field() }), detail };
+    if (err.param) return { text: t("error.param", { param: err.param }), detail };
+    if (err.status && err.status >= 400) return { text: t("error.status", { status: String(err.status) }), detail };
+    return { text: t("error.remote"), detail };
   }
-  if (err instanceof protocol.IncompleteStream) return t("error.incomplete");
-  if (err instanceof protocol.ProtocolError) return t("error.protocol", { message: err.message });
-  if (err instanceof protocol.NetworkError) return t(err.kind === "unreachable" ? "error.unreachable" : "error.broken");
-  return t("error.other", { message: err instanceof Error ? err.message : String(err) });
+  if (err instanceof protocol.IncompleteStream) return { text: t("error.incomplete") };
+  if (err instanceof protocol.ProtocolError) return { text: t("error.protocol"), detail: err.message };
+  if (err instanceof protocol.NetworkError) {
+    return { text: t(err.kind === "unreachable" ? "error.unreachable" : "error.broken") };
+  }
+  return { text: t("error.other"), detail: err instanceof Error ? err.message : String(err) };
 }
 
 /** The server wants a key: open the settings at the key's field. */
 function askForKey() {
-  ui.settings.open = true;
-  openSidebar();
-  ui.apiKey.focus();
+  openSettings(ui.apiKey);
 }
 
+// ---- sending -----------------------------------------------------------------------------
+
 /**
- * Stream the assistant's answer to the conversation as it stands (its last message is the user's).
+ * Stream the assistant's answer: into `reply` (a reply asked for again), or into a new reply at
+ * the end of the conversation (whose last message is then the user's).
  * @param {Conversation} conversation
+ * @param {Message} [again]
  */
-async function answer(conversation) {
+async function answer(conversation, again) {
   const settings = readSettings();
   /** @type {Message} */
-  const reply = { role: "assistant", content: "" };
-  const messages = historyOf(conversation, settings, conversation.messages.length);
-  conversation.messages.push(reply);
+  const reply = again ?? { role: "assistant", content: "" };
+  const upTo = again ? conversation.messages.indexOf(again) : conversation.messages.length;
+  const messages = historyOf(conversation, settings, upTo);
+  if (!again) conversation.messages.push(reply);
   store.touch(conversation);
   active = { conversation, message: reply, controller: new AbortController(), view: null, node: null };
   showBanner(null);
@@ -458,9 +645,14 @@ async function answer(conversation) {
     const partial = /** @type {{partial?: unknown}} */ (err)?.partial;
     if (typeof partial === "string" && partial.length > reply.content.length) reply.content = partial;
     if (err instanceof Error && err.name === "AbortError") reply.stopped = true;
-    else reply.error = describe(err);
+    else {
+      const { text, detail } = describeError(err);
+      reply.error = text;
+      if (detail) reply.errorDetail = detail;
+    }
     unauthorized = err instanceof protocol.RemoteError && err.status === 401;
   } finally {
+    if (reply.versions && reply.version !== undefined) reply.versions[reply.version] = versionOf(reply);
     active = null;
     store.touch(conversation);
     save();
@@ -474,20 +666,46 @@ async function answer(conversation) {
 /** @param {string} text */
 async function send(text) {
   if (active || !text.trim() || !secure) return;
-  const conversation = store.current() ?? store.create();
+  const conversation = store.current() ?? store.create([], readSettings().system);
   conversation.messages.push({ role: "user", content: text });
   await answer(conversation);
 }
 
 /**
- * Ask again for the last reply, in its place.
+ * Ask again for the last reply: the new one becomes its latest version, the earlier ones stay.
  * @param {Conversation} conversation
  */
 async function regenerate(conversation) {
-  if (active || !secure || conversation.messages.at(-1)?.role !== "assistant") return;
-  conversation.messages.pop();
+  const reply = conversation.messages.at(-1);
+  if (active || !secure || reply?.role !== "assistant" || settingsBlocked()) return;
+  const versions = reply.versions ?? [versionOf(reply)];
+  showVersion(reply, { content: "" });
+  reply.versions = [...versions, versionOf(reply)];
+  reply.version = reply.versions.length - 1;
   ui.input.focus();
-  await answer(conversation);
+  await answer(conversation, reply);
+}
+
+/**
+ * Show the previous (-1) or next (+1) version of a reply, keeping the keyboard on the pager.
+ * @param {Message} reply
+ * @param {number} step
+ */
+function pageVersion(reply, step) {
+  const versions = reply.versions;
+  const shown = reply.version ?? 0;
+  if (active || !versions || !versions[shown + step]) return;
+  versions[shown] = versionOf(reply);
+  showVersion(reply, versions[shown + step]);
+  reply.version = shown + step;
+  save();
+  renderConversation();
+  const pager = nodes.get(reply)?.querySelector(".pager");
+  const same = pager?.querySelector(step < 0 ? ".previous" : ".next");
+  const other = pager?.querySelector(step < 0 ? ".next" : ".previous");
+  const target = same instanceof HTMLButtonElement && !same.disabled ? same : other;
+  if (target instanceof HTMLElement) target.focus();
+  announce(t("message.version", { n: reply.version + 1, count: versions.length }));
 }
 
 /**
@@ -505,7 +723,7 @@ function startEdit(conversation, index) {
   const cancel = () => renderConversation();
   const submitEdit = () => {
     const text = editor.value;
-    if (!text.trim() || active) return;
+    if (!text.trim() || active || settingsBlocked()) return;
     const fork = store.fork(conversation, index, text);
     ui.input.focus();
     answer(fork);
@@ -519,7 +737,7 @@ function startEdit(conversation, index) {
       submitEdit();
     }
   });
-  const actions = el("div", "actions");
+  const actions = el("div", "edit-actions");
   actions.append(
     button("btn primary small", t("message.editSend"), submitEdit),
     button("btn quiet small", t("message.editCancel"), cancel),
@@ -533,12 +751,77 @@ function stop() {
   active?.controller.abort();
 }
 
+/**
+ * Copy a message's text (its Markdown, as written) and say so on its button for a moment.
+ * @param {Message} message
+ * @param {HTMLButtonElement} copy
+ */
+async function copyMessage(message, copy) {
+  let done = false;
+  try {
+    await navigator.clipboard.writeText(message.content);
+    done = true;
+  } catch {
+    // no clipboard here (an insecure context, a refused permission): said below
+  }
+  const said = t(done ? "message.copied" : "message.copyFailed");
+  announce(said);
+  copy.title = said;
+  copy.replaceChildren(icon(done ? "check" : "copy"));
+  setTimeout(() => {
+    copy.title = t("message.copyMessage");
+    copy.replaceChildren(icon("copy"));
+  }, 2000);
+}
+
 /** @param {Conversation} conversation */
 function deleteConversation(conversation) {
   if (active && active.conversation === conversation) stop();
-  store.remove(conversation.id);
+  const removed = store.remove(conversation.id);
+  if (!removed) return;
   save();
   renderAll();
+  const title = titleOf(conversation);
+  showToast(
+    () => t("chat.deleted", { title }),
+    () => {
+      store.restore(removed);
+      save();
+      renderAll();
+      announce(t("chat.restored", { title }));
+    },
+  );
+  // The pressed button is gone: the keyboard goes to Undo, the one thing it may want next.
+  ui.toastUndo.focus();
+}
+
+/**
+ * A note at the bottom with an Undo button, for UNDO_MS; a newer one replaces it (and the older
+ * deletion is then final).
+ * @param {() => string} text
+ * @param {() => void} undo
+ */
+function showToast(text, undo) {
+  if (toast) clearTimeout(toast.timer);
+  toast = { text, undo, timer: window.setTimeout(hideToast, UNDO_MS) };
+  ui.toastText.textContent = text();
+  ui.toast.hidden = false;
+}
+
+function hideToast() {
+  if (toast) clearTimeout(toast.timer);
+  toast = null;
+  const hadFocus = ui.toast.contains(document.activeElement);
+  ui.toast.hidden = true;
+  if (hadFocus) (ui.list.querySelector("button") ?? ui.newChat).focus();
+}
+
+function newChat() {
+  store.startNew();
+  save();
+  renderAll();
+  closeSidebar();
+  ui.input.focus();
 }
 
 // ---- files -------------------------------------------------------------------------------
@@ -573,13 +856,13 @@ async function importFiles() {
       announce(t("chat.imported", { title: titleOf(conversation) }));
     } catch (err) {
       const reason = err instanceof ImportError ? err.message : String(err);
-      showBanner(() => t("chat.importFailed", { name: file.name, reason }));
+      showBanner({ text: () => t("chat.importFailed", { name: file.name, reason }) });
     }
   }
   ui.importFile.value = "";
 }
 
-// ---- models and the key ------------------------------------------------------------------
+// ---- the server: models, backend, key ----------------------------------------------------
 
 async function loadModels() {
   try {
@@ -608,6 +891,19 @@ async function loadModels() {
   }
 }
 
+async function loadBackend() {
+  try {
+    // getgpt serve names its backend at /healthz ("echo", "openai", ...); another server may not.
+    const response = await fetch("healthz", { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const health = await response.json();
+    backend = typeof health?.backend === "string" ? health.backend : "";
+    renderBackend();
+  } catch {
+    // Unknown backend: nothing to say about it.
+  }
+}
+
 function renderModelsNote() {
   ui.modelsNote.hidden = serverModels.length === 0;
   ui.modelsNote.textContent = serverModels.length ? t("settings.models", { count: serverModels.length }) : "";
@@ -618,17 +914,57 @@ function keepKey() {
   loadModels();
 }
 
-// ---- language ----------------------------------------------------------------------------
+// ---- language, theme, sidebar width ------------------------------------------------------
 
 /** @param {import("./i18n.js").Language} lang */
 function applyLanguage(lang) {
   i18n.setLanguage(lang);
   i18n.translatePage(document);
   ui.language.value = lang;
-  if (bannerText) showBanner(bannerText);
+  if (banner) showBanner(banner);
+  if (toast) ui.toastText.textContent = toast.text();
   renderModelsNote();
+  renderBackend();
+  if (ui.settings.open) markFields();
   if (!active) renderAll();
   else renderList();
+}
+
+/** @returns {"light" | "dark" | "system"} */
+function savedTheme() {
+  try {
+    const theme = localStorage.getItem(THEME_KEY);
+    return theme === "light" || theme === "dark" ? theme : "system";
+  } catch {
+    return "system";
+  }
+}
+
+/** @param {string} theme  "light", "dark", or "system" (the browser's colour scheme) */
+function applyTheme(theme) {
+  if (theme === "light" || theme === "dark") document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+  for (const radio of ui.themes) radio.checked = radio.value === (theme === "light" || theme === "dark" ? theme : "system");
+}
+
+/**
+ * @param {number} width  in CSS pixels, clamped to WIDTH's bounds
+ * @param {boolean} remember
+ */
+function setSidebarWidth(width, remember) {
+  const clamped = Math.round(Math.min(WIDTH.max, Math.max(WIDTH.min, width)));
+  document.documentElement.style.setProperty("--sidebar-width", `${clamped}px`);
+  ui.resizer.setAttribute("aria-valuenow", String(clamped));
+  if (!remember) return;
+  try {
+    localStorage.setItem(WIDTH_KEY, String(clamped));
+  } catch {
+    // not remembered, but resized all the same
+  }
+}
+
+function sidebarWidth() {
+  return ui.sidebar.getBoundingClientRect().width;
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -636,6 +972,8 @@ function applyLanguage(lang) {
 function openSidebar() {
   ui.sidebar.classList.add("open");
   ui.scrim.hidden = false;
+  // The menu covers the page: the keyboard goes into it (Escape leaves it, back to its button).
+  ui.newChat.focus();
 }
 
 function closeSidebar() {
@@ -648,9 +986,24 @@ function autosize() {
   ui.input.style.height = Math.min(ui.input.scrollHeight, 200) + "px";
 }
 
+/** A setting the server would refuse stops the send, and the banner says which and where. */
+function settingsBlocked() {
+  const [first] = markFields();
+  if (!first) {
+    if (banner?.action) showBanner(null);
+    return false;
+  }
+  showBanner({
+    text: () => t("check.notSent", { problem: first.problem(), field: first.field() }),
+    action: { label: () => t("banner.openSettings"), run: () => openSettings(first.input) },
+  });
+  return true;
+}
+
 function submit() {
   const text = ui.input.value;
   if (active || !text.trim() || !secure) return; // keep what was typed until it can be sent
+  if (settingsBlocked()) return;
   ui.input.value = "";
   autosize();
   send(text);
@@ -672,21 +1025,44 @@ ui.input.addEventListener("keydown", (event) => {
 });
 ui.input.addEventListener("input", autosize);
 ui.stop.addEventListener("click", stop);
-ui.newChat.addEventListener("click", () => {
-  if (!store.current() || store.current()?.messages.length) store.create();
-  save();
-  renderAll();
-  closeSidebar();
-  ui.input.focus();
-});
+ui.newChat.addEventListener("click", newChat);
+ui.newChatTop.addEventListener("click", newChat);
 ui.openSidebar.addEventListener("click", openSidebar);
 ui.closeSidebar.addEventListener("click", closeSidebar);
 ui.scrim.addEventListener("click", closeSidebar);
-ui.sidebar.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && ui.sidebar.classList.contains("open")) {
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && ui.sidebar.classList.contains("open") && !ui.settings.open) {
     closeSidebar();
     ui.openSidebar.focus();
   }
+});
+ui.bannerAction.addEventListener("click", () => banner?.action?.run());
+ui.bannerClose.addEventListener("click", () => {
+  showBanner(null);
+  ui.input.focus();
+});
+ui.toastUndo.addEventListener("click", () => {
+  const undo = toast?.undo;
+  hideToast();
+  undo?.();
+});
+
+ui.openSettings.addEventListener("click", () => openSettings());
+ui.closeSettings.addEventListener("click", closeSettings);
+ui.settingsForm.addEventListener("submit", (event) => {
+  event.preventDefault(); // the page's policy allows no form action; Done (or Enter) closes it
+  closeSettings();
+});
+ui.settings.addEventListener("click", (event) => {
+  if (event.target === ui.settings) closeSettings(); // a click on the backdrop
+});
+ui.settings.addEventListener("close", () => {
+  // The dialog gave the focus back to what opened it; on a phone that is in the closed menu.
+  const back = document.activeElement;
+  if (!(back instanceof HTMLElement) || !back.checkVisibility({ visibilityProperty: true })) ui.input.focus();
+  readSettings();
+  save();
+  if (banner?.action && !settingsProblems().length) showBanner(null);
 });
 for (const input of [ui.model, ui.temperature, ui.maxTokens, ui.system]) {
   input.addEventListener("change", () => {
@@ -694,6 +1070,7 @@ for (const input of [ui.model, ui.temperature, ui.maxTokens, ui.system]) {
     save();
   });
 }
+for (const input of [ui.model, ui.temperature, ui.maxTokens]) input.addEventListener("input", markFields);
 ui.apiKey.addEventListener("change", keepKey);
 ui.rememberKey.addEventListener("change", keepKey);
 ui.language.addEventListener("change", () => {
@@ -705,6 +1082,49 @@ ui.language.addEventListener("change", () => {
   }
   applyLanguage(lang);
 });
+for (const radio of ui.themes) {
+  radio.addEventListener("change", () => {
+    try {
+      if (radio.value === "system") localStorage.removeItem(THEME_KEY);
+      else localStorage.setItem(THEME_KEY, radio.value);
+    } catch {
+      // not remembered, but switched all the same
+    }
+    applyTheme(radio.value);
+  });
+}
+
+ui.resizer.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  ui.resizer.setPointerCapture(event.pointerId);
+  ui.resizer.classList.add("dragging");
+  ui.app.classList.add("resizing");
+});
+ui.resizer.addEventListener("pointermove", (event) => {
+  if (!ui.resizer.hasPointerCapture(event.pointerId)) return;
+  setSidebarWidth(event.clientX - ui.sidebar.getBoundingClientRect().left, false);
+});
+for (const type of /** @type {const} */ (["pointerup", "pointercancel"])) {
+  ui.resizer.addEventListener(type, () => {
+    ui.resizer.classList.remove("dragging");
+    ui.app.classList.remove("resizing");
+    setSidebarWidth(sidebarWidth(), true);
+  });
+}
+ui.resizer.addEventListener("dblclick", () => setSidebarWidth(WIDTH.initial, true));
+ui.resizer.addEventListener("keydown", (event) => {
+  /** @type {Record<string, number>} */
+  const moves = {
+    ArrowLeft: sidebarWidth() - WIDTH.step,
+    ArrowRight: sidebarWidth() + WIDTH.step,
+    Home: WIDTH.min,
+    End: WIDTH.max,
+  };
+  if (!(event.key in moves)) return;
+  event.preventDefault();
+  setSidebarWidth(moves[event.key], true);
+});
+
 ui.exportMarkdown.addEventListener("click", () => {
   const conversation = store.current();
   if (conversation) download(exportMarkdown(conversation), "text/markdown;charset=utf-8", "md");
@@ -716,8 +1136,12 @@ ui.exportJson.addEventListener("click", () => {
 ui.importButton.addEventListener("click", () => ui.importFile.click());
 ui.importFile.addEventListener("change", importFiles);
 window.addEventListener("storage", (event) => {
+  if (event.key === THEME_KEY) {
+    applyTheme(savedTheme());
+    return;
+  }
   // Another tab changed the history; pick it up unless this tab is mid-reply.
-  if (active || event.key === i18n.LANGUAGE_KEY) return;
+  if (active || event.key === i18n.LANGUAGE_KEY || event.key === WIDTH_KEY) return;
   const fresh = new Store();
   store.conversations = fresh.conversations;
   store.currentId = fresh.currentId;
@@ -731,15 +1155,29 @@ ui.system.value = store.settings.system;
 const saved = store.apiKey();
 ui.apiKey.value = saved.key;
 ui.rememberKey.checked = saved.remember;
+applyTheme(savedTheme());
+ui.resizer.setAttribute("aria-valuenow", String(Math.round(sidebarWidth()) || WIDTH.initial));
 applyLanguage(i18n.initialLanguage(localStorage));
 loadModels();
+loadBackend();
 ui.input.focus();
 if (!secure) {
-  showBanner(() => t("error.insecure"));
+  showBanner({ text: () => t("error.insecure") });
   ui.send.disabled = true;
 }
 
 // For tests and the curious: the page's own protocol implementation, its words and its store.
 Object.assign(window, {
-  getgpt: { ...protocol, renderMarkdown, MarkdownView, store, stop, i18n, importConversation, exportJson },
+  getgpt: {
+    ...protocol,
+    renderMarkdown,
+    plainText,
+    MarkdownView,
+    store,
+    stop,
+    i18n,
+    importConversation,
+    exportJson,
+    describeError,
+  },
 });

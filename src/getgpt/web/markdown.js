@@ -577,3 +577,35 @@ export class MarkdownView {
     this.keys = blocks.map((block) => block.key);
   }
 }
+
+/**
+ * The words a reader sees in Markdown, on one line: no `**`, backticks, fences, `#` or list
+ * markers; a code block gives its code, a link its label. For titles, which show plain text.
+ * @param {string} text
+ */
+export function plainText(text) {
+  /** @type {string[]} */
+  const words = [];
+  /** @param {Block[]} blocks */
+  const walk = (blocks) => {
+    for (const block of blocks) {
+      if (block.type === "code") words.push(block.text);
+      else if (block.type === "heading" || block.type === "paragraph") words.push(inlineText(block.text));
+      else if (block.type === "quote") walk(block.children);
+      else if (block.type === "list") block.items.forEach(walk);
+      else if (block.type === "table") for (const row of [block.head, ...block.rows]) words.push(...row.map(inlineText));
+    }
+  };
+  walk(parseBlocks(text));
+  return words.join(" ").replace(/\s+/g, " ").trim();
+}
+
+/**
+ * The text of inline Markdown as rendered: line breaks become spaces.
+ * @param {string} text
+ */
+function inlineText(text) {
+  const fragment = document.createDocumentFragment();
+  renderInline(text.replace(/\n/g, " "), fragment);
+  return fragment.textContent ?? "";
+}

@@ -38,18 +38,20 @@ export class SignatureError extends Error {
   }
 }
 
-// An error the server reported: as an HTTP status before the stream, or inside it.
+// An error the server reported: as an HTTP status before the stream, or inside it. `param`
+// names the request field at fault when the server says (OpenAI's errors and getgpt serve's do).
 export class RemoteError extends Error {
   /**
    * @param {string} message
-   * @param {{status?: number | null, type?: string | null, code?: string | null, partial?: string}} [details]
+   * @param {{status?: number | null, type?: string | null, code?: string | null, param?: string | null, partial?: string}} [details]
    */
-  constructor(message, { status = null, type = null, code = null, partial = "" } = {}) {
+  constructor(message, { status = null, type = null, code = null, param = null, partial = "" } = {}) {
     super(message);
     this.name = "RemoteError";
     this.status = status;
     this.type = type;
     this.code = code;
+    this.param = param;
     this.partial = partial;
   }
 }
@@ -315,6 +317,7 @@ function remoteError(error, status, partial) {
     status,
     type: body.type ?? null,
     code: body.code ?? null,
+    param: typeof body.param === "string" && body.param ? body.param : null,
     partial,
   });
 }

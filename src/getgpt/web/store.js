@@ -3,6 +3,7 @@
 // in sessionStorage unless the user asks to remember it; conversations as Markdown and JSON files.
 
 import { t } from "./i18n.js";
+import { plainText } from "./markdown.js";
 
 const CONVERSATIONS = "getgpt.conversations.v1";
 const SETTINGS = "getgpt.settings.v1";
@@ -20,15 +21,21 @@ export const EXPORT_VERSION = 1;
  * @typedef {{firstMs: number, totalMs: number, chars: number, pieces: number}} Stats
  */
 /**
- * @typedef {object} Message
- * @property {"user" | "assistant"} role
+ * One reply the assistant gave at a place in the conversation: its text and how it went.
+ * @typedef {object} Version
  * @property {string} content
  * @property {string} [reasoning]
  * @property {ToolCall[]} [toolCalls]
  * @property {Stats} [stats]
- * @property {string} [error]
+ * @property {string} [error]  what went wrong, as a sentence in the page's language
+ * @property {string} [errorDetail]  the server's (or the browser's) own words about it
  * @property {boolean} [stopped]
  * @property {string} [finishReason]
+ */
+/**
+ * A message. A reply asked for again keeps every version in `versions` (oldest first), and
+ * `version` says which one is shown; the message's own fields are always the shown version's.
+ * @typedef {Version & {role: "user" | "assistant", versions?: Version[], version?: number}} Message
  */
 /**
  * @typedef {object} Conversation
@@ -36,9 +43,15 @@ export const EXPORT_VERSION = 1;
  * @property {number} createdAt
  * @property {number} updatedAt
  * @property {Message[]} messages
+ * @property {string} [system]  the system prompt it started with (or was imported with)
  * @property {string} [forkOf]  the conversation it was forked from by editing a message
  */
 /** @typedef {{model: string, temperature: string, maxTokens: string, system: string}} Settings */
+
+/** The fields of a message that belong to one version of a reply. */
+export const VERSION_FIELDS = Object.freeze(
+  /** @type {const} */ (["content", "reasoning", "toolCalls", "stats", "error", "errorDetail", "stopped", "finishReason"]),
+);
 
 /** @type {Readonly<Settings>} */
 export const DEFAULT_SETTINGS = Object.freeze({ model: "", temperature: "1", maxTokens: "", system: "" });
@@ -64,14 +77,42 @@ function newId() {
   return Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => n.toString(16)).join("-");
 }
 
-/** @param {Conversation} conversation */
+// Enough of the first message for any title; a whole long message is not parsed for 48 characters.
+const TITLE_SOURCE = 2000;
+
+/**
+ * The first user message as plain words (Markdown stripped), at most 48 characters.
+ * @param {Conversation} conversation
+ */
 export function titleOf(conversation) {
   const first = conversation.messages.find((m) => m.role === "user");
-  const text = first ? first.content.replace(/\s+/g, " ").trim() : "";
+  const text = first ? plainText(first.content.slice(0, TITLE_SOURCE)) : "";
   if (!text) return t("chat.untitled");
   // Cut by code point, never inside a surrogate pair.
   const chars = [...text];
   return chars.length > 48 ? chars.slice(0, 47).join("") + "…" : text;
+}
+
+/**
+ * The shown version of a reply, as a version of its own.
+ * @param {Message} message
+ * @returns {Version}
+ */
+export function versionOf(message) {
+  /** @type {Record<string, unknown>} */
+  const version = {};
+  for (const name of VERSION_FIELDS) if (message[name] !== undefined) version[name] = structuredClone(message[name]);
+  return /** @type {Version} */ (version);
+}
+
+/**
+ * Show `version` of a reply: its fields become the message's own.
+ * @param {Message} message
+ * @param {Version} version
+ */
+export function showVersion(message, version) {
+  for (const name of VERSION_FIELDS) delete message[name];
+  Object.assign(message, structuredClone(version));
 }
 
 /** @param {Conversation} conversation */
@@ -88,8 +129,11 @@ export class Store {
     this.storage = storage;
     this.session = session;
     const saved = read(storage, CONVERSATIONS, null);
+    // A conversation without a message is never kept (older versions of the page kept them).
     /** @type {Conversation[]} */
-    this.conversations = Array.isArray(saved?.conversations) ? saved.conversations.filter(isConversation) : [];
+    this.conversations = Array.isArray(saved?.conversations)
+      ? saved.conversations.filter((/** @type {unknown} */ c) => isConversation(c) && c.messages.length > 0)
+      : [];
     /** @type {string | null} */
     this.currentId = saved?.currentId ?? null;
     /** @type {Settings} */
@@ -102,19 +146,28 @@ export class Store {
     return this.conversations.find((c) => c.id === this.currentId) ?? null;
   }
 
-  /** Conversations, the most recently used first. */
+  /** Conversations with at least one message, the most recently used first. */
   list() {
-    return [...this.conversations].sort((a, b) => b.updatedAt - a.updatedAt);
+    return this.conversations.filter((c) => c.messages.length).sort((a, b) => b.updatedAt - a.updatedAt);
   }
 
-  /** @param {Message[]} [messages] */
-  create(messages = []) {
+  /**
+   * @param {Message[]} [messages]
+   * @param {string} [system]
+   */
+  create(messages = [], system = "") {
     const now = Date.now();
     /** @type {Conversation} */
-    const conversation = { id: newId(), createdAt: now, updatedAt: now, messages };
+    const conversation = { id: newId(), createdAt: now, updatedAt: now, messages, system };
     this.conversations.push(conversation);
     this.currentId = conversation.id;
     return conversation;
+  }
+
+  /** Start afresh: no conversation is open until the first message makes one. */
+  startNew() {
+    this.conversations = this.conversations.filter((c) => c.messages.length);
+    this.currentId = null;
   }
 
   /**
@@ -127,7 +180,8 @@ export class Store {
   fork(conversation, index, text) {
     /** @type {Message[]} */
     const before = structuredClone(conversation.messages.slice(0, index));
-    const fork = this.create([...before, { role: "user", content: text }]);
+    const fork = this.create([...before, { role: "user", content: text }], conversation.system);
+    if (conversation.system === undefined) delete fork.system;
     fork.forkOf = conversation.id;
     return fork;
   }
@@ -137,10 +191,27 @@ export class Store {
     if (this.conversations.some((c) => c.id === id)) this.currentId = id;
   }
 
-  /** @param {string} id */
+  /**
+   * Take a conversation out; returns what restore() needs to put it back as it was.
+   * @param {string} id
+   */
   remove(id) {
-    this.conversations = this.conversations.filter((c) => c.id !== id);
-    if (this.currentId === id) this.currentId = this.list()[0]?.id ?? null;
+    const index = this.conversations.findIndex((c) => c.id === id);
+    if (index < 0) return null;
+    const [conversation] = this.conversations.splice(index, 1);
+    const wasCurrent = this.currentId === id;
+    if (wasCurrent) this.currentId = this.list()[0]?.id ?? null;
+    return { conversation, index, wasCurrent };
+  }
+
+  /**
+   * Put back a conversation remove() took out, where it was.
+   * @param {{conversation: Conversation, index: number, wasCurrent: boolean}} removed
+   */
+  restore({ conversation, index, wasCurrent }) {
+    if (this.conversations.some((c) => c.id === conversation.id)) return;
+    this.conversations.splice(Math.min(index, this.conversations.length), 0, conversation);
+    if (wasCurrent || this.currentId === null) this.currentId = conversation.id;
   }
 
   /** @param {Conversation} conversation */
@@ -151,10 +222,9 @@ export class Store {
   /** Write everything; returns an error message when the browser refuses (quota, private mode). */
   save() {
     try {
-      this.storage.setItem(
-        CONVERSATIONS,
-        JSON.stringify({ conversations: this.conversations, currentId: this.currentId }),
-      );
+      const kept = this.conversations.filter((c) => c.messages.length);
+      const currentId = kept.some((c) => c.id === this.currentId) ? this.currentId : null;
+      this.storage.setItem(CONVERSATIONS, JSON.stringify({ conversations: kept, currentId }));
       this.storage.setItem(SETTINGS, JSON.stringify(this.settings));
       return null;
     } catch (err) {
@@ -213,6 +283,7 @@ function isConversation(c) {
  * @param {Conversation} conversation
  */
 export function exportJson(conversation) {
+  /** @type {Record<string, unknown>} */
   const document = {
     format: EXPORT_FORMAT,
     version: EXPORT_VERSION,
@@ -220,6 +291,8 @@ export function exportJson(conversation) {
     createdAt: new Date(conversation.createdAt).toISOString(),
     messages: conversation.messages,
   };
+  // As `getgpt chat`'s /save writes it: present only when there is one.
+  if (conversation.system) document.system = conversation.system;
   return JSON.stringify(document, null, 2) + "\n";
 }
 
@@ -229,6 +302,9 @@ export function exportJson(conversation) {
  */
 export function exportMarkdown(conversation) {
   const parts = [`# ${titleOf(conversation)}`];
+  if (conversation.system) {
+    parts.push(`> **${t("chat.system")}**\n>\n` + conversation.system.replace(/^/gm, "> "));
+  }
   for (const message of conversation.messages) {
     parts.push(`## ${t(message.role === "user" ? "message.user" : "message.assistant")}`);
     if (message.reasoning) {
@@ -270,7 +346,8 @@ function fenced(text, lang) {
 export class ImportError extends Error {}
 
 /**
- * Read a file written by exportJson back into a fresh conversation (a new id; the same messages).
+ * Read a file written by exportJson, or by `getgpt chat`'s /save, back into a fresh conversation
+ * (a new id; the same messages and system prompt).
  * @param {string} text
  * @returns {Conversation}
  */
@@ -287,11 +364,16 @@ export function importConversation(text) {
     data.version !== EXPORT_VERSION ||
     !Array.isArray(data.messages) ||
     Number.isNaN(createdAt) ||
-    !data.messages.every(isMessage)
+    !data.messages.every(isMessage) ||
+    !(data.system === undefined || typeof data.system === "string")
   ) {
     throw new ImportError(t("chat.importNotConversation"));
   }
-  return { id: newId(), createdAt, updatedAt: Date.now(), messages: data.messages };
+  if (!data.messages.length) throw new ImportError(t("chat.importEmpty"));
+  /** @type {Conversation} */
+  const conversation = { id: newId(), createdAt, updatedAt: Date.now(), messages: data.messages };
+  if (data.system) conversation.system = data.system;
+  return conversation;
 }
 
 /**
@@ -300,11 +382,30 @@ export function importConversation(text) {
  */
 function isMessage(m) {
   if (!m || typeof m !== "object" || (m.role !== "user" && m.role !== "assistant")) return false;
-  if (typeof m.content !== "string") return false;
-  const optional = { reasoning: "string", error: "string", finishReason: "string", stopped: "boolean" };
-  for (const [name, type] of Object.entries(optional)) if (name in m && typeof m[name] !== type) return false;
-  if ("toolCalls" in m && !(Array.isArray(m.toolCalls) && m.toolCalls.every(isToolCall))) return false;
-  if ("stats" in m && !isStats(m.stats)) return false;
+  if ("versions" in m || "version" in m) {
+    const { versions, version } = m;
+    if (!Array.isArray(versions) || !versions.length || !versions.every(isVersion)) return false;
+    if (!Number.isInteger(version) || version < 0 || version >= versions.length) return false;
+  }
+  return isVersion(m);
+}
+
+/**
+ * @param {any} v
+ * @returns {v is Version}
+ */
+function isVersion(v) {
+  if (!v || typeof v !== "object" || typeof v.content !== "string") return false;
+  const optional = {
+    reasoning: "string",
+    error: "string",
+    errorDetail: "string",
+    finishReason: "string",
+    stopped: "boolean",
+  };
+  for (const [name, type] of Object.entries(optional)) if (name in v && typeof v[name] !== type) return false;
+  if ("toolCalls" in v && !(Array.isArray(v.toolCalls) && v.toolCalls.every(isToolCall))) return false;
+  if ("stats" in v && !isStats(v.stats)) return false;
   return true;
 }
 

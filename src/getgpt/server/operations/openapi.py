@@ -291,7 +291,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "content": _json(
                                 {
                                     "type": "object",
-                                    "required": ["status", "active_slots"],
+                                    "required": ["status", "active_slots", "backend"],
                                     "properties": {
                                         "status": {"type": "string", "enum": ["ok"]},
                                         "active_slots": {"type": "integer", "minimum": 0},
@@ -300,6 +300,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                                             "minimum": 0,
                                             "deprecated": True,
                                             "description": "The old name of active_slots, until 0.2.",
+                                        },
+                                        "backend": {
+                                            "type": "string",
+                                            "description": "The backend answering chat requests "
+                                            "(echo, openai, ...); the web page says so when it is "
+                                            "the echo.",
                                         },
                                     },
                                 }
