@@ -209,7 +209,7 @@ class Supervisor:
             _check_free(config.host, config.port)
             reserved = _reuseport_socket(config.host, config.port)
         except OSError as exc:
-            print(f"getgpt: error: {exc}", file=sys.stderr)
+            print(f"getgpt: error: {exc.strerror or exc}", file=sys.stderr)
             return 1
         port = reserved.getsockname()[1]
         if not os.environ.get(MULTIPROC_ENV):
@@ -289,7 +289,7 @@ def run(config: ServerConfig) -> bool:
     try:
         check_port(config)
     except OSError as exc:
-        print(f"getgpt: error: {exc}", file=sys.stderr)
+        print(f"getgpt: error: {exc.strerror or exc}", file=sys.stderr)
         return False
     if count == 1:
         return _serve_process(config, None)
@@ -298,6 +298,6 @@ def run(config: ServerConfig) -> bool:
         port = sockets[0].getsockname()[1]
         sockets += [_reuseport_socket(config.host, port) for _ in range(count - 1)]
     except OSError as exc:
-        print(f"getgpt: error: {exc}", file=sys.stderr)
+        print(f"getgpt: error: {exc.strerror or exc}", file=sys.stderr)
         return False
     return _serve_process(config, sockets)
