@@ -11,7 +11,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[server]"
+# postgres: asyncpg, for --db postgresql://... (SQLite needs nothing more).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[server,postgres]"
 
 FROM python:3.12-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 # The versions are pinned by the wheels the first stage built; --no-index takes nothing else.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir --no-index --find-links=/wheels "getgpt[server]" \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels "getgpt[server,postgres]" \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin getgpt
 USER 10001

@@ -12,10 +12,12 @@ from . import (
     concurrency,
     gateway,
     gateway_load,
+    keys,
     memory,
     server_throughput,
     small_requests,
     startup,
+    store_libraries,
     workers,
 )
 from .common import machine
@@ -30,6 +32,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "memory": memory.run,
     "workers": workers.run,
     "load": gateway_load.run,
+    "store": store_libraries.run,
+    "keys": keys.run,
 }
 
 

@@ -73,6 +73,10 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
         options["echo_delay"] = args.echo_delay
     if args.idle_timeout:
         options["idle_timeout"] = args.idle_timeout
+    if getattr(args, "db", None):
+        options["db"] = args.db
+    if getattr(args, "api_key", None):
+        options["api_keys"] = (args.api_key,)
     return options
 
 
@@ -153,6 +157,8 @@ def main() -> None:
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="getgpt serve's --idle-timeout")
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--db", metavar="PATH|URL", help="getgpt's key store and ledger (bench/keys.py)")
+    parser.add_argument("--api-key", metavar="KEY", help="one GETGPT_API_KEYS key (bench/keys.py)")
     parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")
     parser.add_argument(
         "--unbounded", action="store_true", help="getgpt on uvicorn's own protocol: no connection bounds"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import trustme
 from starlette.applications import Starlette
@@ -34,6 +35,7 @@ from getgpt.server import ServerConfig, create_app
 from .support.openai_upstream import ScriptedUpstream
 from .support.scripted import Live
 from .support.servers import serve
+from .support.services import Postgres
 
 # LiteLLM fetches a price list from the internet when imported unless told to use its own copy;
 # any test may be the first to import it (the public API's does).
@@ -44,9 +46,17 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# No property test is timed: hypothesis's per-example deadline (200 ms) and its too-slow health
+# check failed under load (test_reply.py's fast path took 384 ms at load 21). Speed belongs to bench/.
+hypothesis.settings.register_profile(
+    "getgpt", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("getgpt")
+
 TESTS = Path(__file__).resolve().parent
-#: Workers for a whole-suite run on this project's 2-core machines: measured in .ci/run's
-#: history (docs/architecture.md, "Where things are tested"); PYTEST_XDIST_AUTO_NUM_WORKERS overrides.
+#: Workers for a whole-suite run: one more than the 2 cores of the project's machines, as much of
+#: the suite waits (deadlines, slow peers) while another test could run. PYTEST_XDIST_AUTO_NUM_WORKERS
+#: or -n N overrides.
 WORKERS = 3
 #: Paths (under tests/) whose tests run on one worker: what they share starts once there.
 GROUPS = {
@@ -134,3 +144,20 @@ def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
     """A getgpt server whose openai backend forwards to the scripted upstream; its base URL."""
     with serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Debian's PostgreSQL on a free loopback port, one for the session; tests take databases of
+    their own from it (``postgres.create_database()``)."""
+    with Postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What ``--db`` is given: a fresh SQLite file, or a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "getgpt.db")
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database()

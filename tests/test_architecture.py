@@ -137,9 +137,12 @@ ROOT_HELPERS = {"_lazy", "_moved"}
 # Inside the server, parts in order from the top: each imports only parts after it. ``running``
 # starts processes around the app; ``app`` builds it; admission, backends and upstreams decide a
 # request's fate; ``chat`` holds the endpoints' request, parsing, pump and wire; ``operations``
-# drain, logs, counts and metrics; ``edge`` the HTTP connection, body and responses;
+# drain, logs, counts and metrics; ``edge`` the HTTP connection, body and responses; ``store`` the
+# keys, the usage ledger and their databases (imported by admission, importing only leaves);
 # ``api_error`` and ``config`` are leaves.
-SERVER_PARTS = ["running", "app", "admission", "backends", "upstreams", "chat", "operations", "edge"]
+SERVER_PARTS = [
+    "running", "app", "admission", "backends", "upstreams", "chat", "operations", "edge", "store",
+]  # fmt: skip
 SERVER_LEAVES = {"api_error", "config", "__init__"}
 # A face takes the clients from the client package's face, never from the module that defines them.
 CLIENT_INSIDES = {"getgpt.client.base", "getgpt.client.clients", "getgpt.client.streams"}

@@ -17,9 +17,11 @@ from bench import (
     concurrency,
     gateway,
     gateway_load,
+    keys,
     memory,
     server_throughput,
     small_requests,
+    store_libraries,
     workers,
 )
 
@@ -92,3 +94,12 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
     assert "KiB per stream" in workers.idle_memory(40, 0.2)
     load = gateway_load.load(0.5, 1, with_litellm=False)
     assert "getgpt serve --workers 2" in load and "200:" in load
+
+
+def test_the_key_benchmarks_run_and_check_what_they_measure() -> None:
+    checks = keys.key_checks(500)
+    assert checks.count("| met") + checks.count("| MISSED") == 3
+    ledgers = keys.ledgers(0.3, 500)  # every record is counted in its table before a row is made
+    assert "| SQLite" in ledgers and "| PostgreSQL" in ledgers
+    libraries = store_libraries.run_libraries(50, 2, 1)
+    assert "sqlite3 in a thread" in libraries and "asyncpg COPY" in libraries

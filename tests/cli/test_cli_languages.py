@@ -24,6 +24,8 @@ NAMES = {"stdin", "Authorization", "Bearer", "GetGpt", "HTTP", "gpt", "turbo", "
     "demo",
     "serve",
     "check",
+    "keys",
+    "usage",
 }
 
 

@@ -232,7 +232,7 @@ def test_connections_still_sending_their_heads_when_they_must_make_way_are_told_
             # Each one mid-head for the server too: it has read what they sent.
             wait_until(
                 lambda: (
-                    all(sockets.unread(server.port, sockets.port_of(sock)) == 0 for sock in slow)
+                    sockets.unread(server.port, *map(sockets.port_of, slow)) == 0
                     and sockets.accept_queue(server.port) == 0
                 ),
                 what="the server read the 96 heads begun",

@@ -1,11 +1,13 @@
-"""Real processes for the operations tests: redis-server and nginx (``getgpt serve``: serve_process.py).
+"""Real processes for the operations tests: redis-server, nginx and PostgreSQL (``getgpt serve``:
+serve_process.py).
 
 Each runs on a free loopback port with its files in a temporary directory, and is stopped by its
-PID (never by name). redis-server and nginx come from Debian (``.ci/run`` installs them).
+PID (never by name). redis-server, nginx and postgresql come from Debian (``.ci/run`` installs them).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -20,7 +22,7 @@ from . import processes
 from .servers import free_port
 from .waiting import wait_until
 
-__all__ = ["Nginx", "Redis", "find"]
+__all__ = ["Nginx", "Postgres", "Redis", "find"]
 
 # Where Debian puts what the tests need; PATH first, for machines that have them elsewhere.
 _SEARCH = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
@@ -155,6 +157,92 @@ class Nginx(_Process):
     def stop(self, sig: int = signal.SIGQUIT, wait: float = 20.0) -> None:
         # SIGQUIT: nginx's graceful stop (its worker goes with it).
         super().stop(sig, wait)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL server program: Debian keeps them per version under /usr/lib/postgresql."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version_of, reverse=True)
+    return found[0] if found else find(name)
+
+
+def _version_of(path: str) -> int:
+    part = Path(path).parts[-3]
+    return int(part) if part.isdigit() else 0
+
+
+class Postgres(_Process):
+    """A PostgreSQL server of its own: ``initdb`` into a temporary directory, then ``postgres`` in
+    the foreground on a free loopback port (its PID is the server's), trusting local connections.
+
+    initdb refuses to run as root, so as root (CI) both run as Debian's ``postgres`` user, which
+    is given the temporary directory.
+    """
+
+    USER = "getgpt"
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="getgpt-postgres-")
+        self.data = str(Path(self.dir) / "data")
+        self.port = free_port()
+        self._as: dict[str, str] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self._as = {"user": "postgres", "group": str(owner.pw_gid)}
+        subprocess.run(
+            [_postgres_bin("initdb"), "-D", self.data, "-U", self.USER, "--auth=trust", "-E", "UTF8",
+             "--no-sync", "--no-instructions"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **self._kwargs(),
+        )  # fmt: skip
+        self.start()
+
+    def _kwargs(self) -> dict[str, object]:
+        if not self._as:
+            return {}
+        return {"user": self._as["user"], "group": int(self._as["group"]), "cwd": self.dir}
+
+    def start(self) -> None:
+        """Start it (again, on the same port and data: a restarted server keeps what it had)."""
+        args = [
+            _postgres_bin("postgres"), "-D", self.data, "-p", str(self.port), "-k", self.dir,
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self._kwargs()
+        )  # type: ignore[call-overload]
+        _wait_port(self.port, self.process, "postgres")
+        # Listening is not yet taking queries ("the database system is starting up").
+        ready = [_postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER]
+        wait_until(
+            lambda: self.process.poll() is not None or subprocess.run(ready, check=False).returncode == 0,
+            30,
+            "postgres taking queries",
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {self.process.returncode}")
+
+    def stop(self, sig: int = signal.SIGINT, wait: float = 20.0) -> None:
+        # SIGINT: PostgreSQL's fast shutdown (clients are disconnected, nothing is lost).
+        super().stop(sig, wait)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A fresh, empty database on this server; its URL."""
+        self._made = getattr(self, "_made", 0) + 1
+        name = f"test{self._made}"
+        subprocess.run(
+            [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER, name],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        return self.url(name)
 
     def close(self) -> None:
         self.stop()

@@ -46,9 +46,11 @@ def _entries() -> list[_Entry]:
     return found
 
 
-def unread(port: int, peer: int) -> int:
-    """Bytes that arrived at the socket on ``port`` from ``peer`` and were not read yet."""
-    return sum(e.unread for e in _entries() if e.port == port and e.peer == peer and e.state != _LISTEN)
+def unread(port: int, *peers: int) -> int:
+    """Bytes that arrived at the socket(s) on ``port`` from ``peers`` and were not read yet (one
+    look at the kernel's table, however many peers)."""
+    wanted = set(peers)
+    return sum(e.unread for e in _entries() if e.port == port and e.peer in wanted and e.state != _LISTEN)
 
 
 def unsent(port: int, peer: int) -> int:

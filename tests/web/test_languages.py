@@ -116,7 +116,8 @@ def test_every_key_has_a_text_in_both_languages_and_every_key_is_used(units: Pag
                      i18n.setLanguage(lang);
                      try { return i18n.t(key, {count: 3, title: 'T', name: 'N', message: 'M',
                                                reason: 'R', status: '4', ttft: '1', cps: '2',
-                                               field: 'F', param: 'P', problem: 'X', n: 2}); }
+                                               field: 'F', param: 'P', problem: 'X', n: 2,
+                                               requests: '5', tokens: '6', spent: '7'}); }
                      finally { i18n.setLanguage(before); } }""",
                 [lang, key],
             )

@@ -12,6 +12,7 @@ Only the standard library is imported: ``getgpt --help`` must stay fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 import sys
@@ -90,8 +91,8 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose usage line and errors are in ``texts``' language.
 
     Its errors are ``PROG: error: MESSAGE`` as argparse's are (exit status 2, the usage first),
-    in the user's language. Sub-commands' parsers are made of this class too (argparse makes
-    them of the parent's class), each given the same ``texts``.
+    in the user's language. Sub-commands' parsers, at any depth, are made of this class with the
+    same ``texts``.
     """
 
     def __init__(self, *args: Any, texts: Texts, **options: Any) -> None:
@@ -99,6 +100,11 @@ class Parser(argparse.ArgumentParser):
         options.setdefault("add_help", False)
         super().__init__(*args, **options)
         self.texts = texts
+
+    def add_subparsers(self, **options: Any) -> Any:
+        """argparse's sub-commands, whose parsers (and theirs) speak ``texts``' language too."""
+        options.setdefault("parser_class", functools.partial(type(self), texts=self.texts))
+        return super().add_subparsers(**options)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)

@@ -1,4 +1,4 @@
-"""The ``getgpt`` command: ``chat``, ``demo``, ``serve`` and ``check``.
+"""The ``getgpt`` command: ``chat``, ``demo``, ``serve``, ``check``; ``keys``, ``usage``, ``db`` (admin.py).
 
 Start-up time matters for a command line tool, so this module imports only the standard library's
 lightest parts at the top; httpx, the server stack and rich load inside the command that needs them,
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from .admin import add_admin_parsers
 from .arguments import Parser, add_lang_option, number
 from .chat import add_chat_parser, run_chat
 from .check import add_check_parser, run_check
@@ -121,6 +122,7 @@ def _parser(texts: Texts) -> argparse.ArgumentParser:
 
     add_serve_parser(commands, texts).set_defaults(run=run_serve)
     add_check_parser(commands, texts).set_defaults(run=lambda args: run_check(args, args.texts))
+    add_admin_parsers(commands, texts)
     return parser
 
 

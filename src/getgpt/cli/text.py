@@ -113,6 +113,9 @@ CATALOGUE: dict[Language, dict[str, Entry]] = {
         "check.skip": "run all but these checks (comma-separated names, repeatable)",
         "check.api_key_env": "the environment variable holding the server's API key (default GETGPT_API_KEY)",
         "check.insecure": "do not verify TLS certificates",
+        "keys.help": "make, list, revoke and rotate the API keys of the store (serve --db)",
+        "usage.help": "requests and tokens from the usage ledger, added up",
+        "db.help": "the store's schema: 'db upgrade' applies its migrations",
         "session.intro": "chatting with {url}; /help lists the commands, /exit or Ctrl-D leaves",
         "session.you": "you",
         "session.commands": "commands:\n"
@@ -260,6 +263,9 @@ CATALOGUE: dict[Language, dict[str, Entry]] = {
         "check.skip": "выполнить все проверки, кроме этих (имена через запятую, можно повторять)",
         "check.api_key_env": "переменная окружения с ключом API сервера (по умолчанию GETGPT_API_KEY)",
         "check.insecure": "не проверять сертификаты TLS",
+        "keys.help": "создать, показать, отозвать и заменить API-ключи хранилища (serve --db)",
+        "usage.help": "запросы и токены из журнала использования, с итогами",
+        "db.help": "схема хранилища: 'db upgrade' применяет её миграции",
         "session.intro": "чат с {url}; /help — список команд, /exit или Ctrl-D — выход",
         "session.you": "вы",
         "session.commands": "команды:\n"

@@ -10,7 +10,10 @@ Routes:
   to the upstream as they are (the ``openai`` backend; the others answer 400 naming it).
 - ``GET /healthz`` -- ``{"status": "ok", "active_slots": ..., ...}``: the liveness check.
 - ``GET /readyz`` -- 200 while the process takes requests; 503 once it drains (SIGTERM) or while
-  the shared state it needs is unreachable under ``--redis-failure closed``.
+  the shared state or the database it needs is unreachable under ``--redis-failure closed`` or
+  ``--db-failure closed``.
+- ``GET /v1/usage`` (with ``--db``), ``/admin/keys`` and ``/admin/usage`` (with
+  ``GETGPT_ADMIN_KEY``): a key's own usage, the admin API (:mod:`getgpt.server.admission.admin`).
 - ``GET /metrics`` -- Prometheus metrics (:mod:`getgpt.server.operations.prometheus`).
 - ``GET /openapi.json`` -- the OpenAPI document of these routes.
 - ``GET /`` and ``GET /static/<name>`` -- the web chat page from the package's ``web/`` directory.
@@ -29,12 +32,19 @@ run before any backend work: ``request_checks`` -- ``async def check(scope) -> N
 the body is read; ``chat_checks`` -- ``async def check(scope, chat) -> None`` -- run on the parsed
 :class:`~getgpt.server.chat.request.Chat` (its ``uuid``, ``model``, ``stream``; ``chat.request`` is the
 GetGpt form, which a ``/v1`` request gets only if it has one). A check refuses a request by raising
-:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer).
+:class:`~getgpt.server.api_error.ApiError` (its ``headers`` go on the answer). ``model_checks`` --
+``async def check(scope, model) -> None`` -- run on the model a chat request or a forwarded
+request's body names (the key store's allowed models).
+
+With ``--db`` every request to these endpoints, refused or answered, is settled with the key
+store (:class:`~getgpt.server.admission.keys.Keyring`) once its answer has gone: one ledger
+record, and its key charged the tokens its slot's outcome reports (or an estimate).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import os
@@ -43,8 +53,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -61,6 +72,7 @@ from .backends.base import Backend, make_backend
 from .chat.parsing import parse_envelope, parse_openai
 from .chat.pump import Ending, ReplyOptions, deliver, pass_on
 from .chat.request import Chat, not_served
+from .chat.wire import estimate_tokens
 from .config import ServerConfig
 from .edge.body import ClientGone, read_json_body
 from .edge.responses import STREAM_HEADERS, send_error
@@ -70,12 +82,17 @@ from .operations.drain import Drain
 from .operations.logs import REQUEST_ID, request_id
 from .operations.prometheus import CONTENT_TYPE, PrometheusMetrics, route_of
 
+if TYPE_CHECKING:
+    from ..protocol.reply import Usage
+    from .admission.keys import Keyring
+
 __all__ = ["ChatCheck", "GetGptApp", "RequestCheck", "create_app"]
 
 log = logging.getLogger("getgpt.server")
 
 RequestCheck = Callable[[Scope], Awaitable[None]]
 ChatCheck = Callable[[Scope, Chat], Awaitable[None]]
+ModelCheck = Callable[[Scope, "str | None"], Awaitable[None]]
 Parser = Callable[[bytes, int], Chat]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -85,6 +102,30 @@ _NO_WEB_UI = (
 )
 #: OpenAI's routes besides chat that the ``openai`` backend forwards as they are.
 FORWARDED = ("/embeddings", "/completions", "/responses")
+_object_of = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]:
+    """The backend's pieces, counted into ``slot.sent_tokens`` (the estimate of a completion that
+    ends with no usage reported: a stream cut mid-way); once the backend has closed, the slot's
+    ``charge`` -- before the pump sends the reply's last bytes, as it waits for this to end."""
+    chars = 0
+    try:
+        async for piece in pieces:
+            if isinstance(piece, str):
+                chars += len(piece)
+                slot.sent_tokens = estimate_tokens(chars)
+            else:
+                # An upstream's events: about one token each (OpenAI streams a token an event);
+                # a whole JSON reply has none: four bytes a token.
+                slot.sent_tokens += piece.count(b"data:") or estimate_tokens(len(piece))
+            yield piece
+    finally:
+        closing = getattr(pieces, "aclose", None)
+        if closing is not None:
+            await closing()
+        if slot.charge is not None:
+            await slot.charge()
 
 
 # The page's own <meta> policy, and what only a header can say: no site may frame the page
@@ -127,6 +168,9 @@ class _Parts:
     drain: Drain
     request_checks: list[RequestCheck]
     chat_checks: list[ChatCheck]
+    model_checks: list[ModelCheck]
+    #: The key store and the usage ledger (--db), else None.
+    keyring: Keyring | None = None
 
 
 class _Endpoint:
@@ -169,9 +213,20 @@ class _Endpoint:
         except ApiError as exc:
             slots.refuse(exc)
             await send_error(send, exc)
+            if parts.keyring is not None:
+                await parts.keyring.settle(scope, self.route, None)
             return
+        if parts.keyring is not None:
+            slot.prompt_chars = self._prompt_chars(admitted)
+            slot.charge = functools.partial(parts.keyring.charge, scope, slot)
         with slot:
             await self._reply(receive, send, admitted, slot)
+        if parts.keyring is not None:
+            await parts.keyring.settle(scope, self.route, slot)
+
+    def _prompt_chars(self, admitted: Any) -> int:
+        """Characters of the request's prompt, for an estimate when no usage is reported."""
+        return 0
 
     async def _admit(self, scope: Scope, body: bytes) -> Any:
         """What the reply needs from ``body``, or an :class:`ApiError` refusing it."""
@@ -196,6 +251,8 @@ class _Chat(_Endpoint):
     async def _admit(self, scope: Scope, body: bytes) -> Chat:
         parts = self.parts
         chat = self.parse(body, parts.config.max_messages)
+        for model_check in parts.model_checks:
+            await model_check(scope, chat.model)
         for chat_check in parts.chat_checks:
             await chat_check(scope, chat)
         parts.backend.check(chat)
@@ -203,6 +260,12 @@ class _Chat(_Endpoint):
 
     def _model(self, chat: Chat) -> str:
         return chat.model
+
+    def _prompt_chars(self, chat: Chat) -> int:
+        if chat.raw is not None:
+            return len(chat.raw)
+        request = chat.request
+        return sum(len(str(message.content or "")) for message in request.messages) if request else 0
 
     async def _reply(self, receive: Receive, send: Send, chat: Chat, slot: Slot) -> None:
         parts = self.parts
@@ -213,7 +276,9 @@ class _Chat(_Endpoint):
             include_usage=chat.include_usage,
             passthrough=parts.backend.passthrough,
         )
-        pieces = parts.backend.stream(chat, slot.outcome)
+        pieces: AsyncIterator[Any] = parts.backend.stream(chat, slot.outcome)
+        if parts.keyring is not None:
+            pieces = _counted(pieces, slot)
         await deliver(receive, send, pieces, reply, slot, drain=parts.drain)
 
 
@@ -227,10 +292,30 @@ class _Forward(_Endpoint):
         self.path = path
 
     async def _admit(self, scope: Scope, body: bytes) -> bytes:
-        backend = self.parts.backend
+        parts = self.parts
+        backend = parts.backend
+        if parts.model_checks:
+            try:
+                model = _object_of(body).get("model")
+            except msgspec.DecodeError:
+                model = None  # the upstream says what is wrong with it
+            for model_check in parts.model_checks:
+                await model_check(scope, model if isinstance(model, str) else None)
         if not backend.forwards_routes:
             raise not_served(backend.name, self.path)
         return body
+
+    def _model(self, body: bytes) -> str | None:
+        if self.parts.keyring is None:
+            return None  # the body is not looked into
+        try:
+            model = _object_of(body).get("model")
+        except msgspec.DecodeError:
+            return None
+        return model if isinstance(model, str) else None
+
+    def _prompt_chars(self, body: bytes) -> int:
+        return len(body)
 
     async def _reply(self, receive: Receive, send: Send, body: bytes, slot: Slot) -> None:
         try:
@@ -244,9 +329,94 @@ class _Forward(_Endpoint):
             headers = [(b"content-type", kind)]
             if kind.startswith(b"text/event-stream"):
                 headers = [(b"content-type", kind), *STREAM_HEADERS[1:]]
-            await pass_on(receive, send, response.status_code, headers, response.reads(), slot=slot)
+            reads = response.reads()
+            if self.parts.keyring is not None:
+                reads = _Tail(slot, kind.startswith(b"text/event-stream")).keep(reads)
+            await pass_on(receive, send, response.status_code, headers, reads, slot=slot)
         finally:
             await response.aclose()
+
+
+class _Tail:
+    """The end of a forwarded answer, kept to read its ``usage``: the whole of a JSON body up to
+    :data:`WHOLE` bytes, the last :data:`WHOLE` bytes of an event stream. Once the answer has
+    ended, its usage goes on the slot and the slot's key is charged -- before the last bytes go
+    out, as :func:`pass_on` waits for this to end first."""
+
+    WHOLE = 1 << 20
+
+    def __init__(self, slot: Slot, events: bool) -> None:
+        self.slot = slot
+        self.is_events = events
+        self.reads: list[bytes] = []
+        self.size = 0
+        self.cut = False
+        self.events = 0
+
+    async def keep(self, reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for read in reads:
+                self.reads.append(read)
+                self.size += len(read)
+                self.events += read.count(b"data:")
+                while self.size > self.WHOLE and len(self.reads) > 1:
+                    self.size -= len(self.reads.pop(0))
+                    self.cut = True
+                yield read
+        finally:
+            closing = getattr(reads, "aclose", None)
+            if closing is not None:
+                await closing()
+            slot = self.slot
+            slot.outcome.usage, slot.sent_tokens = self.usage(self.is_events)
+            if slot.charge is not None:
+                await slot.charge()
+
+    def usage(self, events: bool) -> tuple[Usage | None, int]:
+        """The usage the answer reported, and an estimate of its completion tokens."""
+        body = b"".join(self.reads)
+        if not events:
+            return (None if self.cut else _usage_in(body)), estimate_tokens(self.size)
+        for event in reversed(body.split(b"\n\n")):
+            if b'"usage"' in event:
+                for line in event.split(b"\n"):
+                    if line.startswith(b"data:"):
+                        found = _usage_in(line[5:].strip())
+                        if found is not None:
+                            return found, self.events
+        return None, self.events
+
+
+def _usage_in(data: bytes) -> Usage | None:
+    """The usage in a forwarded JSON object: chat's and completions' fields, or the Responses
+    API's (``input_tokens``/``output_tokens``, also inside ``response``); embeddings report prompt
+    tokens only, so their completion is ``total - prompt`` (0)."""
+    from ..protocol.reply import Usage
+
+    try:
+        value = _object_of(data)
+    except msgspec.DecodeError:
+        return None
+    usage = value.get("usage")
+    if not isinstance(usage, dict) and isinstance(value.get("response"), dict):
+        usage = value["response"].get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    if completion is None and isinstance(prompt, int) and isinstance(usage.get("total_tokens"), int):
+        completion = usage["total_tokens"] - prompt
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    more = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+    return Usage(
+        prompt,
+        completion,
+        prompt + completion,
+        details if isinstance(details, dict) else None,
+        more if isinstance(more, dict) else None,
+    )
 
 
 class _Pages:
@@ -270,14 +440,18 @@ class _Pages:
 
     async def readyz(self, request: Request) -> Response:
         shared = request.app.state.shared
-        redis = "off" if shared is None else shared.status
+        keyring = self.parts.keyring
+        states = {"redis": "off" if shared is None else shared.status}
+        if keyring is not None:  # without --db the answer stays what it always was
+            states["database"] = keyring.status
         if self.parts.drain.draining:
-            return JSONResponse({"status": "draining", "redis": redis}, status_code=503)
-        if shared is not None and not shared.available:
-            if shared.fail_open:
-                return JSONResponse({"status": "degraded", "redis": redis})
-            return JSONResponse({"status": "unavailable", "redis": redis}, status_code=503)
-        return JSONResponse({"status": "ready", "redis": redis})
+            return JSONResponse({"status": "draining", **states}, status_code=503)
+        down = [part for part in (shared, keyring) if part is not None and not part.available]
+        if any(not part.fail_open for part in down):
+            return JSONResponse({"status": "unavailable", **states}, status_code=503)
+        if down:
+            return JSONResponse({"status": "degraded", **states})
+        return JSONResponse({"status": "ready", **states})
 
     async def metrics(self, request: Request) -> Response:
         key = self.parts.config.metrics_key
@@ -310,7 +484,9 @@ class _Pages:
         from .. import __version__
         from .operations.openapi import openapi_document
 
-        return JSONResponse(openapi_document(__version__))
+        keys = self.parts.keyring is not None
+        admin = keys and self.parts.config.admin_key is not None
+        return JSONResponse(openapi_document(__version__, usage=keys, admin=admin))
 
     async def index(self, request: Request) -> Response:
         page = WEB_DIR / "index.html"
@@ -437,6 +613,13 @@ def create_app(config: ServerConfig | None = None) -> GetGptApp:
     app.router.redirect_slashes = False
     _expose(app, parts)
     install_security(app, config)
+    keyring = app.state.keyring
+    if keyring is not None:
+        from .admission.admin import routes as admin_routes
+
+        parts.keyring = keyring
+        for admin_route in admin_routes(keyring, config.admin_key):
+            app.router.routes.insert(len(app.router.routes) - 2, admin_route)  # before the page's
     return app
 
 
@@ -445,7 +628,7 @@ def _parts(config: ServerConfig) -> _Parts:
     prometheus = PrometheusMetrics()
     backend = make_backend(config, prometheus)
     slots = Slots(config.max_streams, Counts(), prometheus)
-    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [])
+    return _Parts(config, backend, slots, Drain(config.shutdown_grace), [], [], [])
 
 
 def _endpoints(parts: _Parts) -> dict[str, _Endpoint]:
@@ -481,11 +664,17 @@ def _lifespan(parts: _Parts) -> Callable[[Starlette], AbstractAsyncContextManage
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         shared = app.state.shared
+        keyring = parts.keyring
         if shared is not None:
             await shared.start()
+        if keyring is not None:
+            await keyring.start()
         try:
             yield
         finally:
+            # The ledger's last records are written before anything it may need is closed.
+            if keyring is not None:
+                await keyring.aclose()
             if shared is not None:
                 await shared.aclose()
             await parts.backend.aclose()
@@ -505,5 +694,7 @@ def _expose(app: GetGptApp, parts: _Parts) -> None:
     state.prometheus = parts.slots.prometheus
     state.drain = parts.drain
     state.shared = None
+    state.keyring = None
     state.request_checks = parts.request_checks
     state.chat_checks = parts.chat_checks
+    state.model_checks = parts.model_checks

@@ -242,6 +242,35 @@ class ServerConfig:
     tls_keyfile: str | None = setting(
         None, "the private key (PEM) of --tls-certfile's certificate", metavar="FILE", repr=False
     )
+    # Keys, quotas and the usage ledger (getgpt.server.admission.keys); off without db.
+    db: str | None = setting(
+        None,
+        "the key store and usage ledger: a SQLite file PATH (created on first use), 'default' (getgpt.db "
+        "in the user's data directory) or a postgresql:// URL shared by replicas; every request then "
+        "needs a key; none: no store",
+        metavar="PATH|URL",
+        repr=False,
+    )
+    db_failure: str = setting(
+        "open",
+        "while the database is unreachable: open (keys in the cache keep working, the ledger waits in "
+        "memory) or closed (the chat endpoints and forwarded routes get 503)",
+        choices=REDIS_FAILURE,
+    )
+    key_cache_ttl: float = setting(
+        2.0,
+        "seconds between reads of changed keys and spend from the database: how soon a revocation "
+        "reaches this process without --redis (with it, at once)",
+        metavar="S",
+    )
+    admin_key: str | None = setting(
+        None,
+        "key the admin API (/admin/keys, /admin/usage) needs as 'Authorization: Bearer <key>'; "
+        "none: the admin API is off",
+        env_only=True,
+        repr=False,
+        fail_closed=True,
+    )
 
     @property
     def aliases(self) -> dict[str, str]:
@@ -287,6 +316,7 @@ class ServerConfig:
         for name, allowed in (
             ("log_format", LOG_FORMATS),
             ("redis_failure", REDIS_FAILURE),
+            ("db_failure", REDIS_FAILURE),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
@@ -296,6 +326,16 @@ class ServerConfig:
             raise ValueError(f"accept_queues must be 0..64, not {self.accept_queues}")
         if self.shutdown_grace < 0:
             raise ValueError(f"shutdown_grace must not be negative, not {self.shutdown_grace}")
+        if self.db is not None and not self.db.strip():
+            raise ValueError(
+                "db is empty: give a file path, 'default' or a postgresql:// URL, or leave it unset"
+            )
+        if not self.key_cache_ttl > 0:
+            raise ValueError(f"key_cache_ttl must be a positive number of seconds, not {self.key_cache_ttl}")
+        if self.admin_key is not None and not self.admin_key.strip():
+            raise ValueError("admin_key is empty: leave it unset to turn the admin API off")
+        if self.admin_key is not None and self.db is None:
+            raise ValueError("admin_key needs db: the admin API manages the store's keys")
         if self.metrics_key is not None and not self.metrics_key.strip():
             raise ValueError("metrics_key is empty: leave it unset for an open /metrics")
         if self.echo_delay < 0:
@@ -460,6 +500,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("defences", ("forwarded_allow_ips", "cors_origins", "rate_limit", "rate_burst", "replay_window")),
     ("several processes and replicas", ("redis_url", "redis_failure", "shutdown_grace")),
+    ("keys, quotas and the usage ledger", ("db", "db_failure", "key_cache_ttl")),
     ("logs", ("log_level", "log_format")),
 )
 OTHER_FLAGS = "other settings"

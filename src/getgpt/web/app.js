@@ -79,6 +79,7 @@ const ui = {
   system: byId("system", HTMLTextAreaElement),
   apiKey: byId("api-key", HTMLInputElement),
   rememberKey: byId("remember-key", HTMLInputElement),
+  keyUsage: byId("key-usage", HTMLParagraphElement),
   language: byId("language", HTMLSelectElement),
   themes: /** @type {HTMLInputElement[]} */ ([...document.querySelectorAll('input[name="theme"]')]),
 };
@@ -656,6 +657,7 @@ async function answer(conversation, again) {
     active = null;
     store.touch(conversation);
     save();
+    loadUsage();
     if (store.current() === conversation) renderConversation();
     renderList();
     updateComposer();
@@ -904,6 +906,59 @@ async function loadBackend() {
   }
 }
 
+/**
+ * The key's own usage, from a server with a key store (GET v1/usage): requests and tokens of the
+ * last 30 days, and its budget. Hidden when the server has no store or the key is not one of it.
+ * @type {{requests: number, tokens: number, budget: {tokens: number, period: string, spent: number} | null} | null}
+ */
+let keyUsage = null;
+
+async function loadUsage() {
+  const key = ui.apiKey.value.trim();
+  keyUsage = null;
+  if (key) {
+    try {
+      const response = await fetch("v1/usage?since=30d&by=day", {
+        headers: { Accept: "application/json", ...protocol.authHeaders(key) },
+      });
+      if (response.ok) {
+        const answer = await response.json();
+        /** @type {Array<{requests?: unknown, total_tokens?: unknown}>} */
+        const rows = Array.isArray(answer?.data) ? answer.data : [];
+        const budget = answer?.budget;
+        keyUsage = {
+          requests: rows.reduce((sum, row) => sum + (Number(row?.requests) || 0), 0),
+          tokens: rows.reduce((sum, row) => sum + (Number(row?.total_tokens) || 0), 0),
+          budget:
+            budget && typeof budget.tokens === "number"
+              ? { tokens: budget.tokens, period: String(budget.period), spent: Number(budget.spent) || 0 }
+              : null,
+        };
+      }
+    } catch {
+      // Usage is a convenience, as the model list is.
+    }
+  }
+  renderUsage();
+}
+
+function renderUsage() {
+  ui.keyUsage.hidden = keyUsage === null;
+  if (keyUsage === null) {
+    ui.keyUsage.textContent = "";
+    return;
+  }
+  let text = t("settings.usage", { requests: keyUsage.requests, tokens: keyUsage.tokens });
+  const budget = keyUsage.budget;
+  if (budget) {
+    const values = { spent: budget.spent, tokens: budget.tokens };
+    if (budget.period === "day") text += " " + t("settings.budget.day", values);
+    else if (budget.period === "month") text += " " + t("settings.budget.month", values);
+    else text += " " + t("settings.budget.total", values);
+  }
+  ui.keyUsage.textContent = text;
+}
+
 function renderModelsNote() {
   ui.modelsNote.hidden = serverModels.length === 0;
   ui.modelsNote.textContent = serverModels.length ? t("settings.models", { count: serverModels.length }) : "";
@@ -912,6 +967,7 @@ function renderModelsNote() {
 function keepKey() {
   store.setApiKey(ui.apiKey.value.trim(), ui.rememberKey.checked);
   loadModels();
+  loadUsage();
 }
 
 // ---- language, theme, sidebar width ------------------------------------------------------
@@ -924,6 +980,7 @@ function applyLanguage(lang) {
   if (banner) showBanner(banner);
   if (toast) ui.toastText.textContent = toast.text();
   renderModelsNote();
+  renderUsage();
   renderBackend();
   if (ui.settings.open) markFields();
   if (!active) renderAll();
@@ -1159,6 +1216,7 @@ applyTheme(savedTheme());
 ui.resizer.setAttribute("aria-valuenow", String(Math.round(sidebarWidth()) || WIDTH.initial));
 applyLanguage(i18n.initialLanguage(localStorage));
 loadModels();
+loadUsage();
 loadBackend();
 ui.input.focus();
 if (!secure) {

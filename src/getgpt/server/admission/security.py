@@ -265,7 +265,9 @@ def _check_origins(origins: tuple[str, ...]) -> list[str]:
     return list(origins)
 
 
-def _keys_then_limit(keys: ApiKeys, limiter: RateLimiter) -> Callable[[Scope], Awaitable[None]]:
+def _keys_then_limit(
+    keys: Callable[[Scope], Awaitable[None]], limiter: RateLimiter
+) -> Callable[[Scope], Awaitable[None]]:
     """The key check, then the limit: by key for a valid key, by address for a refused one."""
 
     async def check(scope: Scope) -> None:
@@ -281,15 +283,26 @@ def _keys_then_limit(keys: ApiKeys, limiter: RateLimiter) -> Callable[[Scope], A
     return check
 
 
+def _upstream_name(config: ServerConfig) -> str:
+    """What the ledger calls the one upstream: its host and port, or the backend's name."""
+    if config.upstream:
+        from urllib.parse import urlsplit
+
+        return urlsplit(config.upstream).netloc or config.backend
+    return config.backend
+
+
 def install(app: Starlette, config: ServerConfig) -> None:
     """Switch on what ``config`` asks for; raise :class:`ValueError` for settings that make no sense."""
     state: Any = app.state
-    keys = ApiKeys(config.api_keys) if config.api_keys else None
+    env_keys = ApiKeys(config.api_keys) if config.api_keys else None
+    keys: Callable[[Scope], Awaitable[None]] | None = env_keys
     limiter = RateLimiter(config.rate_limit, config.rate_burst) if config.rate_limit else None
     if config.rate_burst and limiter is None:
         raise ValueError("rate_burst needs rate_limit")
     guard = ReplayGuard(config.replay_window) if config.replay_window else None
-    if config.redis_url and (limiter is not None or guard is not None):
+    shared = None
+    if config.redis_url and (limiter is not None or guard is not None or config.db is not None):
         from .shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 
         shared = SharedState(config.redis_url, config.redis_failure)
@@ -298,6 +311,14 @@ def install(app: Starlette, config: ServerConfig) -> None:
             limiter.shared = SharedRateLimiter(shared, limiter)
         if guard is not None:
             guard.shared = SharedReplayGuard(shared, guard)
+    if config.db is not None:
+        from .keys import Keyring
+
+        # The store's keys, and GETGPT_API_KEYS's beside them, in one check.
+        keyring = Keyring(config, env_keys, shared, upstream=_upstream_name(config))
+        state.keyring = keyring
+        keys = keyring
+        state.model_checks.append(keyring.check_model)
     if keys is not None and limiter is not None:
         state.request_checks.append(_keys_then_limit(keys, limiter))
     elif keys is not None:

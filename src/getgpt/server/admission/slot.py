@@ -18,6 +18,7 @@ key the client was known by (``key``), and, in :attr:`Slot.outcome`, what the ba
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from ..api_error import ApiError
@@ -48,7 +49,10 @@ class Timing:
 class Slot:
     """One admitted request's reply slot and its record; see the module docstring."""
 
-    __slots__ = ("_slots", "ending", "key", "model", "outcome", "route", "timing")
+    __slots__ = (
+        "_slots", "charge", "ending", "key", "model", "outcome", "prompt_chars", "route", "sent_tokens",
+        "timing",
+    )  # fmt: skip
 
     def __init__(self, slots: Slots, route: str, timing: Timing, model: str | None, key: str | None) -> None:
         self._slots = slots
@@ -62,6 +66,13 @@ class Slot:
         self.outcome = Outcome()
         #: How the reply ended, once the slot is released.
         self.ending: Ending | None = None
+        #: With the key store on: the prompt's characters and the completion tokens sent so far,
+        #: estimated -- what a reply without reported usage is charged (a stream cut mid-way).
+        self.prompt_chars = 0
+        self.sent_tokens = 0
+        #: With the key store on: charges the request's key its tokens, awaited as the backend
+        #: ends -- before the reply's last bytes, so the next request already sees the spend.
+        self.charge: Callable[[], Awaitable[None]] | None = None
 
     def release(self, ending: Ending) -> None:
         """Free the slot, the reply having ended as ``ending``; a second call changes nothing."""

@@ -14,15 +14,19 @@ __all__ = ["openapi_document"]
 _ERROR_STATUSES = {
     "400": "The body is not JSON, the envelope (signature) is malformed, the chat request is invalid, "
     "or it asks for what the backend cannot honour; the error's param names the field at fault.",
-    "401": "A configured API key check refused the request.",
+    "401": "A configured API key check refused the request: no key, or one unknown, revoked "
+    "(revoked_api_key) or expired (expired_api_key).",
+    "403": "The key may not use the model asked for (model_not_allowed; param: model).",
     "408": "The request body did not arrive in time.",
     "409": "A request check refused the request (a replayed request id, say).",
     "413": "The request body is larger than the server accepts.",
     "415": "The body is not declared as application/json.",
-    "429": "Too many requests: slow down (see Retry-After).",
+    "429": "Too many requests, or the key's requests or tokens a minute (rate_limit_exceeded), or its "
+    "token budget spent (insufficient_quota, saying when it resets): see Retry-After.",
     "500": "The server or its backend failed.",
     "502": "The upstream failed, broke the protocol, or refused this server's credentials.",
-    "503": "Over the concurrent-reply limit: retry after Retry-After seconds.",
+    "503": "Over the concurrent-reply limit, or the shared state or database unreachable under a "
+    "closed policy: retry after Retry-After seconds.",
     "504": "The upstream timed out.",
 }
 
@@ -184,8 +188,166 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The document, for the server of package version ``version``."""
+_USAGE_ROW = {
+    "type": "object",
+    "description": "The ledger added up for one key, model, upstream, day or route (named by the grouping).",
+    "properties": {
+        "requests": {"type": "integer"},
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+        "cached_tokens": {"type": "integer"},
+        "reasoning_tokens": {"type": "integer"},
+        "estimated": {"type": "integer", "description": "requests charged the server's estimate"},
+        "errors": {"type": "integer", "description": "requests answered with a status of 400 or more"},
+    },
+}
+_KEY = {
+    "type": "object",
+    "required": ["id", "name", "status"],
+    "properties": {
+        "id": {"type": "string", "description": "the 12 hex digits after gg- in the key itself"},
+        "name": {"type": "string"},
+        "models": {"type": ["array", "null"], "items": {"type": "string"}},
+        "rpm": {"type": ["integer", "null"]},
+        "tpm": {"type": ["integer", "null"]},
+        "budget_tokens": {"type": ["integer", "null"]},
+        "budget_period": {"type": ["string", "null"], "enum": ["day", "month", "total", None]},
+        "created_at": {"type": "string"},
+        "expires_at": {"type": ["string", "null"]},
+        "revoked_at": {"type": ["string", "null"]},
+        "rotated_from": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
+        "key": {"type": "string", "description": "the key itself: only in the answer that made it"},
+    },
+}
+_QUERY = [
+    {"name": "since", "in": "query", "schema": {"type": "string", "pattern": "^[0-9.]+[smhdw]?$"}},
+    {
+        "name": "by",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["key", "model", "upstream", "day", "route"]},
+    },
+]
+
+
+def _usage_answer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": _json(
+            {
+                "type": "object",
+                "required": ["object", "data"],
+                "properties": {
+                    "object": {"type": "string", "enum": ["usage"]},
+                    "by": {"type": "string"},
+                    "data": {"type": "array", "items": _USAGE_ROW},
+                },
+            }
+        ),
+    }
+
+
+def _key_paths() -> dict[str, Any]:
+    """GET /v1/usage: with --db."""
+    return {
+        "/v1/usage": {
+            "get": {
+                "operationId": "ownUsage",
+                "summary": "The calling key's own usage from the ledger, and its budget (with --db)",
+                "parameters": _QUERY,
+                "responses": {
+                    "200": _usage_answer("The key's requests and tokens, added up; its budget and limits."),
+                    "401": {"description": "No valid key.", "content": _json(_ref("Error"))},
+                    "503": {"description": "The database is unreachable.", "content": _json(_ref("Error"))},
+                },
+            }
+        }
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The admin API: with --db and GETGPT_ADMIN_KEY, which every route needs as a Bearer key."""
+    key_id = [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    refused = {
+        "401": {"description": "Not the admin key.", "content": _json(_ref("Error"))},
+        "503": {"description": "The database is unreachable.", "content": _json(_ref("Error"))},
+    }
+    missing = {"404": {"description": "No such key.", "content": _json(_ref("Error"))}}
+    one = {"description": "The key (without its secret).", "content": _json(_KEY)}
+    made = {"description": "The key made, with the key itself (shown this once).", "content": _json(_KEY)}
+    create = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "models": {"type": "array", "items": {"type": "string"}},
+            "rpm": {"type": "integer", "minimum": 1},
+            "tpm": {"type": "integer", "minimum": 1},
+            "budget_tokens": {"type": "integer", "minimum": 1},
+            "budget_period": {"type": "string", "enum": ["day", "month", "total"]},
+            "expires": {"type": "string", "description": "a duration: 30d, 12h, 90m, 45s, 2w"},
+        },
+        "additionalProperties": False,
+    }
+    bad = {"400": {"description": "A setting that makes no sense.", "content": _json(_ref("Error"))}}
+    return {
+        "/admin/keys": {
+            "get": {
+                "operationId": "listKeys",
+                "responses": {
+                    "200": {
+                        "description": "Every key, without secrets.",
+                        "content": _json(
+                            {"type": "object", "properties": {"data": {"type": "array", "items": _KEY}}}
+                        ),
+                    },
+                    **refused,
+                },
+            },
+            "post": {
+                "operationId": "createKey",
+                "requestBody": {"required": True, "content": _json(create)},
+                "responses": {"201": made, **bad, **refused},
+            },
+        },
+        "/admin/keys/{key_id}": {
+            "get": {
+                "operationId": "showKey",
+                "parameters": key_id,
+                "responses": {"200": one, **missing, **refused},
+            }
+        },
+        "/admin/keys/{key_id}/revoke": {
+            "post": {
+                "operationId": "revokeKey",
+                "parameters": key_id,
+                "responses": {"200": one, **missing, **refused},
+            }
+        },
+        "/admin/keys/{key_id}/rotate": {
+            "post": {
+                "operationId": "rotateKey",
+                "parameters": key_id,
+                "requestBody": {
+                    "content": _json({"type": "object", "properties": {"grace": {"type": "string"}}})
+                },
+                "responses": {"201": made, **bad, **missing, **refused},
+            }
+        },
+        "/admin/usage": {
+            "get": {
+                "operationId": "usage",
+                "parameters": [*_QUERY, {"name": "key", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _usage_answer("The ledger added up."), **bad, **refused},
+            }
+        },
+    }
+
+
+def openapi_document(version: str, *, usage: bool = False, admin: bool = False) -> dict[str, Any]:
+    """The document, for the server of package version ``version``; ``usage`` adds ``GET /v1/usage``
+    (``--db``), ``admin`` the admin API (``GETGPT_ADMIN_KEY``)."""
     chat_reply = _chat_reply(
         "The reply: an event stream, or one chat.completion object when stream is false."
     )
@@ -314,6 +476,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                 }
             },
+            **(_key_paths() if usage else {}),
+            **(_admin_paths() if admin else {}),
         },
         "components": {"schemas": _schemas()},
     }

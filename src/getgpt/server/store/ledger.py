@@ -1,0 +1,139 @@
+"""The usage ledger's writer: records kept in memory, written in batches off the request path.
+
+A request adds its :class:`~getgpt.server.store.schema.UsageRecord` with :meth:`Ledger.add`, a
+list append that never waits. A task of its own writes what has gathered every
+:data:`FLUSH_EVERY` seconds, or at once when :data:`BATCH` rows are waiting, in one transaction
+(rows and the spend per key and day together). So a crash of the process loses at most the
+records of the last :data:`FLUSH_EVERY` seconds and of the write under way: under one second.
+On drain (SIGTERM) :meth:`Ledger.aclose` writes everything left, so a stop loses nothing.
+
+While the database cannot be reached the rows stay in memory and the writer tries again at its
+next turn; past :data:`MAX_BUFFER` rows the oldest are dropped, counted in :attr:`Ledger.dropped`
+and in a warning, so an outage never grows the process without bound nor blocks a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from .database import Database, DatabaseError
+from .schema import UsageRecord
+
+__all__ = ["BATCH", "FLUSH_EVERY", "MAX_BUFFER", "Ledger"]
+
+log = logging.getLogger("getgpt.server")
+
+FLUSH_EVERY = 0.5
+BATCH = 5000
+MAX_BUFFER = 200_000
+#: Rows written in one transaction while catching up on a backlog.
+_WRITE_AT_MOST = 20_000
+
+
+class Ledger:
+    """See the module docstring. ``written`` is called with each batch once it is committed."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_every: float = FLUSH_EVERY,
+        batch: int = BATCH,
+        max_buffer: int = MAX_BUFFER,
+        written: Callable[[Sequence[UsageRecord]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.flush_every = flush_every
+        self.batch = batch
+        self.max_buffer = max_buffer
+        self._written = written
+        self._rows: list[UsageRecord] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Whether the last write succeeded.
+        self.available = True
+        self.rows_written = 0
+        self.batches_written = 0
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def waiting(self) -> list[UsageRecord]:
+        """The records not written yet (a copy): what a usage answer adds to the database's."""
+        return list(self._rows)
+
+    def add(self, row: UsageRecord) -> None:
+        """Keep ``row`` for the next write (never waits)."""
+        rows = self._rows
+        rows.append(row)
+        if len(rows) >= self.batch and self._wake is not None:
+            self._wake.set()
+        if len(rows) > self.max_buffer:
+            over = len(rows) - self.max_buffer
+            del rows[:over]
+            self.dropped += over
+            log.warning("usage ledger: %d records dropped (the database is behind or unreachable)", over)
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.flush_every)
+            wake.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write what is waiting; False if the database refused (the rows are kept)."""
+        while self._rows:
+            rows = self._rows[:_WRITE_AT_MOST]
+            del self._rows[: len(rows)]
+            try:
+                await self.db.write_usage(rows)
+            except DatabaseError as exc:
+                self._rows[:0] = rows  # back in front, in order
+                if len(self._rows) > self.max_buffer:
+                    over = len(self._rows) - self.max_buffer
+                    del self._rows[:over]
+                    self.dropped += over
+                if self.available:
+                    self.available = False
+                    log.warning("usage ledger: cannot write (%s); keeping records in memory", exc)
+                return False
+            if not self.available:
+                self.available = True
+                log.warning("usage ledger: writing again")
+            self.rows_written += len(rows)
+            self.batches_written += 1
+            if self._written is not None:
+                self._written(rows)
+        return True
+
+    async def aclose(self, patience: float = 10.0) -> None:
+        """Stop the writer and write everything left, trying for up to ``patience`` seconds."""
+        # Not cancelled: a write under way (on SQLite's thread, say) would finish anyway, and
+        # its rows, put back as unwritten, would then be written twice.
+        self._stopping = True
+        if self._task is not None and self._wake is not None:
+            self._wake.set()
+            await self._task
+            self._task = None
+        # A database already away gets two seconds more, not the whole patience: a stop must not
+        # hang on an outage that has lasted all along.
+        deadline = time.monotonic() + (patience if self.available else min(patience, 2.0))
+        while not await self.flush():
+            if time.monotonic() >= deadline:
+                log.error("usage ledger: %d records could not be written before the stop", len(self._rows))
+                return
+            await asyncio.sleep(0.2)

@@ -1,0 +1,148 @@
+"""The store on SQLite: one file, in WAL mode, driven by the standard ``sqlite3`` from one thread.
+
+Every statement of a process runs on that one thread, over one connection, so the event loop
+never waits on the disk and statements never contend inside the process; other processes (the
+workers of ``--workers N``, a ``getgpt keys`` command) share the file through SQLite's own locks,
+waiting up to :data:`BUSY_TIMEOUT_MS` for one. ``synchronous=NORMAL`` in WAL mode: a commit
+survives a crash of the process, and the last commits before a power loss may not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .database import ADD_SPEND, INSERT_USAGE, Database, DatabaseError, migration_steps, spend_rows
+from .schema import UsageRecord
+
+__all__ = ["SqliteDatabase"]
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 5000
+
+Step = tuple[str, Sequence[Any] | None, list[Sequence[Any]] | None]
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+        self._db: sqlite3.Connection | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        if self._thread is None:
+            raise DatabaseError("the database is not open")
+
+        def guarded() -> T:
+            try:
+                return work()
+            except (sqlite3.Error, OSError) as exc:  # OSError: its folder cannot be made, say
+                raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, guarded)
+
+    async def connect(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="getgpt-sqlite")
+
+        def open_file() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                # The file holds key hashes and who used what: its owner's to read.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            self._db = db
+
+        try:
+            await self._call(open_file)
+        except DatabaseError:
+            self._thread.shutdown(wait=False)
+            self._thread = None
+            raise
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._call(shut)
+        self._thread.shutdown(wait=True)
+        self._thread = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise sqlite3.OperationalError("the database is closed")
+        return self._db
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return await self._call(lambda: self._conn().execute(sql, tuple(args)).fetchall())
+
+    def _steps(self, steps: Sequence[Step]) -> None:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args, many in steps:
+                if many is not None:
+                    db.executemany(sql, many)
+                else:
+                    db.execute(sql, tuple(args or ()))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def run(self, steps: Sequence[Step]) -> None:
+        await self._call(lambda: self._steps(steps))
+
+    async def write_usage(self, rows: Sequence[UsageRecord]) -> None:
+        steps: list[Step] = [(INSERT_USAGE, None, list(rows))]
+        spend = spend_rows(rows)
+        if spend:
+            steps.append((ADD_SPEND, None, list(spend)))
+        await self.run(steps)
+
+    async def migrate(self) -> list[int]:
+        def apply() -> list[int]:
+            db = self._conn()
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS getgpt_schema "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            applied = []
+            for version, _, statements in migration_steps(self.dialect):
+                db.execute("BEGIN IMMEDIATE")  # another process migrating waits here
+                try:
+                    if db.execute("SELECT 1 FROM getgpt_schema WHERE version = ?", (version,)).fetchone():
+                        db.execute("ROLLBACK")
+                        continue
+                    for statement in statements:
+                        db.execute(statement)
+                    db.execute("INSERT INTO getgpt_schema VALUES (?, ?)", (version, time.time()))
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                applied.append(version)
+            return applied
+
+        return await self._call(apply)
+
+    def _day_expression(self) -> str:
+        return "strftime('%Y-%m-%d', at, 'unixepoch')"

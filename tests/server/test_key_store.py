@@ -1,0 +1,241 @@
+"""The key store itself, on a real SQLite file and a real PostgreSQL server: migrations, keys kept
+as hashes, revocation and rotation, the ledger's batches and the spend they add up to."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from getgpt.server.store import manage
+from getgpt.server.store.database import Database
+from getgpt.server.store.keys import KeyRecord, hash_key, period_end, period_start, split_key
+from getgpt.server.store.ledger import Ledger
+from getgpt.server.store.opening import open_database
+from getgpt.server.store.schema import MIGRATIONS, UsageRecord
+
+from ..support.keystore import make_key, on_db, records
+
+
+def _row(
+    key_id: str | None, prompt: int, completion: int, *, at: float | None = None, **rest: object
+) -> UsageRecord:
+    values: dict[str, object] = {
+        "at": time.time() if at is None else at,
+        "key_id": key_id,
+        "request_id": "r",
+        "route": "/v1/chat/completions",
+        "model": "m",
+        "served": "m",
+        "upstream": "up",
+        "status": 200,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "estimated": False,
+        "first_byte_ms": 1.5,
+        "duration_ms": 2.5,
+    }
+    values.update(rest)
+    return UsageRecord(**values)  # type: ignore[arg-type]
+
+
+def test_migrations_are_applied_once_and_recorded(db_target: str) -> None:
+    async def run(db: Database) -> tuple[list[int], int]:
+        return await db.migrate(), await db.version()
+
+    again, version = on_db(db_target, run)  # on_db migrated it already
+    assert again == []
+    assert version == MIGRATIONS[-1][0]
+
+
+def test_replicas_migrating_at_once_apply_each_migration_once(db_target: str) -> None:
+    async def run() -> list[list[int]]:
+        databases = [open_database(db_target) for _ in range(4)]
+        for db in databases:
+            await db.connect()
+        try:
+            return list(await asyncio.gather(*(db.migrate() for db in databases)))
+        finally:
+            for db in databases:
+                await db.close()
+
+    applied = asyncio.run(run())
+    assert sorted(version for found in applied for version in found) == [v for v, _, _ in MIGRATIONS]
+
+
+def test_a_key_is_kept_as_its_hash_and_its_id_is_readable_in_it(db_target: str) -> None:
+    record, key = make_key(
+        db_target, "alice", models=["a", "b"], rpm=5, budget_tokens=100, budget_period="day"
+    )
+    assert split_key(key) == record.id and key.startswith(f"gg-{record.id}-")
+    found = on_db(db_target, lambda db: db.get_key(record.id))
+    assert found == record
+    assert found is not None and found.matches(key) and found.hash == hash_key(key)
+    assert not found.matches(key[:-1] + ("A" if key[-1] != "A" else "B"))
+    secret = key.rsplit("-", 1)[1]
+    if db_target.startswith("postgresql://"):
+        dump = subprocess.run(
+            ["pg_dump", "--data-only", db_target], capture_output=True, text=True, check=False
+        ).stdout or _pg_rows(db_target)
+    else:
+        dump = Path(db_target).read_bytes().decode("latin-1") + _wal(db_target)
+    assert record.id in dump
+    assert secret not in dump and key not in dump
+
+
+def _wal(path: str) -> str:
+    wal = Path(path + "-wal")
+    return wal.read_bytes().decode("latin-1") if wal.exists() else ""
+
+
+def _pg_rows(target: str) -> str:
+    async def rows(db: Database) -> str:
+        found = await db.fetch("SELECT * FROM api_keys")
+        return repr([tuple(row) for row in found])
+
+    return on_db(target, rows)
+
+
+def test_a_revoked_key_says_so_and_revoking_again_keeps_the_first_time(db_target: str) -> None:
+    record, _ = make_key(db_target)
+
+    async def run(db: Database) -> tuple[KeyRecord, KeyRecord]:
+        first = await manage.revoke(db, record.id)
+        return first, await manage.revoke(db, record.id)
+
+    first, second = on_db(db_target, run)
+    assert first.revoked_at is not None and first.refusal(time.time()) == "revoked"
+    assert second.revoked_at == first.revoked_at
+    with pytest.raises(manage.KeyNotFound):
+        on_db(db_target, lambda db: manage.revoke(db, "000000000000"))
+
+
+def test_rotation_makes_a_key_with_the_same_settings_and_the_old_one_expires_after_the_grace(
+    db_target: str,
+) -> None:
+    old, old_key = make_key(db_target, "bob", models=["m"], tpm=50, budget_tokens=10, budget_period="month")
+    before = time.time()
+    new, new_key = on_db(db_target, lambda db: manage.rotate(db, old.id, "1h"))
+    after = on_db(db_target, lambda db: db.get_key(old.id))
+    assert new_key != old_key and new.rotated_from == old.id
+    assert (new.name, new.models, new.tpm, new.budget_tokens, new.budget_period) == (
+        "bob",
+        ("m",),
+        50,
+        10,
+        "month",
+    )
+    assert after is not None and after.expires_at is not None
+    assert before + 3600 <= after.expires_at <= time.time() + 3600
+    assert after.refusal(time.time()) is None and after.refusal(time.time() + 3601) == "expired"
+
+
+def test_key_settings_that_make_no_sense_are_refused() -> None:
+    for bad in (
+        {"name": " "},
+        {"name": "x", "models": []},
+        {"name": "x", "rpm": 0},
+        {"name": "x", "tpm": 2**31},
+        {"name": "x", "rpm": "5"},
+        {"name": "x", "budget_tokens": True},
+        {"name": "x", "budget_period": "day"},
+        {"name": "x", "budget_tokens": 5, "budget_period": "week"},
+        {"name": "x", "expires": "soon"},
+    ):
+        with pytest.raises(ValueError):
+            manage.create(**bad)  # type: ignore[arg-type]
+
+
+def test_the_ledger_writes_in_batches_and_adds_up_the_spend_per_key_and_day(db_target: str) -> None:
+    yesterday = time.time() - 86400
+
+    async def run(db: Database) -> tuple[int, dict[str, int], int, int, list[dict[str, object]]]:
+        written: list[int] = []
+        ledger = Ledger(db, batch=3, flush_every=60, written=lambda rows: written.append(len(rows)))
+        await ledger.start()
+        for i in range(7):
+            ledger.add(_row("k1", 10, i))
+        ledger.add(_row("k2", 5, 5, model="other"))
+        ledger.add(_row("k1", 100, 0, at=yesterday))
+        ledger.add(_row(None, 0, 0, status=401))
+        await ledger.aclose()  # the drain: whatever is left is written
+        assert sum(written) == 10
+        month = await db.spent("k1", "month", time.time())
+        today = await db.spent("k1", "day", time.time())
+        return (
+            ledger.rows_written,
+            {"month": month},
+            today,
+            await db.spent("k2", "total", time.time()),
+            (await db.usage(0, "model")),
+        )
+
+    written, month, today, k2, by_model = on_db(db_target, run)
+    assert written == 10
+    assert today == 70 + sum(range(7))
+    same_month = period_start("month", time.time()) <= period_start("day", yesterday)
+    assert month["month"] == today + (100 if same_month else 0)
+    assert k2 == 10
+    assert {row["model"]: row["requests"] for row in by_model} == {"m": 9, "other": 1}
+    assert len(records(db_target)) == 10
+
+
+def test_the_ledger_keeps_its_rows_in_memory_while_the_database_is_away_and_drops_the_oldest_past_its_bound(
+    tmp_path: Path,
+) -> None:
+    target = str(tmp_path / "away" / "getgpt.db")
+
+    async def run() -> tuple[bool, int, int, bool, int]:
+        db = open_database(target)
+        ledger = Ledger(db, max_buffer=5, flush_every=60)  # never connected: every write fails
+        for i in range(8):
+            ledger.add(_row("k", i, 0))
+        failed = await ledger.flush()
+        kept, dropped = ledger.pending, ledger.dropped
+        await db.connect()
+        await db.migrate()
+        written = await ledger.flush()
+        rows = await db.records()
+        await db.close()
+        return failed, kept, dropped, written, [r.prompt_tokens for r in rows]  # type: ignore[return-value]
+
+    failed, kept, dropped, written, prompts = asyncio.run(run())
+    assert (failed, kept, dropped, written) == (False, 5, 3, True)
+    assert prompts == [3, 4, 5, 6, 7]  # the newest five, in order
+
+
+def test_usage_adds_up_by_every_grouping(db_target: str) -> None:
+    async def run(db: Database) -> dict[str, list[dict[str, object]]]:
+        await db.write_usage(
+            [
+                _row("a", 1, 2, model="x", upstream="u1"),
+                _row("a", 3, 4, model="y", upstream="u2", estimated=True),
+                _row("b", 5, 6, model="x", upstream="u1", status=500),
+            ]
+        )
+        return {by: await db.usage(0, by) for by in ("key", "model", "upstream", "day", "route")}
+
+    found = on_db(db_target, run)
+    assert [(r["key"], r["requests"], r["total_tokens"], r["estimated"]) for r in found["key"]] == [
+        ("a", 2, 10, 1),
+        ("b", 1, 11, 0),
+    ]
+    assert [(r["model"], r["prompt_tokens"], r["errors"]) for r in found["model"]] == [
+        ("x", 6, 1),
+        ("y", 3, 0),
+    ]
+    assert [(r["upstream"], r["completion_tokens"]) for r in found["upstream"]] == [("u1", 8), ("u2", 4)]
+    assert [r["requests"] for r in found["day"]] == [3]
+    assert found["route"][0]["route"] == "/v1/chat/completions"
+
+
+def test_budget_periods_are_utc_calendar_periods() -> None:
+    at = 1_767_225_599.0  # 2025-12-31 23:59:59 UTC
+    assert period_start("day", at) == "2025-12-31" and period_start("month", at) == "2025-12-01"
+    assert period_end("day", at) == at + 1 and period_end("month", at) == at + 1
+    assert period_end("total", at) is None

@@ -1,0 +1,59 @@
+"""The key store from a test: make keys, read the ledger, on whichever database ``--db`` names."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from getgpt.server.store import manage
+from getgpt.server.store.database import Database
+from getgpt.server.store.keys import KeyRecord
+from getgpt.server.store.opening import open_database
+from getgpt.server.store.schema import UsageRecord
+
+__all__ = ["make_key", "on_db", "records", "revoke"]
+
+T = TypeVar("T")
+
+
+def on_db(target: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` on the database ``target`` (migrated first) in an event loop of its own."""
+
+    async def run() -> T:
+        db = open_database(target)
+        await db.connect()
+        try:
+            await db.migrate()
+            return await work(db)
+        finally:
+            await db.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # Called where a loop runs already (the browser's thread): a thread of its own for this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, run()).result()
+
+
+def make_key(target: str, name: str = "tester", **settings: Any) -> tuple[KeyRecord, str]:
+    """A new key in the store: its record and the key itself."""
+    record, key = manage.create(name=name, **settings)
+
+    async def add(db: Database) -> None:
+        await db.add_key(record)
+
+    on_db(target, add)
+    return record, key
+
+
+def revoke(target: str, key_id: str) -> None:
+    on_db(target, lambda db: manage.revoke(db, key_id))
+
+
+def records(target: str) -> list[UsageRecord]:
+    """Every row of the ledger, oldest first."""
+    return on_db(target, lambda db: db.records())
