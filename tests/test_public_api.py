@@ -62,7 +62,7 @@ PUBLIC = {
         "Messages",
         "base_url_from",
     ],
-    "getgpt.checks": ["Report", "Result", "Settings", "check"],
+    "getgpt.checks": ["Battery", "Report", "Result", "Settings", "Table", "check"],
     "getgpt.cli": ["main"],
     "getgpt.providers": ["GetGpt"],
     "getgpt.providers.completion": ["ChatCompletion"],

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from getgpt import decrypt
-from getgpt.cli.chat import Output, Shown
+from getgpt.cli.output import Output, Received
 from getgpt.cli.text import Texts
 from getgpt.protocol.request import ChatRequest, parse_request
 from getgpt.server import ServerConfig, create_app
@@ -134,7 +134,7 @@ def test_commands_change_what_is_sent_and_save_the_conversation(
     ]
     markdown = (tmp_path / "chat.md").read_text(encoding="utf-8")
     assert markdown.startswith(
-        "# hello\n\n> system prompt: be brief\n\n## user\n\nhello\n\n## assistant\n\nhello\n"
+        "# hello\n\n> **System prompt**\n>\n> be brief\n\n## You\n\nhello\n\n## Assistant\n\nhello\n"
     )
 
 
@@ -257,8 +257,17 @@ def test_ctrl_c_stops_the_reply_keeps_its_text_and_a_second_ctrl_c_leaves(
         term.type("and then?\r")
         wait_until(lambda: len(seen) == before + 2, 20)
         term.wait_for(r"and then\?\n(.|\n)*you> ", after=mark)
+        for name in ("stopped.md", "stopped.json"):
+            mark = len(term.text())
+            term.type(f"/save {tmp_path / name}\r")
+            term.wait_for(r"wrote 4 messages to(.|\n)*you> ", after=mark)  # rich wraps a long note
         term.type("\x03")  # at the prompt: leave
         assert term.wait_exit() == 0
+    # What /save writes marks the stopped reply.
+    markdown = (tmp_path / "stopped.md").read_text(encoding="utf-8")
+    assert "\n\n*Stopped: the rest of the reply was not received.*\n\n## You\n\nand then?" in markdown
+    saved = json.loads((tmp_path / "stopped.json").read_text(encoding="utf-8"))["messages"]
+    assert saved[1]["stopped"] is True and "stopped" not in saved[3]
     # The stopped reply stays in the conversation as far as it came.
     roles, contents = zip(*sent(seen[before + 1]), strict=True)
     assert roles == ("user", "assistant", "user")
@@ -288,13 +297,17 @@ def test_api_key_from_the_environment_and_its_absence_explained(tmp_path: Path) 
         result = getgpt("chat", "hi", "--base-url", url)
         assert result.returncode == 1
         assert result.stderr == (
-            "getgpt: error: the server wants an API key (401): "
-            "put it in the environment variable GETGPT_API_KEY\n"
+            "getgpt: error: the server wants an API key (401): put it in the environment variable "
+            "GETGPT_API_KEY (--api-key-env names another)\n"
+            "  the server said: this server needs an API key: send Authorization: Bearer <key>\n"
         )
         result = getgpt(
             "chat", "hi", "--base-url", url, env={"GETGPT_API_KEY": "wrong", "LANG": "ru_RU.UTF-8"}
         )
-        assert result.stderr == "getgpt: ошибка: сервер не принял ключ API из GETGPT_API_KEY (401)\n"
+        assert result.stderr == (
+            "getgpt: ошибка: сервер не принял ключ API из GETGPT_API_KEY (401)\n"
+            "  ответ сервера: the API key is not valid\n"  # the server's own words, as it said them
+        )
         result = getgpt("chat", "hi", "--base-url", url, "--api-key-env", "MY_KEY", env={"MY_KEY": KEY})
         assert result.returncode == 0, result.stderr
         assert result.stdout == "hi\n"
@@ -340,6 +353,7 @@ def test_a_session_keeps_tool_calls_in_what_it_saves_and_sends_only_text(
         "content": "",
         "reasoning": "Two tools, then answer.",
         "toolCalls": TOOL_CALLS,
+        "finishReason": "tool_calls",
     }
 
 
@@ -359,9 +373,9 @@ class _InterruptedWhileWriting(io.StringIO):
 def test_ctrl_c_while_a_piece_is_written_keeps_exactly_the_text_on_the_screen() -> None:
     screen = _InterruptedWhileWriting(at="two ")
     out = Output(screen, pretty=False, texts=Texts("en"))
-    shown = Shown()
+    received = Received()
     with pytest.raises(KeyboardInterrupt):
-        out.reply(iter(["one ", "two ", "three"]), shown)
-    assert shown.text == "one two "
+        out.reply(iter(["one ", "two ", "three"]), received)
+    assert received.text == "one two "
     assert screen.getvalue() == "one two \n"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -130,13 +130,26 @@ def test_connection_error_is_one_line_and_nonzero_exit() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_server_error_is_one_line(server: tuple[str, list[ChatRequest]]) -> None:
-    url, _ = server
-    result = getgpt("chat", "hi", "--base-url", url, "--temperature", "7")
+def test_a_server_error_is_a_sentence_and_the_servers_own_words_on_a_line_of_their_own() -> None:
+    with serve(create_app(ServerConfig(max_messages=1))) as url:
+        result = getgpt("chat", "two messages", "--base-url", url, "--system", "s")
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("getgpt: error: ")
-    assert "temperature" in result.stderr
+    sentence, detail = result.stderr.splitlines()
+    assert sentence == "getgpt: error: the server answered 400"
+    assert detail.startswith("  the server said: ") and "messages" in detail
+
+
+def test_a_value_out_of_range_is_refused_before_anything_is_sent(
+    server: tuple[str, list[ChatRequest]],
+) -> None:
+    url, seen = server
+    before = len(seen)
+    result = getgpt("chat", "hi", "--base-url", url, "--temperature", "7")
+    assert result.returncode == 2
+    assert (
+        result.stderr.splitlines()[-1] == "getgpt chat: error: argument --temperature: '7' is not from 0 to 2"
+    )
+    assert len(seen) == before
 
 
 def test_bad_serve_configuration_is_one_line() -> None:

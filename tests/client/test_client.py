@@ -74,8 +74,23 @@ def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GETGPT_BASE_URL", "http://elsewhere.invalid:8080/root")
     assert Client().url == "http://elsewhere.invalid:8080/root/api/chat/stream"
     monkeypatch.delenv("GETGPT_BASE_URL")
-    assert Client().url == "https://chat.getgpt.world/api/chat/stream"
     assert Client("http://x.invalid/").url == "http://x.invalid/api/chat/stream"
+    # The seed's server is named only when asked for: it is gone.
+    assert Client("https://chat.getgpt.world/").url == "https://chat.getgpt.world/api/chat/stream"
+
+
+@pytest.mark.parametrize("make", [Client, getgpt.AsyncClient])
+def test_no_server_given_is_one_error_that_says_how_to_give_one(
+    make: type[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It used to send to the seed's dead domain and end in "Name or service not known".
+    monkeypatch.delenv("GETGPT_BASE_URL", raising=False)
+    with pytest.raises(ValueError) as raised:
+        make()
+    said = str(raised.value)
+    assert said.startswith("no GetGpt server given: the original one (https://chat.getgpt.world/) is gone.")
+    for remedy in ("GETGPT_BASE_URL", "base_url=", "getgpt serve"):
+        assert remedy in said
 
 
 def test_invalid_request_is_refused_before_sending() -> None:

@@ -27,6 +27,21 @@ def test_module_attributes_as_in_the_seed() -> None:
     assert inspect.isgeneratorfunction(GetGpt._create_completion)
 
 
+def test_the_seeds_face_without_a_server_says_the_original_one_is_gone_and_how_to_point_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GETGPT_BASE_URL", raising=False)
+    with pytest.raises(
+        ValueError, match=r"the original one \(https://chat\.getgpt\.world/\) is gone"
+    ) as raised:
+        "".join(GetGpt._create_completion(model="gpt-3.5-turbo", messages=HELLO, stream=True))
+    assert "export GETGPT_BASE_URL=http://127.0.0.1:8000/" in str(raised.value)
+    with pytest.raises(ValueError, match="set GETGPT_BASE_URL"):
+        ChatCompletion.create("gpt-3.5-turbo", HELLO)
+    assert GetGpt.url == "https://chat.getgpt.world/"  # as the seed wrote it
+    assert GetGpt.get_dict()["url"] == "https://chat.getgpt.world/"  # g4f lists it; no error
+
+
 @pytest.fixture
 def server(live: tuple[Live, str], monkeypatch: pytest.MonkeyPatch) -> Live:
     script, url = live

@@ -1,5 +1,5 @@
 """getgpt check against hostile servers: a head trickled a byte at a time, a stream kept alive
-for ever, an endless body. Each exchange's head has a deadline, the whole run has one
+for ever, an endless body. Each fetch's head has a deadline, the whole run has one
 (``--max-time``), and an answer is kept only up to a bounded excerpt."""
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import time
 
 from getgpt.checks import Settings
 from getgpt.checks.battery import Battery
-from getgpt.checks.http import MAX_BODY, HttpFailure, Target, exchange
+from getgpt.checks.http import MAX_BODY, HttpFailure, Target, fetch
 
 from ..support.faults import PATIENCE, FaultUpstream
 from ..support.hostile_upstreams import comments_forever, trickled_head
 from ..support.serve_process import SRC
 
 
-def test_a_trickled_head_fails_the_exchange_at_its_head_deadline() -> None:
+def test_a_trickled_head_fails_the_fetch_at_its_head_deadline() -> None:
     # A byte every 0.2 s never leaves a read waiting 1 s: without a deadline on the head in all,
-    # the exchange waited for the server to give up (PATIENCE) and then some.
+    # the fetch waited for the server to give up (PATIENCE) and then some.
     with FaultUpstream(trickled_head(0.2)) as server:
         started = time.monotonic()
         try:
-            exchange(Target.of(server.url), "GET", "", {}, timeout=1, total=60)
+            fetch(Target.of(server.url), "GET", "", {}, timeout=1, total=60)
         except HttpFailure as failure:
             message = str(failure)
         else:
@@ -36,8 +36,8 @@ def test_a_trickled_head_fails_the_exchange_at_its_head_deadline() -> None:
 
 
 def test_the_whole_run_ends_at_max_time_against_a_stream_kept_alive_for_ever() -> None:
-    # An SSE comment every 0.2 s: each exchange read on to its own bound (4 x --timeout), so a run
-    # of some forty exchanges took hours at the default timeout.
+    # An SSE comment every 0.2 s: each fetch read on to its own bound (4 x --timeout), so a run
+    # of some forty fetches took hours at the default timeout.
     with FaultUpstream(comments_forever("alive", every=0.2)) as server:
         started = time.monotonic()
         battery = Battery(Settings(server.url, timeout=5, max_time=2, burst=3))
@@ -63,15 +63,15 @@ def _endless_body() -> FaultUpstream:
     return FaultUpstream(script)
 
 
-def test_each_answer_is_kept_only_up_to_a_bounded_excerpt() -> None:
-    # Every answer was kept whole up to 16 MiB: some forty of them held up to ~1 GB.
+def test_each_response_is_kept_only_up_to_a_bounded_excerpt() -> None:
+    # Every response was kept whole up to 16 MiB: some forty of them held up to ~1 GB.
     with _endless_body() as server:
         battery = Battery(Settings(server.url, timeout=5, max_time=20, burst=2))
         list(battery.run())
-    kept = [len(answer.body) for answer in battery.answers]
+    kept = [len(response.body) for response in battery.responses]
     # A mebibyte, and the read that crossed it at most.
     assert kept and max(kept) <= MAX_BODY + 65_536 <= (1 << 20) + 65_536
-    assert any(not answer.complete for answer in battery.answers)
+    assert any(not response.complete for response in battery.responses)
 
 
 def test_the_command_takes_max_time() -> None:

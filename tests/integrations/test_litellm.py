@@ -21,6 +21,7 @@ from ..support.echo_text import HELLO, PIECES, TEXT, server_usage
 from ..support.faults import FaultUpstream, answer, die_after, events
 from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
+from ..support.servers import health
 
 MODEL = "getgpt/gpt-3.5-turbo"
 
@@ -191,3 +192,40 @@ def test_a_stream_reports_the_servers_usage_and_a_reasoning_model_its_reasoning(
     # The scripted upstream's counts (11 + 7), passed on by the gateway, not LiteLLM's own count.
     usage = chunks[-1].usage
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (11, 7, 18)
+
+
+def test_every_choice_comes_back_when_n_asks_for_several(served: str) -> None:
+    # It used to return the first alone, with no error, while the upstream generated (and billed) all.
+    reply = litellm.completion(model=MODEL, api_base=served, messages=HELLO, n=3)
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert [c.message.content for c in reply.choices] == [TEXT] * 3
+    assert [c.finish_reason for c in reply.choices] == ["stop"] * 3
+    cut = litellm.completion(model=MODEL, api_base=served, messages=HELLO, n=2, stop=[TEXT[6:9]])
+    assert [c.message.content for c in cut.choices] == [TEXT[:6]] * 2  # the stop applies to each
+
+
+def test_acompletion_gives_every_choice_too(served: str) -> None:
+    reply = asyncio.run(litellm.acompletion(model=MODEL, api_base=served, messages=HELLO, n=2))
+    assert [c.message.content for c in reply.choices] == [TEXT] * 2
+
+
+def test_a_stream_of_several_choices_is_refused_before_anything_is_sent(served: str) -> None:
+    before = health(served)["completion_tokens_total"]
+    with pytest.raises(litellm.BadRequestError, match="cannot stream n=2 choices") as raised:
+        list(litellm.completion(model=MODEL, api_base=served, messages=HELLO, n=2, stream=True))
+    assert "stream=False" in str(raised.value)
+    assert health(served)["completion_tokens_total"] == before  # nothing generated, nothing billed
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_embeddings_are_refused_saying_the_protocol_has_none(served: str, asynchronous: bool) -> None:
+    call = (
+        (lambda: asyncio.run(litellm.aembedding(model=MODEL, input=["a"], api_base=served)))
+        if asynchronous
+        else (lambda: litellm.embedding(model=MODEL, input=["a"], api_base=served))
+    )
+    with pytest.raises(litellm.BadRequestError) as raised:
+        call()
+    said = str(raised.value)
+    assert "the GetGpt protocol has no embeddings" in said and "/v1/embeddings" in said
+    assert "Not implemented yet" not in said

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -42,6 +43,12 @@ BREAKAGES = (
 )
 ALLOWED = 12
 PIECE = 4
+# A message this long (the disconnect check's) is answered as a model answers a long question: a
+# piece every few milliseconds, for as long as the client reads (at most LONG_REPLY seconds), so
+# the reply is still going when the checker leaves it, however slow the machine.
+LONG_MESSAGE = 500
+PACE = 0.005
+LONG_REPLY = 20.0
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -76,14 +83,36 @@ def _pieces(text: str, by_code_unit: bool) -> list[str]:
     return [units[i : i + size].decode("utf-16-le", "surrogatepass") for i in range(0, len(units), size)]
 
 
+def _split_utf8_events(text: str) -> Iterator[bytes]:
+    """An echo of ``text`` with each non-ASCII character's bytes cut across two events: the body
+    is not UTF-8 (nor is either event's data), though the bytes put together are."""
+    template = json.dumps(_chunk("\x00")).encode()  # the content, "\u0000", replaced by raw bytes
+    for char in text:
+        data = char.encode()
+        halves = [data[:1], data[1:]] if len(data) > 1 else [data]
+        for half in halves:
+            yield b"data: " + template.replace(b'"\\u0000"', b'"' + half + b'"') + b"\n\n"
+    yield _event(_chunk(finish="stop"))
+    yield b"data: [DONE]\n\n"
+
+
 class Conformance:
     """The app and its state; ``breakage`` names the one check it is built to fail."""
 
-    def __init__(self, breakage: str | None = None, *, errors: bool = False) -> None:
+    def __init__(
+        self, breakage: str | None = None, *, errors: bool = False, split_utf8: str | None = None
+    ) -> None:
         assert breakage is None or breakage in BREAKAGES, breakage
+        assert split_utf8 in (None, "echo", "model"), split_utf8
         self.breakage = breakage
         #: End every stream with a well-formed error event instead of a finish_reason.
         self.errors = errors
+        #: Cut each non-ASCII character's UTF-8 bytes across two events, as a server slicing
+        #: bytes rather than characters does: "echo" echoes so; "model" answers the checker's
+        #: first message ("pong") in ASCII and every other one in Russian, so cut.
+        self.split_utf8 = split_utf8
+        #: Every chat request's fields, as received.
+        self.requests: list[dict[str, Any]] = []
         self.active = 0
         self.chats = 0
         self.app = Starlette(
@@ -144,10 +173,15 @@ class Conformance:
             if self.breakage == "invalid-request":
                 return JSONResponse({"detail": "messages: field required"}, status_code=422)
             return _error(422, "messages must be a non-empty list")
+        self.requests.append(fields)
         text = str(messages[-1].get("content", ""))
         options = fields.get("stream_options") or {}
         if fields.get("stream", True) is False and self.breakage != "whole-reply":
             return self._whole(text)
+        if self.split_utf8 is not None:
+            if self.split_utf8 == "model":
+                text = "pong" if text.startswith("Reply with one word") else "Привет, мир! Как дела?"
+            return StreamingResponse(_split_utf8_events(text), media_type="text/event-stream")
         return StreamingResponse(
             self._events(text, include_usage=options.get("include_usage") is True),
             media_type="text/plain" if self.breakage == "content-type" else "text/event-stream",
@@ -168,6 +202,16 @@ class Conformance:
             }
         )
 
+    def _reply(self, text: str) -> Iterator[str]:
+        """The pieces of the reply to ``text``: its echo; a long one's again and again, for up to
+        LONG_REPLY seconds (until the client leaves)."""
+        pieces = _pieces(text, by_code_unit=self.breakage == "unicode")
+        yield from pieces
+        if len(text) > LONG_MESSAGE:
+            until = time.monotonic() + LONG_REPLY
+            while time.monotonic() < until:
+                yield from pieces
+
     async def _events(self, text: str, include_usage: bool) -> AsyncIterator[bytes]:
         broken = self.breakage
         self.active += 1
@@ -176,11 +220,13 @@ class Conformance:
             yield _event(
                 {**_chunk(), "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
             )
-            for n, piece in enumerate(_pieces(text, by_code_unit=broken == "unicode")):
+            for n, piece in enumerate(self._reply(text)):
                 yield _event(_chunk(piece))
                 if n == 1 and broken == "framing":
                     yield b"data: keep-alive\n\n"
-                if n % 64 == 0:
+                if len(text) > LONG_MESSAGE:
+                    await asyncio.sleep(PACE)
+                elif n % 64 == 0:
                     await asyncio.sleep(0)  # let a disconnect be noticed
             if self.errors or broken == "error-event":
                 yield _event({"error": {"message": "the model went away", "type": "server_error"}})

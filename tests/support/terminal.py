@@ -17,7 +17,7 @@ from types import TracebackType
 
 from .command import locale_env
 
-__all__ = ["Terminal", "plain"]
+__all__ = ["Terminal", "plain", "screen"]
 
 # Runs in the child: take the terminal on stdin as the controlling one, then become `python -m getgpt`.
 _LAUNCH = (
@@ -31,6 +31,56 @@ _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|[\x01\x02\r]")
 def plain(text: str) -> str:
     """Text as a person reads it on the screen: colour codes and carriage returns removed."""
     return _ESCAPES.sub("", text)
+
+
+_CONTROL = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|[\r\n\b\x01\x02]")
+
+
+def screen(text: str) -> list[str]:
+    """The lines a terminal shows at the end of ``text``: what a spinner drew and erased is gone.
+
+    A small emulator of what rich and readline write: carriage return, line feed, backspace, the
+    cursor moved up, down, left, right or to a column, a line erased; colours and other
+    sequences change nothing here.
+    """
+    lines, row, col = [""], 0, 0
+
+    def write(chars: str) -> None:
+        nonlocal col
+        line = lines[row].ljust(col)
+        lines[row] = line[:col] + chars + line[col + len(chars) :]
+        col += len(chars)
+
+    at = 0
+    for match in _CONTROL.finditer(text):
+        write(text[at : match.start()])
+        at = match.end()
+        token, (arg, command) = match.group(0), (match.group(1) or "", match.group(2))
+        count = int(arg) if arg.isdigit() else 1
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            row += 1
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\b":
+            col = max(col - 1, 0)
+        elif command == "A":
+            row = max(row - count, 0)
+        elif command == "B":
+            row += count
+            lines += [""] * (row + 1 - len(lines))
+        elif command == "C":
+            col += count
+        elif command == "D":
+            col = max(col - count, 0)
+        elif command == "G":
+            col = count - 1
+        elif command == "K":
+            lines[row] = {"": lines[row][:col], "0": lines[row][:col], "1": " " * col + lines[row][col:]}.get(
+                arg, ""
+            )
+    write(text[at:])
+    return [line.rstrip() for line in lines]
 
 
 class Terminal:
@@ -52,6 +102,10 @@ class Terminal:
     def text(self) -> str:
         """Everything the screen has shown so far, as plain text."""
         return plain(self.output.decode("utf-8", "replace"))
+
+    def screen(self) -> list[str]:
+        """The lines on the screen now, what was drawn and erased (a spinner) gone; no blank ones."""
+        return [line for line in screen(self.output.decode("utf-8", "replace")) if line.strip()]
 
     def type(self, keys: str) -> None:
         os.write(self.leader, keys.encode())

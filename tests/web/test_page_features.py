@@ -368,7 +368,7 @@ def test_time_to_first_token_and_rate_are_shown_small_after_a_reply(
 def test_a_conversation_saved_by_getgpt_chat_imports_into_the_page_with_its_system_prompt(
     browser: Browser, scripted: tuple[Scripted, str], page_errors: list[str], tmp_path: Path
 ) -> None:
-    from getgpt.cli.chat import Conversation
+    from getgpt.cli.conversation import Conversation
 
     script, url = scripted
     conversation = Conversation(system="be brief", params={})

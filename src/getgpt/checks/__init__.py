@@ -5,17 +5,22 @@
     print(report.table()); raise SystemExit(0 if report.ok else 1)
 
 :mod:`.battery` holds the checks, :mod:`.streams` reads a stream strictly, :mod:`.protocols` makes
-the requests, :mod:`.http` sends them on a connection of the checker's own, :mod:`.report` prints.
+the requests, :mod:`.http` sends them on a connection of the checker's own, :mod:`.report` prints,
+:mod:`.words` holds what it says in English and Russian.
 """
 
 from __future__ import annotations
 
 from .battery import Battery, Result, Settings
-from .report import Report
+from .report import Report, Table
 
-__all__ = ["Report", "Result", "Settings", "check"]
+__all__ = ["Battery", "Report", "Result", "Settings", "Table", "check"]
 
 
 def check(settings: Settings) -> Report:
-    """Run every check against ``settings.url``; the report says which passed."""
-    return Report(settings.url, settings.protocol, list(Battery(settings).run()))
+    """Run the checks ``settings`` selects against ``settings.url``; the report says which passed.
+
+    ``Battery(settings).run()`` gives the same results one at a time, as each check ends.
+    """
+    results = list(Battery(settings).run())
+    return Report(settings.url, settings.protocol, results, settings.language)

@@ -1,4 +1,4 @@
-"""The checker's own HTTP/1.1 exchanges: a blocking socket each, closed when the checker says.
+"""The checker's own HTTP/1.1 requests: a blocking socket each, closed when the checker says.
 
 A conformance checker must see what the server really sent -- each read of the body as it
 arrived, malformed framing as an error rather than smoothed over, the moment a connection is
@@ -27,12 +27,12 @@ from urllib.parse import urlsplit
 from ..client.transport import ResponseReader, bracketed
 from ..protocol.errors import GetGptError
 
-__all__ = ["Answer", "HttpFailure", "Open", "Target", "exchange"]
+__all__ = ["HttpFailure", "Open", "Response", "Target", "Unreachable", "fetch"]
 
 _READ = 65536
-#: The most body an exchange keeps; a stream longer than this is cut and marked so. A check's
+#: The most body a fetch keeps; a stream longer than this is cut and marked so. A check's
 #: reply is a few kilobytes: this leaves room for a verbose one, and a run of some forty
-#: exchanges holds tens of megabytes at worst (at 16 MiB each it held up to ~1 GB).
+#: fetches holds tens of megabytes at worst (at 16 MiB each it held up to ~1 GB).
 MAX_BODY = 1 << 20
 
 
@@ -41,7 +41,18 @@ def _out_of_time(limit: float | None) -> HttpFailure:
 
 
 class HttpFailure(Exception):
-    """The exchange failed below HTTP semantics: connection, TLS, timeout or malformed HTTP."""
+    """The request failed below HTTP semantics: connection, TLS, timeout or malformed HTTP."""
+
+
+class Unreachable(HttpFailure):
+    """No connection to the server at ``origin`` at all, for the system's ``reason`` (``refused``:
+    nothing listens on its port)."""
+
+    def __init__(self, message: str, *, origin: str, reason: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.reason = reason
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,9 @@ class Target:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.left(timeout))
         except OSError as exc:
-            raise HttpFailure(f"cannot connect to {self.origin}: {exc}") from None
+            refused = isinstance(exc, ConnectionRefusedError)
+            message = f"cannot connect to {self.origin}: {exc}"
+            raise Unreachable(message, origin=self.origin, reason=str(exc), refused=refused) from None
         if self.scheme == "https":
             context = ssl.create_default_context()
             if not self.verify:
@@ -105,12 +118,13 @@ class Target:
                 sock = context.wrap_socket(sock, server_hostname=self.host)
             except (OSError, ssl.SSLError) as exc:
                 sock.close()
-                raise HttpFailure(f"TLS with {self.origin} failed: {exc}") from None
+                message = f"TLS with {self.origin} failed: {exc}"
+                raise Unreachable(message, origin=self.origin, reason=str(exc)) from None
         return sock
 
 
 @dataclass
-class Answer:
+class Response:
     """A response: its status, headers (names in lower case) and the body, read by read."""
 
     status: int
@@ -172,7 +186,7 @@ class Open:
         except BaseException:
             self.close()
             raise
-        self.answer = Answer(
+        self.response = Response(
             status=self._reader.status_code,
             reason=self._reader.reason_phrase,
             headers=dict(self._reader.headers),
@@ -218,21 +232,21 @@ class Open:
                 return
             self._receive()
 
-    def read_all(self, deadline: float, limit: int = MAX_BODY) -> Answer:
+    def read_all(self, deadline: float, limit: int = MAX_BODY) -> Response:
         """Read the body to its end, or until ``limit`` bytes or ``deadline`` (monotonic); past the
         run's own deadline, :class:`HttpFailure`."""
         size = 0
         try:
             for data in self.reads():
-                self.answer.reads.append(data)
+                self.response.reads.append(data)
                 size += len(data)
                 if size > limit or time.monotonic() > deadline:
-                    self.answer.complete = False
+                    self.response.complete = False
                     break
                 self.target.left(self.timeout)
         finally:
             self.close()
-        return self.answer
+        return self.response
 
     def close(self) -> None:
         """Drop the connection at once (the server sees its peer go away)."""
@@ -240,7 +254,7 @@ class Open:
             self._sock.close()
 
 
-def exchange(
+def fetch(
     target: Target,
     method: str,
     path: str,
@@ -249,7 +263,7 @@ def exchange(
     *,
     timeout: float,
     total: float,
-) -> Answer:
+) -> Response:
     """Send one request and read the whole response (within ``total`` seconds)."""
     deadline = time.monotonic() + total
     return Open(target, method, path, headers, body=body, timeout=timeout).read_all(deadline)

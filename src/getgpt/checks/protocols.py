@@ -39,8 +39,9 @@ class Protocol:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def chat(self, text: str, *, stream: bool = True, **extra: Any) -> bytes:
-        """The body of a valid request for a reply to one user message ``text``."""
+    def chat(self, text: str, *, max_tokens: int, stream: bool = True, **extra: Any) -> bytes:
+        """The body of a valid request for a reply of at most ``max_tokens`` to one user message
+        ``text``: the checker asks for few tokens, so a paid model costs next to nothing."""
         raise NotImplementedError
 
     def invalid(self) -> bytes:
@@ -60,8 +61,9 @@ class GetGptProtocol(Protocol):
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "Referer": self.base_url, "User-Agent": USER_AGENT}
 
-    def chat(self, text: str, *, stream: bool = True, **extra: Any) -> bytes:
-        request = encode(build_request([{"role": "user", "content": text}], model=self.model, stream=stream))
+    def chat(self, text: str, *, max_tokens: int, stream: bool = True, **extra: Any) -> bytes:
+        messages = [{"role": "user", "content": text}]
+        request = encode(build_request(messages, model=self.model, stream=stream, max_tokens=max_tokens))
         if extra:  # after the nine fields, which keep their order
             request = request[:-1] + b"," + json.dumps(extra, ensure_ascii=False)[1:].encode()
         return self._sealed(request)
@@ -82,10 +84,11 @@ class OpenAIProtocol(Protocol):
     name = "openai"
     chat_path = "chat/completions"
 
-    def chat(self, text: str, *, stream: bool = True, **extra: Any) -> bytes:
+    def chat(self, text: str, *, max_tokens: int, stream: bool = True, **extra: Any) -> bytes:
         body: Mapping[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
             "stream": stream,
             **extra,
         }

@@ -15,19 +15,21 @@ from typing import Any
 
 from ..protocol.errors import ProtocolError
 from ..protocol.sse import SSEDecoder
+from .words import Words
 
 __all__ = ["FINISH_REASONS", "StreamFacts", "broken_unicode"]
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
-def broken_unicode(text: str) -> str | None:
+def broken_unicode(text: str, words: Words | None = None) -> str | None:
     """Why ``text`` is not whole Unicode text (a lone surrogate, U+FFFD), or None."""
+    say = words or Words()
     for at, char in enumerate(text):
         if "\ud800" <= char <= "\udfff":
-            return f"a lone surrogate U+{ord(char):04X} at character {at} of {text!r}"
+            return say("stream.surrogate", code=f"{ord(char):04X}", at=at, text=repr(text))
         if char == "\ufffd":
-            return f"U+FFFD (a replaced undecodable byte) at character {at} of {text!r}"
+            return say("stream.replacement", at=at, text=repr(text))
     return None
 
 
@@ -56,15 +58,21 @@ class StreamFacts:
     def text(self) -> str:
         return "".join(text for _, text in self.pieces)
 
+    #: The words the problems are told in.
+    words: Words = field(default_factory=Words)
+
     @classmethod
-    def read(cls, reads: list[bytes]) -> StreamFacts:
-        facts = cls()
+    def read(cls, reads: list[bytes], words: Words | None = None) -> StreamFacts:
+        facts = cls(words=words or Words())
+        say = facts.words
         body = b"".join(reads)
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
             around = body[max(exc.start - 20, 0) : exc.end + 20]
-            facts.problems.append(f"the body is not UTF-8: {exc.reason} at byte {exc.start} ({around!r})")
+            facts.problems.append(
+                say("stream.not_utf8", reason=exc.reason, at=exc.start, around=repr(around))
+            )
         decoder = SSEDecoder(max_event_size=len(body) + 1)
         try:
             for data in reads:
@@ -74,15 +82,12 @@ class StreamFacts:
             facts.problems.append(str(exc))
             return facts
         if tail:
-            facts.problems.append(
-                "the last event is not closed by a blank line, so an EventSource drops it: "
-                f"{tail[-1][:120]!r}"
-            )
+            facts.problems.append(say("stream.unclosed", tail=repr(tail[-1][:120])))
             facts.payloads.extend(tail)
         for at, data in enumerate(facts.payloads):
             facts._event(at, data)
         if not facts.payloads:
-            facts.problems.append("the body holds no event at all")
+            facts.problems.append(say("stream.no_event"))
         return facts
 
     def _event(self, at: int, data: bytes) -> None:
@@ -94,11 +99,11 @@ class StreamFacts:
         try:
             value = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
-            self.problems.append(f"event {at} is not JSON ({exc}): {data[:120]!r}")
+            self.problems.append(self.words("stream.not_json", at=at, error=exc, data=repr(data[:120])))
             self.objects.append(None)
             return
         if not isinstance(value, dict):
-            self.problems.append(f"event {at} is JSON but not an object: {data[:120]!r}")
+            self.problems.append(self.words("stream.not_object", at=at, data=repr(data[:120])))
             self.objects.append(None)
             return
         self.objects.append(value)
@@ -110,22 +115,22 @@ class StreamFacts:
     def _chunk(self, at: int, value: dict[str, Any], data: bytes) -> None:
         kind = value.get("object")
         if kind is not None and kind != "chat.completion.chunk":
-            self.problems.append(f'event {at} has "object": {kind!r}, not "chat.completion.chunk"')
+            self.problems.append(self.words("stream.wrong_object", at=at, kind=repr(kind)))
         if value.get("usage") is not None:
             self.usages.append((at, value["usage"]))
         choices = value.get("choices")
         if not isinstance(choices, list):
-            self.problems.append(f'event {at} has no "choices" list: {data[:120]!r}')
+            self.problems.append(self.words("stream.no_choices", at=at, data=repr(data[:120])))
             return
         for choice in choices:
             if not isinstance(choice, dict) or not isinstance(choice.get("delta", {}), dict):
-                self.problems.append(f'event {at} has a choice without a "delta" object: {data[:120]!r}')
+                self.problems.append(self.words("stream.no_delta", at=at, data=repr(data[:120])))
                 continue
             if choice.get("index", 0) != 0:
                 continue
             content = choice.get("delta", {}).get("content")
             if content is not None and not isinstance(content, str):
-                self.problems.append(f"event {at} has content that is not a string: {content!r}")
+                self.problems.append(self.words("stream.content_not_text", at=at, content=repr(content)))
             elif content:
                 self.pieces.append((at, content))
             reason = choice.get("finish_reason")

@@ -17,7 +17,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -41,7 +41,7 @@ from .statuses import error_message, is_cloudflare_block, retry_after
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "BaseClient", "Messages", "base_url_from"]
 
-#: The address of the original service, the seed's ``url``.
+#: The address of the original service, the seed's ``url``: gone, so never used unless named.
 DEFAULT_BASE_URL = "https://chat.getgpt.world/"
 #: As the openai SDK: 10 minutes in all, 5 seconds to connect.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
@@ -54,9 +54,24 @@ _BACKOFF_CAP = 8.0
 Messages = Iterable[Mapping[str, Any] | Message]
 
 
+NO_SERVER = (
+    "no GetGpt server given: the original one ({seed}) is gone. Point getgpt at a server of "
+    "yours: set GETGPT_BASE_URL (export GETGPT_BASE_URL=http://127.0.0.1:8000/), or pass it "
+    "(base_url= to a client, api_base= to an integration); 'getgpt serve' runs one "
+    "(pip install -e '.[server]')"
+)
+
+
 def base_url_from(value: str | None) -> str:
-    """The base URL to use: ``value``, else ``GETGPT_BASE_URL``, else the seed's; ends in ``/``."""
-    url = value or os.environ.get("GETGPT_BASE_URL") or DEFAULT_BASE_URL
+    """The base URL to use: ``value``, else ``GETGPT_BASE_URL``; ends in ``/``.
+
+    Neither given is a :class:`ValueError` saying how to give one: the seed's server
+    (:data:`DEFAULT_BASE_URL`) no longer answers, and a request sent there would end in a
+    name-resolution error that says nothing of what to do.
+    """
+    url = value or os.environ.get("GETGPT_BASE_URL")
+    if not url:
+        raise ValueError(NO_SERVER.format(seed=DEFAULT_BASE_URL))
     return url if url.endswith("/") else url + "/"
 
 
@@ -67,7 +82,8 @@ class BaseClient:
     sending, and each read, the longest silence while a reply streams; ``head_timeout`` bounds
     the reply's status line and headers in all, from the request sent (default: the read
     timeout); ``deadline``, if given, the whole reply, retries and their waits included.
-    ``max_reply_bytes`` bounds a whole (non-streamed) JSON reply.
+    ``max_reply_bytes`` bounds a whole (non-streamed) JSON reply. ``on_retry(seconds, status)``
+    is called before each wait between two tries.
     """
 
     def __init__(
@@ -83,6 +99,7 @@ class BaseClient:
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         headers: Mapping[str, str] | None = None,
         verify: bool | str | ssl.SSLContext = True,
+        on_retry: Callable[[float, int | None], None] | None = None,
     ) -> None:
         self.base_url = base_url_from(base_url)
         self.url = self.base_url + "api/chat/stream"
@@ -108,6 +125,9 @@ class BaseClient:
         }
         #: Whether and how to check TLS certificates: True, False, a CA bundle's path or a context.
         self.verify = verify
+        #: Told ``(seconds, status)`` before each wait between two tries (``status`` None when the
+        #: connection failed): a face shows the wait, such as a Retry-After's countdown.
+        self.on_retry = on_retry
 
     def _body(self, messages: Messages, params: Mapping[str, Any]) -> bytes:
         """The POST body: the validated request, sealed in the envelope."""
@@ -135,6 +155,8 @@ class BaseClient:
             delay = min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_CAP) * random.uniform(0.75, 1.0)
         if until is not None and time.monotonic() + delay >= until:
             return -1
+        if self.on_retry is not None:
+            self.on_retry(delay, status)
         return delay
 
     def _status_error(self, response: ResponseHead, body: bytes) -> StatusError:

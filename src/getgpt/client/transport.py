@@ -34,6 +34,7 @@ from .._transports.base import (
     ResponseHead,
     Timeouts,
     bracketed,
+    without_credentials,
 )
 from .._transports.choose import async_transport
 from .._transports.http11.reader import ResponseReader
@@ -48,6 +49,7 @@ __all__ = [
     "Timeouts",
     "bracketed",
     "open_transport",
+    "without_credentials",
 ]
 
 

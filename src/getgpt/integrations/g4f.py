@@ -13,7 +13,8 @@
 It works in ``g4f.client.Client``, ``g4f.client.AsyncClient`` and the legacy
 ``g4f.ChatCompletion.create(..., provider=GetGpt)``, streamed or not. The server is the call's
 ``api_base`` (or ``base_url``, which ``g4f.client.Client(base_url=...)`` passes on), else
-``GETGPT_BASE_URL``, else the seed's address. Errors become g4f's own types where g4f has one
+``GETGPT_BASE_URL``; with neither, the call fails at once saying how to name one (the seed's
+address, which g4f's listings show, is gone). Errors become g4f's own types where g4f has one
 (:func:`g4f_error`), with the reply received so far in ``partial``; a stream hands over every
 piece of text that arrived before it raises. Tools (``tools=``, ``tool_choice=``) travel in the
 request, and the model's calls come back as g4f's ``ToolCalls``, its reasoning as ``Reasoning``.
@@ -21,6 +22,7 @@ request, and the model's calls come back as g4f's ``ToolCalls``, its reasoning a
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -28,7 +30,7 @@ from g4f import errors as g4f_errors
 from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
 from g4f.providers.response import FinishReason, Reasoning, ToolCalls, Usage
 
-from ..client import AsyncChatStream, ChatStream, base_url_from
+from ..client import DEFAULT_BASE_URL, AsyncChatStream, ChatStream, base_url_from
 from ..protocol import errors
 from ..protocol.request import DEFAULT_MODEL
 from .clients import Call, client_options
@@ -120,11 +122,17 @@ def _ending(reply: ChatStream | AsyncChatStream, handover: Handover) -> Iterator
         )
 
 
+def _listed() -> str:
+    """The server g4f's listings name: ``GETGPT_BASE_URL``, else the seed's address (a call with
+    neither fails, saying so)."""
+    return base_url_from(os.environ.get("GETGPT_BASE_URL") or DEFAULT_BASE_URL)
+
+
 class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc]  # g4f's bases are untyped
     """The GetGpt protocol as a g4f provider; see the module's documentation."""
 
     label = "GetGpt"
-    url = base_url_from(None)
+    url = _listed()
     working = True
     needs_auth = False
     supports_stream = True
@@ -139,7 +147,7 @@ class GetGpt(AsyncGeneratorProvider, ProviderModelMixin):  # type: ignore[misc] 
     @classmethod
     def get_dict(cls) -> dict[str, Any]:
         # The server can change after import (GETGPT_BASE_URL), so it is read when asked.
-        return {"name": cls.__name__, "url": base_url_from(None), "label": cls.label}
+        return {"name": cls.__name__, "url": _listed(), "label": cls.label}
 
     @classmethod
     def _model(cls, model: str | None) -> str:

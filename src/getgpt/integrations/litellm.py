@@ -28,14 +28,21 @@ from typing import Any, NoReturn, cast
 
 import httpx
 import litellm
-from litellm.exceptions import APIConnectionError, APIError
+from litellm.exceptions import APIConnectionError, APIError, BadRequestError
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
-from litellm.types.utils import ChatCompletionMessageToolCall, GenericStreamingChunk, ModelResponse
+from litellm.types.utils import (
+    ChatCompletionMessageToolCall,
+    Choices,
+    EmbeddingResponse,
+    GenericStreamingChunk,
+    Message,
+    ModelResponse,
+)
 from litellm.types.utils import Usage as LiteLLMUsage
 
 from ..client import AsyncChatStream, ChatStream
 from ..protocol import errors
-from ..protocol.reply import Usage
+from ..protocol.reply import Reply, Usage
 from .clients import Call, client_options
 from .handover import Handover
 
@@ -45,6 +52,16 @@ __all__ = ["PROVIDER", "GetGptLLM", "handler", "litellm_error", "register"]
 PROVIDER = "getgpt"
 # Parameters LiteLLM hands a provider that are settled here rather than sent in the request.
 _HANDLED = frozenset({"stream", "stream_options", "max_retries"})
+NO_EMBEDDINGS = (
+    "the GetGpt protocol has no embeddings: it carries chat requests only (POST /api/chat/stream). "
+    "getgpt serve --backend openai forwards /v1/embeddings to its upstream: call that as an OpenAI "
+    "endpoint (model='openai/<name>', api_base='http://<server>/v1')"
+)
+ONE_STREAMED_CHOICE = (
+    "the getgpt provider cannot stream n={n} choices: LiteLLM passes a custom provider's stream on "
+    "as one choice, so the others would be generated (and billed) and lost. Ask with stream=False "
+    "for every choice, or with n=1"
+)
 
 
 def _call(
@@ -58,7 +75,14 @@ def _call(
     timeout: float | httpx.Timeout | None,
     stream: bool,
 ) -> Call:
-    """One LiteLLM call, sorted: where to send, how, what, and where to stop."""
+    """One LiteLLM call, sorted: where to send, how, what, and where to stop.
+
+    A stream asking for more than one choice is refused before anything is sent (see
+    :data:`ONE_STREAMED_CHOICE`).
+    """
+    choices = optional_params.get("n")
+    if stream and isinstance(choices, int) and choices > 1:
+        raise BadRequestError(ONE_STREAMED_CHOICE.format(n=choices), model=model, llm_provider=PROVIDER)
     retries = optional_params.get("max_retries")
     if retries is None and litellm_params:
         retries = litellm_params.get("max_retries")
@@ -143,9 +167,27 @@ def _fill(
         message.reasoning_content = reply.reasoning
     reason = handover.finish_reason(reply)
     choice.finish_reason = cast(Any, reason or "stop")  # LiteLLM types it as OpenAI's five reasons
+    # With n > 1, every choice the server generated (and the upstream billed), stops applied to each.
+    texts = [text]
+    for index, other in enumerate(reply.choices[1:], start=1):
+        texts.append(_more(response, index, other, handover.stops.stops))
     response.model = model
-    response.usage = _usage(reply.usage, model, messages, text)  # type: ignore[attr-defined]
+    response.usage = _usage(reply.usage, model, messages, "".join(texts))  # type: ignore[attr-defined]
     return response
+
+
+def _more(response: ModelResponse, index: int, reply: Reply, stop: list[str]) -> str:
+    """Choice ``index`` of a whole response, from the client's ``reply`` for it; its text."""
+    cut = Handover(stop)
+    text: str = cut.piece(reply) + cut.tail()
+    message = Message(content=text if text or not reply.tool_calls else None, role="assistant")
+    if reply.tool_calls:
+        message.tool_calls = [ChatCompletionMessageToolCall(**call) for call in reply.tool_calls]
+    if reply.reasoning:
+        message.reasoning_content = reply.reasoning
+    reason = "stop" if cut.stopped else reply.finish_reason or "stop"
+    response.choices.append(Choices(index=index, message=message, finish_reason=reason))
+    return text
 
 
 def _chunk(text: str) -> GenericStreamingChunk:
@@ -349,6 +391,39 @@ class GetGptLLM(CustomLLM):
         for use in _tool_uses(reply):
             yield use
         yield _last(reply, handover)
+
+    def embedding(  # noqa: PLR0917  (LiteLLM's signature)
+        self,
+        model: str,
+        input: list[Any],
+        model_response: EmbeddingResponse,
+        print_verbose: Callable[..., Any],
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        api_key: str | None = None,
+        api_base: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        litellm_params: Any = None,
+    ) -> EmbeddingResponse:
+        """Refused, saying why: the protocol has no embeddings (LiteLLM's default says only "Not
+        implemented yet!")."""
+        raise BadRequestError(NO_EMBEDDINGS, model=model, llm_provider=PROVIDER)
+
+    async def aembedding(  # noqa: PLR0917  (LiteLLM's signature)
+        self,
+        model: str,
+        input: list[Any],
+        model_response: EmbeddingResponse,
+        print_verbose: Callable[..., Any],
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        api_key: str | None = None,
+        api_base: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        litellm_params: Any = None,
+    ) -> EmbeddingResponse:
+        """As :meth:`embedding`."""
+        raise BadRequestError(NO_EMBEDDINGS, model=model, llm_provider=PROVIDER)
 
 
 #: The instance the LiteLLM proxy's ``custom_provider_map`` names, and :func:`register` installs.

@@ -2,8 +2,9 @@
 
 Old code that did ``from g4f.Provider.Providers import GetGpt`` and then called
 ``GetGpt._create_completion(model=..., messages=..., stream=True)`` runs unchanged against
-``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL`` when set, else ``url``;
-the time allowed is the call's ``timeout`` keyword, else ``GETGPT_TIMEOUT``, else the client's
+``from getgpt.providers import GetGpt``. The server is ``GETGPT_BASE_URL``: ``url`` stays the
+seed's, whose server is gone, so a call without the variable fails at once saying how to set it.
+The time allowed is the call's ``timeout`` keyword, else ``GETGPT_TIMEOUT``, else the client's
 (600 s): each read, and the reply's status and headers in all.
 
 Today's g4f (8.x) takes the module too, as ``g4f.client.Client(provider=GetGpt)``: for it the
@@ -94,7 +95,11 @@ def create_completion(model: str, messages: list, stream: bool = True, **kwargs:
 
 def get_dict() -> dict[str, str]:
     """How g4f 8.x names a provider; the server is read when asked, as calls read it."""
-    return {"name": "GetGpt", "url": base_url_from(None), "label": "GetGpt"}
+    return {
+        "name": "GetGpt",
+        "url": base_url_from(os.environ.get("GETGPT_BASE_URL") or url),
+        "label": "GetGpt",
+    }
 
 
 _hints = typing.get_type_hints(_create_completion)

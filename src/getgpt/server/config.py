@@ -28,6 +28,7 @@ from ..protocol import DEFAULT_MODEL
 __all__ = [
     "BACKENDS",
     "ENV_PREFIX",
+    "FLAG_GROUPS",
     "KINDS",
     "ROUTED",
     "STRATEGIES",
@@ -363,6 +364,14 @@ class ServerConfig:
     routing: Routing | None = setting(  # noqa: RUF009 -- a field() with its metadata, as every setting
         None, "the upstreams and how requests are routed among them", file_only=True, repr=False
     )
+    # TLS served by getgpt serve itself (uvicorn's ssl_certfile / ssl_keyfile), for a server with no
+    # reverse proxy in front.
+    tls_certfile: str | None = setting(
+        None, "serve HTTPS with this certificate chain (PEM); needs --tls-keyfile", metavar="FILE"
+    )
+    tls_keyfile: str | None = setting(
+        None, "the private key (PEM) of --tls-certfile's certificate", metavar="FILE", repr=False
+    )
     # Keys, quotas and the usage ledger (getgpt.server.admission.keys); off without db.
     db: str | None = setting(
         None,
@@ -511,6 +520,11 @@ class ServerConfig:
             raise ValueError("models must name at least one model")
         for address in self.forwarded_allow_ips:
             _check_address(address)
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError(
+                "tls_certfile and tls_keyfile go together: "
+                "give both (--tls-certfile, --tls-keyfile), or neither"
+            )
 
     @classmethod
     def from_env(
@@ -567,17 +581,34 @@ def _read(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
         if parse is not None:
             return parse(raw)
         if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
+            return _boolean(raw)
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
             return float(raw)
     except ValueError as exc:
+        if parse is None and isinstance(default, bool):
+            raise ValueError(f"{where}={raw!r} is not a boolean: {exc}") from None
         kind = type(default).__name__ if parse is None else "value"
         raise ValueError(f"{where}={raw!r} is not a valid {kind}{_detail(exc, parse)}") from None
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(raw: str) -> bool:
+    """``true`` or ``false`` (or 1/0, yes/no, on/off, in any case); anything else is refused rather
+    than read as false: ``GETGPT_UPSTREAM_USAGE=maybe`` must not quietly mean "off"."""
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)})")
 
 
 def _read_guarded(item: dataclasses.Field[Any], raw: str, where: str) -> Any:
@@ -604,29 +635,99 @@ def _shown(item: dataclasses.Field[Any]) -> str:
     default = item.default
     if default is None or default == ():
         return "none"
+    if isinstance(default, bool):
+        return "true" if default else "false"
     if isinstance(default, tuple):
         return ", ".join(default)
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag for every setting that may be given on a command line, with its help line."""
-    for item in dataclasses.fields(ServerConfig):
-        meta = item.metadata
-        if meta.get("env_only") or meta.get("file_only"):
+#: ``getgpt serve --help`` in groups: each title, and the settings it holds in their order. A
+#: setting left out of every group is shown under :data:`OTHER_FLAGS` (tests/cli/test_serve.py
+#: asks that none is).
+FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("where it listens", ("host", "port", "tls_certfile", "tls_keyfile", "workers", "accept_queues")),
+    ("the config file", ("config_file",)),
+    (
+        "the backend: what answers",
+        (
+            "backend",
+            "upstream",
+            "upstream_key_env",
+            "upstream_model",
+            "model_aliases",
+            "models",
+            "models_cache_ttl",
+            "upstream_usage",
+            "expose_upstream",
+            "echo_delay",
+            "echo_piece_chars",
+        ),
+    ),
+    (
+        "time bounds on the upstream",
+        ("upstream_connect_timeout", "upstream_timeout", "upstream_head_timeout", "upstream_max_duration"),
+    ),
+    ("limits on requests", ("max_body_bytes", "body_timeout", "max_messages", "max_streams")),
+    (
+        "memory budgets, shared by every request",
+        ("body_budget", "stream_buffer_bytes", "write_budget_bytes", "whole_reply_budget"),
+    ),
+    (
+        "limits on connections",
+        (
+            "max_connections",
+            "max_head_bytes",
+            "max_headers",
+            "max_read_ahead",
+            "head_timeout",
+            "idle_timeout",
+            "write_timeout",
+        ),
+    ),
+    ("defences", ("forwarded_allow_ips", "cors_origins", "rate_limit", "rate_burst", "replay_window")),
+    ("several processes and replicas", ("redis_url", "redis_failure", "shutdown_grace")),
+    ("keys, quotas and the usage ledger", ("db", "db_failure", "key_cache_ttl")),
+    ("logs", ("log_level", "log_format")),
+)
+OTHER_FLAGS = "other settings"
+
+
+def add_flags(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """A flag for every setting that may be given on a command line, with its help line, in the
+    groups of :data:`FLAG_GROUPS`; the groups by title (to add more flags to one)."""
+    fields = {
+        item.name: item
+        for item in dataclasses.fields(ServerConfig)
+        if not item.metadata.get("env_only") and not item.metadata.get("file_only")
+    }
+    grouped = {name for _, names in FLAG_GROUPS for name in names}
+    layout = [*FLAG_GROUPS, (OTHER_FLAGS, tuple(name for name in fields if name not in grouped))]
+    groups: dict[str, Any] = {}
+    for title, names in layout:
+        present = [fields[name] for name in names if name in fields]
+        if not present:
             continue
-        options: dict[str, Any] = {
-            "dest": item.name,
-            "default": None,
-            "metavar": meta.get("metavar"),
-            "choices": meta.get("choices"),
-            "help": f"{meta['help']} (default: {_shown(item)}; {env_name(item)})",
-        }
-        if isinstance(item.default, tuple):
-            options["action"] = "append"
-        else:
-            options["type"] = _flag_type(item)
-        parser.add_argument(_flag(item), **options)
+        group = groups[title] = parser.add_argument_group(title)
+        for item in present:
+            _add_flag(group, item)
+    return groups
+
+
+def _add_flag(group: Any, item: dataclasses.Field[Any]) -> None:
+    meta = item.metadata
+    options: dict[str, Any] = {
+        "dest": item.name,
+        "default": None,
+        "metavar": meta.get("metavar"),
+        "choices": meta.get("choices"),
+        "help": f"{meta['help']} (default: {_shown(item)}; {env_name(item)})",
+    }
+    if isinstance(item.default, tuple):
+        options["action"] = "append"
+    else:
+        options["type"] = _flag_type(item)
+    group.add_argument(_flag(item), **options)
 
 
 def _flag_type(item: dataclasses.Field[Any]) -> Callable[[str], Any]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import uvicorn
 
+from ...client.transport import without_credentials
 from ..config import ServerConfig
 from ..edge.connections import ConnectionBounds, Limits
 from ..operations.logs import log_config
@@ -40,6 +41,8 @@ __all__ = [
     "connection_bounds",
     "connection_limit",
     "connection_settings",
+    "start_lines",
+    "tls_options",
     "tune_garbage_collector",
     "uvicorn_config",
 ]
@@ -178,6 +181,53 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
+def tls_options(config: ServerConfig) -> dict[str, str]:
+    """uvicorn's TLS settings for ``--tls-certfile`` / ``--tls-keyfile`` (none without them).
+
+    The pair is loaded here once, so a missing file, a key that is not the certificate's or a
+    file that is not PEM is a :class:`ValueError` at start, not a worker failing to bind.
+    """
+    if not (config.tls_certfile and config.tls_keyfile):
+        return {}
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            config.tls_certfile, config.tls_keyfile
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"cannot serve TLS with --tls-certfile {config.tls_certfile} and --tls-keyfile "
+            f"{config.tls_keyfile}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    return {"ssl_certfile": config.tls_certfile, "ssl_keyfile": config.tls_keyfile}
+
+
+def start_lines(config: ServerConfig, port: int) -> list[str]:
+    """What ``getgpt serve`` says once it listens: what answers, and where to point a browser and a
+    client (a wildcard address is shown as this machine's loopback one, which a browser can open)."""
+    scheme = "https" if config.tls_certfile else "http"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.host, config.host)
+    base = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/"
+    if config.backend == "echo":
+        backend = "the echo backend (offline: each reply repeats the last user message)"
+    elif config.routing is not None:
+        names = ", ".join(entry.name for entry in config.routing.upstreams)
+        backend = (
+            f"routing among {len(config.routing.upstreams)} upstream(s) of {config.config_file}: {names}"
+        )
+    else:  # the URL as a log may name it: without the password it may carry
+        backend = f"the {config.backend} backend, forwarding to {without_credentials(config.upstream or '')}"
+    lines = [
+        f"getgpt serve: {backend}",
+        f"getgpt serve: the chat page: {base}",
+        f"getgpt serve: the OpenAI-compatible API: {base}v1 ; the GetGpt protocol: {base}api/chat/stream",
+    ]
+    if host != config.host:
+        lines[1] += f" (listening on {config.host}: every address of this machine)"
+    return lines
+
+
 def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Config:
     """uvicorn's settings for ``app`` as ``config`` says; ``options`` are passed on to uvicorn.
 
@@ -201,6 +251,7 @@ def uvicorn_config(app: Any, config: ServerConfig, **options: Any) -> uvicorn.Co
         "proxy_headers": bool(trusted),
         # A list even when empty: given None, uvicorn reads FORWARDED_ALLOW_IPS from the environment.
         "forwarded_allow_ips": trusted,
+        **tls_options(config),
         **options,
     }
     built = uvicorn.Config(**settings)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import logging.config
 import multiprocessing
@@ -48,14 +49,14 @@ import uvicorn
 from ...client.transport import bracketed
 from ..config import ServerConfig
 from ..operations.logs import log_config
-from .serving import tune_garbage_collector, uvicorn_config
+from .serving import start_lines, tune_garbage_collector, uvicorn_config
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from ..app import GetGptApp
 
-__all__ = ["DrainingServer", "Supervisor", "check", "run", "sockets_per_worker", "somaxconn"]
+__all__ = ["DrainingServer", "Supervisor", "check", "check_port", "run", "sockets_per_worker", "somaxconn"]
 
 log = logging.getLogger("getgpt.server")
 
@@ -73,9 +74,11 @@ class DrainingServer(uvicorn.Server):
     answered, or at once on a second signal.
     """
 
-    def __init__(self, config: uvicorn.Config, app: GetGptApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: GetGptApp, *, announce: bool = True) -> None:
         super().__init__(config)
         self.app = app
+        #: Whether to log what answers and where once listening (a worker leaves it to its supervisor).
+        self.announce = announce
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Task[None] | None = None
 
@@ -85,6 +88,10 @@ class DrainingServer(uvicorn.Server):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self._loop.add_signal_handler(signal.SIGHUP, reload, self.app)
         await super().startup(sockets)
+        if self.announce and self.started and self.servers and self.servers[0].sockets:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            for line in start_lines(self.app.state.config, port):
+                log.info("%s", line)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         drain = self.app.state.drain
@@ -136,12 +143,12 @@ def reload(app: GetGptApp) -> bool:
     return True
 
 
-def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None) -> bool:
+def _serve_process(config: ServerConfig, sockets: list[socket.socket] | None, announce: bool = True) -> bool:
     """Run one server process until it is stopped; whether it started."""
     from ..app import create_app
 
     app = create_app(config)
-    server = DrainingServer(uvicorn_config(app, config), app)
+    server = DrainingServer(uvicorn_config(app, config), app, announce=announce)
     tune_garbage_collector()
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes SIGINT on
         server.run(sockets=sockets)
@@ -192,13 +199,18 @@ def _check_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {bracketed(host)}:{port}: {exc.strerror}") from None
+            taken = exc.errno == errno.EADDRINUSE
+            remedy = (
+                ": another server listens there; --port N (or GETGPT_PORT) picks another" if taken else ""
+            )
+            reason = (exc.strerror or str(exc)).lower()
+            raise OSError(exc.errno, f"cannot listen on {bracketed(host)}:{port}: {reason}{remedy}") from None
 
 
 def _worker(config: ServerConfig, port: int) -> None:
     """A worker process: its own listening sockets on the shared port, then the server."""
     sockets = [_reuseport_socket(config.host, port) for _ in range(sockets_per_worker(config))]
-    _serve_process(config, sockets)
+    _serve_process(config, sockets, announce=False)
 
 
 class Supervisor:
@@ -248,7 +260,7 @@ class Supervisor:
             _check_free(config.host, config.port)
             reserved = _reuseport_socket(config.host, config.port)
         except OSError as exc:
-            print(f"getgpt: error: {exc}", file=sys.stderr)
+            print(f"getgpt: error: {exc.strerror or exc}", file=sys.stderr)
             return 1
         port = reserved.getsockname()[1]
         if not os.environ.get(MULTIPROC_ENV):
@@ -260,6 +272,8 @@ class Supervisor:
         status = 0
         try:
             log.info("supervisor [%d]: %d workers on %s:%d", os.getpid(), config.workers, config.host, port)
+            for line in start_lines(config, port):
+                log.info("%s", line)
             started = time.monotonic()
             self._workers = [self._start(port) for _ in range(config.workers)]
             while self._stop is None:
@@ -313,19 +327,30 @@ def check(config: ServerConfig) -> None:
     uvicorn_config(create_app(config), config)
 
 
+def check_port(config: ServerConfig) -> None:
+    """An :class:`OSError` saying why the server cannot listen where ``config`` says (a port
+    already taken, with the flag that picks another), before anything starts: uvicorn binds only
+    after its start-up, and would say so after "Application startup complete"."""
+    _check_free(config.host, config.port)
+
+
 def run(config: ServerConfig) -> bool:
     """Serve ``config`` until stopped; whether the server started (and, with workers, ran well)."""
     if config.workers > 1:
         return Supervisor(config).run() == 0
     count = sockets_per_worker(config)
+    try:
+        check_port(config)
+    except OSError as exc:
+        print(f"getgpt: error: {exc.strerror or exc}", file=sys.stderr)
+        return False
     if count == 1:
         return _serve_process(config, None)
     try:
-        _check_free(config.host, config.port)
         sockets = [_reuseport_socket(config.host, config.port)]
         port = sockets[0].getsockname()[1]
         sockets += [_reuseport_socket(config.host, port) for _ in range(count - 1)]
     except OSError as exc:
-        print(f"getgpt: error: {exc}", file=sys.stderr)
+        print(f"getgpt: error: {exc.strerror or exc}", file=sys.stderr)
         return False
     return _serve_process(config, sockets)

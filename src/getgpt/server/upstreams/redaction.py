@@ -20,13 +20,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
+from ...client.transport import without_credentials
 from ..api_error import ApiError
 
-__all__ = ["REDACTED", "Redaction", "without_credentials"]
+__all__ = ["REDACTED", "Redaction"]
 
 #: What stands where a secret was.
 REDACTED = "[redacted]"
@@ -45,15 +46,6 @@ def _written(secret: str) -> set[str]:
 def _alternatives(texts: set[str]) -> str:
     # Longest first: a secret that contains another is taken whole.
     return "|".join(re.escape(text) for text in sorted(texts, key=len, reverse=True))
-
-
-def without_credentials(url: str) -> str:
-    """``url`` without the ``user:password@`` it may carry."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Redaction:
