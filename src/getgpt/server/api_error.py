@@ -10,9 +10,11 @@ An error an upstream sent is passed on as it came: ``body`` holds its JSON.
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
-__all__ = ["ApiError", "try_later"]
+__all__ = ["ApiError", "retry_in", "try_later"]
 
 
 class ApiError(Exception):
@@ -56,3 +58,16 @@ def try_later(message: str, code: str, *, type: str = "server_overloaded") -> Ap
     """A ``503`` the client may send again in a second (``Retry-After: 1``): the server is too
     busy for it, or cannot reach what it needs, just now."""
     return ApiError(503, f"{message}; retry shortly", type=type, code=code, headers={"Retry-After": "1"})
+
+
+def retry_in(wait: float, status: int, message: str, *, type: str, code: str) -> ApiError:
+    """An error the client may send again once ``wait`` seconds have passed: ``Retry-After`` in
+    whole seconds (at least 1), and the message saying so."""
+    seconds = max(1, math.ceil(wait))
+    return ApiError(
+        status,
+        f"{message}; retry in {seconds} s",
+        type=type,
+        code=code,
+        headers={"Retry-After": str(seconds)},
+    )

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import Scope
 
-from ..api_error import ApiError
+from ..api_error import ApiError, retry_in
 from ..chat.wire import estimate_tokens
 from ..edge.scope import header
 from ..operations.logs import REQUEST_ID
@@ -162,13 +162,12 @@ def _spent_error(record: KeyRecord, now: float) -> ApiError:
 
 
 def _limited(what: str, limit: int, wait: float) -> ApiError:
-    seconds = max(1, math.ceil(wait))
-    return ApiError(
+    return retry_in(
+        wait,
         429,
-        f"the API key may use {limit} {what} a minute; retry in {seconds} s",
+        f"the API key may use {limit} {what} a minute",
         type="rate_limit_error",
         code="rate_limit_exceeded",
-        headers={"Retry-After": str(seconds)},
     )
 
 

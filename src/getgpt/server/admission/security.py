@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..api_error import ApiError
+from ..api_error import ApiError, retry_in
 from ..config import LONE_UPSTREAM
 from ..edge.scope import header
 
@@ -149,13 +149,12 @@ class RateLimiter:
             client = _address_bucket(peer[0] if peer else "unknown")
         wait = self.take(client) if self.shared is None else await self.shared.take(client)
         if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise ApiError(
+            raise retry_in(
+                wait,
                 429,
-                f"too many requests: at most {self.rate * 60:g} a minute; retry in {seconds} s",
+                f"too many requests: at most {self.rate * 60:g} a minute",
                 type="rate_limit_error",
                 code="rate_limit_exceeded",
-                headers={"Retry-After": str(seconds)},
             )
 
 

@@ -277,7 +277,7 @@ class ForwardingBackend:
             body, strip_usage = upstream.body(chat, None if sent == model or not sent else sent)
             self._enter(upstream)
             response: AsyncResponse | None = None
-            held = self.budget.holding()
+            held: Holding | None = None  # a share of the budget, taken only for a reply held whole
             passed = False  # some of the reply has been handed on: no other upstream may be tried now
             try:
                 try:
@@ -286,11 +286,13 @@ class ForwardingBackend:
                     )
                     kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
                     if not chat.stream:
+                        held = self.budget.holding()
                         whole = await _whole(response, kind, model, outcome, held)
                         passed = True
                         yield whole
                         return
                     if kind == "application/json":
+                        held = self.budget.holding()
                         whole = events_from_completion(await held.read(response, DEFAULT_MAX_REPLY_BYTES))
                         passed = True
                         yield whole
@@ -332,7 +334,8 @@ class ForwardingBackend:
                 if not attempts.failed(member, failure):
                     break
             finally:
-                held.release()
+                if held is not None:
+                    held.release()
                 # Closing early (the client went away) closes the connection rather than reusing it.
                 if response is not None:
                     await response.aclose()
@@ -358,7 +361,8 @@ class ForwardingBackend:
                 self._count(upstream, "protocol")
             raise Failure(_broken_off(upstream, exc), "protocol") from None
         status = response.status_code
-        refused = refused_status(status, upstream.redaction.name)
+        # 200, nearly every answer, is the one status surely passed on: no call for it.
+        refused = None if status == 200 else refused_status(status, upstream.redaction.name)
         if refused is not None:  # 1xx, 204, 205, 304, 600...: nothing a client could be handed
             await response.aclose()
             log.warning("upstream %s answered HTTP %s: not passed on", upstream.logged_as, status)

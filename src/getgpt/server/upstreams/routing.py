@@ -21,13 +21,12 @@ so no lock is held across an await: the event loop runs one pick at a time.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..api_error import ApiError
+from ..api_error import ApiError, retry_in
 from ..config import ANY_MODEL, Routing
 from .health import FAILING, SharedCooldowns
 from .kinds import Upstream
@@ -367,13 +366,12 @@ class Attempts:
             )
         cooled = [member.health.cooled_until - now for member in members if member.health.cooled(now)]
         if len(cooled) == len(members):
-            wait = max(1, math.ceil(min(cooled)))
-            return ApiError(
+            return retry_in(
+                min(cooled),
                 503,
-                f"no upstream of the model {self._model!r} is healthy now (all cooled); retry in {wait} s",
+                f"no upstream of the model {self._model!r} is healthy now (all cooled)",
                 type="upstream_error",
                 code="no_healthy_upstream",
-                headers={"Retry-After": str(wait)},
             )
         return ApiError(
             503,
