@@ -195,7 +195,7 @@ def test_every_request_is_small_and_asks_for_few_tokens(protocol: str) -> None:
     asked = [fields for fields in asked if fields["messages"]]
     assert len(asked) >= 8
     assert all(isinstance(fields.get("max_tokens"), int) for fields in asked)
-    assert asked[0]["max_tokens"] <= 16  # the probe several checks judge
+    assert asked[0]["max_tokens"] <= 16  # the sample several checks judge
     assert max(fields["max_tokens"] for fields in asked) <= 512  # the disconnect check's long reply
     assert max(len(json.dumps(fields["messages"])) for fields in asked) < 2048
 

@@ -25,7 +25,7 @@ __all__ = ["Battery", "Result", "Settings", "Status"]
 
 Status = Literal["pass", "fail", "n/a"]
 
-PROBE = "Reply with one word: pong"
+SAMPLE = "Reply with one word: pong"
 # Cyrillic, CJK, a four-byte emoji, a family joined by ZWJ, a flag, a combining accent, U+2028,
 # right-to-left text: every width of UTF-8 and the characters naive splitting breaks.
 UNICODE = "Привет, мир! 你好 😀 👨‍👩‍👧‍👦 🇺🇦 é (e\u0301) \u2028 שלום — ok"
@@ -34,8 +34,8 @@ UNICODE = "Привет, мир! 你好 😀 👨‍👩‍👧‍👦 🇺🇦 
 # time as a model does, needs no such bulk, and a paid API bills the prompt).
 LONG = "Count from 1 to 300, one number per line: " + " ".join(str(n) for n in range(1, 301))
 # The most tokens each request asks for: enough for what the check reads, little on a paid API.
-# getgpt serve's echo counts 4 characters a token: 16 covers PROBE, 64 UNICODE, 512 LONG whole.
-PROBE_TOKENS = 16
+# getgpt serve's echo counts 4 characters a token: 16 covers SAMPLE, 64 UNICODE, 512 LONG whole.
+SAMPLE_TOKENS = 16
 UNICODE_TOKENS = 64
 LONG_TOKENS = 512
 BURST_TOKENS = 4
@@ -110,7 +110,7 @@ class Battery:
     #: Every response seen, for the checks that judge all of them (Retry-After, error events).
     responses: list[Response] = field(default_factory=list)
     streams: list[StreamFacts] = field(default_factory=list)
-    _probe: tuple[Response, StreamFacts] | Stop | None = None
+    _sample: tuple[Response, StreamFacts] | Stop | None = None
 
     def __post_init__(self) -> None:
         from .protocols import protocol_named
@@ -204,16 +204,16 @@ class Battery:
             raise Stop("fail", self.words("evidence.stream_faulty", problems="; ".join(facts.problems[:3])))
         return response, facts
 
-    def probe(self) -> tuple[Response, StreamFacts]:
+    def sample(self) -> tuple[Response, StreamFacts]:
         """The battery's first streamed reply, which several checks judge (its failure too)."""
-        if self._probe is None:
+        if self._sample is None:
             try:
-                self._probe = self.stream(self.protocol.chat(PROBE, max_tokens=PROBE_TOKENS))
+                self._sample = self.stream(self.protocol.chat(SAMPLE, max_tokens=SAMPLE_TOKENS))
             except Stop as stop:
-                self._probe = stop
-        if isinstance(self._probe, Stop):
-            raise self._probe
-        return self._probe
+                self._sample = stop
+        if isinstance(self._sample, Stop):
+            raise self._sample
+        return self._sample
 
     # --- the checks -------------------------------------------------------------------------------
 
@@ -277,11 +277,11 @@ class Battery:
             yield Result(check.id, check.title, check.required, status, evidence, hint)
 
     def accepted(self) -> Status:
-        self.probe()
+        self.sample()
         return "pass"
 
     def content_type(self) -> Status | tuple[Status, str]:
-        response, _ = self.probe()
+        response, _ = self.sample()
         if response.media_type != "text/event-stream":
             return "fail", self.words(
                 "evidence.content_type", value=response.headers.get("content-type", "(none)")
@@ -289,13 +289,13 @@ class Battery:
         return "pass"
 
     def framing(self) -> Status | tuple[Status, str]:
-        _, facts = self.probe()
+        _, facts = self.sample()
         if facts.problems:
             return "fail", "; ".join(facts.problems[:3])
         return "pass"
 
     def done(self) -> Status | tuple[Status, str]:
-        _, facts = self.probe()
+        _, facts = self.sample()
         if facts.done_at is None:
             last = facts.payloads[-1][:120] if facts.payloads else b"(no event)"
             return "fail", self.words("evidence.no_done", last=repr(last))
@@ -306,17 +306,17 @@ class Battery:
         return "pass"
 
     def finish(self) -> Status | tuple[Status, str]:
-        _, facts = self.probe()
+        _, facts = self.sample()
         return judge_finish(facts, self.words)
 
     def unicode(self) -> Status | tuple[Status, str]:
-        _, probe = self.probe()
+        _, sample = self.sample()
         _, facts = self.stream(self.protocol.chat(UNICODE, max_tokens=UNICODE_TOKENS), strict=True)
         for at, piece in facts.pieces:
             fault = broken_unicode(piece, self.words)
             if fault:
                 return "fail", self.words("evidence.event", at=at, fault=fault)
-        echoes = probe.text.strip() == PROBE
+        echoes = sample.text.strip() == SAMPLE
         if echoes and facts.text != UNICODE:
             return "fail", self._echo_fault(facts.text)
         if not facts.text:
@@ -341,7 +341,7 @@ class Battery:
 
     def whole(self) -> Status | tuple[Status, str]:
         say = self.words
-        response = self.send(self.protocol.chat(PROBE, max_tokens=PROBE_TOKENS, stream=False))
+        response = self.send(self.protocol.chat(SAMPLE, max_tokens=SAMPLE_TOKENS, stream=False))
         if not 200 <= response.status < 300:
             return "fail", say("evidence.status", status=response.status, excerpt=response.excerpt())
         if response.media_type != "application/json":
@@ -362,7 +362,7 @@ class Battery:
 
     def usage(self) -> Status | tuple[Status, str]:
         say = self.words
-        body = self.protocol.chat(PROBE, max_tokens=PROBE_TOKENS, stream_options={"include_usage": True})
+        body = self.protocol.chat(SAMPLE, max_tokens=SAMPLE_TOKENS, stream_options={"include_usage": True})
         response = self.send(body)
         if isinstance(self.protocol, GetGptProtocol) and 400 <= response.status < 500:
             return "n/a", say("evidence.nine_fields", status=response.status)
