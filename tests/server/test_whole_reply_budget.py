@@ -23,7 +23,7 @@ from getgpt.server.upstreams.budget import ReplyBudget
 
 from ..support.faults import FaultUpstream
 from ..support.hostile_upstreams import huge_json
-from ..support.rss import MIB, peak_of, reset_peak, rss_of
+from ..support.memory import MIB, growth, rss_of
 from ..support.serve_process import getgpt_serve
 from ..support.servers import serve, wait_until
 
@@ -155,9 +155,9 @@ def test_fifty_endless_json_replies_grow_the_server_within_its_budget_and_the_re
                 )
 
         before = rss_of(pid)
-        reset_peak(pid)
-        answers = attack()
-        grown = peak_of(pid) - before
+        with growth(pid) as measured:
+            answers = attack()
+        grown = measured.peak
         statuses = sorted(answer.status_code for answer in answers)
         codes = {answer.json()["error"]["code"] for answer in answers}
         assert set(statuses) <= {502, 503} and 503 in statuses, statuses
