@@ -409,6 +409,7 @@ class GetGptLLM(CustomLLM):
         implemented yet!")."""
         raise BadRequestError(NO_EMBEDDINGS, model=model, llm_provider=PROVIDER)
 
+    # The async twin of embedding(): LiteLLM's signature, the same refusal.
     async def aembedding(  # noqa: PLR0917  (LiteLLM's signature)
         self,
         model: str,
