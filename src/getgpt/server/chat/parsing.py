@@ -18,6 +18,7 @@ import msgspec
 from ...protocol import envelope
 from ...protocol.errors import SignatureError, ValidationError
 from ...protocol.request import DEFAULT_MODEL, parse_request
+from ...protocol.untrusted import NOT_JSON, decode_json
 from ..api_error import ApiError
 from .request import Chat, invalid
 
@@ -29,7 +30,6 @@ class _Envelope(msgspec.Struct):
 
 
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_decode_any = msgspec.json.Decoder().decode
 # The top level of an object, each value left as its JSON bytes (nothing below it is built).
 _decode_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
@@ -75,7 +75,7 @@ def refuse_repeated_keys(body: bytes) -> None:
     """A 400 for a JSON object ``body`` that gives a top-level key twice; anything else passes."""
     try:
         top = _decode_top(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+    except NOT_JSON:
         return  # not a JSON object: whoever reads it says so
     try:
         name = _repeated(body, top)
@@ -170,7 +170,7 @@ def _kind(value: object) -> str:
 def parse_openai(body: bytes, max_messages: int) -> Chat:
     """An OpenAI chat request: what makes it one is checked, the rest left as the client sent it."""
     try:
-        fields: Any = _decode_any(body)
+        fields: Any = decode_json(body)
     except msgspec.DecodeError as exc:
         raise _out_of_range(exc) or _not_json(exc) from None
     except (UnicodeDecodeError, RecursionError) as exc:

@@ -46,13 +46,12 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from ...client.bodies import DEFAULT_MAX_REPLY_BYTES, aread_excerpt
 from ...client.statuses import error_message, is_cloudflare_block, retry_after
 from ...client.transport import AsyncResponse, Request
 from ...protocol import errors
 from ...protocol.reply import ReplyParser
+from ...protocol.untrusted import NOT_JSON, decode_json
 from ..api_error import ApiError
 from ..chat.request import Chat, invalid, not_served
 from ..chat.wire import Outcome
@@ -79,7 +78,6 @@ _EXCERPT = 64 * 1024
 _OURS = frozenset({401, 407})
 # Answers that count against an upstream's health and may move the request to another.
 _FAILURES = frozenset({401, 403, 429, 500, 502, 503, 504})
-_decode_any = msgspec.json.Decoder().decode
 #: Seconds between two reads of the cooldowns shared through Redis.
 SYNC_EVERY = 0.5
 #: Seconds between two writes of each upstream's counts to /metrics' series (every worker's).
@@ -510,8 +508,8 @@ class ForwardingBackend:
     async def _fetch_list(self, upstream: Upstream) -> list[dict[str, Any]]:
         body = await self._get(upstream, upstream.base_path + "/models")
         try:
-            listed = _decode_any(body)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            listed = decode_json(body)
+        except NOT_JSON:
             listed = None
         data = listed.get("data") if isinstance(listed, dict) else None
         if not isinstance(data, list):
@@ -691,7 +689,7 @@ async def _whole(response: AsyncResponse, kind: str, model: str, outcome: Outcom
         body = await held.read(response, DEFAULT_MAX_REPLY_BYTES)
         try:
             outcome.usage = usage_in(body)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        except NOT_JSON:
             raise bad_upstream("its reply is not JSON") from None
         return body
     parser = ReplyParser()
@@ -738,8 +736,8 @@ async def _upstream_status(response: AsyncResponse, name: str) -> ApiError:
             code="upstream_unauthorized",
         )
     try:
-        whole = isinstance(_decode_any(excerpt), dict)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        whole = isinstance(decode_json(excerpt), dict)
+    except NOT_JSON:
         whole = False
     return ApiError(
         status,

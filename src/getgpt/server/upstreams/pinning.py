@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["model_in", "with_model"]
+from ...protocol.untrusted import NOT_JSON, decode_json
 
-_decode_any = msgspec.json.Decoder().decode
+__all__ = ["model_in", "with_model"]
 
 
 def model_in(body: bytes) -> str | None:
     """The ``model`` a forwarded request names (None when it names none, or is not JSON)."""
     try:
-        fields = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        fields = decode_json(body)
+    except NOT_JSON:
         return None
     model = fields.get("model") if isinstance(fields, dict) else None
     return model if isinstance(model, str) else None
@@ -26,8 +26,8 @@ def with_model(body: bytes, model: str) -> bytes:
     """``body`` with its ``model`` replaced (or added); the bytes as they came when it is not a
     JSON object (the upstream says what is wrong with it)."""
     try:
-        fields = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        fields = decode_json(body)
+    except NOT_JSON:
         return body
     if not isinstance(fields, dict):
         return body

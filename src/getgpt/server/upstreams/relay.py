@@ -35,6 +35,7 @@ import msgspec
 from ...protocol.errors import ProtocolError
 from ...protocol.reply import ReplyParser, Usage
 from ...protocol.sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder
+from ...protocol.untrusted import NOT_JSON, decode_json
 from ..api_error import ApiError
 from ..chat.wire import frame
 
@@ -47,7 +48,6 @@ __all__ = [
     "usage_of",
 ]
 
-_decode_any = msgspec.json.Decoder().decode
 # Keys are the only place a quoted name meets a colon: a string value cannot hold a bare quote.
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*[^n\s]')
 _BOM = b"\xef\xbb\xbf"
@@ -236,8 +236,8 @@ class EventRelay:
             self.done = True
             return False
         try:
-            value = _decode_any(data)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            value = decode_json(data)
+        except NOT_JSON:
             raise bad_upstream(f"an event is not JSON: {data[:200]!r}") from None
         if not isinstance(value, dict):
             return True
@@ -307,8 +307,8 @@ def _delta(message: object) -> dict[str, Any]:
 def events_from_completion(body: bytes) -> bytes:
     """The events of a stream carrying the one ``chat.completion`` an upstream sent instead."""
     try:
-        value = _decode_any(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        value = decode_json(body)
+    except NOT_JSON:
         raise bad_upstream("the reply is neither an event stream nor JSON") from None
     if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
         raise bad_upstream("the reply is not a chat.completion object")
