@@ -329,6 +329,12 @@ class ServerConfig:
         metavar="URL",
         repr=False,
     )
+    redis_timeout: float = setting(
+        0.25,
+        "seconds a Redis command may take before Redis counts as down (--redis-failure decides then); "
+        "a request waits at most this on it",
+        metavar="S",
+    )
     redis_failure: str = setting(
         "open",
         "while Redis is unreachable: open (each process limits and guards on its own) or closed "
@@ -474,6 +480,7 @@ class ServerConfig:
             "head_timeout",
             "idle_timeout",
             "write_timeout",
+            "redis_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
@@ -686,7 +693,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("defences", ("forwarded_allow_ips", "cors_origins", "rate_limit", "rate_burst", "replay_window")),
-    ("several processes and replicas", ("redis_url", "redis_failure", "shutdown_grace")),
+    ("several processes and replicas", ("redis_url", "redis_timeout", "redis_failure", "shutdown_grace")),
     ("keys, quotas and the usage ledger", ("db", "db_failure", "key_cache_ttl")),
     ("logs", ("log_level", "log_format")),
 )

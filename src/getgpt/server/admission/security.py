@@ -306,7 +306,7 @@ def install(app: Starlette, config: ServerConfig) -> None:
     ):
         from .shared_state import SharedRateLimiter, SharedReplayGuard, SharedState
 
-        shared = SharedState(config.redis_url, config.redis_failure)
+        shared = SharedState(config.redis_url, config.redis_failure, timeout=config.redis_timeout)
         state.shared = shared
         if limiter is not None:
             limiter.shared = SharedRateLimiter(shared, limiter)
