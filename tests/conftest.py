@@ -57,17 +57,12 @@ TESTS = Path(__file__).resolve().parent
 #: Workers for a whole-suite run: one more than the 2 cores of the project's machines, as much of
 #: the suite waits (deadlines, slow peers) while another test could run. PYTEST_XDIST_AUTO_NUM_WORKERS
 #: or -n N overrides.
-WORKERS = 4
-#: Paths (under tests/) whose tests run on one worker: what they share starts once there. The
-#: page's tests are most of the suite's time and wait on rendering, not the CPU: two groups, two
-#: Chromiums (each worker's session browser), the tests of every view (sizes x languages x
-#: schemes) in one, the page's behaviour in the other. The first match wins.
+WORKERS = 3
+#: Paths (under tests/) whose tests run on one worker: what they share starts once there; the
+#: first match wins. (Four workers, and the page's tests split over two browsers, took no less
+#: time -- 375 s against 360-397 s -- and in a run with two Chromiums a page test missed its toast.)
 GROUPS = {
-    "web/test_accessibility.py": "browser-views",
-    "web/test_visual.py": "browser-views",
-    "web/test_page_look.py": "browser-views",
-    "web/test_languages.py": "browser-views",
-    "web/": "browser",
+    "web/": "browser",  # one Chromium (the session's browser fixture)
     "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
     "chaos/": "chaos",  # attacks on a server, each given the machine to itself (one at a time)
 }
