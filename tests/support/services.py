@@ -197,15 +197,18 @@ class Postgres(_Process):
             self._as = {"user": "postgres", "group": str(owner.pw_gid)}
         subprocess.run(
             [_postgres_bin("initdb"), "-D", self.data, "-U", self.USER, "--auth=trust", "-E", "UTF8",
-             "--no-sync", "--no-instructions"],
+             "--locale=C.UTF-8", "--no-sync", "--no-instructions"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **self._kwargs(),
         )  # fmt: skip
         self.start()
 
     def _kwargs(self) -> dict[str, object]:
+        # The C locale, whatever the user's: initdb refuses a LANG the machine has not generated
+        # (the suite's second run is under ru_RU.UTF-8, which a fresh machine lacks).
+        own: dict[str, object] = {"env": {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}}
         if not self._as:
-            return {}
-        return {"user": self._as["user"], "group": int(self._as["group"]), "cwd": self.dir}
+            return own
+        return {**own, "user": self._as["user"], "group": int(self._as["group"]), "cwd": self.dir}
 
     def start(self) -> None:
         """Start it (again, on the same port and data: a restarted server keeps what it had)."""
