@@ -56,7 +56,7 @@ def test_axe_finds_no_violation_in_any_state(
     page = open_view(browser, echo_named, page_errors, view, bypass_csp=True)
     size = view[0]
     name = "-".join((size, view[1][:2], view[2]))
-    assert page.is_visible("#backend-note")
+    page.wait_for_selector("#backend-note", state="visible")  # once the page has asked the server
     assert violations(page) == [], "the empty page"
     fill_conversation(page)
     assert page.locator(".pager").count() == 1
