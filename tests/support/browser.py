@@ -282,16 +282,21 @@ def current_messages(page: Page) -> list[dict[str, Any]]:
     return messages
 
 
-def violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's findings of any impact on the page as it stands, each with its nodes.
-
-    Audited once what appears has finished appearing (the toast slides in): colours read halfway
-    through a fade are not the ones a reader sees.
-    """
+def settled(page: Page) -> None:
+    """Until what appears has finished appearing (the toast slides in): every running animation
+    that ends; one that repeats for ever (a spinner) is left running."""
     page.wait_for_function(
         "() => document.getAnimations().every(a => a.effect.getTiming().iterations === Infinity"
         " || a.playState !== 'running')"
     )
+
+
+def violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's findings of any impact on the page as it stands, each with its nodes.
+
+    Audited once :func:`settled`: colours read halfway through a fade are not the ones a reader sees.
+    """
+    settled(page)
     page.add_script_tag(path=str(AXE))
     results: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
     return [
@@ -302,20 +307,4 @@ def violations(page: Page) -> list[dict[str, Any]]:
             "nodes": [node["target"] for node in violation["nodes"]],
         }
         for violation in results["violations"]
-    ]
-
-
-def serious_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical findings on the page as it stands, each with its nodes."""
-    page.add_script_tag(path=str(AXE))
-    results: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {
-            "id": violation["id"],
-            "impact": violation["impact"],
-            "help": violation["help"],
-            "nodes": [node["target"] for node in violation["nodes"]],
-        }
-        for violation in results["violations"]
-        if violation["impact"] in ("serious", "critical")
     ]

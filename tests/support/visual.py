@@ -40,7 +40,7 @@ from typing import Any
 from PIL import Image, ImageChops, ImageFilter
 from playwright.sync_api import Page
 
-from .browser import ARTIFACTS, ROOT
+from .browser import ARTIFACTS, ROOT, settled
 
 __all__ = ["BASELINE", "UPDATE", "VISUAL", "Difference", "compare", "screenshot_check", "steady_screenshot"]
 
@@ -107,12 +107,9 @@ def steady_screenshot(page: Page, **options: Any) -> bytes:
     # The pointer rests where no control is, so no hover colour depends on the last click.
     page.mouse.move(0, page.viewport_size["height"] - 1 if page.viewport_size else 0)
     page.evaluate("s => document.querySelectorAll(s).forEach(el => el.style.visibility = 'hidden')", VARYING)
-    # What appears has finished appearing (the toast slides in over 0.15 s): Playwright's
-    # animations="disabled" alone once caught the toast a fifth of the way in, on a loaded machine.
-    page.wait_for_function(
-        "() => document.getAnimations().every(a => a.effect.getTiming().iterations === Infinity"
-        " || a.playState !== 'running')"
-    )
+    # Playwright's animations="disabled" alone once caught the undo toast a fifth of the way into
+    # its 0.15 s slide, on a loaded machine.
+    settled(page)
     return page.screenshot(animations="disabled", caret="hide", **options)
 
 
