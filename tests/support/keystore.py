@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from getgpt.server.store import manage
 from getgpt.server.store.database import Database
 from getgpt.server.store.keys import KeyRecord
-from getgpt.server.store.opening import open_database
+from getgpt.server.store.opening import migrated
 from getgpt.server.store.schema import UsageRecord
 
 __all__ = ["make_key", "on_db", "records", "revoke"]
@@ -22,13 +22,8 @@ def on_db(target: str, work: Callable[[Database], Awaitable[T]]) -> T:
     """Run ``work`` on the database ``target`` (migrated first) in an event loop of its own."""
 
     async def run() -> T:
-        db = open_database(target)
-        await db.connect()
-        try:
-            await db.migrate()
+        async with migrated(target) as db:
             return await work(db)
-        finally:
-            await db.close()
 
     try:
         asyncio.get_running_loop()

@@ -34,16 +34,11 @@ def _target(args: argparse.Namespace) -> str:
 def _with_db(args: argparse.Namespace, work: Callable[[Database], Awaitable[T]]) -> T:
     import asyncio
 
-    from ..server.store.opening import open_database
+    from ..server.store.opening import migrated
 
     async def run() -> T:
-        db = open_database(_target(args))
-        await db.connect()
-        try:
-            await db.migrate()
+        async with migrated(_target(args)) as db:
             return await work(db)
-        finally:
-            await db.close()
 
     return asyncio.run(run())
 

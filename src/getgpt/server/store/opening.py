@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .database import Database, default_path
 
-__all__ = ["open_database"]
+__all__ = ["migrated", "open_database"]
 
 
 def open_database(target: str) -> Database:
@@ -19,3 +21,15 @@ def open_database(target: str) -> Database:
     from .sqlite import SqliteDatabase
 
     return SqliteDatabase(default_path() if target == "default" else Path(target))
+
+
+@contextlib.asynccontextmanager
+async def migrated(target: str) -> AsyncIterator[Database]:
+    """The database ``target`` names, connected and its schema brought up to date; closed after."""
+    db = open_database(target)
+    await db.connect()
+    try:
+        await db.migrate()
+        yield db
+    finally:
+        await db.close()
