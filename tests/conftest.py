@@ -59,8 +59,9 @@ TESTS = Path(__file__).resolve().parent
 #: or -n N overrides.
 WORKERS = 3
 #: Paths (under tests/) whose tests run on one worker: what they share starts once there; the
-#: first match wins. (Four workers, and the page's tests split over two browsers, took no less
-#: time -- 375 s against 360-397 s -- and in a run with two Chromiums a page test missed its toast.)
+#: first match wins. (Measured with the groups applied -- see the hook below: the page's tests
+#: take 180 s in one Chromium against 319 s spread over three; four workers gave 307 s against 321 s,
+#: within the noise, and in a run with two Chromiums a page test once missed its toast.)
 GROUPS = {
     "web/": "browser",  # one Chromium (the session's browser fixture)
     "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
@@ -79,6 +80,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return WORKERS
 
 
+# First: pytest-xdist's own hook (its worker plugin, registered after this conftest and so called
+# before it) reads the xdist_group marks to name each test's group; added later they are not seen.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         where = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""

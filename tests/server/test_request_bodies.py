@@ -26,6 +26,7 @@ from getgpt.server import ServerConfig, create_app
 from getgpt.server.edge.body import decoded_size
 
 from ..support.serve_process import getgpt_serve
+from ..support.scripted import Live
 from ..support.servers import serve
 from ..support.waiting import wait_until
 
@@ -88,36 +89,39 @@ def _budget_used(url: str) -> float:
     return float(found[1])
 
 
-def test_bodies_past_the_budget_are_refused_503_until_it_is_given_back() -> None:
-    # Each body is ~300 KB of text and the budget 1 MiB: three held at once by slow replies, the
-    # fourth is refused; once they are answered, the budget is whole again.
-    config = ServerConfig(
-        max_body_bytes=512 << 10, body_budget=1 << 20, echo_delay=0.05, echo_piece_chars=1000
-    )
-    text = "slow " * 60_000
+def test_bodies_past_the_budget_are_refused_503_until_it_is_given_back(live: tuple[Live, str]) -> None:
+    # Each body is ~300 KB of text and the budget 1 MiB: three held at once by replies the upstream
+    # holds (the scripted server's "wait", until the test releases it), the fourth is refused; once
+    # they are answered, the budget is whole again.
+    script, upstream = live
+    config = ServerConfig(max_body_bytes=512 << 10, body_budget=1 << 20, backend="getgpt", upstream=upstream)
+    held = {"messages": [{"role": "user", "content": "slow " * 60_000}, {"role": "user", "content": "wait"}]}
     with serve(create_app(config)) as url:
         metrics = httpx.get(url + "metrics", timeout=5).text
         assert 'getgpt_budget_limit_bytes{budget="bodies"} 1.048576e+06' in metrics
         results: list[int] = []
 
         def one() -> None:
-            reply = httpx.post(url + V1, json={"messages": [{"role": "user", "content": text}]}, timeout=60)
-            results.append(reply.status_code)
+            results.append(httpx.post(url + V1, json=held, timeout=60).status_code)
 
         holders = [threading.Thread(target=one) for _ in range(3)]
         for holder in holders:
             holder.start()
-        wait_until(lambda: _budget_used(url) > 900_000, 20, "three bodies held")
-        refused = httpx.post(url + V1, json={"messages": [{"role": "user", "content": text}]}, timeout=30)
+        try:
+            wait_until(lambda: _budget_used(url) > 900_000, 20, "three bodies held")
+            refused = httpx.post(url + V1, json=held, timeout=30)
+        finally:
+            script.release.set()
+            for holder in holders:
+                holder.join(60)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "server_busy"
         assert refused.headers["retry-after"] == "1"
-        for holder in holders:
-            holder.join(60)
         assert results == [200, 200, 200]
         assert _budget_used(url) == 0
-        again = httpx.post(url + V1, json={"messages": [{"role": "user", "content": text}]}, timeout=60)
+        again = httpx.post(url + V1, json=held, timeout=60)  # released: answered at once
         assert again.status_code == 200
+        assert again.json()["choices"][0]["message"]["content"] == "firstsecond"
 
 
 def test_a_body_of_many_small_items_that_would_decode_past_the_budget_is_413() -> None:
