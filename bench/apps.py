@@ -214,7 +214,10 @@ def main() -> None:
     parser.add_argument("--max-streams", type=int, default=20_000)
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="getgpt serve's --idle-timeout")
     parser.add_argument("--backlog", type=int, default=4096)
-    parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--profile", metavar="FILE", help="pyinstrument's text profile, written at the stop")
+    parser.add_argument(
+        "--cprofile", metavar="FILE", help="cProfile's stats (calls counted: per request, A/B), at the stop"
+    )
     parser.add_argument("--db", metavar="PATH|URL", help="getgpt's key store and ledger (bench/keys.py)")
     parser.add_argument("--api-key", metavar="KEY", help="one GETGPT_API_KEYS key (bench/keys.py)")
     parser.add_argument("--workers", type=int, default=1, help="more than 1: under uvicorn's supervisor")
@@ -258,6 +261,14 @@ def main() -> None:
         profiler.stop()
         with open(args.profile, "w") as out:
             out.write(profiler.output_text(unicode=False, color=False, show_all=False))
+    elif args.cprofile:
+        import cProfile
+
+        deterministic = cProfile.Profile()
+        deterministic.enable()
+        _run(server, sock)
+        deterministic.disable()
+        deterministic.dump_stats(args.cprofile)
     else:
         _run(server, sock)
 

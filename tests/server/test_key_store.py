@@ -185,6 +185,37 @@ def test_the_ledger_writes_in_batches_and_adds_up_the_spend_per_key_and_day(db_t
     assert len(records(db_target)) == 10
 
 
+def test_a_large_batch_is_written_whole_in_order_with_every_value_as_given(db_target: str) -> None:
+    # More rows than one INSERT of SQLite's takes (two full statements and a part), every column
+    # varied, None and False among them: what is read back is what was added, row for row.
+    rows = [
+        UsageRecord(
+            1_790_000_000.25 + i,
+            None if i % 7 == 0 else f"k{i % 3}",
+            f"request-{i}",
+            "/v1/chat/completions" if i % 2 else "/v1/embeddings",
+            f"model-{i % 5}",
+            f"served-{i % 4}",
+            "upstream-" + "ab"[i % 2],
+            200 if i % 11 else 502,
+            i,
+            2 * i,
+            i % 9,
+            i % 13,
+            i % 17 == 0,
+            None if i % 5 == 0 else i / 8,
+            i / 4,
+        )
+        for i in range(1234)
+    ]
+
+    async def run(db: Database) -> None:
+        await db.write_usage(rows)
+
+    on_db(db_target, run)
+    assert records(db_target) == rows
+
+
 def test_the_ledger_keeps_its_rows_in_memory_while_the_database_is_away_and_drops_the_oldest_past_its_bound(
     tmp_path: Path,
 ) -> None:

@@ -23,7 +23,6 @@ from .schema import COLUMNS, MIGRATIONS, UsageRecord
 __all__ = [
     "ADD_SPEND",
     "GROUPS",
-    "INSERT_USAGE",
     "Database",
     "DatabaseError",
     "default_path",
@@ -40,7 +39,6 @@ _KEY_COLUMNS = (
     "revoked_at, rotated_from, changed_at"
 )
 _INSERT_KEY = f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({', '.join('?' * 13)})"
-INSERT_USAGE = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 ADD_SPEND = (
     "INSERT INTO key_spend (key_id, day, tokens) VALUES (?, ?, ?) "
     "ON CONFLICT (key_id, day) DO UPDATE SET tokens = key_spend.tokens + excluded.tokens"
