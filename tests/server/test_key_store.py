@@ -216,6 +216,22 @@ def test_a_large_batch_is_written_whole_in_order_with_every_value_as_given(db_ta
     assert records(db_target) == rows
 
 
+def test_sqlite_batches_of_any_size_are_written_with_a_fixed_few_statements(tmp_path: Path) -> None:
+    # Each INSERT size is prepared once and kept by sqlite3: batches of every size must not make
+    # one statement each (the cache of 128 would fill with INSERTs of ~0.25 MiB apiece).
+    from getgpt.server.store import sqlite
+
+    sizes = [*range(1, 65), *range(1000, 1064)]
+
+    async def run(db: Database) -> None:
+        for size in sizes:
+            await db.write_usage([_row("k", 1, 1)] * size)
+
+    on_db(str(tmp_path / "getgpt.db"), run)
+    assert len(records(str(tmp_path / "getgpt.db"))) == sum(sizes)
+    assert sqlite._insert_usage.cache_info().currsize <= 10
+
+
 def test_the_ledger_keeps_its_rows_in_memory_while_the_database_is_away_and_drops_the_oldest_past_its_bound(
     tmp_path: Path,
 ) -> None:

@@ -25,8 +25,8 @@ import pytest
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.edge.body import decoded_size
 
-from ..support.serve_process import getgpt_serve
 from ..support.scripted import Live
+from ..support.serve_process import getgpt_serve
 from ..support.servers import serve
 from ..support.waiting import wait_until
 

@@ -112,29 +112,6 @@ _SLOT = "getgpt.slot"
 _object_of = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-async def _counted(pieces: AsyncIterator[Any], slot: Slot) -> AsyncIterator[Any]:
-    """The backend's pieces, counted into ``slot.sent_tokens`` (the estimate of a completion that
-    ends with no usage reported: a stream cut mid-way); once the backend has closed, the slot's
-    ``charge`` -- before the pump sends the reply's last bytes, as it waits for this to end."""
-    chars = 0
-    try:
-        async for piece in pieces:
-            if isinstance(piece, str):
-                chars += len(piece)
-                slot.sent_tokens = estimate_tokens(chars)
-            else:
-                # An upstream's events: about one token each (OpenAI streams a token an event);
-                # a whole JSON reply has none: four bytes a token.
-                slot.sent_tokens += piece.count(b"data:") or estimate_tokens(len(piece))
-            yield piece
-    finally:
-        closing = getattr(pieces, "aclose", None)
-        if closing is not None:
-            await closing()
-        if slot.charge is not None:
-            await slot.charge()
-
-
 class _Timing:
     """When a request arrived, and what the app's ``send`` saw of its response: the status, and
     when the first bytes of its body went out (a reply slot's record reads them)."""
@@ -304,8 +281,6 @@ class _Chat(_Endpoint):
             passthrough=parts.backend.passthrough,
         )
         pieces: AsyncIterator[Any] = parts.backend.stream(chat, slot.outcome)
-        if parts.keyring is not None:
-            pieces = _counted(pieces, slot)
         await deliver(receive, send, pieces, reply, slot, budget=parts.budget, drain=parts.drain)
 
 

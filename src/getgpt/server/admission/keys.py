@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
 import math
 import time
@@ -415,6 +416,10 @@ class Keyring:
         self._tasks: list[asyncio.Task[None]] = []
         self._env_grants = [Grant(f"env-{index}", None) for index in range(len(config.api_keys))]
         self._down_since: float | None = None
+        # The ledger's id of a request that has none of its own (no X-Request-Id): unique to this
+        # process and its count, 0.2 us against uuid4's 1.9.
+        self._prefix = uuid.uuid4().hex[:16] + "-"
+        self._numbers = itertools.count(1)
 
     # -- running
     async def start(self) -> None:
@@ -620,10 +625,11 @@ class Keyring:
         upstream = self.upstream
         if slot is not None:
             model = slot.model or scope.get(_ASKED) or ""
-            # The upstream that answered, once the backend names it (several upstreams: the
-            # routing work's Outcome.upstream); until then, and for the echo, the configured one.
-            upstream = getattr(slot.outcome, "upstream", None) or upstream
-            usage = slot.outcome.usage
+            outcome = slot.outcome
+            # The upstream that answered, as the backend names it (routing's, or the lone one);
+            # the configured name for the echo.
+            upstream = outcome.upstream or upstream
+            usage = outcome.usage
             if usage is not None:
                 prompt, completion = usage.prompt_tokens, usage.completion_tokens
                 if usage.prompt_tokens_details:
@@ -645,7 +651,7 @@ class Keyring:
         row = UsageRecord(
             time.time(),
             grant.key_id if grant is not None else None,
-            REQUEST_ID.get() or uuid.uuid4().hex,
+            REQUEST_ID.get() or f"{self._prefix}{next(self._numbers):x}",
             route,
             model,
             self.upstream_model or self.aliases.get(model, model),

@@ -45,7 +45,7 @@ import asyncio
 import enum
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,7 +54,7 @@ from starlette.types import Message, Receive, Send
 from ..api_error import ApiError
 from ..edge.responses import STREAM_HEADERS, error_messages, json_messages
 from ..operations.drain import Drain
-from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event
+from .wire import DONE, ChunkWriter, Outcome, completion_body, error_event, estimate_tokens
 
 if TYPE_CHECKING:
     from ..operations.prometheus import PrometheusMetrics
@@ -88,10 +88,19 @@ class Ending(enum.Enum):
 
 class ReplySlot(Protocol):
     """What the pump needs of the reply slot its request holds
-    (:class:`getgpt.server.admission.slot.Slot`): where the backend's outcome is, and the release."""
+    (:class:`getgpt.server.admission.slot.Slot`): where the backend's outcome is, the release, and
+    -- with the key store on -- where a chat reply's tokens are tallied and who charges them."""
 
     @property
     def outcome(self) -> Outcome: ...
+
+    #: The completion tokens the backend handed over, estimated (four characters of text a
+    #: token; an upstream's events one each; a whole JSON reply four bytes a token): what a
+    #: reply that ends without reported usage -- a stream cut mid-way -- is charged.
+    sent_tokens: int
+    #: Charges the request's key its tokens; :func:`deliver` awaits it as the backend ends,
+    #: before the reply's last bytes go out, so the client's next request sees the spend.
+    charge: Callable[[], Awaitable[None]] | None
 
     def release(self, ending: Ending) -> None:
         """Free the slot; the pump calls it once the backend has finished and closed, just before
@@ -194,11 +203,22 @@ class _Pump:
         "scale",
         "size",
         "state",
+        "tallied",
+        "tallied_events",
+        "tally",
         "watcher",
         "writer_waits",
     )
 
-    def __init__(self, outcome: Outcome, budget: WriteBudget, *, stream: bool, text: bool) -> None:
+    def __init__(
+        self,
+        outcome: Outcome,
+        budget: WriteBudget,
+        *,
+        stream: bool,
+        text: bool,
+        tally: ReplySlot | None = None,
+    ) -> None:
         self.outcome = outcome
         self.budget = budget
         self.state = _RUNNING
@@ -226,16 +246,28 @@ class _Pump:
         self.producer: asyncio.Future[None] | None = None
         self.watcher: asyncio.Future[None] | None = None
         self.released = False
+        # The slot whose tokens this reply tallies and charges as the backend ends (the key
+        # store's), else None: here in the loop that takes each piece already, not in a wrapper
+        # of the backend's iterator (an async generator more a piece: ~8 us a request).
+        self.tally = tally
+        self.tallied = 0  # characters of text, or bytes
+        self.tallied_events = 0  # "data:" lines among the bytes
 
     # --- the producer --------------------------------------------------------------------------
 
     async def produce(self, pieces: AsyncIterator[Piece]) -> None:
         try:
+            tally = self.tally is not None
             async for piece in pieces:
                 if not piece:
                     continue
                 self.held.append(piece)
-                self.size += len(piece) + self.extra
+                size = len(piece)
+                self.size += size + self.extra
+                if tally:
+                    self.tallied += size
+                    if not self.extra:
+                        self.tallied_events += piece.count(b"data:")  # type: ignore[arg-type]
                 if self.writer_waits:
                     self.writer_waits = False
                     self.changed.set()
@@ -259,6 +291,11 @@ class _Pump:
             closing = getattr(pieces, "aclose", None)
             if closing is not None:
                 await closing()
+            slot = self.tally
+            if slot is not None:
+                slot.sent_tokens = self.tallied_events or estimate_tokens(self.tallied)
+                if slot.charge is not None:
+                    await slot.charge()
 
     def _end(self, state: _State, error: ApiError | None) -> None:
         if self.state is _RUNNING:
@@ -425,7 +462,8 @@ async def deliver(
     """Send the backend's ``pieces`` as ``reply`` says, releasing ``slot`` with how the reply
     ended; return once the backend is closed."""
     outcome = slot.outcome
-    pump = _Pump(outcome, budget, stream=reply.stream, text=not reply.passthrough)
+    tally = slot if slot.charge is not None else None
+    pump = _Pump(outcome, budget, stream=reply.stream, text=not reply.passthrough, tally=tally)
 
     async def stream() -> list[Message]:
         """Send the stream but its end; return the messages that end it (none if the client left)."""
