@@ -8,6 +8,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
 from starlette.types import Message
 
 from getgpt.server.chat.pump import Ending, ReplyOptions, WriteBudget, deliver
@@ -23,6 +24,8 @@ class Slot:
     def __init__(self) -> None:
         self.outcome = Outcome()
         self.endings: list[Ending] = []
+        self.sent_tokens = 0
+        self.charge: Callable[[], Awaitable[None]] | None = None
 
     def release(self, ending: Ending) -> None:
         self.endings.append(ending)
@@ -110,6 +113,46 @@ def test_a_reply_whose_client_does_not_read_stops_taking_pieces_from_its_backend
         await reply
         assert slot.endings == [Ending.GONE] and backend.closed
         assert budget.total == 0  # all given back
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "options", "tokens"),
+    [
+        (["Привет", ", мир", "!"], ReplyOptions(model="m", stream=True), 3),  # 12 characters
+        ([b'data: {"a":1}\n\ndata: {"b"', b":2}\n\n", b'data: {"c":3}\n\n'], STREAM, 3),  # 3 events
+        ([b'{"id": "x", "choices": [', b"]}"], ReplyOptions(model="m", stream=False, passthrough=True), 7),
+    ],
+)
+def test_a_charged_reply_is_tallied_and_charged_before_its_end_goes_out(
+    pieces: list[str | bytes], options: ReplyOptions, tokens: int
+) -> None:
+    # The key store's charge: the tokens the backend handed over, estimated (text: four
+    # characters a token; events: one each; a whole JSON reply: four bytes a token), awaited once
+    # the backend has ended and closed, before the reply's last bytes.
+    async def test() -> None:
+        client, slot = Client(reads=True), Slot()
+        closed: list[bool] = []
+        seen: list[tuple[int, int, bool]] = []
+
+        async def backend() -> AsyncIterator[str | bytes]:
+            try:
+                for piece in pieces:
+                    yield piece
+            finally:
+                closed.append(True)
+
+        async def charge() -> None:
+            last_sent = any(m.get("more_body") is False for m in client.received)
+            seen.append((slot.sent_tokens, len(closed), last_sent))
+
+        slot.charge = charge
+        budget = WriteBudget(64 * 1024 * KIB, 16 * KIB)
+        await deliver(client.receive, client.send, backend(), options, slot, budget=budget)
+        assert seen == [(tokens, 1, False)]
+        assert slot.endings == [Ending.OK]
+        assert client.received[-1].get("more_body") is False
 
     run(test)
 
