@@ -4,6 +4,8 @@ as hashes, revocation and rotation, the ledger's batches and the spend they add 
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -230,6 +232,44 @@ def test_sqlite_batches_of_any_size_are_written_with_a_fixed_few_statements(tmp_
     on_db(str(tmp_path / "getgpt.db"), run)
     assert len(records(str(tmp_path / "getgpt.db"))) == sum(sizes)
     assert sqlite._insert_usage.cache_info().currsize <= 10
+
+
+def test_sqlite_ledger_rows_wait_on_the_thread_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    # The loop's connection never waits for the write lock: a batch that finds it taken goes to the
+    # thread, which waits its turn, while the event loop goes on serving.
+    target = str(tmp_path / "getgpt.db")
+
+    async def run(db: Database) -> None:
+        other = sqlite3.connect(target, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write, say
+        try:
+            writing = asyncio.ensure_future(db.write_usage([_row("k", 1, 2)] * 700))
+            turns = 0
+            for _ in range(50):
+                await asyncio.sleep(0)
+                turns += 1
+            assert turns == 50 and not writing.done()  # the loop runs; the batch waits
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        await asyncio.wait_for(writing, 10)
+
+    on_db(target, run)
+    assert len(records(target)) == 700
+
+
+def test_sqlite_ledger_writes_keep_the_wal_checkpointed(tmp_path: Path) -> None:
+    # The loop's connection does not checkpoint (it may wait on the disk); the thread does, every
+    # CHECKPOINT_EVERY rows: the WAL stays a fraction of the file instead of holding every row.
+    target = str(tmp_path / "getgpt.db")
+
+    async def run(db: Database) -> tuple[int, int]:
+        for _ in range(80):
+            await db.write_usage([_row("k", 1, 2)] * 1024)
+        return os.path.getsize(target + "-wal"), os.path.getsize(target)  # before the close's checkpoint
+
+    wal, whole = on_db(target, run)
+    assert wal < whole / 3, (wal, whole)
 
 
 def test_the_ledger_keeps_its_rows_in_memory_while_the_database_is_away_and_drops_the_oldest_past_its_bound(

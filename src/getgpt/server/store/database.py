@@ -145,6 +145,8 @@ class Database(abc.ABC):
     dialect = ""
     #: Where it is, for log lines and ``getgpt db upgrade`` (no password).
     where = ""
+    #: The most rows the ledger hands :meth:`write_usage` at once (one transaction).
+    write_at_most = 20_000
 
     # What each backend provides: statements with ``?`` placeholders, run in one transaction.
     @abc.abstractmethod

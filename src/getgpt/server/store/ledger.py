@@ -30,8 +30,6 @@ log = logging.getLogger("getgpt.server")
 FLUSH_EVERY = 0.5
 BATCH = 5000
 MAX_BUFFER = 200_000
-#: Rows written in one transaction while catching up on a backlog.
-_WRITE_AT_MOST = 20_000
 
 
 class Ledger:
@@ -97,7 +95,7 @@ class Ledger:
     async def flush(self) -> bool:
         """Write what is waiting; False if the database refused (the rows are kept)."""
         while self._rows:
-            rows = self._rows[:_WRITE_AT_MOST]
+            rows = self._rows[: self.db.write_at_most]
             del self._rows[: len(rows)]
             try:
                 await self.db.write_usage(rows)
@@ -118,6 +116,8 @@ class Ledger:
             self.batches_written += 1
             if self._written is not None:
                 self._written(rows)
+            if self._rows:
+                await asyncio.sleep(0)  # a write on the loop (SQLite's): the requests' turn between two
         return True
 
     async def aclose(self, patience: float = 10.0) -> None:

@@ -50,18 +50,43 @@ def _parts(rows: int) -> list[int]:
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
+#: Rows the ledger writes on the event loop between two checkpoints of the WAL (on the thread).
+CHECKPOINT_EVERY = 10_000
+_SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY from Python 3.11
 
 Step = tuple[str, Sequence[Any] | None, list[Sequence[Any]] | None]
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the write lock."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    return code == _SQLITE_BUSY if code is not None else "locked" in str(exc)
+
+
 class SqliteDatabase(Database):
+    """SQLite through the standard library's ``sqlite3``.
+
+    Two connections to the file. The *thread's* serves everything that may wait -- on the disk,
+    or on another process's write lock (``busy_timeout``) -- on a thread of its own, one call at a
+    time. The *loop's* only writes the ledger's rows, on the event loop itself: 1,024 rows at
+    most in one go (a few ms), never waiting for the lock (a batch that finds it taken goes to
+    the thread instead), never checkpointing (the thread does, every :data:`CHECKPOINT_EVERY`
+    rows). Measured on an event loop answering 40-70k small requests a second, a row each: the
+    same rows cost ~13 us more CPU each written on the thread than on the loop (3 us) -- the
+    thread's work ran beside the loop's, and the two contended for Python's lock and the cores.
+    """
+
     dialect = "sqlite"
+    #: Rows the ledger hands :meth:`write_usage` at once: written on the event loop, a few ms.
+    write_at_most = 1024
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.where = str(path)
         self._db: sqlite3.Connection | None = None
+        self._here: sqlite3.Connection | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._unchecked = 0
 
     async def _call(self, work: Callable[[], T]) -> T:
         if self._thread is None:
@@ -97,6 +122,14 @@ class SqliteDatabase(Database):
             self._thread.shutdown(wait=False)
             self._thread = None
             raise
+        try:
+            here = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            here.execute("PRAGMA busy_timeout = 0")  # never wait on the loop
+            here.execute("PRAGMA synchronous = NORMAL")  # as the thread's: no fsync at a commit
+            here.execute("PRAGMA wal_autocheckpoint = 0")  # the thread checkpoints
+        except sqlite3.Error:
+            here = None  # every write goes to the thread then
+        self._here = here
 
     async def close(self) -> None:
         if self._thread is None:
@@ -107,6 +140,9 @@ class SqliteDatabase(Database):
                 self._db.close()
                 self._db = None
 
+        if self._here is not None:
+            self._here.close()
+            self._here = None
         await self._call(shut)
         self._thread.shutdown(wait=True)
         self._thread = None
@@ -119,8 +155,8 @@ class SqliteDatabase(Database):
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         return await self._call(lambda: self._conn().execute(sql, tuple(args)).fetchall())
 
-    def _steps(self, steps: Sequence[Step]) -> None:
-        db = self._conn()
+    def _steps(self, steps: Sequence[Step], db: sqlite3.Connection | None = None) -> None:
+        db = db or self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
             for sql, args, many in steps:
@@ -137,10 +173,8 @@ class SqliteDatabase(Database):
         await self._call(lambda: self._steps(steps))
 
     async def write_usage(self, rows: Sequence[UsageRecord]) -> None:
-        # A few multi-row INSERTs, their values flattened here on the event loop: each is one
-        # step of SQLite's with Python's lock let go throughout. executemany takes that lock back
-        # for every row, and against a busy event loop each handover cost more CPU than the row
-        # itself (bench/keys.py's gateway: the ledger's share of a request ~60 -> ~20 us).
+        # A few multi-row INSERTs (executemany would bind row by row), on the loop's connection
+        # while no one else is writing; see the class docstring.
         steps: list[Step] = []
         start = 0
         for size in _parts(len(rows)):
@@ -150,7 +184,24 @@ class SqliteDatabase(Database):
         spend = spend_rows(rows)
         if spend:
             steps.append((ADD_SPEND, None, list(spend)))
-        await self.run(steps)
+        here = self._here
+        if here is not None:
+            try:
+                self._steps(steps, here)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
+            except sqlite3.Error as exc:
+                raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
+            else:
+                self._unchecked += len(rows)
+                if self._unchecked >= CHECKPOINT_EVERY:
+                    self._unchecked = 0
+                    await self._call(
+                        lambda: self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    )
+                return
+        await self.run(steps)  # the lock is another's: this batch waits its turn on the thread
 
     async def migrate(self) -> list[int]:
         def apply() -> list[int]:
