@@ -11,6 +11,9 @@
 3. **The gateway under load** (bench/gateway_load.py's hey run): ``getgpt serve --backend openai
    --workers 2`` with ``GETGPT_API_KEYS``, beside the same with ``--db`` (a store key with limits,
    ledger on) on SQLite and on PostgreSQL. Target: the store's within 10 % of ``GETGPT_API_KEYS``.
+4. **Where the ledger's SQLite writes run** (``--only placement``): an event loop answering small
+   exchanges on loopback, a ledger record each, with no ledger, with the SQLite writes on the loop
+   (the server's way) and on the database's thread; the CPU an exchange, all threads counted.
 
 PostgreSQL is Debian's, started by tests/support/services.Postgres. Run ``python -m bench.keys``
 (``--profile`` adds a profile of the key check).
@@ -288,10 +291,12 @@ def gateway(seconds: float, rounds: int) -> str:
                 for name in names[r % len(names) :] + names[: r % len(names)]:
                     server, key = contenders[name]
                     url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
-                    cpu = server.cpu_seconds()
+                    cpu, database = server.cpu_seconds(), tree_cpu(postgres.process.pid)
                     result = _hey(url, {"Authorization": f"Bearer {key}"}, seconds)
                     served = sum(result["statuses"].values()) or 1
                     result["cpu"] = (server.cpu_seconds() - cpu) * 1e6 / served
+                    # PostgreSQL's own processes, on the same two cores as the gateway and hey.
+                    result["db_cpu"] = (tree_cpu(postgres.process.pid) - database) * 1e6 / served
                     results[name].append(result)
         finally:
             for server, _ in contenders.values():
@@ -316,6 +321,7 @@ def gateway(seconds: float, rounds: int) -> str:
                 f"{rps:,.0f}",
                 " / ".join(f"{float(x['rps']):,.0f}" for x in runs),
                 f"{statistics.median(float(x['cpu']) for x in runs):.0f}",
+                f"{statistics.median(float(x['db_cpu']) for x in runs):.0f}" if "PostgreSQL" in name else "-",
                 f"{ratio:.2f}",
                 verdict,
                 ", ".join(f"{code}: {count:,}" for code, count in sorted(statuses.items())),
@@ -330,6 +336,7 @@ def gateway(seconds: float, rounds: int) -> str:
                 "requests/s (median)",
                 "each round",
                 "CPU us/req",
+                "PostgreSQL's CPU us/req",
                 "vs GETGPT_API_KEYS",
                 ">= 0.90",
                 "statuses",
@@ -338,6 +345,98 @@ def gateway(seconds: float, rounds: int) -> str:
         )
         + f"\n\nLedger rows written afterwards: SQLite {ledger_rows['SQLite']:,}, PostgreSQL "
         f"{ledger_rows['PostgreSQL']:,} (every 200 above, and the checks' requests)."
+    )
+
+
+# -- 4. where the ledger's SQLite writes run -------------------------------------------------
+
+
+async def _exchanges(target: str | None, where: str, count: int) -> tuple[float, float]:
+    """``count`` small request/response exchanges over 20 loopback connections on this event loop,
+    a ledger record added for each (none when ``target`` is None): CPU us an exchange (every
+    thread of the process) and exchanges a second."""
+    import uuid
+
+    from getgpt.server.store.ledger import Ledger
+    from getgpt.server.store.opening import open_database
+    from getgpt.server.store.schema import UsageRecord
+
+    ledger = db = None
+    if target is not None:
+        db = open_database(target)
+        await db.connect()
+        await db.migrate()
+        if where == "thread":
+            db._here = None  # type: ignore[attr-defined]  # every write takes the thread's way
+        ledger = Ledger(db)
+        await ledger.start()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(100):
+            writer.write(data)
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        for _ in range(n):
+            writer.write(b"x" * 50)
+            await reader.read(100)
+            row = UsageRecord(
+                time.time(), "0123456789ab", uuid.uuid4().hex, "/v1/chat/completions", "m", "m",
+                "upstream", 200, 11, 7, 0, 3, False, 1.5, 3.2,
+            )  # fmt: skip
+            if ledger is not None:
+                ledger.add(row)
+
+    cpu, started = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(r, w, count // 20) for r, w in connections))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+    if ledger is not None and db is not None:
+        await ledger.aclose()
+        await db.close()
+    for _, writer in connections:
+        writer.close()
+    server.close()
+    return cpu * 1e6 / count, count / wall
+
+
+def placement(count: int, rounds: int) -> str:
+    """The ledger's SQLite writes on the event loop (as the server does) against on the thread,
+    beside no ledger: the loop's CPU per exchange, the contenders alternating each round."""
+    import uvloop
+
+    ways = {
+        "no ledger": None,
+        "ledger, SQLite writes on the event loop (the server's way)": "loop",
+        "ledger, SQLite writes on the thread": "thread",
+    }
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
+    with tempfile.TemporaryDirectory() as folder:
+        for r in range(rounds):
+            for n, (name, where) in enumerate(ways.items()):
+                target = None if where is None else str(Path(folder) / f"{r}-{n}.db")
+                results[name].append(uvloop.run(_exchanges(target, where or "", count)))
+    base = statistics.median(cpu for cpu, _ in results["no ledger"])
+    rows = []
+    for name, runs in results.items():
+        cpu = statistics.median(c for c, _ in runs)
+        rows.append(
+            [
+                name,
+                f"{cpu:.1f}",
+                " / ".join(f"{c:.1f}" for c, _ in runs),
+                f"{cpu - base:+.1f}",
+                f"{statistics.median(rate for _, rate in runs):,.0f}",
+            ]
+        )
+    return (
+        f"{count:,} small exchanges over 20 loopback connections on one uvloop event loop, a "
+        f"ledger record each, {rounds} rounds alternating:\n\n"
+        + table(
+            ["ledger", "CPU us/exchange (median)", "each round", "the ledger's share", "exchanges/s"], rows
+        )
     )
 
 
@@ -410,7 +509,9 @@ def profile(calls: int) -> str:
         return asyncio.run(run())
 
 
-def run_all(calls: int, seconds: float, burst: int, load_seconds: float, rounds: int) -> str:
+def run_all(
+    calls: int, seconds: float, burst: int, load_seconds: float, rounds: int, *, quick: bool = False
+) -> str:
     return "\n".join(
         [
             "## 11. Keys and the usage ledger (issue 23)",
@@ -427,13 +528,17 @@ def run_all(calls: int, seconds: float, burst: int, load_seconds: float, rounds:
             "",
             gateway(load_seconds, rounds),
             "",
+            "### Where the ledger's SQLite writes run",
+            "",
+            placement(4_000 if quick else 40_000, rounds),
+            "",
         ]
     )
 
 
 def run(quick: bool = False) -> str:
     if quick:
-        return run_all(2_000, 1.0, 5_000, 1.0, 1)
+        return run_all(2_000, 1.0, 5_000, 1.0, 1, quick=True)
     return run_all(100_000, 5.0, 100_000, 10.0, 3)
 
 
@@ -444,7 +549,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100_000)
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=("check", "ledger", "gateway"))
+    parser.add_argument("--only", choices=("check", "ledger", "gateway", "placement"))
     parser.add_argument("--profile", action="store_true", help="the key check under pyinstrument")
     parser.add_argument("--profile-gateway", action="store_true", help="one gateway process, both ways")
     args = parser.parse_args()
@@ -459,6 +564,8 @@ def main() -> None:
         print(ledgers(args.seconds, args.burst))
     elif args.only == "gateway":
         print(gateway(args.load_seconds, args.rounds))
+    elif args.only == "placement":
+        print(placement(40_000, args.rounds))
     else:
         print(run_all(args.calls, args.seconds, args.burst, args.load_seconds, args.rounds))
 

@@ -116,5 +116,7 @@ def test_the_key_benchmarks_run_and_check_what_they_measure() -> None:
     assert checks.count("| met") + checks.count("| MISSED") == 3
     ledgers = keys.ledgers(0.3, 500)  # every record is counted in its table before a row is made
     assert "| SQLite" in ledgers and "| PostgreSQL" in ledgers
+    placement = keys.placement(2_000, 1)
+    assert "writes on the event loop" in placement and "writes on the thread" in placement
     libraries = store_libraries.run_libraries(50, 2, 1)
     assert "sqlite3 in a thread" in libraries and "asyncpg COPY" in libraries
