@@ -57,6 +57,26 @@ def server(upstream: ScriptedUpstream, db_target: str) -> Iterator[tuple[str, st
         yield url, db_target
 
 
+@pytest.mark.parametrize(
+    ("token", "key_id"),
+    [
+        (b"gg-0123456789ab-" + b"Az09-_" * 7 + b"x", "0123456789ab"),
+        (b"gg-0123456789AB-" + b"A" * 43, None),  # the id is lower-case hex
+        (b"gg-0123456789ag-" + b"A" * 43, None),
+        (b"gg-0123456789ab_" + b"A" * 43, None),  # the separator
+        (b"gg-0123456789ab-" + b"A" * 42 + b"=", None),  # base64url without padding
+        (b"gg-0123456789ab-" + b"A" * 42 + b"+", None),  # not the standard alphabet
+        (b"gg-0123456789ab-" + b"A" * 42 + b"/", None),
+        (b"gg-0123456789ab-" + b"A" * 42 + "é".encode()[:1], None),
+    ],
+)
+def test_a_store_key_is_read_from_its_bytes_only_in_its_exact_form(token: bytes, key_id: str | None) -> None:
+    from getgpt.server.admission.keys import _id_of
+
+    assert len(token) == 59
+    assert _id_of(token) == key_id
+
+
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_missing_unknown_wrong_revoked_or_expired_key_gets_401(server: tuple[str, str], route: str) -> None:
     url, target = server
