@@ -185,3 +185,18 @@ def tree_rss(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+def every_worker_up(port: int, workers: int, patience: float = 30.0) -> None:
+    """Wait until ``workers`` distinct worker processes of the server on ``port`` have answered
+    ``/healthz`` (a new connection each, which the kernel spreads over the workers' queues): a
+    measurement then starts with all of them, not only the first to listen. (It was a fixed
+    2 s sleep; the workers are up in well under one here.)"""
+    import httpx
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + patience
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(seen)} of {workers} workers answered within {patience:g} s")
+        seen.add(int(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=patience).json()["pid"]))

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import machine, raise_nofile, stop, table, tree_cpu
+from .common import every_worker_up, machine, raise_nofile, stop, table, tree_cpu
 
 TARGET_CHECK_US = 10.0
 TARGET_ROWS = 10_000
@@ -242,7 +242,9 @@ class _Serve:
         args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), "--log-level", "warning"]
         self._proc = subprocess.Popen([*args, *options], env={**os.environ, **env})
         _wait_listening(self.port)
-        time.sleep(2.0)  # every worker must be up, not only the first to listen
+        every_worker_up(
+            self.port, int(options[options.index("--workers") + 1]) if "--workers" in options else 1
+        )
 
     def cpu_seconds(self) -> float:
         return tree_cpu(self._proc.pid)

@@ -29,7 +29,7 @@ import time
 from getgpt.server.running.supervisor import somaxconn
 
 from .apps import AppProcess, _wait_listening
-from .common import machine, raise_nofile, stop, table, tree_cpu, tree_rss
+from .common import every_worker_up, machine, raise_nofile, stop, table, tree_cpu, tree_rss
 from .concurrency import DELAY, HOLD_COLUMNS, PIECES, hold
 from .loadgen import _FIRST_TEXT, chat_body, request_bytes
 
@@ -50,7 +50,7 @@ class ServeProcess:
         self._proc = subprocess.Popen([*args, *options])
         _wait_listening(self.port)
         if "--workers" in options:
-            time.sleep(2.0)  # every worker must be up, not only the first to listen
+            every_worker_up(self.port, int(options[options.index("--workers") + 1]))
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by the server and its workers."""
