@@ -4,6 +4,7 @@ own usage, the admin API, and the database unreachable under both policies."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -287,3 +288,47 @@ def test_the_openapi_document_has_the_usage_and_admin_routes_exactly_when_they_a
     with serve(create_app(ServerConfig(db=str(tmp_path / "g.db")))) as keys_only:
         paths = httpx.get(keys_only + "openapi.json").json()["paths"]
         assert "/v1/usage" in paths and not admin & set(paths)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_keyed_request_through_the_gateway_leaves_nothing_for_the_cyclic_collector(
+    server: tuple[str, str], route: str
+) -> None:
+    # Every object of a request is freed by reference counting as it ends: what the cyclic
+    # collector has to find instead costs CPU for every request (a young collection took ~0.2 s
+    # every ~10,000 requests). Cycles found so far: the upstream reply's reader and its parser;
+    # the reply slot, its charge and the request's scope.
+    url, target = server
+    _, key = make_key(target)
+    with httpx.Client(timeout=10) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def one() -> None:
+            response = client.post(url + route.lstrip("/"), json=_body(route), headers=headers)
+            assert response.status_code == 200, response.text
+
+        for _ in range(5):
+            one()  # warm-up: connections, caches
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(20):
+                one()
+            gc.collect()
+            ours = [
+                type(found).__qualname__
+                for found in gc.garbage
+                if type(found).__module__.startswith(("getgpt", "httptools"))
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert ours == []
+
+
+def _body(route: str) -> dict[str, Any]:
+    if route == "/api/chat/stream":
+        return {"signature": encrypt(encode(build_request(HI, model="text")).decode())}
+    if route == "/v1/embeddings":
+        return {"model": "text", "input": "hi"}
+    return {"model": "text", "messages": HI, "stream": True}

@@ -203,7 +203,9 @@ class AsyncPooledResponse:
         if conn is None:
             return
         conn.reader = None
-        if self._reader.complete and self._reader.keep_alive and conn.error is None:
+        reader = self._reader
+        reader.release()
+        if reader.complete and reader.keep_alive and conn.error is None:
             self._pool._release(conn)
         elif conn.transport is not None:
             conn.transport.close()
@@ -247,6 +249,7 @@ class AsyncPool(PoolBase[_Connection]):
                 await _wait_within(conn, timeouts.read, bound)
         except BaseException:
             conn.reader = None
+            reader.release()
             transport.close()
             raise
         return AsyncPooledResponse(self, conn, reader, whole)
@@ -343,4 +346,5 @@ async def _open_tunnel(conn: _Connection, where: Endpoint, url: str) -> None:
         raise ConnectError(f"the proxy {proxy} opened no tunnel to {url}: {exc}") from exc
     finally:
         conn.reader = None
+        reader.release()
     check_tunnel(reader, proxy, url)

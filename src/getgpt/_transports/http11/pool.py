@@ -87,7 +87,9 @@ class PooledResponse:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        if self._reader.complete and self._reader.keep_alive:
+        reader = self._reader
+        reader.release()
+        if reader.complete and reader.keep_alive:
             self._pool._release(sock)
         else:
             sock.close()
@@ -147,6 +149,7 @@ class Pool(PoolBase[tuple[socket.socket, float]]):
             if not reader.head_done:
                 self._read_head(sock, reader, buffer, deadline)
         except BaseException:
+            reader.release()
             sock.close()
             raise
         return PooledResponse(self, sock, reader, buffer, whole)
@@ -269,4 +272,6 @@ def _open_tunnel(sock: socket.socket, where: Endpoint, url: str) -> None:
         raise ConnectError(f"the proxy {proxy} opened no tunnel to {url}: {exc}") from exc
     except OSError as exc:
         raise ConnectError(f"the proxy {proxy} opened no tunnel to {url}: {detail(exc)}") from exc
+    finally:
+        reader.release()
     check_tunnel(reader, proxy, url)

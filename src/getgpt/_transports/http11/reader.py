@@ -74,7 +74,7 @@ class ResponseReader:
         self._end: int | None = None
         #: Bytes fed since the body was last taken.
         self.unread = 0
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | _Released = httptools.HttpResponseParser(self)
 
     # httptools callbacks. httptools turns what one raises into its own parser error: each keeps
     # what it raised, and feed() raises that instead.
@@ -188,6 +188,13 @@ class ResponseReader:
             if self._fed_before_head > MAX_HEAD_BYTES:
                 raise self._too_large()
 
+    def release(self) -> None:
+        """Let go of the parser once the reply is done with (read, closed or failed). The parser
+        holds this reader's callbacks -- bound methods -- so the two are a reference cycle, which
+        only the cyclic collector would free: 9 objects a request, for a collection that took
+        ~0.2 s of CPU every ~10,000 requests through the gateway (both pools call this)."""
+        self._parser = _RELEASED
+
     def _too_large(self) -> LimitExceeded:
         return LimitExceeded(
             f"the head of {self.url}'s reply is larger than the client reads "
@@ -227,6 +234,23 @@ class ResponseReader:
         data = decoder.decode(data, self.url)
         self.more = decoder.pending
         return data
+
+
+class _Released:
+    """What a released reader has for a parser: nothing more may be fed (the callbacks that ask
+    the parser for the status or keep-alive run only while it parses)."""
+
+    def feed_data(self, data: bytes | memoryview) -> None:
+        raise TransportError("the reply was already done with")
+
+    def get_status_code(self) -> int:
+        raise TransportError("the reply was already done with")
+
+    def should_keep_alive(self) -> bool:
+        raise TransportError("the reply was already done with")
+
+
+_RELEASED = _Released()
 
 
 def check_tunnel(reader: ResponseReader, proxy: str, url: str) -> None:

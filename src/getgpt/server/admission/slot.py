@@ -90,6 +90,10 @@ class Slot:
         # before the pump ran, or a bug.
         self.release(Ending.ERROR)
         self._slots._close(self)
+        # The charge (a partial of the request's scope, where the slot is kept, and of this slot)
+        # makes a reference cycle: broken here, or the slot, the scope and the record with them
+        # wait for the cyclic collector (8 objects a request with the key store on).
+        self.charge = None
 
 
 class Slots:
