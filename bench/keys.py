@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import every_worker_up, machine, raise_nofile, stop, table, tree_cpu
+from .common import machine, raise_nofile, table, tree_cpu
 
 TARGET_CHECK_US = 10.0
 TARGET_ROWS = 10_000
@@ -230,32 +227,10 @@ def ledgers(seconds: float, burst: int) -> str:
 # -- 3. the gateway under load ----------------------------------------------------------------------
 
 
-class _Serve:
-    def __init__(self, env: dict[str, str], *options: str) -> None:
-        import socket
-
-        from .workers import _wait_listening
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), "--log-level", "warning"]
-        self._proc = subprocess.Popen([*args, *options], env={**os.environ, **env})
-        _wait_listening(self.port)
-        every_worker_up(
-            self.port, int(options[options.index("--workers") + 1]) if "--workers" in options else 1
-        )
-
-    def cpu_seconds(self) -> float:
-        return tree_cpu(self._proc.pid)
-
-    def close(self) -> None:
-        stop(self._proc, signal.SIGTERM, 60)
-
-
 def gateway(seconds: float, rounds: int) -> str:
     from .emitter import EmitterProcess
     from .gateway_load import CHUNKS, _check, _hey
+    from .workers import ServeProcess
 
     raise_nofile(65536)
     env_key = "bench-env-key-" + "y" * 30
@@ -271,14 +246,14 @@ def gateway(seconds: float, rounds: int) -> str:
         pg_target = postgres.create_database()
         sqlite_key = _make_key(sqlite_target, **limits)
         pg_key = _make_key(pg_target, **limits)
-        contenders: dict[str, tuple[_Serve, str]] = {
-            "GETGPT_API_KEYS": (_Serve({"GETGPT_API_KEYS": env_key}, *common), env_key),
+        contenders: dict[str, tuple[ServeProcess, str]] = {
+            "GETGPT_API_KEYS": (ServeProcess(*common, env={"GETGPT_API_KEYS": env_key}), env_key),
             "--db SQLite: store key with limits, ledger": (
-                _Serve({}, *common, "--db", sqlite_target),
+                ServeProcess(*common, "--db", sqlite_target),
                 sqlite_key,
             ),
             "--db PostgreSQL: store key with limits, ledger": (
-                _Serve({}, *common, "--db", pg_target),
+                ServeProcess(*common, "--db", pg_target),
                 pg_key,
             ),
         }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -40,14 +41,15 @@ MB = 1024 * 1024
 class ServeProcess:
     """``getgpt serve`` with the given options in a child process, on a free loopback port."""
 
-    def __init__(self, *options: str) -> None:
+    def __init__(self, *options: str, env: dict[str, str] | None = None) -> None:
+        """``env``: variables added to this process's (``GETGPT_API_KEYS``, say)."""
         import socket
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), "--log-level", "warning"]
-        self._proc = subprocess.Popen([*args, *options])
+        self._proc = subprocess.Popen([*args, *options], env={**os.environ, **env} if env else None)
         _wait_listening(self.port)
         if "--workers" in options:
             every_worker_up(self.port, int(options[options.index("--workers") + 1]))
