@@ -96,9 +96,13 @@ class SqliteDatabase(Database):
             try:
                 return work()
             except (sqlite3.Error, OSError) as exc:  # OSError: its folder cannot be made, say
-                raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
+                raise self._failed(exc) from None
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, guarded)
+
+    def _failed(self, exc: BaseException) -> DatabaseError:
+        """SQLite's error as the store's, on either connection."""
+        return DatabaseError(f"SQLite ({self.path}): {exc}")
 
     async def connect(self) -> None:
         if self._thread is not None:
@@ -188,18 +192,14 @@ class SqliteDatabase(Database):
         if here is not None:
             try:
                 self._steps(steps, here)
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
             except sqlite3.Error as exc:
-                raise DatabaseError(f"SQLite ({self.path}): {exc}") from None
+                if not (isinstance(exc, sqlite3.OperationalError) and _busy(exc)):
+                    raise self._failed(exc) from None
             else:
                 self._unchecked += len(rows)
                 if self._unchecked >= CHECKPOINT_EVERY:
                     self._unchecked = 0
-                    await self._call(
-                        lambda: self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    )
+                    await self.fetch("PRAGMA wal_checkpoint(PASSIVE)")
                 return
         await self.run(steps)  # the lock is another's: this batch waits its turn on the thread
 
