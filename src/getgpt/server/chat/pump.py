@@ -258,6 +258,7 @@ class _Pump:
     async def produce(self, pieces: AsyncIterator[Piece]) -> None:
         try:
             tally = self.tally is not None
+            events = tally and not self.extra  # bytes (an upstream's): their "data:" lines count
             async for piece in pieces:
                 if not piece:
                     continue
@@ -266,7 +267,7 @@ class _Pump:
                 self.size += size + self.extra
                 if tally:
                     self.tallied += size
-                    if not self.extra:
+                    if events:
                         self.tallied_events += piece.count(b"data:")  # type: ignore[arg-type]
                 if self.writer_waits:
                     self.writer_waits = False
