@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,66 @@ def test_sqlite_ledger_writes_keep_the_wal_checkpointed(tmp_path: Path) -> None:
 
     wal, whole = on_db(target, run)
     assert wal < whole / 3, (wal, whole)
+
+
+def test_a_usage_answer_counts_each_row_once_while_a_write_commits_during_its_read(db_target: str) -> None:
+    # The interleaving of a page asking for its usage right after a reply: the ledger's write of
+    # that reply's row commits while the database is being read. The read saw the database before
+    # the commit; the row has left the ledger after it: counted nowhere, unless read again.
+    from getgpt.server.admission.admin import with_waiting
+    from getgpt.server.store.ledger import usage_now
+
+    async def run(db: Database) -> list[int]:
+        ledger = Ledger(db, flush_every=60)
+        counts = []
+        for _ in range(3):
+            ledger.add(_row("k", 1, 2))
+            first = True
+
+            async def read() -> list[dict[str, object]]:
+                nonlocal first
+                rows = await db.usage(0, "key", key_id="k")
+                if first:  # the write commits between this read and the answer
+                    first = False
+                    assert await ledger.flush()
+                return rows
+
+            rows, waiting = await usage_now(ledger, read)
+            answer = with_waiting(rows, waiting, "key", 0, "k")
+            counts.append(sum(int(row["requests"]) for row in answer))  # type: ignore[call-overload]
+        return counts
+
+    assert on_db(db_target, run) == [1, 2, 3]
+
+
+def test_the_ledger_keeps_rows_being_written_among_those_waiting_until_they_commit(tmp_path: Path) -> None:
+    # While a write is under way (on the database's thread, say), its rows are in neither the
+    # database nor, if the ledger let go of them first, what is waiting: a usage answer then
+    # would miss them.
+    target = str(tmp_path / "getgpt.db")
+
+    async def run(db: Database) -> tuple[int, int, int]:
+        ledger = Ledger(db, flush_every=60)
+        release = asyncio.Event()
+        writing = asyncio.Event()
+        write = db.write_usage
+
+        async def slow_write(rows: Sequence[UsageRecord]) -> None:
+            writing.set()
+            await release.wait()
+            await write(rows)
+
+        db.write_usage = slow_write  # type: ignore[method-assign]
+        for _ in range(5):
+            ledger.add(_row("k", 1, 2))
+        flushing = asyncio.ensure_future(ledger.flush())
+        await writing.wait()
+        during = len(ledger.waiting())
+        release.set()
+        assert await flushing
+        return during, len(ledger.waiting()), ledger.rows_written
+
+    assert on_db(target, run) == (5, 0, 5)
 
 
 def test_the_ledger_keeps_its_rows_in_memory_while_the_database_is_away_and_drops_the_oldest_past_its_bound(

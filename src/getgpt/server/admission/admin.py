@@ -30,6 +30,7 @@ from ..api_error import ApiError
 from ..store import manage
 from ..store.database import GROUPS, DatabaseError
 from ..store.keys import day_of, parse_duration, period_end
+from ..store.ledger import usage_now
 from ..store.schema import UsageRecord
 
 if TYPE_CHECKING:
@@ -109,10 +110,10 @@ def routes(keyring: Keyring, admin_key: str | None) -> list[Route]:
         try:
             grant = await keyring.authenticate(request.scope)
             since, by = _since(request, "30d"), _by(request, "day")
-            rows = await db.usage(since, by, key_id=grant.key_id)
             # What this process has not written yet counts too: a page asking right after a reply
             # sees that reply.
-            rows = with_waiting(rows, keyring.ledger.waiting(), by, since, grant.key_id)
+            rows, waiting = await usage_now(keyring.ledger, lambda: db.usage(since, by, key_id=grant.key_id))
+            rows = with_waiting(rows, waiting, by, since, grant.key_id)
         except ApiError as exc:
             return _error(exc)
         except DatabaseError:
@@ -218,9 +219,8 @@ def routes(keyring: Keyring, admin_key: str | None) -> list[Route]:
     async def usage(request: Request) -> Response:
         since, by = _since(request, "7d"), _by(request, "key")
         key_id = request.query_params.get("key")
-        rows = with_waiting(
-            await db.usage(since, by, key_id=key_id), keyring.ledger.waiting(), by, since, key_id
-        )
+        rows, waiting = await usage_now(keyring.ledger, lambda: db.usage(since, by, key_id=key_id))
+        rows = with_waiting(rows, waiting, by, since, key_id)
         return JSONResponse({"object": "usage", "by": by, "since": int(since), "data": rows})
 
     found += [

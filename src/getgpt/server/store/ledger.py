@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from .database import Database, DatabaseError
 from .schema import UsageRecord
 
-__all__ = ["BATCH", "FLUSH_EVERY", "MAX_BUFFER", "Ledger"]
+__all__ = ["BATCH", "FLUSH_EVERY", "MAX_BUFFER", "Ledger", "usage_now"]
 
 log = logging.getLogger("getgpt.server")
 
@@ -50,6 +51,8 @@ class Ledger:
         self.max_buffer = max_buffer
         self._written = written
         self._rows: list[UsageRecord] = []
+        # How many of the first rows a write under way holds (they stay until it commits).
+        self._writing = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -64,7 +67,9 @@ class Ledger:
         return len(self._rows)
 
     def waiting(self) -> list[UsageRecord]:
-        """The records not written yet (a copy): what a usage answer adds to the database's."""
+        """The records not committed yet (a copy), those being written included: what a usage
+        answer adds to the database's. A row leaves it only as its write commits, and
+        :attr:`rows_written` then changes (see :func:`usage_now`)."""
         return list(self._rows)
 
     def add(self, row: UsageRecord) -> None:
@@ -74,8 +79,9 @@ class Ledger:
         if len(rows) >= self.batch and self._wake is not None:
             self._wake.set()
         if len(rows) > self.max_buffer:
+            # The oldest past the write under way, which keeps its rows until it has committed.
             over = len(rows) - self.max_buffer
-            del rows[:over]
+            del rows[self._writing : self._writing + over]
             self.dropped += over
             log.warning("usage ledger: %d records dropped (the database is behind or unreachable)", over)
 
@@ -95,20 +101,20 @@ class Ledger:
     async def flush(self) -> bool:
         """Write what is waiting; False if the database refused (the rows are kept)."""
         while self._rows:
+            # The rows stay in _rows (and in waiting()) until their write has committed: in
+            # neither place meanwhile, a usage answer read then would miss them.
             rows = self._rows[: self.db.write_at_most]
-            del self._rows[: len(rows)]
+            self._writing = len(rows)
             try:
                 await self.db.write_usage(rows)
             except DatabaseError as exc:
-                self._rows[:0] = rows  # back in front, in order
-                if len(self._rows) > self.max_buffer:
-                    over = len(self._rows) - self.max_buffer
-                    del self._rows[:over]
-                    self.dropped += over
+                self._writing = 0
                 if self.available:
                     self.available = False
                     log.warning("usage ledger: cannot write (%s); keeping records in memory", exc)
                 return False
+            del self._rows[: self._writing]
+            self._writing = 0
             if not self.available:
                 self.available = True
                 log.warning("usage ledger: writing again")
@@ -137,3 +143,18 @@ class Ledger:
                 log.error("usage ledger: %d records could not be written before the stop", len(self._rows))
                 return
             await asyncio.sleep(0.2)
+
+
+async def usage_now(
+    ledger: Ledger, read: Callable[[], Awaitable[list[dict[str, Any]]]]
+) -> tuple[list[dict[str, Any]], list[UsageRecord]]:
+    """The database's usage (``read``) and the ledger's rows not in it yet, as of one moment. A
+    write that commits while the database is read moves its rows from the ledger to the database
+    in between: counted twice or not at all. So the database is read again (up to three times)
+    while :attr:`Ledger.rows_written` moved during the read."""
+    for _ in range(3):
+        written = ledger.rows_written
+        rows = await read()
+        if ledger.rows_written == written:
+            break
+    return rows, ledger.waiting()
