@@ -252,8 +252,20 @@ def open_settings(page: Page) -> None:
 
 
 def close_settings(page: Page) -> None:
+    """Close the settings dialog and return once the page has handled its ``close`` event (it
+    reads and saves the settings, and clears a banner they fixed, there). The event comes after
+    the dialog is hidden: a test that only waited for that once saw the banner still up (CI)."""
+    # A listener added now runs after the page's own, added at load.
+    page.evaluate(
+        """() => {
+          const settings = document.getElementById("settings");
+          window.__settingsClosed = new Promise((resolve) =>
+            settings.addEventListener("close", () => resolve(true), { once: true }));
+        }"""
+    )
     page.click("#settings-done")
     page.wait_for_selector("#settings", state="hidden")
+    assert page.evaluate("() => window.__settingsClosed")
 
 
 def send(page: Page, text: str) -> None:
