@@ -154,6 +154,13 @@ class Nginx(_Process):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    def errors(self) -> str:
+        """What nginx wrote to its error log so far (for a failing test's message)."""
+        try:
+            return (Path(self.dir) / "error.log").read_text(errors="replace")
+        except OSError as exc:
+            return f"(no error log: {exc})"
+
     def stop(self, sig: int = signal.SIGQUIT, wait: float = 20.0) -> None:
         # SIGQUIT: nginx's graceful stop (its worker goes with it).
         super().stop(sig, wait)
