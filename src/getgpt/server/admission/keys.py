@@ -80,7 +80,7 @@ GRANT = "getgpt.grant"
 _WHO = "getgpt.client"
 #: The model a request asked for, as the model check saw it.
 _ASKED = "getgpt.asked"
-#: Set once the request's key has been charged its tokens.
+#: Once the request's key has been charged: the reply's counts it was charged (see _counts).
 _CHARGED = "getgpt.charged"
 #: Keys changed this long before the last refresh are read again: clocks of the processes
 #: writing keys may differ by up to this much.
@@ -91,6 +91,26 @@ CHANNEL = "getgpt:keys"
 _BEARER_LENGTH = 7 + 59
 _HEX = b"0123456789abcdef"
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _counts(slot: Slot) -> tuple[int, int, bool]:
+    """The reply's prompt and completion tokens, and whether they are the server's estimate.
+
+    The upstream's usage where it says them; the estimate stands in for counts it lacks -- only
+    when some of a reply went out: a request refused, upstream or here, before any reply is
+    charged nothing. Final once the backend has ended (the pump tallies as it relays)."""
+    usage = slot.outcome.usage
+    prompt = usage.prompt_tokens if usage is not None else None
+    completion = usage.completion_tokens if usage is not None else None
+    if prompt is not None and completion is not None:
+        return prompt, completion, False
+    if slot.sent_tokens <= 0:
+        return prompt or 0, completion or 0, False
+    return (
+        estimate_tokens(slot.prompt_chars) if prompt is None else prompt,
+        slot.sent_tokens if completion is None else completion,
+        True,
+    )
 
 
 def _id_of(token: bytes) -> str | None:
@@ -622,7 +642,6 @@ class Keyring:
         else:
             arrived, first, status = now, None, 0
         grant: Grant | None = scope.get(GRANT)
-        prompt = completion = None
         cached = reasoning = 0
         upstream = self.upstream
         if slot is not None:
@@ -633,18 +652,11 @@ class Keyring:
             upstream = outcome.upstream or upstream
             usage = outcome.usage
             if usage is not None:
-                prompt, completion = usage.prompt_tokens, usage.completion_tokens
                 if usage.prompt_tokens_details:
                     cached = int(usage.prompt_tokens_details.get("cached_tokens") or 0)
                 if usage.completion_tokens_details:
                     reasoning = int(usage.completion_tokens_details.get("reasoning_tokens") or 0)
-            # The estimate stands in for counts the usage lacks -- only when some of a reply went
-            # out: a request refused, upstream or here, before any reply is charged nothing.
-            estimate = slot.sent_tokens > 0 and (prompt is None or completion is None)
-            if prompt is None:
-                prompt = estimate_tokens(slot.prompt_chars) if estimate else 0
-            if completion is None:
-                completion = slot.sent_tokens if estimate else 0
+            prompt, completion, estimate = scope.get(_CHARGED) or _counts(slot)
         else:
             model = scope.get(_ASKED) or ""
             estimate = False
@@ -669,7 +681,7 @@ class Keyring:
         )
         self.ledger.add(row)
         if grant is not None and grant.charged and not scope.get(_CHARGED):
-            await self._charge(scope, grant, prompt + completion)
+            await self._charge(scope, grant, (prompt, completion, estimate))
 
     async def charge(self, scope: Scope, slot: Slot) -> None:
         """Charge the request's key the tokens its reply used, now: called as the backend ends,
@@ -678,19 +690,15 @@ class Keyring:
         grant: Grant | None = scope.get(GRANT)
         if grant is None or not grant.charged or scope.get(_CHARGED):
             return
-        usage = slot.outcome.usage
-        prompt = usage.prompt_tokens if usage is not None else None
-        completion = usage.completion_tokens if usage is not None else None
-        if (prompt is None or completion is None) and slot.sent_tokens > 0:
-            prompt = estimate_tokens(slot.prompt_chars) if prompt is None else prompt
-            completion = slot.sent_tokens if completion is None else completion
         try:
-            await self._charge(scope, grant, (prompt or 0) + (completion or 0))
+            await self._charge(scope, grant, _counts(slot))
         except Exception:  # a charge must never break the reply it follows
             log.exception("charging key %s failed", grant.key_id)
 
-    async def _charge(self, scope: Scope, grant: Grant, tokens: int) -> None:
-        scope[_CHARGED] = True
+    async def _charge(self, scope: Scope, grant: Grant, counts: tuple[int, int, bool]) -> None:
+        # The counts stay in the scope: the ledger's row (settle) says what was charged.
+        scope[_CHARGED] = counts
+        tokens = counts[0] + counts[1]
         if tokens <= 0:
             return
         record = grant.record
