@@ -94,3 +94,25 @@ def test_the_automatic_connection_cap_leaves_room_for_the_server_and_its_upstrea
     assert connection_limit(ServerConfig(max_connections=100), 1024) == 100
     with pytest.raises(ValueError, match="too low to serve"):
         connection_limit(ServerConfig(), 64)
+
+
+def test_a_body_still_arriving_is_timed_and_one_sent_with_its_head_is_read_at_once() -> None:
+    # Behind the bounds a body already whole with uvicorn is read without a timer (bench: 5.7 us a
+    # request); one still arriving keeps its deadline.
+    whole = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(whole)
+    )
+    with getgpt_serve("--body-timeout", "0.5") as server:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            sock.sendall(head + whole)
+            answer, _ = read_response(sock)
+            assert status_of(answer) == 200 and b'"content":"hi"' in answer
+            # On the same connection: the next one's head, then half of its body, then nothing.
+            sock.sendall(head + whole[:10])
+            started = time.monotonic()
+            answer, _ = read_response(sock)
+            waited = time.monotonic() - started
+        assert status_of(answer) == 408 and b"body_timeout" in answer
+        assert waited < 5

@@ -10,6 +10,7 @@ from types import TracebackType
 from starlette.types import Receive, Scope
 
 from ..api_error import ApiError, try_later
+from .connections import body_arrived
 from .scope import header
 
 __all__ = ["DECODED_ITEM", "BodyBudget", "ClientGone", "HeldBody", "decoded_size", "read_json_body"]
@@ -154,7 +155,11 @@ async def read_json_body(
         if held is not None and held.budget.used + int(declared) > held.budget.limit:
             raise held.budget.busy()
     try:
-        if _timeout is None:
+        if body_arrived():
+            # All of it is with uvicorn (the usual request, sent in one write): nothing to wait
+            # for, so no timer to arm and cancel -- 5.7 us a request under uvloop.
+            body = await _read(receive, limit, held)
+        elif _timeout is None:
             body = await asyncio.wait_for(_read(receive, limit, held), timeout)
         else:
             async with _timeout(timeout):

@@ -71,6 +71,7 @@ __all__ = [
     "Connection",
     "ConnectionBounds",
     "Limits",
+    "body_arrived",
     "uvicorn_protocol",
 ]
 
@@ -651,6 +652,19 @@ class Connection(asyncio.Protocol):
             seconds = self.pool.limits.write_timeout
             log.info("a client read nothing for %g s: connection dropped", seconds)
         self.transport.abort()
+
+
+def body_arrived() -> bool | None:
+    """Whether the body of the request the calling task answers is all with uvicorn already
+    (True: reading it cannot wait), or still arriving (False); None for a request that did not
+    come through a :class:`Connection` (a server without the bounds).
+
+    The connection gives uvicorn nothing past a request until it is answered, so the body it
+    follows is this request's."""
+    connection = _giving.get()
+    if connection is None:
+        return None
+    return connection.body is None
 
 
 class AnswerSignal:
