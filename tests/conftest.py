@@ -66,6 +66,10 @@ GROUPS = {
     "web/": "browser",  # one Chromium (the session's browser fixture)
     "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
     "chaos/": "chaos",  # attacks on a server, each given the machine to itself (one at a time)
+    # What imports LiteLLM (4.3 s of CPU; support/lazy.py keeps it out of collection): one worker.
+    "integrations/test_litellm.py": "litellm",
+    "server/test_gateway_libraries.py": "litellm",
+    "test_public_api.py": "litellm",
 }
 
 

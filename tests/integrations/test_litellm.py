@@ -4,24 +4,23 @@ streamed and not, against a real ``getgpt serve`` (echo backend) and scripted fa
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import pytest
 
-# LiteLLM fetches a price list from the internet at import unless told to use its own copy.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import litellm
-
 import getgpt
-from getgpt.integrations import litellm as provider
 
 from ..support.echo_text import HELLO, PIECES, TEXT, server_usage
 from ..support.faults import FaultUpstream, answer, die_after, events
+from ..support.lazy import Lazy
 from ..support.openai_upstream import ScriptedUpstream
 from ..support.serve_process import getgpt_serve
 from ..support.servers import health
+
+# Imported by the first test that uses them, not at collection (tests/support/lazy.py). LiteLLM
+# reads LITELLM_LOCAL_MODEL_COST_MAP, set by conftest.py, when it is imported: no price list fetched.
+litellm = Lazy("litellm")
+provider = Lazy("getgpt.integrations.litellm")
 
 MODEL = "getgpt/gpt-3.5-turbo"
 

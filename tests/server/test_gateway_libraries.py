@@ -8,21 +8,22 @@ assistant's tool calls and the tool's answers) must reach the upstream as the li
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..support.lazy import Lazy
 from ..support.openai_upstream import ScriptedUpstream
 
-# LiteLLM fetches its model price list from the internet at import unless told to use its own copy.
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage
+    from langchain_openai import ChatOpenAI
 
-import litellm
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langchain_openai import ChatOpenAI
-
-litellm.telemetry = False
+# Imported by the first test that uses them, not at collection (tests/support/lazy.py). LiteLLM
+# reads LITELLM_LOCAL_MODEL_COST_MAP, set by conftest.py, when it is imported: no price list fetched.
+litellm = Lazy("litellm")
+langchain_messages = Lazy("langchain_core.messages")
+langchain_openai = Lazy("langchain_openai")
 
 QUESTION = "What is the weather in Oslo, and the time there?"
 TOOLS = [
@@ -51,7 +52,8 @@ WANTED = [("get_weather", {"city": "Oslo", "unit": "c"}), ("get_time", {"tz": "E
 
 
 def chat_model(base: str, model: str, **options: Any) -> ChatOpenAI:
-    return ChatOpenAI(model=model, base_url=base + "v1", api_key="sk-client", max_retries=0, **options)  # type: ignore[arg-type]
+    model_class: type[ChatOpenAI] = langchain_openai.ChatOpenAI
+    return model_class(model=model, base_url=base + "v1", api_key="sk-client", max_retries=0, **options)  # type: ignore[arg-type]
 
 
 def calls_of(message: AIMessage) -> list[tuple[str, dict[str, Any]]]:
@@ -81,10 +83,10 @@ def test_langchain_bind_tools_returns_the_tool_calls(
 def test_langchain_tool_round_trip(upstream: ScriptedUpstream, gateway: str) -> None:
     first = chat_model(gateway, "tools").bind_tools(TOOLS).invoke(QUESTION)
     history = [
-        HumanMessage(QUESTION),
+        langchain_messages.HumanMessage(QUESTION),
         first,
-        ToolMessage('{"celsius": -3}', tool_call_id=first.tool_calls[0]["id"]),
-        ToolMessage("09:15", tool_call_id=first.tool_calls[1]["id"]),
+        langchain_messages.ToolMessage('{"celsius": -3}', tool_call_id=first.tool_calls[0]["id"]),
+        langchain_messages.ToolMessage("09:15", tool_call_id=first.tool_calls[1]["id"]),
     ]
     answer = chat_model(gateway, "text").bind_tools(TOOLS).invoke(history)
     assert answer.content == "Hello, wörld 🙂"
@@ -99,6 +101,7 @@ def test_langchain_tool_round_trip(upstream: ScriptedUpstream, gateway: str) -> 
 
 
 def litellm_calls(base: str, stream: bool, **params: Any) -> Any:
+    litellm.telemetry = False
     reply = litellm.completion(
         model="openai/tools",
         api_base=base + "v1",
