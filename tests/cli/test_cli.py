@@ -22,6 +22,7 @@ from getgpt.server.chat.request import Chat
 
 from ..support.command import getgpt
 from ..support.hostile import queued
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import free_port, serve
 
@@ -167,14 +168,19 @@ def test_serve_runs_a_server_that_env_and_flags_configure() -> None:
     env = {"GETGPT_MAX_MESSAGES": "1", "GETGPT_ECHO_PIECE_CHARS": "2"}
     with getgpt_serve("--max-messages", "2", "--log-level", "warning", env=env) as server:
         url = server.url
-        assert httpx.get(url + "healthz").json()["status"] == "ok"
+        assert httpx.get(url + "healthz", verify=SSL_CONTEXT).json()["status"] == "ok"
         two = [{"role": "user", "content": "a"}, {"role": "user", "content": "bc"}]
-        result = httpx.post(url + "v1/chat/completions", json={"messages": two, "stream": True})
+        result = httpx.post(
+            url + "v1/chat/completions", json={"messages": two, "stream": True}, verify=SSL_CONTEXT
+        )
         assert result.status_code == 200  # the flag's 2 beat the environment's 1
         contents = [line for line in result.text.splitlines() if '"content":"' in line]
         assert len(contents) == 2  # the role chunk and one 2-character piece
         three = [*two, {"role": "user", "content": "d"}]
-        assert httpx.post(url + "v1/chat/completions", json={"messages": three}).status_code == 400
+        assert (
+            httpx.post(url + "v1/chat/completions", json={"messages": three}, verify=SSL_CONTEXT).status_code
+            == 400
+        )
         result = getgpt("chat", "через serve", "--base-url", url)
         assert result.stdout == "через serve\n"
         output = server.stop()

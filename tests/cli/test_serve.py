@@ -20,6 +20,7 @@ from getgpt.cli.serve import DESCRIPTION
 from getgpt.server.config import FLAG_GROUPS, ServerConfig, env_name
 
 from ..support.command import getgpt
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import SRC, ServeProcess, getgpt_serve, run_getgpt
 from ..support.servers import free_port, wait_until
 
@@ -121,11 +122,15 @@ def _wait(server: ServeProcess) -> str:
 
 def test_quiet_leaves_warnings_only_and_verbose_adds_debugging() -> None:
     with getgpt_serve("--quiet") as server:
-        httpx.get(server.url + "healthz")
+        httpx.get(server.url + "healthz", verify=SSL_CONTEXT)
         quiet = server.output()
     assert "INFO" not in quiet and "getgpt serve:" not in quiet
     with getgpt_serve("--verbose") as server:
-        httpx.post(server.url + "v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        httpx.post(
+            server.url + "v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+            verify=SSL_CONTEXT,
+        )
         wait_until(lambda: "chat: model=" in server.output(), 10)  # logged at DEBUG only
         verbose = _wait(server)
     assert "getgpt serve: the chat page" in verbose
@@ -179,7 +184,9 @@ def test_tls_flags_serve_https_and_the_start_log_says_so(certificate: tuple[Path
                 time.sleep(0.05)
         assert answer.status_code == 200
         with pytest.raises(httpx.TransportError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)  # no plain HTTP on that port
+            httpx.get(
+                f"http://127.0.0.1:{port}/healthz", timeout=2, verify=SSL_CONTEXT
+            )  # no plain HTTP on that port
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=15)

@@ -28,6 +28,7 @@ from getgpt._transports.httpx import AsyncHttpxTransport, HttpxTransport
 
 from ..support import sockets
 from ..support.faults import PATIENCE, FaultUpstream, Script, answer
+from ..support.processes import SSL_CONTEXT
 from ..support.scripted import Live, stream_of
 from ..support.waiting import wait_until_async
 from ..support.wire import CHUNKED, chunked
@@ -106,7 +107,8 @@ def test_only_socks_https_proxies_and_httpx_objects_send_through_httpx() -> None
     lean = getgpt.AsyncClient("http://a.test/")._transport
     assert isinstance(lean, LeanOrElsewhere) and isinstance(lean.lean, AsyncPool)
     assert isinstance(
-        getgpt.AsyncClient("http://a.test/", http_client=httpx.AsyncClient())._transport, AsyncHttpxTransport
+        getgpt.AsyncClient("http://a.test/", http_client=httpx.AsyncClient(verify=SSL_CONTEXT))._transport,
+        AsyncHttpxTransport,
     )
 
 
@@ -466,7 +468,7 @@ def test_credentials_in_the_url_stay_out_of_error_messages(way: str) -> None:
     from ..support.servers import free_port
 
     def made(url: str) -> getgpt.Client:
-        options: dict[str, Any] = {"http_client": httpx.Client()} if way == "httpx" else {}
+        options: dict[str, Any] = {"http_client": httpx.Client(verify=SSL_CONTEXT)} if way == "httpx" else {}
         return getgpt.Client(url, max_retries=0, **options)
 
     port = free_port()

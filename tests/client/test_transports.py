@@ -24,6 +24,7 @@ from getgpt._transports.httpx import HttpxTransport, mapped_errors
 from getgpt.client.transport import open_transport
 from getgpt.protocol import errors
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 HEADERS = {"Authorization": "Bearer k", "Content-Type": "application/json"}
@@ -99,13 +100,13 @@ def test_the_fixed_post_and_other_requests_to_the_same_origin(echo_url: str, way
     options: dict[str, Any] = {"timeouts": Timeouts()}
     if kind == "sync":
         if way == "httpx":
-            options["http_client"] = httpx.Client()
+            options["http_client"] = httpx.Client(verify=SSL_CONTEXT)
         transport = choose.transport(url, HEADERS, **options)
         assert isinstance(transport, HttpxTransport if way == "httpx" else Pool)
         results = exchanges_sync(transport)
     else:
         if way == "httpx":
-            options["http_client"] = httpx.AsyncClient()
+            options["http_client"] = httpx.AsyncClient(verify=SSL_CONTEXT)
             made = choose.async_transport(url, HEADERS, **options)
         else:
             made = open_transport(url, HEADERS, max_idle=4, **options)
@@ -134,7 +135,9 @@ def test_the_fixed_post_and_other_requests_to_the_same_origin(echo_url: str, way
 
 def test_a_target_that_is_not_a_path_is_refused_both_ways(echo_url: str) -> None:
     lean = choose.transport(echo_url, {}, timeouts=Timeouts())
-    via_httpx = choose.transport(echo_url, {}, timeouts=Timeouts(), http_client=httpx.Client())
+    via_httpx = choose.transport(
+        echo_url, {}, timeouts=Timeouts(), http_client=httpx.Client(verify=SSL_CONTEXT)
+    )
     for transport in (lean, via_httpx):
         with pytest.raises(ValueError):
             transport.request(Request("GET", "http://elsewhere.test/"))

@@ -27,6 +27,7 @@ import getgpt
 from getgpt.protocol.envelope import encrypt, seal
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 LIMIT = 8192
@@ -327,7 +328,7 @@ def url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=SSL_CONTEXT) as client:
         yield client
 
 

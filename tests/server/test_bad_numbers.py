@@ -10,6 +10,7 @@ import pytest
 from getgpt.protocol.envelope import encrypt
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 
@@ -26,9 +27,12 @@ def test_a_number_out_of_range_is_400_inside_the_envelope_and_on_v1(
 ) -> None:
     request = '{"messages":[{"role":"user","content":"hi"}],"' + field + '":' + number + "}"
     answers = [
-        httpx.post(url + "api/chat/stream", json={"signature": encrypt(request)}),
+        httpx.post(url + "api/chat/stream", json={"signature": encrypt(request)}, verify=SSL_CONTEXT),
         httpx.post(
-            url + "v1/chat/completions", content=request, headers={"content-type": "application/json"}
+            url + "v1/chat/completions",
+            content=request,
+            headers={"content-type": "application/json"},
+            verify=SSL_CONTEXT,
         ),
     ]
     for response in answers:

@@ -17,6 +17,7 @@ import getgpt
 from getgpt.server import ServerConfig, create_app
 
 from ..support.openai_upstream import ScriptedUpstream, completion_of
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 TEXT = 'Цепочка серверов 🔗 works: "quoted" \\ and\nlines'
@@ -36,15 +37,15 @@ def a(request: pytest.FixtureRequest, b: str) -> Iterator[str]:
 
 
 def test_project_client_through_the_chain(a: str, b: str) -> None:
-    before = httpx.get(b + "healthz").json()["streams_total"]
+    before = httpx.get(b + "healthz", verify=SSL_CONTEXT).json()["streams_total"]
     with getgpt.Client(a) as client:
         with client.stream([{"role": "user", "content": TEXT}]) as chat:
             pieces = list(chat)
         assert "".join(pieces) == TEXT
         assert chat.finish_reason == "stop"
         assert client.complete([{"role": "user", "content": TEXT}], stream=False) == TEXT
-    assert httpx.get(b + "healthz").json()["streams_total"] == before + 2
-    assert httpx.get(a + "healthz").json()["active_streams"] == 0
+    assert httpx.get(b + "healthz", verify=SSL_CONTEXT).json()["streams_total"] == before + 2
+    assert httpx.get(a + "healthz", verify=SSL_CONTEXT).json()["active_streams"] == 0
 
 
 def test_openai_sdk_through_the_chain(a: str) -> None:

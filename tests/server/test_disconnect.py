@@ -21,6 +21,7 @@ from getgpt.protocol.envelope import encrypt
 from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import health, serve, wait_until
 
 LONG = "медленно 🐢 " * 40  # 480 characters: 24 s at one character every 50 ms
@@ -60,7 +61,7 @@ def test_httpx_stream_closed_mid_body_closes_the_upstream(slow_b: str, backend: 
     with serve(create_app(ServerConfig(backend=backend, upstream=upstream))) as a:
         signature = encrypt(encode(build_request([{"role": "user", "content": LONG}])).decode())
         with (
-            httpx.Client(timeout=10) as http,
+            httpx.Client(timeout=10, verify=SSL_CONTEXT) as http,
             http.stream("POST", a + "api/chat/stream", json={"signature": signature}) as response,
         ):
             lines = response.iter_lines()

@@ -14,6 +14,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig
 from getgpt.server.admission import security
 
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import free_port
 
@@ -57,7 +58,9 @@ def test_an_api_key_variable_holding_no_key_is_refused_by_the_config_too() -> No
 
 def _statuses(url: str, forwarded_for: list[str]) -> list[int]:
     return [
-        httpx.post(url + "api/chat/stream", json=sealed(), headers={"x-forwarded-for": address}).status_code
+        httpx.post(
+            url + "api/chat/stream", json=sealed(), headers={"x-forwarded-for": address}, verify=SSL_CONTEXT
+        ).status_code
         for address in forwarded_for
     ]
 

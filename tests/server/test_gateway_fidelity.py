@@ -20,6 +20,7 @@ import pytest
 from getgpt.server import ServerConfig, create_app
 
 from ..support.openai_upstream import ScriptedUpstream
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import health, serve
 
 HI = [{"role": "user", "content": "Weather in Oslo, and the time there?"}]
@@ -170,7 +171,9 @@ def test_an_error_inside_the_stream_is_passed_on_as_the_upstream_sent_it(
         with pytest.raises(openai.APIError, match="the model crashed"):
             ask(base, "error-event", True)
     response = httpx.post(
-        gateway + "v1/chat/completions", json={"model": "error-event", "messages": HI, "stream": True}
+        gateway + "v1/chat/completions",
+        json={"model": "error-event", "messages": HI, "stream": True},
+        verify=SSL_CONTEXT,
     )
     events = [block.removeprefix("data: ") for block in response.text.split("\n\n") if block]
     assert events[-1] == "[DONE]"
@@ -180,7 +183,9 @@ def test_an_error_inside_the_stream_is_passed_on_as_the_upstream_sent_it(
 
 def test_a_stream_cut_short_upstream_ends_in_an_error_never_as_complete(gateway: str) -> None:
     response = httpx.post(
-        gateway + "v1/chat/completions", json={"model": "cut", "messages": HI, "stream": True}
+        gateway + "v1/chat/completions",
+        json={"model": "cut", "messages": HI, "stream": True},
+        verify=SSL_CONTEXT,
     )
     events = [block.removeprefix("data: ") for block in response.text.split("\n\n") if block]
     assert events[-1] == "[DONE]"

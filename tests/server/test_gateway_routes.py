@@ -15,6 +15,7 @@ from getgpt.server import ServerConfig, create_app
 
 from ..support.faults import hanging
 from ..support.openai_upstream import MODELS, ScriptedUpstream
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import health, serve, wait_until
 
 KEY = "sk-gateway-test"
@@ -138,7 +139,7 @@ def test_the_servers_model_holds_on_every_forwarded_route(upstream: ScriptedUpst
         if stream:
             list(answer)  # type: ignore[arg-type]
         # A body that names no model gets the server's.
-        httpx.post(base + "v1/embeddings", json={"input": "x"}).raise_for_status()
+        httpx.post(base + "v1/embeddings", json={"input": "x"}, verify=SSL_CONTEXT).raise_for_status()
     sent = upstream.received[before:]
     assert [r.path for r in sent] == ["/v1/embeddings", "/v1/completions", "/v1/responses", "/v1/embeddings"]
     assert [r.json()["model"] for r in sent] == ["pinned-1"] * 4
@@ -151,7 +152,12 @@ def test_a_forwarded_request_that_gives_a_key_twice_is_refused_before_the_upstre
     # The upstream may read the first "model" where the server read (and aliased) the last.
     before = len(upstream.received)
     body = b'{"model": "fast", "input": "x", "prompt": "x", "model": "expensive"}'
-    answer = httpx.post(gateway + "v1/" + route, content=body, headers={"content-type": "application/json"})
+    answer = httpx.post(
+        gateway + "v1/" + route,
+        content=body,
+        headers={"content-type": "application/json"},
+        verify=SSL_CONTEXT,
+    )
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "duplicate_key"
     assert answer.json()["error"]["param"] == "model"
@@ -197,7 +203,7 @@ def test_a_client_leaving_a_forwarded_stream_closes_the_upstream_within_a_second
         serve(create_app(ServerConfig(backend="openai", upstream=upstream.url + "v1"))) as base,
     ):
         with (
-            httpx.Client(timeout=10) as http,
+            httpx.Client(timeout=10, verify=SSL_CONTEXT) as http,
             http.stream(
                 "POST", base + "v1/completions", json={"model": "m", "prompt": "x", "stream": True}
             ) as response,

@@ -19,6 +19,7 @@ from getgpt.server.chat.wire import estimate_tokens
 
 from ..support.keystore import make_key, records
 from ..support.openai_upstream import USAGE, ScriptedUpstream
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 from ..support.waiting import wait_until
 
@@ -35,7 +36,7 @@ def _post(url: str, key: str | None, body: bytes, route: str = "v1/chat/completi
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    return httpx.post(url + route, content=body, headers=headers, timeout=10)
+    return httpx.post(url + route, content=body, headers=headers, timeout=10, verify=SSL_CONTEXT)
 
 
 def _chat(model: str, stream: bool) -> bytes:
@@ -57,13 +58,18 @@ def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
         (_chat("tools", True), 403),  # a model the key may not use
         (_chat("error-500", True), 500),  # the upstream refused: nothing reached the client
     ]
-    for body, status in sent:
-        assert _post(url, key, body).status_code == status
-    assert _post(url, None, _chat("text", True)).status_code == 401
-    embedded = _post(url, key, json.dumps({"model": "text", "input": "hi"}).encode(), "v1/embeddings")
-    assert embedded.status_code == 200
+    answers = [_post(url, key, body) for body, _ in sent]
+    assert [answer.status_code for answer in answers] == [status for _, status in sent]
+    answers.append(_post(url, None, _chat("text", True)))
+    assert answers[-1].status_code == 401
+    answers.append(_post(url, key, json.dumps({"model": "text", "input": "hi"}).encode(), "v1/embeddings"))
+    assert answers[-1].status_code == 200
     wait_until(lambda: len(records(target)) == 7, 10)
-    rows = records(target)
+    # Each row found by its request's id, in the order they were sent: a row is added as its
+    # request settles, after its last byte, so one client's next request can settle first (the
+    # 401 is refused at once and was seen ahead of the 500 before it).
+    by_id = {r.request_id: r for r in records(target)}
+    rows = [by_id[answer.headers["x-request-id"]] for answer in answers]
     found = [
         (
             r.key_id,
@@ -92,7 +98,9 @@ def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
     assert all(r.duration_ms >= 0 and r.request_id for r in rows)
     assert rows[0].first_byte_ms is not None and rows[3].first_byte_ms is not None
     spent = sum(r.prompt_tokens + r.completion_tokens for r in rows if r.key_id == kid)
-    usage = httpx.get(url + "v1/usage", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    usage = httpx.get(
+        url + "v1/usage", headers={"Authorization": f"Bearer {key}"}, verify=SSL_CONTEXT
+    ).json()["data"]
     assert [(u["requests"], u["total_tokens"], u["estimated"], u["errors"]) for u in usage] == [
         (6, spent, 1, 2)
     ]

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from getgpt.server import ServerConfig, create_app
 
 from ..support.loopback import LoopbackServer, read_head
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve, wait_until
 
 MODELS = {"object": "list", "data": [{"id": "m-1", "object": "model", "created": 0, "owned_by": "x"}]}
@@ -82,7 +83,7 @@ def test_a_failure_to_list_the_models_is_answered_again_without_asking() -> None
         failing.let_go()
         upstream = f"http://127.0.0.1:{failing.port}/v1"
         with serve(create_app(ServerConfig(backend="openai", upstream=upstream, models_cache_ttl=60))) as url:
-            answers = [httpx.get(url + "v1/models", timeout=10) for _ in range(5)]
+            answers = [httpx.get(url + "v1/models", timeout=10, verify=SSL_CONTEXT) for _ in range(5)]
     assert [answer.status_code for answer in answers] == [500] * 5
     assert {answer.json()["error"]["message"] for answer in answers} == {"the model registry is down"}
     assert failing.asked == 1  # every request asked the failing upstream again

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.chat.request import Chat
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 ORIGIN = "https://chat.example"
@@ -55,11 +56,13 @@ def test_the_chat_endpoints_are_reached_the_same_way_with_or_without_middleware(
     headers = {"Authorization": f"Bearer {KEY}", "Origin": ORIGIN}
     body = {"messages": [{"role": "user", "content": "path"}], "stream": True}
     with serve(app) as url:
-        answer = httpx.post(url + "v1/chat/completions", json=body, headers=headers, timeout=10)
+        answer = httpx.post(
+            url + "v1/chat/completions", json=body, headers=headers, timeout=10, verify=SSL_CONTEXT
+        )
         assert answer.status_code == 200 and '"content":"path"' in answer.text
         assert answer.headers["x-request-id"]
-        health = httpx.get(url + "healthz", headers=headers, timeout=10)
-        wrong_method = httpx.get(url + "v1/chat/completions", headers=headers, timeout=10)
+        health = httpx.get(url + "healthz", headers=headers, timeout=10, verify=SSL_CONTEXT)
+        wrong_method = httpx.get(url + "v1/chat/completions", headers=headers, timeout=10, verify=SSL_CONTEXT)
     assert routed == [False]
     assert health.status_code == 200
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == 405
@@ -75,7 +78,7 @@ def test_the_chat_endpoints_are_reached_the_same_way_with_or_without_middleware(
 def test_middleware_cannot_be_added_once_the_app_has_served() -> None:
     app = create_app(ServerConfig())
     with serve(app) as url:
-        assert httpx.get(url + "healthz", timeout=10).status_code == 200
+        assert httpx.get(url + "healthz", timeout=10, verify=SSL_CONTEXT).status_code == 200
         with pytest.raises(RuntimeError):
             app.add_middleware(Seen, paths=[])
 
@@ -90,7 +93,9 @@ def test_a_bug_in_a_check_costs_one_request_alike_with_or_without_middleware() -
         app.state.request_checks.append(broken)
         with serve(app) as url:
             body = {"messages": [{"role": "user", "content": "x"}]}
-            answer = httpx.post(url + "v1/chat/completions", json=body, headers={"Origin": ORIGIN})
+            answer = httpx.post(
+                url + "v1/chat/completions", json=body, headers={"Origin": ORIGIN}, verify=SSL_CONTEXT
+            )
             assert answer.status_code == 500
             assert answer.json()["error"]["code"] == "internal"
             assert (ORIGIN in answer.headers.get("access-control-allow-origin", "")) == bool(

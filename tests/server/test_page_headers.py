@@ -11,6 +11,7 @@ import pytest
 
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "getgpt" / "web"
@@ -37,7 +38,7 @@ def test_the_page_and_its_files_forbid_framing_and_sniffing(url: str) -> None:
     )
     assert meta is not None
     for path in ("", "static/app.js", "static/style.css"):
-        response = httpx.get(url + path)
+        response = httpx.get(url + path, verify=SSL_CONTEXT)
         assert response.status_code == 200
         headers = response.headers
         policy = _directives(headers["content-security-policy"])
@@ -52,7 +53,7 @@ def test_the_page_and_its_files_forbid_framing_and_sniffing(url: str) -> None:
 
 @pytest.mark.parametrize("path", ["static", "healthz/", "v1/models/"])
 def test_no_redirect_echoes_the_host_header(url: str, path: str) -> None:
-    response = httpx.get(url + path, headers={"Host": "evil.example"})
+    response = httpx.get(url + path, headers={"Host": "evil.example"}, verify=SSL_CONTEXT)
     assert response.status_code == 404
     assert "location" not in response.headers
     assert "evil.example" not in response.text

@@ -29,6 +29,7 @@ from ..support.faults import (
     events,
     response,
 )
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve, wait_until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -36,7 +37,7 @@ CHAT = "/v1/chat/completions"
 
 
 def scrape(url: str) -> Samples:
-    answer = httpx.get(url + "metrics", timeout=10)
+    answer = httpx.get(url + "metrics", timeout=10, verify=SSL_CONTEXT)
     assert answer.status_code == 200
     samples: Samples = {}
     for family in text_string_to_metric_families(answer.text):
@@ -54,23 +55,24 @@ def chat(url: str, text: str, *, stream: bool = True) -> httpx.Response:
         url + CHAT.lstrip("/"),
         json={"messages": [{"role": "user", "content": text}], "stream": stream},
         timeout=10,
+        verify=SSL_CONTEXT,
     )
 
 
 def test_the_renamed_counts_keep_their_old_names_beside_the_new_for_one_release() -> None:
     with serve(create_app(ServerConfig(echo_delay=0.2))) as url:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, verify=SSL_CONTEXT) as client:
             body = {"messages": [{"role": "user", "content": "held open for a while"}], "stream": True}
             with client.stream("POST", url + "v1/chat/completions", json=body) as held:
                 assert held.status_code == 200
-                health = httpx.get(url + "healthz").json()
+                health = httpx.get(url + "healthz", verify=SSL_CONTEXT).json()
                 samples = scrape(url)
                 assert (health["active_slots"], health["active_streams"]) == (1, 1)
                 assert (health["admitted_total"], health["streams_total"]) == (1, 1)
                 assert value(samples, "getgpt_active_slots") == value(samples, "getgpt_active_streams") == 1
                 held.read()
         assert chat(url, "whole", stream=False).status_code == 200
-        health = httpx.get(url + "healthz").json()
+        health = httpx.get(url + "healthz", verify=SSL_CONTEXT).json()
         samples = scrape(url)
     assert (health["active_slots"], health["active_streams"]) == (0, 0)
     assert (health["admitted_total"], health["streams_total"]) == (2, 2)
@@ -135,7 +137,7 @@ def gateway() -> Iterator[tuple[str, Board, Any]]:
 
 def counted(url: str) -> tuple[dict[str, int], dict[str, float]]:
     """``/healthz``'s counts, and ``/metrics``' slot gauge and replies by how they ended."""
-    health = httpx.get(url + "healthz").json()
+    health = httpx.get(url + "healthz", verify=SSL_CONTEXT).json()
     samples = scrape(url)
     seen = {"active": samples[("getgpt_active_slots", ())], "ok": 0.0, "error": 0.0, "gone": 0.0}
     for (name, labels), number in samples.items():
@@ -155,11 +157,14 @@ def agree(health: dict[str, int], seen: dict[str, float]) -> bool:
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(url + path, json=body, timeout=10)
+    return httpx.post(url + path, json=body, timeout=10, verify=SSL_CONTEXT)
 
 
 def leave_after_first_bytes(url: str, path: str, body: dict[str, Any]) -> None:
-    with httpx.Client(timeout=10) as client, client.stream("POST", url + path, json=body) as response:
+    with (
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
+        client.stream("POST", url + path, json=body) as response,
+    ):
         assert response.status_code == 200
         next(response.iter_raw())
     # Leaving the block closed the connection mid-reply.
@@ -177,7 +182,10 @@ def leave_before_any_byte(url: str, path: str, body: dict[str, Any], board: Boar
 
 
 def cut_by_the_drain(url: str, path: str, body: dict[str, Any], app: Any, loops: list[Any]) -> None:
-    with httpx.Client(timeout=10) as client, client.stream("POST", url + path, json=body) as response:
+    with (
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
+        client.stream("POST", url + path, json=body) as response,
+    ):
         assert response.status_code == 200
         raw = response.iter_raw()
         first = next(raw)

@@ -16,6 +16,7 @@ from getgpt.protocol.envelope import encrypt
 from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve
 from ..support.servers import free_port, serve
 from ..support.tattling import Tattler
@@ -50,7 +51,7 @@ def _sealed(model: str) -> dict[str, str]:
 def _exchange(url: str) -> Seen:
     """Every way an upstream's error reaches a client, through the gateway at ``url``."""
     seen: list[tuple[str, int, str]] = []
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with httpx.Client(base_url=url, timeout=10, verify=SSL_CONTEXT) as client:
 
         def keep(what: str, answer: httpx.Response) -> httpx.Response:
             headers = "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
@@ -131,7 +132,9 @@ def test_a_password_in_the_upstreams_url_is_in_no_log_line_of_getgpt_serve() -> 
     upstream = f"http://{USER}:{PASSWORD}@127.0.0.1:{closed}/v1"
     with getgpt_serve("--backend", "openai", "--upstream", upstream, "--log-level", "debug") as server:
         answer = httpx.post(
-            server.url + "v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+            server.url + "v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "x"}]},
+            verify=SSL_CONTEXT,
         )
         assert answer.status_code == 502
         _assert_clean(answer.text, closed)

@@ -28,6 +28,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.admission import security
 
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve
 from ..support.servers import health, serve, wait_until
 
@@ -81,7 +82,7 @@ def keyed() -> Iterator[str]:
 def test_chat_without_a_valid_key_is_401(keyed: str, authorization: str | None, code: str) -> None:
     headers = {"authorization": authorization} if authorization is not None else {}
     for path in ("api/chat/stream", "v1/chat/completions"):
-        response = httpx.post(keyed + path, json=body(), headers=headers)
+        response = httpx.post(keyed + path, json=body(), headers=headers, verify=SSL_CONTEXT)
         assert_error(response, 401, code)
         assert response.headers["www-authenticate"] == "Bearer"
         assert "key-one" not in response.text
@@ -107,24 +108,32 @@ def test_either_key_is_accepted_by_the_client_and_the_openai_sdk(keyed: str) -> 
 def test_a_refused_key_costs_no_body_read(keyed: str) -> None:
     # The key is checked before the body is read: a large body gets 401, not 413.
     response = httpx.post(
-        keyed + "api/chat/stream", content=b"x" * (2 << 20), headers={"content-type": "application/json"}
+        keyed + "api/chat/stream",
+        content=b"x" * (2 << 20),
+        headers={"content-type": "application/json"},
+        verify=SSL_CONTEXT,
     )
     assert_error(response, 401, "missing_api_key")
 
 
 def test_health_stays_open(keyed: str) -> None:
-    assert httpx.get(keyed + "healthz").json()["status"] == "ok"
+    assert httpx.get(keyed + "healthz", verify=SSL_CONTEXT).json()["status"] == "ok"
 
 
 def test_the_model_list_takes_the_key_like_the_chat_routes(keyed: str) -> None:
     # It used to stay open: with the openai backend, anyone made the server call its upstream.
     for path in ("v1/models", "v1/models/gpt-3.5-turbo"):
-        refused = httpx.get(keyed + path)
+        refused = httpx.get(keyed + path, verify=SSL_CONTEXT)
         assert_error(refused, 401, "missing_api_key")
         assert refused.headers["www-authenticate"] == "Bearer"
-        wrong = httpx.get(keyed + path, headers={"authorization": "Bearer nope"})
+        wrong = httpx.get(keyed + path, headers={"authorization": "Bearer nope"}, verify=SSL_CONTEXT)
         assert_error(wrong, 401, "invalid_api_key")
-        assert httpx.get(keyed + path, headers={"authorization": "Bearer key-two"}).status_code == 200
+        assert (
+            httpx.get(
+                keyed + path, headers={"authorization": "Bearer key-two"}, verify=SSL_CONTEXT
+            ).status_code
+            == 200
+        )
     with openai.OpenAI(base_url=keyed + "v1", api_key="key-one", max_retries=0) as sdk:
         assert [model.id for model in sdk.models.list()] == ["gpt-3.5-turbo"]
 
@@ -132,13 +141,16 @@ def test_the_model_list_takes_the_key_like_the_chat_routes(keyed: str) -> None:
 def test_the_model_list_spends_the_rate_limit_of_the_chat_routes(frozen_limiter: FakeClock) -> None:
     config = ServerConfig(rate_limit=60, rate_burst=2)
     with serve(create_app(config)) as url:
-        assert httpx.get(url + "v1/models").status_code == 200
-        assert httpx.post(url + "v1/chat/completions", json={"messages": HI}).status_code == 200
+        assert httpx.get(url + "v1/models", verify=SSL_CONTEXT).status_code == 200
+        assert (
+            httpx.post(url + "v1/chat/completions", json={"messages": HI}, verify=SSL_CONTEXT).status_code
+            == 200
+        )
         for path in ("v1/models", "v1/models/gpt-3.5-turbo"):
-            refused = httpx.get(url + path)
+            refused = httpx.get(url + path, verify=SSL_CONTEXT)
             assert_error(refused, 429, "rate_limit_exceeded")
             assert refused.headers["retry-after"] == "1"
-        assert httpx.get(url + "healthz").status_code == 200  # health is never limited
+        assert httpx.get(url + "healthz", verify=SSL_CONTEXT).status_code == 200  # health is never limited
 
 
 def test_keys_come_from_the_environment_and_stay_out_of_repr() -> None:
@@ -177,10 +189,13 @@ PREFLIGHT = {
 
 def test_cors_is_off_by_default() -> None:
     with serve(create_app(ServerConfig())) as url:
-        preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT)
+        preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT, verify=SSL_CONTEXT)
         assert "access-control-allow-origin" not in preflight.headers
         response = httpx.post(
-            url + "api/chat/stream", json=body(), headers={"origin": "https://chat.example"}
+            url + "api/chat/stream",
+            json=body(),
+            headers={"origin": "https://chat.example"},
+            verify=SSL_CONTEXT,
         )
         assert response.status_code == 200
         assert not any(name.startswith("access-control-") for name in response.headers)
@@ -189,27 +204,41 @@ def test_cors_is_off_by_default() -> None:
 def test_cors_allows_only_the_configured_origins() -> None:
     config = ServerConfig(cors_origins=("https://chat.example",), api_keys=("k",))
     with serve(create_app(config)) as url:
-        preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT)
+        preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT, verify=SSL_CONTEXT)
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://chat.example"
         assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
         assert "POST" in preflight.headers["access-control-allow-methods"]
 
         other = httpx.options(
-            url + "api/chat/stream", headers={**PREFLIGHT, "origin": "https://evil.example"}
+            url + "api/chat/stream",
+            headers={**PREFLIGHT, "origin": "https://evil.example"},
+            verify=SSL_CONTEXT,
         )
         assert "access-control-allow-origin" not in other.headers
 
         headers = {"origin": "https://chat.example", "authorization": "Bearer k"}
-        with httpx.stream("POST", url + "api/chat/stream", json=body("cors"), headers=headers) as response:
+        with httpx.stream(
+            "POST", url + "api/chat/stream", json=body("cors"), headers=headers, verify=SSL_CONTEXT
+        ) as response:
             assert response.headers["access-control-allow-origin"] == "https://chat.example"
             text = response.read().decode()
         assert '"content":"cors"' in text and text.endswith("data: [DONE]\n\n")
         # A refusal is readable by the allowed page too, so it can show why.
-        refused = httpx.post(url + "api/chat/stream", json=body(), headers={"origin": "https://chat.example"})
+        refused = httpx.post(
+            url + "api/chat/stream",
+            json=body(),
+            headers={"origin": "https://chat.example"},
+            verify=SSL_CONTEXT,
+        )
         assert_error(refused, 401, "missing_api_key")
         assert refused.headers["access-control-allow-origin"] == "https://chat.example"
-        evil = httpx.post(url + "api/chat/stream", json=body(), headers={"origin": "https://evil.example"})
+        evil = httpx.post(
+            url + "api/chat/stream",
+            json=body(),
+            headers={"origin": "https://evil.example"},
+            verify=SSL_CONTEXT,
+        )
         assert "access-control-allow-origin" not in evil.headers
 
 
@@ -251,13 +280,21 @@ def test_rate_limit_per_key_is_429_with_retry_after(frozen_limiter: FakeClock) -
     with serve(create_app(config)) as url:
         key_a, key_b = {"authorization": "Bearer a"}, {"authorization": "Bearer b"}
         for _ in range(2):
-            assert httpx.post(url + "api/chat/stream", json=body(), headers=key_a).status_code == 200
-        refused = httpx.post(url + "api/chat/stream", json=body(), headers=key_a)
+            assert (
+                httpx.post(
+                    url + "api/chat/stream", json=body(), headers=key_a, verify=SSL_CONTEXT
+                ).status_code
+                == 200
+            )
+        refused = httpx.post(url + "api/chat/stream", json=body(), headers=key_a, verify=SSL_CONTEXT)
         error = assert_error(refused, 429, "rate_limit_exceeded")
         assert error["type"] == "rate_limit_error"
         assert refused.headers["retry-after"] == "1"
         # The other key has its own bucket.
-        assert httpx.post(url + "api/chat/stream", json=body(), headers=key_b).status_code == 200
+        assert (
+            httpx.post(url + "api/chat/stream", json=body(), headers=key_b, verify=SSL_CONTEXT).status_code
+            == 200
+        )
         # The client reads it as a typed error with the wait.
         with (
             getgpt.Client(url, headers=key_a, max_retries=0) as client,
@@ -272,12 +309,16 @@ def test_guessing_keys_is_rate_limited_by_address(frozen_limiter: FakeClock) -> 
     with serve(create_app(config), proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
         guess = {"authorization": "Bearer guess", "x-forwarded-for": "198.51.100.7"}
         statuses = [
-            httpx.post(url + "api/chat/stream", json=body(), headers=guess).status_code for _ in range(3)
+            httpx.post(url + "api/chat/stream", json=body(), headers=guess, verify=SSL_CONTEXT).status_code
+            for _ in range(3)
         ]
         assert statuses == [401, 401, 429]
         # The right key has its own bucket, whatever its address spent on guesses.
         right = {"authorization": "Bearer right", "x-forwarded-for": "198.51.100.7"}
-        assert httpx.post(url + "api/chat/stream", json=body(), headers=right).status_code == 200
+        assert (
+            httpx.post(url + "api/chat/stream", json=body(), headers=right, verify=SSL_CONTEXT).status_code
+            == 200
+        )
 
 
 def test_rate_limit_per_ip_and_the_client_waits_as_told(
@@ -300,19 +341,32 @@ def test_rate_limit_per_ip_and_the_client_waits_as_told(
     app = create_app(ServerConfig(rate_limit=60, rate_burst=1))
     with serve(app, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
         first = {"x-forwarded-for": "203.0.113.1"}
-        assert httpx.post(url + "api/chat/stream", json=body(), headers=first).status_code == 200
+        assert (
+            httpx.post(url + "api/chat/stream", json=body(), headers=first, verify=SSL_CONTEXT).status_code
+            == 200
+        )
         assert_error(
-            httpx.post(url + "api/chat/stream", json=body(), headers=first), 429, "rate_limit_exceeded"
+            httpx.post(url + "api/chat/stream", json=body(), headers=first, verify=SSL_CONTEXT),
+            429,
+            "rate_limit_exceeded",
         )
         second = {"x-forwarded-for": "203.0.113.2"}
-        assert httpx.post(url + "api/chat/stream", json=body(), headers=second).status_code == 200
+        assert (
+            httpx.post(url + "api/chat/stream", json=body(), headers=second, verify=SSL_CONTEXT).status_code
+            == 200
+        )
         # One a second: 0.9 s on, still none; a second on, the bucket has a token again.
         clock.now += 0.9
         assert_error(
-            httpx.post(url + "api/chat/stream", json=body(), headers=first), 429, "rate_limit_exceeded"
+            httpx.post(url + "api/chat/stream", json=body(), headers=first, verify=SSL_CONTEXT),
+            429,
+            "rate_limit_exceeded",
         )
         clock.now += 0.1
-        assert httpx.post(url + "api/chat/stream", json=body(), headers=first).status_code == 200
+        assert (
+            httpx.post(url + "api/chat/stream", json=body(), headers=first, verify=SSL_CONTEXT).status_code
+            == 200
+        )
         # The client, told Retry-After: 1, waits a second and gets through on its retry.
         with getgpt.Client(url, headers=first, max_retries=1) as client:
             clock.now += 1.0
@@ -342,15 +396,20 @@ def test_replay_guard_with_a_clock() -> None:
 def test_a_replayed_request_is_409_and_a_new_uuid_is_fine() -> None:
     with serve(create_app(ServerConfig(replay_window=60))) as url:
         sealed = body(uuid="request-1")
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
-        replay = httpx.post(url + "api/chat/stream", json=sealed)
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 200
+        replay = httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT)
         error = assert_error(replay, 409, "replayed_request")
         assert "request-1" in error["message"]
         # Re-sealing the same request (new key, same uuid) is the same request.
         assert_error(
-            httpx.post(url + "api/chat/stream", json=body(uuid="request-1")), 409, "replayed_request"
+            httpx.post(url + "api/chat/stream", json=body(uuid="request-1"), verify=SSL_CONTEXT),
+            409,
+            "replayed_request",
         )
-        assert httpx.post(url + "api/chat/stream", json=body(uuid="request-2")).status_code == 200
+        assert (
+            httpx.post(url + "api/chat/stream", json=body(uuid="request-2"), verify=SSL_CONTEXT).status_code
+            == 200
+        )
         with getgpt.Client(url) as client:  # fresh uuids every time
             assert [client.complete(HI) for _ in range(3)] == ["hi"] * 3
 
@@ -363,11 +422,15 @@ def test_a_request_refused_before_its_reply_may_be_sent_again() -> None:
         held = client.stream([{"role": "user", "content": "x" * 100}])
         assert next(held) == "x"
         sealed = body(uuid="retry-me")
-        assert_error(httpx.post(url + "api/chat/stream", json=sealed), 503, "too_many_streams")
+        assert_error(
+            httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT), 503, "too_many_streams"
+        )
         held.close()
         wait_until(lambda: health(url)["active_streams"] == 0, what="the held stream's slot freed")
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
-        assert_error(httpx.post(url + "api/chat/stream", json=sealed), 409, "replayed_request")
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 200
+        assert_error(
+            httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT), 409, "replayed_request"
+        )
 
 
 def test_requests_that_carry_no_uuid_spend_no_room_in_the_replay_guard(
@@ -376,7 +439,10 @@ def test_requests_that_carry_no_uuid_spend_no_room_in_the_replay_guard(
     # Every /v1 request (which has no uuid) used to take a slot of the table, so enough of them
     # flushed it and a captured GetGpt request replayed with 200. The table's bound, made small:
     monkeypatch.setattr(security.ReplayGuard, "MAX_ENTRIES", 40)
-    with serve(create_app(ServerConfig(replay_window=600))) as url, httpx.Client(base_url=url) as client:
+    with (
+        serve(create_app(ServerConfig(replay_window=600))) as url,
+        httpx.Client(base_url=url, verify=SSL_CONTEXT) as client,
+    ):
         captured = body(uuid="captured-1")
         assert client.post("api/chat/stream", json=captured).status_code == 200
         no_uuid = {"signature": encrypt(json.dumps({"messages": HI}))}
@@ -395,12 +461,12 @@ def test_the_replay_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(security, "ReplayGuard", functools.partial(security.ReplayGuard, clock=clock))
     with serve(create_app(ServerConfig(replay_window=0.3))) as url:
         sealed = body(uuid="short-lived")
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 409
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 200
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 409
         clock.now += 0.29
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 409
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 409
         clock.now += 0.02
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 200
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 200
 
 
 # --------------------------------------------------------------------------- logs
@@ -415,12 +481,28 @@ def test_message_text_is_never_logged_at_info_or_above(caplog: pytest.LogCapture
             assert client.complete([{"role": "user", "content": SECRET_TEXT}], stream=False) == SECRET_TEXT
         # Refused requests that carry the text: an invalid role, a field the echo backend does not know.
         invalid = json.dumps({"messages": [{"role": "robot", "content": SECRET_TEXT}]}, ensure_ascii=False)
-        assert httpx.post(url + "api/chat/stream", json={"signature": encrypt(invalid)}).status_code == 400
+        assert (
+            httpx.post(
+                url + "api/chat/stream", json={"signature": encrypt(invalid)}, verify=SSL_CONTEXT
+            ).status_code
+            == 400
+        )
         extra = json.dumps({"messages": [{"role": "user", "content": SECRET_TEXT}], "x": SECRET_TEXT})
-        assert httpx.post(url + "api/chat/stream", json={"signature": encrypt(extra)}).status_code == 400
-        httpx.post(url + "v1/chat/completions", json={"messages": [{"role": "user", "content": SECRET_TEXT}]})
+        assert (
+            httpx.post(
+                url + "api/chat/stream", json={"signature": encrypt(extra)}, verify=SSL_CONTEXT
+            ).status_code
+            == 400
+        )
         httpx.post(
-            url + "v1/chat/completions", json={"messages": [{"role": "robot", "content": SECRET_TEXT}]}
+            url + "v1/chat/completions",
+            json={"messages": [{"role": "user", "content": SECRET_TEXT}]},
+            verify=SSL_CONTEXT,
+        )
+        httpx.post(
+            url + "v1/chat/completions",
+            json={"messages": [{"role": "robot", "content": SECRET_TEXT}]},
+            verify=SSL_CONTEXT,
         )
     assert caplog.records, "the server logged nothing at all: the test would prove nothing"
     loud = [r for r in caplog.records if r.levelno >= logging.INFO]
@@ -440,10 +522,16 @@ def test_getgpt_serve_logs_no_message_text_at_debug_level() -> None:
         with getgpt.Client(url, headers=key, max_retries=0) as client:
             assert client.complete([{"role": "user", "content": SECRET_TEXT}]) == SECRET_TEXT
         sealed = body(SECRET_TEXT, uuid="cli-replay")
-        assert httpx.post(url + "api/chat/stream", json=sealed, headers=key).status_code == 200
-        assert httpx.post(url + "api/chat/stream", json=sealed, headers=key).status_code == 409
-        assert httpx.post(url + "api/chat/stream", json=sealed).status_code == 401
-        preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT)
+        assert (
+            httpx.post(url + "api/chat/stream", json=sealed, headers=key, verify=SSL_CONTEXT).status_code
+            == 200
+        )
+        assert (
+            httpx.post(url + "api/chat/stream", json=sealed, headers=key, verify=SSL_CONTEXT).status_code
+            == 409
+        )
+        assert httpx.post(url + "api/chat/stream", json=sealed, verify=SSL_CONTEXT).status_code == 401
+        preflight = httpx.options(url + "api/chat/stream", headers=PREFLIGHT, verify=SSL_CONTEXT)
         assert preflight.headers["access-control-allow-origin"] == "https://chat.example"
         log = server.stop()  # all it printed, its shutdown included
     assert "POST /api/chat/stream" in log  # the access log ran, at INFO
@@ -513,5 +601,5 @@ def test_client_accepts_the_certificate_only_when_told(tls_url: str) -> None:
 def test_server_backends_verify_their_upstream_tls(tls_url: str, backend: str) -> None:
     upstream = tls_url + "v1" if backend == "openai" else tls_url
     with serve(create_app(ServerConfig(backend=backend, upstream=upstream))) as url:
-        response = httpx.post(url + "api/chat/stream", json=body())
+        response = httpx.post(url + "api/chat/stream", json=body(), verify=SSL_CONTEXT)
     assert_error(response, 502, "upstream_unreachable")

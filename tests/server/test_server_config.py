@@ -13,6 +13,7 @@ import getgpt
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.config import add_flags, from_flags
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 
@@ -76,15 +77,17 @@ def test_chat_endpoints_go_through_added_middleware() -> None:
             url + "v1/chat/completions",
             json={"messages": [{"role": "user", "content": "x"}]},
             headers={"Origin": "http://example.test"},
+            verify=SSL_CONTEXT,
         )
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == "http://example.test"
         preflight = httpx.options(
             url + "api/chat/stream",
             headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"},
+            verify=SSL_CONTEXT,
         )
         assert preflight.status_code == 200
-        assert httpx.get(url + "healthz").json()["active_streams"] == 0
+        assert httpx.get(url + "healthz", verify=SSL_CONTEXT).json()["active_streams"] == 0
 
 
 def _serve_parser() -> argparse.ArgumentParser:

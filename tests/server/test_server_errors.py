@@ -25,6 +25,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ApiError, ServerConfig, create_app
 from getgpt.server.chat.request import Chat
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import health, serve, wait_until
 
 HI = [{"role": "user", "content": "hi"}]
@@ -55,7 +56,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 
 # One client for the module: a new httpx client per request costs far more than the request.
-_http = httpx.Client(timeout=10)
+_http = httpx.Client(timeout=10, verify=SSL_CONTEXT)
 
 
 def post(url: str, **kwargs: Any) -> httpx.Response:
@@ -172,7 +173,7 @@ def test_error_after_the_stream_started_is_an_event_then_done(how: str, backend:
         with getgpt.Client(base, max_retries=0) as client, pytest.raises(getgpt.RemoteError) as caught:
             client.complete(HI)
         assert caught.value.partial == "part one, part two"
-        assert httpx.get(base + "healthz").json()["failed_total"] == 2
+        assert httpx.get(base + "healthz", verify=SSL_CONTEXT).json()["failed_total"] == 2
 
 
 def test_upstream_status_error_before_the_stream_keeps_its_status_and_body() -> None:
@@ -184,7 +185,7 @@ def test_upstream_status_error_before_the_stream_keeps_its_status_and_body() -> 
         assert response.status_code == 500
         assert response.headers["content-type"] == "application/json"
         assert response.content == b'{"error":{"message":"model overloaded","type":"x"}}'
-        assert httpx.get(base + "healthz").json()["failed_total"] == 1
+        assert httpx.get(base + "healthz", verify=SSL_CONTEXT).json()["failed_total"] == 1
 
 
 def test_unreachable_upstream_is_502() -> None:
@@ -203,7 +204,7 @@ def test_many_bad_requests_in_parallel_leave_the_server_well() -> None:
     with serve(create_app(ServerConfig())) as base:
 
         def hammer() -> None:
-            with httpx.Client() as http:
+            with httpx.Client(verify=SSL_CONTEXT) as http:
                 for i in range(30):
                     http.post(base + "api/chat/stream", json={"signature": "ab" * (i + 1)})
 
@@ -212,7 +213,7 @@ def test_many_bad_requests_in_parallel_leave_the_server_well() -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        health = httpx.get(base + "healthz").json()
+        health = httpx.get(base + "healthz", verify=SSL_CONTEXT).json()
         assert health["rejected_total"] == 120
         assert health["active_streams"] == 0
 

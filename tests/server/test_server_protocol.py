@@ -18,6 +18,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.app import WEB_DIR
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 TEXTS = [
@@ -95,7 +96,7 @@ def test_stream_false_answers_one_json_completion(url: str) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 2  # 8 characters, about 4 a token
 
     signature = encrypt(encode(build_request(user("whole"), stream=False)).decode())
-    response = httpx.post(url + "api/chat/stream", json={"signature": signature})
+    response = httpx.post(url + "api/chat/stream", json={"signature": signature}, verify=SSL_CONTEXT)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     body = response.json()
@@ -127,7 +128,7 @@ def test_seed_style_client_interoperates(url: str, text: str) -> None:
 
 def test_wire_format_of_the_stream(url: str) -> None:
     signature = encrypt(encode(build_request(user("abcdefg"))).decode())
-    response = httpx.post(url + "api/chat/stream", json={"signature": signature})
+    response = httpx.post(url + "api/chat/stream", json={"signature": signature}, verify=SSL_CONTEXT)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     blocks = response.text.split("\n\n")
@@ -142,14 +143,14 @@ def test_wire_format_of_the_stream(url: str) -> None:
 
 
 def test_healthz_models_and_web_page(url: str) -> None:
-    health = httpx.get(url + "healthz").json()
+    health = httpx.get(url + "healthz", verify=SSL_CONTEXT).json()
     assert health["status"] == "ok"
     assert health["active_streams"] == 0
     assert health["backend"] == "echo"
-    models = httpx.get(url + "v1/models").json()
+    models = httpx.get(url + "v1/models", verify=SSL_CONTEXT).json()
     assert models["object"] == "list"
     assert [m["id"] for m in models["data"]] == ["gpt-3.5-turbo"]
-    page = httpx.get(url)
+    page = httpx.get(url, verify=SSL_CONTEXT)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     if (WEB_DIR / "index.html").is_file():
@@ -161,11 +162,11 @@ def test_healthz_models_and_web_page(url: str) -> None:
 def test_static_files_come_from_the_web_directory(url: str) -> None:
     files = sorted(p for p in WEB_DIR.iterdir() if p.is_file()) if WEB_DIR.is_dir() else []
     for path in files:
-        response = httpx.get(url + "static/" + path.name)
+        response = httpx.get(url + "static/" + path.name, verify=SSL_CONTEXT)
         assert response.status_code == 200, path.name
         assert response.content == path.read_bytes()
-    assert httpx.get(url + "static/no-such-file.js").status_code == 404
-    assert httpx.get(url + "static/../server/app.py").status_code == 404
+    assert httpx.get(url + "static/no-such-file.js", verify=SSL_CONTEXT).status_code == 404
+    assert httpx.get(url + "static/../server/app.py", verify=SSL_CONTEXT).status_code == 404
 
 
 def test_echo_delay_spaces_the_pieces() -> None:
@@ -198,7 +199,7 @@ def test_chunk_writer_output_is_what_a_json_encoder_gives() -> None:
 
 
 def test_openapi_document_describes_every_route(url: str) -> None:
-    document = httpx.get(url + "openapi.json").json()
+    document = httpx.get(url + "openapi.json", verify=SSL_CONTEXT).json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {
         "/api/chat/stream",
@@ -221,15 +222,15 @@ def test_openapi_document_describes_every_route(url: str) -> None:
     temperature = schemas["OpenAIChatRequest"]["properties"]["temperature"]
     assert (temperature["minimum"], temperature["maximum"]) == (0, 2)
     body = {"messages": [{"role": "user", "content": "x"}], "temperature": 2.01}
-    assert httpx.post(url + "v1/chat/completions", json=body).status_code == 400
+    assert httpx.post(url + "v1/chat/completions", json=body, verify=SSL_CONTEXT).status_code == 400
     body["temperature"] = 2
-    assert httpx.post(url + "v1/chat/completions", json=body).status_code == 200
+    assert httpx.post(url + "v1/chat/completions", json=body, verify=SSL_CONTEXT).status_code == 200
 
 
 def test_slot_is_free_as_soon_as_the_reply_has_been_read(url: str) -> None:
     # The slot is released before the reply's last bytes go out, so no client can see its own
     # finished request still counted, whatever the scheduling.
-    with getgpt.Client(url) as client, httpx.Client() as http:
+    with getgpt.Client(url) as client, httpx.Client(verify=SSL_CONTEXT) as http:
         for i in range(20):
             assert client.complete(user(f"n{i}"), stream=bool(i % 2)) == f"n{i}"
             assert http.get(url + "healthz").json()["active_streams"] == 0

@@ -13,11 +13,12 @@ import pytest
 
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import free_port, serve
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "through the proxy"}]}
 # The test's own requests must not read the proxy variables the tests set for the gateway.
-_http = httpx.Client(trust_env=False, timeout=10)
+_http = httpx.Client(trust_env=False, timeout=10, verify=SSL_CONTEXT)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from getgpt.server import ServerConfig, create_app
 from getgpt.server.upstreams.statuses import refused_status
 
 from ..support.faults import FaultUpstream, answer, response
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 STATUSES = [204, 205, 304, 600, 999]
@@ -35,7 +36,9 @@ def gateway(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
 
 
 def _one_connection() -> httpx.Client:
-    return httpx.Client(timeout=10, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+    return httpx.Client(
+        timeout=10, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), verify=SSL_CONTEXT
+    )
 
 
 def test_each_route_answers_502_and_the_next_request_on_the_connection_works(

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .processes import SRC, stop
+from .processes import SRC, SSL_CONTEXT, stop
 from .servers import free_port
 from .waiting import wait_until
 
@@ -29,7 +29,7 @@ __all__ = ["FleetUpstream", "fleet", "metric", "toml_value", "upstream_state", "
 
 SCRIPT = Path(__file__).resolve().parent / "fleet_upstream.py"
 # One client for the control calls: a fresh one per call would cost more than the call.
-_http = httpx.Client(timeout=10)
+_http = httpx.Client(timeout=10, verify=SSL_CONTEXT)
 
 
 class FleetUpstream:

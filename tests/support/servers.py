@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from .processes import SSL_CONTEXT
 from .waiting import wait_until
 
 __all__ = ["free_port", "health", "serve", "wait_until"]
@@ -57,7 +58,7 @@ def serve(app: Any, **options: Any) -> Iterator[str]:
 
 
 # One client for polling: a fresh httpx client per poll would cost more than the poll itself.
-_http = httpx.Client(timeout=10)
+_http = httpx.Client(timeout=10, verify=SSL_CONTEXT)
 
 
 def health(url: str) -> dict[str, int]:
