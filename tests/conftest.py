@@ -33,6 +33,7 @@ from getgpt._transports.http11.pool import Pool
 from getgpt.server import ServerConfig, create_app
 
 from .support.openai_upstream import ScriptedUpstream
+from .support.processes import SSL_CONTEXT
 from .support.scripted import Live
 from .support.servers import serve
 from .support.services import Postgres
@@ -116,7 +117,9 @@ def via(request: pytest.FixtureRequest) -> Any:
         if request.param == "httpx":
             timeout = options.get("timeout", getgpt.DEFAULT_TIMEOUT)
             asynchronous = issubclass(kind, getgpt.AsyncClient)
-            options["http_client"] = (httpx.AsyncClient if asynchronous else httpx.Client)(timeout=timeout)
+            options["http_client"] = (httpx.AsyncClient if asynchronous else httpx.Client)(
+                timeout=timeout, verify=SSL_CONTEXT
+            )
         lean = choose.transport(url, {}, timeouts=Timeouts())
         assert isinstance(lean, Pool)  # the URL itself never forces httpx here
         lean.close()
