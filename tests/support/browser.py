@@ -294,6 +294,17 @@ def current_messages(page: Page) -> list[dict[str, Any]]:
     return messages
 
 
+def hold_undo(page: Page) -> None:
+    """A deletion's undo toast stays up until the test moves on (the page's ``timing.undoMs``).
+
+    It goes after six seconds of the page's timers, and a loaded machine can take longer than that
+    between the deletion and the look a test takes at it (an audit, a screenshot, a click on Undo):
+    in a run with two Chromiums a test once missed its toast. The six seconds themselves are
+    tested on a clock the test moves (test_page_actions.py).
+    """
+    page.evaluate("() => { window.getgpt.timing.undoMs = 3_600_000; }")
+
+
 def settled(page: Page) -> None:
     """Until what appears has finished appearing (the toast slides in): every running animation
     that ends; one that repeats for ever (a spinner) is left running."""

@@ -17,6 +17,7 @@ from ..support.browser import (
     Scripted,
     close_settings,
     current_messages,
+    hold_undo,
     open_page,
     open_settings,
     open_view,
@@ -83,9 +84,11 @@ def test_axe_finds_no_violation_in_any_state(
     if size == "phone":
         page.click("#open-sidebar")
         page.wait_for_selector("#new-chat", state="visible")
+    hold_undo(page)
     page.click(".conversation-delete")
     page.wait_for_selector("#toast", state="visible")
     assert violations(page) == [], "a deletion that can be undone"
+    assert page.is_visible("#toast")  # what was audited
     page.context.close()
 
 

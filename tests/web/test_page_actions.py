@@ -21,6 +21,7 @@ from ..support.browser import (
     Scripted,
     close_settings,
     current_messages,
+    hold_undo,
     open_menu,
     open_page,
     open_settings,
@@ -117,6 +118,7 @@ def test_a_newer_deletion_makes_the_older_one_final(
         page.click("#new-chat")
         send(page, text)
         wait_replies(page, 1)
+    hold_undo(page)
     page.click("[aria-label='Delete conversation: three']")
     page.click("[aria-label='Delete conversation: two']")
     assert page.inner_text("#toast-text") == "Deleted “two”."

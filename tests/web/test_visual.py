@@ -18,6 +18,7 @@ from ..support.browser import (
     VIEW_IDS,
     VIEWS,
     close_settings,
+    hold_undo,
     open_menu,
     open_settings,
     open_view,
@@ -104,6 +105,7 @@ def test_every_state_looks_as_reviewed(
     send(page, TEXTS[locale]["other"])
     wait_replies(page, 1)
     open_menu(page)
+    hold_undo(page)
     page.click(".conversation-delete >> nth=0")
     page.wait_for_selector("#toast", state="visible")
     failures.append(screenshot_check(page, f"{name}-undo"))
