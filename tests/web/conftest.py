@@ -27,8 +27,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
         pyfuncitem.obj = test
 
 
-# One browser for the whole run (per xdist worker), shared by every module: playwright's sync API
-# cannot run twice at once in one thread, so no test module starts one of its own.
+# One browser for each process that runs page tests (each xdist worker that takes one of their
+# GROUPS starts its own), shared by every module there: playwright's sync API cannot run twice at
+# once in one thread, so no test module starts one of its own.
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with launched_chromium() as chromium:
