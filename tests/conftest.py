@@ -63,21 +63,21 @@ WORKERS = 3
 #: took 180 s in one Chromium against 319 s spread over three, ungrouped; four workers gave 307 s
 #: against 321 s, within the noise.)
 #:
-#: The page's tests are three groups of about a third of their time each (165 s on one worker in
-#: all), so no one worker carries them all: each worker that runs one starts its own Chromium (the
-#: session's browser fixture is per worker process) and its own servers (module fixtures). A run
-#: with two Chromiums once missed an undo toast that a loaded machine let expire: the tests that
-#: look at it now hold it up (support/browser.py's hold_undo).
+#: The page's tests are three groups of about a third of their time each (144 s on one worker in
+#: all, at load 7), so no one worker carries them all: each worker that runs one starts its own
+#: Chromium (the session's browser fixture is per worker process) and its own servers (module
+#: fixtures). A run with two Chromiums once missed an undo toast that a loaded machine let expire:
+#: the tests that look at it now hold it up (support/browser.py's hold_undo).
 GROUPS = {
-    # Every view audited, the keyboard's tour, both languages' words, the key's usage: ~53 s.
+    # Every view audited, the keyboard's tour; keys, models, import and export: ~50 s.
     "web/test_accessibility.py": "browser-audit",
-    "web/test_languages.py": "browser-audit",
+    "web/test_page_features.py": "browser-audit",
     "web/test_page_usage.py": "browser-audit",
     "web/test_page_framing.py": "browser-audit",
-    # Every view's screenshots against the baselines, and how it fits: ~55 s.
+    # Every view's screenshots against the baselines, and how each fits: ~47 s.
     "web/test_visual.py": "browser-look",
     "web/test_page_look.py": "browser-look",
-    # What the page does (test_web, test_page_actions, test_page_features): ~58 s.
+    # The rest -- test_web, test_page_actions, test_languages: ~47 s.
     "web/": "browser",
     "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
     "chaos/": "chaos",  # attacks on a server, each given the machine to itself (one at a time)
