@@ -61,10 +61,25 @@ TESTS = Path(__file__).resolve().parent
 WORKERS = 3
 #: Paths (under tests/) whose tests run on one worker: what they share starts once there; the
 #: first match wins. (Measured with the groups applied -- see the hook below: the page's tests
-#: take 180 s in one Chromium against 319 s spread over three; four workers gave 307 s against 321 s,
-#: within the noise, and in a run with two Chromiums a page test once missed its toast.)
+#: took 180 s in one Chromium against 319 s spread over three, ungrouped; four workers gave 307 s
+#: against 321 s, within the noise.)
+#:
+#: The page's tests are three groups of about a third of their time each (144 s on one worker in
+#: all, at load 7), so no one worker carries them all: each worker that runs one starts its own
+#: Chromium (the session's browser fixture is per worker process) and its own servers (module
+#: fixtures). A run with two Chromiums once missed an undo toast that a loaded machine let expire:
+#: the tests that look at it now hold it up (support/browser.py's hold_undo).
 GROUPS = {
-    "web/": "browser",  # one Chromium (the session's browser fixture)
+    # Every view audited, the keyboard's tour; keys, models, import and export: ~50 s.
+    "web/test_accessibility.py": "browser-audit",
+    "web/test_page_features.py": "browser-audit",
+    "web/test_page_usage.py": "browser-audit",
+    "web/test_page_framing.py": "browser-audit",
+    # Every view's screenshots against the baselines, and how each fits: ~47 s.
+    "web/test_visual.py": "browser-look",
+    "web/test_page_look.py": "browser-look",
+    # The rest -- test_web, test_page_actions, test_languages: ~47 s.
+    "web/": "browser",
     "integrations/test_litellm_proxy.py": "litellm-proxy",  # the proxy takes seconds to start
     "chaos/": "chaos",  # attacks on a server, each given the machine to itself (one at a time)
     # What imports LiteLLM (4.3 s of CPU; support/lazy.py keeps it out of collection): one worker.

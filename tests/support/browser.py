@@ -68,6 +68,14 @@ VIEWS = [
     (size, locale, scheme) for size in SIZES for locale in ("en-US", "ru-RU") for scheme in ("light", "dark")
 ]
 VIEW_IDS = [f"{size}-{locale[:2]}-{scheme}" for size, locale, scheme in VIEWS]
+# The same views, a page for each size and language, seen in both colour schemes (each_scheme):
+# English opened in the light one, Russian in the dark one, so a page is opened in either.
+PAGE_VIEWS = [
+    (size, locale, "light" if locale == "en-US" else "dark")
+    for size in SIZES
+    for locale in ("en-US", "ru-RU")
+]
+PAGE_VIEW_IDS = [f"{size}-{locale[:2]}" for size, locale, _ in PAGE_VIEWS]
 
 
 def open_view(
@@ -83,6 +91,19 @@ def open_view(
     return open_page(
         browser, url, errors, console, **SIZES[size], locale=locale, color_scheme=scheme, **context
     )
+
+
+def each_scheme(page: Page, opened: str) -> Iterator[str]:
+    """The page in each colour scheme in turn, the one it was opened in first, and then in that one
+    again. Its colours follow the browser's scheme in its CSS alone (prefers-color-scheme; no
+    script reads it, nothing fades between them), so a state built once is seen as it would be
+    in a page opened in either -- the state is not built twice (the baselines, taken from pages
+    opened in each scheme, agree)."""
+    other = "dark" if opened == "light" else "light"
+    yield opened
+    page.emulate_media(color_scheme=other)
+    yield other
+    page.emulate_media(color_scheme=opened)
 
 
 def open_menu(page: Page) -> None:
@@ -292,6 +313,17 @@ def current_messages(page: Page) -> list[dict[str, Any]]:
     [conversation] = [c for c in data["conversations"] if c["id"] == data["currentId"]]
     messages: list[dict[str, Any]] = conversation["messages"]
     return messages
+
+
+def hold_undo(page: Page) -> None:
+    """A deletion's undo toast stays up until the test moves on (the page's ``timing.undoMs``).
+
+    It goes after six seconds of the page's timers, and a loaded machine can take longer than that
+    between the deletion and the look a test takes at it (an audit, a screenshot, a click on Undo):
+    in a run with two Chromiums a test once missed its toast. The six seconds themselves are
+    tested on a clock the test moves (test_page_actions.py).
+    """
+    page.evaluate("() => { window.getgpt.timing.undoMs = 3_600_000; }")
 
 
 def settled(page: Page) -> None:

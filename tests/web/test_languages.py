@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from ..support.browser import WEB, Scripted, open_page, open_settings, screenshot, send, wait_replies
+from ..support.browser import (
+    WEB,
+    Scripted,
+    hold_undo,
+    open_page,
+    open_settings,
+    screenshot,
+    send,
+    wait_replies,
+)
 from ..support.catalogue_keys import keys_named
 
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
@@ -184,6 +193,7 @@ def test_no_english_is_left_on_the_russian_page(
     page.click("#new-chat")
     send(page, "another")
     wait_replies(page, 1)
+    hold_undo(page)
     page.locator(".conversation-delete").first.click()  # "another": the undo toast stays up
     page.wait_for_selector(".msg >> nth=11")  # the first conversation, shown again
     assert page.is_visible("#toast")
@@ -217,5 +227,6 @@ def test_no_english_is_left_on_the_russian_page(
         DATA,
     )
     assert untranslated == []
+    assert page.is_visible("#toast")  # its words were among those read
     screenshot(page, "web-lang-ru-details.png")
     page.context.close()

@@ -21,6 +21,8 @@ from ..support.browser import (
     Scripted,
     close_settings,
     current_messages,
+    hold_undo,
+    on_browser_thread,
     open_menu,
     open_page,
     open_settings,
@@ -38,6 +40,17 @@ CODE_REPLY = "Here:\n\n```python\nprint('hi')\n```\n\n**done**"
 def echo_server() -> Iterator[str]:
     with serve(create_app(ServerConfig(backend="echo"))) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def echo_page(browser: Browser, echo_server: str) -> Iterator[Page]:
+    """One page on getgpt serve's app for the checks that only call the page's functions: each sets
+    the language it needs and reads nothing another left (a page each took ~0.6 s to open)."""
+    errors: list[str] = []
+    page = on_browser_thread(open_page, browser, echo_server, errors)
+    yield page
+    on_browser_thread(page.context.close)
+    assert errors == []
 
 
 def titles(page: Page) -> list[str]:
@@ -117,6 +130,7 @@ def test_a_newer_deletion_makes_the_older_one_final(
         page.click("#new-chat")
         send(page, text)
         wait_replies(page, 1)
+    hold_undo(page)
     page.click("[aria-label='Delete conversation: three']")
     page.click("[aria-label='Delete conversation: two']")
     assert page.inner_text("#toast-text") == "Deleted “two”."
@@ -248,13 +262,12 @@ REFUSED = [
 
 @pytest.mark.parametrize("case", REFUSED, ids=["temperature-ru", "temperature-en", "model", "top_p"])
 def test_getgpt_serve_validation_errors_become_sentences_naming_the_field(
-    browser: Browser, echo_server: str, page_errors: list[str], case: tuple[str, dict[str, object], str]
+    echo_page: Page, case: tuple[str, dict[str, object], str]
 ) -> None:
     lang, params, sentence = case
     # The page checks what its settings can set; these reach the real server's own validation
     # (the one the issue saw shown raw: "Ошибка 400: invalid chat request: Expected `int` <= 2 ...").
-    page = open_page(browser, echo_server, page_errors)
-    described = page.evaluate(
+    described = echo_page.evaluate(
         """([lang, params]) => { window.getgpt.i18n.setLanguage(lang);
              return window.getgpt.streamChat([{role: 'user', content: 'hi'}], {params})
                .then(() => null, (err) => [err.status, err.param, window.getgpt.describeError(err)]); }""",
@@ -264,7 +277,6 @@ def test_getgpt_serve_validation_errors_become_sentences_naming_the_field(
     assert (status, param) == (400, next(iter(params)))
     assert message["text"].startswith(sentence)
     assert message["detail"].startswith("invalid chat request:")  # the server's words, kept aside
-    page.context.close()
 
 
 def imported_stats(page: Page, tmp_path: Path, stats: dict[str, int]) -> str:

@@ -1,7 +1,7 @@
 """The page's look against reviewed screenshots (tests/support/visual.py): each state of the page, in
-every view (both sizes, both languages, both colour schemes), within a tolerance that lets font
-antialiasing be and catches a layout that broke. The check itself is shown to fail on a deliberate
-CSS break and to pass a change of antialiasing alone."""
+every view (both sizes, both languages, both colour schemes: one page shows a state in both), within
+a tolerance that lets font antialiasing be and catches a layout that broke. The check itself is
+shown to fail on a deliberate CSS break and to pass a change of antialiasing alone."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from playwright.sync_api import Browser, Page
 from getgpt.server import ServerConfig, create_app
 
 from ..support.browser import (
-    VIEW_IDS,
+    PAGE_VIEW_IDS,
+    PAGE_VIEWS,
     VIEWS,
     close_settings,
+    each_scheme,
+    hold_undo,
     open_menu,
     open_settings,
     open_view,
@@ -72,30 +75,36 @@ def conversation_state(page: Page, locale: str) -> None:
     page.wait_for_selector(".pager")
 
 
-@pytest.mark.parametrize("view", VIEWS, ids=VIEW_IDS)
+@pytest.mark.parametrize("view", PAGE_VIEWS, ids=PAGE_VIEW_IDS)
 def test_every_state_looks_as_reviewed(
     browser: Browser, echo_server: str, page_errors: list[str], view: tuple[str, str, str]
 ) -> None:
-    size, locale, _ = view
-    name = "-".join((size, locale[:2], view[2]))
+    size, locale, opened = view
     page = open_view(browser, echo_server, page_errors, view)
+    failures: list[str | None] = []
+
+    def check(state: str) -> None:
+        """The state against its baseline in each colour scheme (one page for both: each_scheme)."""
+        for scheme in each_scheme(page, opened):
+            failures.append(screenshot_check(page, f"{size}-{locale[:2]}-{scheme}-{state}"))
+
     page.wait_for_selector("#backend-note", state="visible")
-    failures = [screenshot_check(page, f"{name}-empty")]
+    check("empty")
 
     conversation_state(page, locale)
-    failures.append(screenshot_check(page, f"{name}-conversation"))
+    check("conversation")
     if size == "phone":
         open_menu(page)
-        failures.append(screenshot_check(page, f"{name}-menu"))
+        check("menu")
         page.keyboard.press("Escape")
 
     open_settings(page)
     page.fill("#temperature", "3")
-    failures.append(screenshot_check(page, f"{name}-settings"))
+    check("settings")
     close_settings(page)
     send(page, "…")
     page.wait_for_selector("#banner", state="visible")
-    failures.append(screenshot_check(page, f"{name}-not-sent"))
+    check("not-sent")
     open_settings(page)
     page.fill("#temperature", "")
     close_settings(page)
@@ -104,11 +113,13 @@ def test_every_state_looks_as_reviewed(
     send(page, TEXTS[locale]["other"])
     wait_replies(page, 1)
     open_menu(page)
+    hold_undo(page)
     page.click(".conversation-delete >> nth=0")
     page.wait_for_selector("#toast", state="visible")
-    failures.append(screenshot_check(page, f"{name}-undo"))
+    check("undo")
     page.context.close()
     problems = [failure for failure in failures if failure]
+    assert len(failures) == (12 if size == "phone" else 10)
     assert problems == [], "\n".join(problems)
 
 
