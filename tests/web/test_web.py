@@ -38,12 +38,13 @@ from ..support.browser import (
     send,
     wait_replies,
 )
+from ..support.processes import SSL_CONTEXT
 from ..support.scripted import TOOL_CALLS, reasoning_stream, stream_of, tool_call_stream
 from ..support.servers import serve, wait_until
 
 
 def active_streams(base_url: str) -> int:
-    health = httpx.get(base_url + "healthz", timeout=5).json()
+    health = httpx.get(base_url + "healthz", timeout=5, verify=SSL_CONTEXT).json()
     assert health["status"] == "ok"
     count: int = health["active_streams"]
     return count
