@@ -145,7 +145,9 @@ class _Idle(asyncio.Protocol):
         self.lost = True
 
 
-async def _hold_idle(port: int, count: int, spread: float, measure: object) -> tuple[int, float, int]:
+async def _hold_idle(
+    port: int, count: int, spread: float, measure: object, settle: float
+) -> tuple[int, float, int]:
     loop = asyncio.get_running_loop()
     first = asyncio.Event()
     seen = [0, count]
@@ -161,7 +163,7 @@ async def _hold_idle(port: int, count: int, spread: float, measure: object) -> t
         if delay > 0:
             await asyncio.sleep(delay)
     await asyncio.wait_for(first.wait(), 120)
-    await asyncio.sleep(1.0)  # let the servers settle before reading their memory
+    await asyncio.sleep(settle)  # let the servers settle before reading their memory
     held = measure()  # type: ignore[operator]
     lost = sum(p.lost for p in protocols)
     for protocol in protocols:
@@ -170,13 +172,14 @@ async def _hold_idle(port: int, count: int, spread: float, measure: object) -> t
     return int(held), time.perf_counter() - started, lost
 
 
-def idle_memory(count: int, spread: float) -> str:
+def idle_memory(count: int, spread: float, settle: float = 1.0) -> str:
+    """``settle``: seconds between the last stream's first piece and reading the servers' memory."""
     raise_nofile(count * 2 + 1024)
     # Two pieces 600 s apart: after its first piece each stream stays open and idle.
     with ServeProcess("--workers", "2", "--echo-delay", "600", "--max-streams", str(count * 2)) as server:
         asyncio.run(_warm(server.port))
         before = server.rss()
-        held, wall, lost = asyncio.run(_hold_idle(server.port, count, spread, server.rss))
+        held, wall, lost = asyncio.run(_hold_idle(server.port, count, spread, server.rss, settle))
     growth = held - before
     rows = [
         [
