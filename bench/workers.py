@@ -47,12 +47,22 @@ class ServeProcess:
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), "--log-level", "warning"]
+            self._port = int(probe.getsockname()[1])
+        args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self._port), "--log-level", "warning"]
         self._proc = subprocess.Popen([*args, *options], env={**os.environ, **env} if env else None)
-        _wait_listening(self.port)
-        if "--workers" in options:
-            every_worker_up(self.port, int(options[options.index("--workers") + 1]))
+        self._workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
+        self._up = False
+
+    @property
+    def port(self) -> int:
+        """Its port, once it listens (and every worker answers): waited for on first use, so
+        servers started one after another boot side by side, as bench.apps.AppProcess's do."""
+        if not self._up:
+            _wait_listening(self._port)
+            if self._workers > 1:
+                every_worker_up(self._port, self._workers)
+            self._up = True
+        return self._port
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by the server and its workers."""
