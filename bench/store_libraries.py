@@ -84,16 +84,21 @@ async def _time(call: Callable[[], Awaitable[object]], repeats: int) -> list[flo
     return times
 
 
-def import_times(rounds: int) -> list[list[str]]:
-    """Median wall time of ``python -c 'import X'`` beside ``python -c pass``."""
-    modules = {
-        "sqlite3": "import sqlite3",
-        "aiosqlite": "import aiosqlite",
-        "sqlalchemy async (+aiosqlite)": "import sqlalchemy.ext.asyncio, aiosqlite",
-        "asyncpg": "import asyncpg",
-        "psycopg 3": "import psycopg",
-        "sqlalchemy async (+asyncpg)": "import sqlalchemy.ext.asyncio, asyncpg",
-    }
+#: What :func:`import_times` times, by the name its table gives.
+IMPORTS = {
+    "sqlite3": "import sqlite3",
+    "aiosqlite": "import aiosqlite",
+    "sqlalchemy async (+aiosqlite)": "import sqlalchemy.ext.asyncio, aiosqlite",
+    "asyncpg": "import asyncpg",
+    "psycopg 3": "import psycopg",
+    "sqlalchemy async (+asyncpg)": "import sqlalchemy.ext.asyncio, asyncpg",
+}
+
+
+def import_times(rounds: int, only: tuple[str, ...] = ()) -> list[list[str]]:
+    """Median wall time of ``python -c 'import X'`` beside ``python -c pass``; ``only``: those of
+    :data:`IMPORTS` alone (each is a fresh interpreter a round)."""
+    modules = {name: code for name, code in IMPORTS.items() if not only or name in only}
     base_times = []
     found: dict[str, list[float]] = {name: [] for name in modules}
     for _ in range(rounds):
@@ -332,14 +337,17 @@ def _installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def run_libraries(lookups: int, batches: int, rounds: int, postgres: Any = None) -> str:
+def run_libraries(
+    lookups: int, batches: int, rounds: int, postgres: Any = None, imports: tuple[str, ...] = ()
+) -> str:
     """``postgres``: a running tests.support.services.Postgres to take the databases from (a test
-    suite's); by default one is started for the run and stopped after."""
+    suite's); by default one is started for the run and stopped after. ``imports``: the import
+    times of those of :data:`IMPORTS` alone (by default all)."""
     lines = ["## 10. Store libraries (issue 23: which library the key store and ledger use)", ""]
     lines += [
         f"Import time in a fresh interpreter over `python -c pass`, median of {rounds}:",
         "",
-        table(["library", "import ms"], import_times(rounds)),
+        table(["library", "import ms"], import_times(rounds, imports)),
         "",
     ]
     header = ["contender", "lookup us (median)", f"batch of {BATCH} ms", "rows/s"]
