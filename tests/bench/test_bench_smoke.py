@@ -64,8 +64,8 @@ def test_small_requests_and_memory() -> None:
 
 def test_server_gateway_and_concurrency_paths() -> None:
     with EmitterProcess() as emitter:
-        # One gateway for the latency and the load parts: both ask for LOAD_CHUNKS-chunk replies
-        # (a server less to start: 0.5 s of wall).
+        # One gateway for the latency and the load parts, both on LOAD_CHUNKS-chunk replies: one
+        # server fewer to start and stop.
         upstream = emitter.base(gateway.LOAD_CHUNKS) + "v1"
         with (
             AppProcess("getgpt") as getgpt_server,
@@ -110,7 +110,8 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
         assert cells[-2:] == ["40", "0"], row  # every stream complete, no error
     # No settling before the memory is read (a full run's 1 s): no figure of it is asserted.
     assert "KiB per stream" in workers.idle_memory(40, 0.2, settle=0.0)
-    load = gateway_load.load(0.1, 1, with_litellm=False)  # hey for 0.1 s a target: 0.5 s had 3 s of CPU
+    # hey for 0.1 s a target (0.5 s: this part took 2.4 s of CPU, now 1.5).
+    load = gateway_load.load(0.1, 1, with_litellm=False)
     assert "getgpt serve --workers 2" in load and "200:" in load
 
 
@@ -121,11 +122,12 @@ def test_the_guards_benchmark_runs_and_checks_its_contenders() -> None:
 
 def test_routing_runs_its_parts_and_the_drill_fails_only_the_streams_live_on_the_killed_upstream() -> None:
     assert "3 upstreams" in routing.decision(200)
-    # hey for 0.1 s a gateway to warm up and 0.1 s a round (1 s and 0.5 s had 5 s of CPU).
+    # hey for 0.1 s a gateway to warm up and 0.1 s a round (1 s and 0.5 s: 5.4 s of CPU, now 2).
     report = routing.three_vs_one(3, 0.1, 1, warmup=0.1)
     assert "--config, 3 upstreams" in report and "gateway CPU us/req" in report
     # 2 s at 30 requests/s, u3 killed at 0.7 s and back at 1.3 s: ~7 streams u3 took before the
-    # kill, ~2 of them live at it (10 chunks 20 ms apart), 18 requests sent while it is down.
+    # kill, ~2 of them live at it (10 chunks 20 ms apart), 18 requests sent while it is down, and
+    # time for a probe to take it back (0.6 s after its restart in a run at load 6).
     drill = routing.drill(2.0, 30, 0.7, 1.3, 0.3)
     assert "failed requests = only the streams live on the killed upstream: met" in drill
 
@@ -133,11 +135,11 @@ def test_routing_runs_its_parts_and_the_drill_fails_only_the_streams_live_on_the
 def test_the_key_benchmarks_run_and_check_what_they_measure(postgres: Postgres) -> None:
     checks = keys.key_checks(500)
     assert checks.count("| met") + checks.count("| MISSED") == 3
-    # Both on the session's PostgreSQL: each of them started its own (initdb and all: 1 s of CPU).
+    # Both on the session's PostgreSQL: each of them started its own (initdb and all: ~1 s of CPU).
     ledgers = keys.ledgers(0.3, 500, postgres)  # every record is counted in its table before a row is made
     assert "| SQLite" in ledgers and "| PostgreSQL" in ledgers
     placement = keys.placement(2_000, 1)
     assert "writes on the event loop" in placement and "writes on the thread" in placement
-    # Two import times of the six: 3 fresh interpreters instead of 7 (1.2 s of CPU).
+    # Two import times of the six: 3 fresh interpreters instead of 7 (which took 1.2 s of CPU).
     libraries = store_libraries.run_libraries(50, 2, 1, postgres, imports=("sqlite3", "asyncpg"))
     assert "sqlite3 in a thread" in libraries and "asyncpg COPY" in libraries
