@@ -196,7 +196,10 @@ def every_worker_up(port: int, workers: int, patience: float = 30.0) -> None:
 
     seen: set[int] = set()
     deadline = time.monotonic() + patience
-    while len(seen) < workers:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(seen)} of {workers} workers answered within {patience:g} s")
-        seen.add(int(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=patience).json()["pid"]))
+    # One client (each new one builds a TLS context: 29 ms of CPU, 2 ms a request with one), and
+    # "Connection: close" so that each request still comes on a new connection.
+    with httpx.Client(headers={"Connection": "close"}, timeout=patience) as client:
+        while len(seen) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(seen)} of {workers} workers answered within {patience:g} s")
+            seen.add(int(client.get(f"http://127.0.0.1:{port}/healthz").json()["pid"]))

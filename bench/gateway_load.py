@@ -173,13 +173,14 @@ def load(seconds: float, rounds: int, with_litellm: bool = True) -> str:
             "upstream directly (ceiling)": (upstream + "/chat/completions", {}, None)
         }
         gateway_options = ("--backend", "openai", "--upstream", upstream, "--max-streams", "4096")
+        # Both started before either's port is asked for: they boot side by side.
         workers2 = ServeProcess(*gateway_options, "--workers", "2")
+        single = ServeProcess(*gateway_options)
         servers["getgpt serve --workers 2"] = (
             f"http://127.0.0.1:{workers2.port}/v1/chat/completions",
             {},
             workers2,
         )
-        single = ServeProcess(*gateway_options)
         servers["getgpt serve (1 process)"] = (
             f"http://127.0.0.1:{single.port}/v1/chat/completions",
             {},

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -38,7 +39,10 @@ TARGET_ROWS = 10_000
 RATIO_FLOOR = 0.90
 
 
-def _postgres() -> Any:
+def _postgres(running: Any = None) -> Any:
+    """``running`` (left running afterwards), or a server of its own for the run."""
+    if running is not None:
+        return contextlib.nullcontext(running)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.support.services import Postgres
 
@@ -179,12 +183,14 @@ async def _burst(target: str, rows: int) -> dict[str, float]:
     return {"rows_per_s": rows / elapsed, "batches": len(batches), "batch": statistics.median(batches)}
 
 
-def ledgers(seconds: float, burst: int) -> str:
+def ledgers(seconds: float, burst: int, postgres: Any = None) -> str:
+    """``postgres``: a running tests.support.services.Postgres to take the databases from (a test
+    suite's); by default one is started for the run and stopped after."""
     rows = []
-    with tempfile.TemporaryDirectory() as where, _postgres() as postgres:
+    with tempfile.TemporaryDirectory() as where, _postgres(postgres) as server:
         targets = {
             "SQLite (WAL, synchronous=NORMAL)": (str(Path(where) / "a.db"), str(Path(where) / "b.db")),
-            "PostgreSQL (asyncpg, COPY)": (postgres.create_database(), postgres.create_database()),
+            "PostgreSQL (asyncpg, COPY)": (server.create_database(), server.create_database()),
         }
         for name, (paced_target, burst_target) in targets.items():
             paced = asyncio.run(_paced(paced_target, seconds, TARGET_ROWS))

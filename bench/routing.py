@@ -137,7 +137,8 @@ def _check(port: int) -> None:
         raise AssertionError("a reply through the gateway has the wrong text")
 
 
-def three_vs_one(repeats: int, seconds: float, rounds: int) -> str:
+def three_vs_one(repeats: int, seconds: float, rounds: int, warmup: float = 1.0) -> str:
+    """``warmup``: seconds of ``hey`` against each gateway before the timed rounds (pools, caches)."""
     raise_nofile(65536)
     with tempfile.TemporaryDirectory() as tmp, EmitterProcess(prebuild=(CHUNKS,)) as emitter:
         upstream = emitter.base(CHUNKS) + "v1"
@@ -169,7 +170,7 @@ def three_vs_one(repeats: int, seconds: float, rounds: int) -> str:
             results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in gateways}
             names = list(gateways)
             for name in names:  # warm up under load
-                _hey(f"http://127.0.0.1:{gateways[name].port}/{PATH}", 1.0)
+                _hey(f"http://127.0.0.1:{gateways[name].port}/{PATH}", warmup)
             for r in range(rounds):
                 for name in names[r % len(names) :] + names[: r % len(names)]:
                     gateway = gateways[name]

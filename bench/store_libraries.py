@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.util
 import os
 import sqlite3
@@ -83,16 +84,21 @@ async def _time(call: Callable[[], Awaitable[object]], repeats: int) -> list[flo
     return times
 
 
-def import_times(rounds: int) -> list[list[str]]:
-    """Median wall time of ``python -c 'import X'`` beside ``python -c pass``."""
-    modules = {
-        "sqlite3": "import sqlite3",
-        "aiosqlite": "import aiosqlite",
-        "sqlalchemy async (+aiosqlite)": "import sqlalchemy.ext.asyncio, aiosqlite",
-        "asyncpg": "import asyncpg",
-        "psycopg 3": "import psycopg",
-        "sqlalchemy async (+asyncpg)": "import sqlalchemy.ext.asyncio, asyncpg",
-    }
+#: What :func:`import_times` times, by the name its table gives.
+IMPORTS = {
+    "sqlite3": "import sqlite3",
+    "aiosqlite": "import aiosqlite",
+    "sqlalchemy async (+aiosqlite)": "import sqlalchemy.ext.asyncio, aiosqlite",
+    "asyncpg": "import asyncpg",
+    "psycopg 3": "import psycopg",
+    "sqlalchemy async (+asyncpg)": "import sqlalchemy.ext.asyncio, asyncpg",
+}
+
+
+def import_times(rounds: int, only: tuple[str, ...] = ()) -> list[list[str]]:
+    """Median wall time of ``python -c 'import X'`` beside ``python -c pass``; ``only``: those of
+    :data:`IMPORTS` alone (each is a fresh interpreter a round)."""
+    modules = {name: code for name, code in IMPORTS.items() if not only or name in only}
     base_times = []
     found: dict[str, list[float]] = {name: [] for name in modules}
     for _ in range(rounds):
@@ -331,12 +337,17 @@ def _installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def run_libraries(lookups: int, batches: int, rounds: int) -> str:
+def run_libraries(
+    lookups: int, batches: int, rounds: int, postgres: Any = None, imports: tuple[str, ...] = ()
+) -> str:
+    """``postgres``: a running tests.support.services.Postgres to take the databases from (a test
+    suite's); by default one is started for the run and stopped after. ``imports``: the import
+    times of those of :data:`IMPORTS` alone (by default all)."""
     lines = ["## 10. Store libraries (issue 23: which library the key store and ledger use)", ""]
     lines += [
         f"Import time in a fresh interpreter over `python -c pass`, median of {rounds}:",
         "",
-        table(["library", "import ms"], import_times(rounds)),
+        table(["library", "import ms"], import_times(rounds, imports)),
         "",
     ]
     header = ["contender", "lookup us (median)", f"batch of {BATCH} ms", "rows/s"]
@@ -357,18 +368,25 @@ def run_libraries(lookups: int, batches: int, rounds: int) -> str:
             rows_out.append(asyncio.run(_measure(alchemy, lookups, batches)))
         lines += [f"SQLite (WAL, synchronous=NORMAL), {lookups} lookups, {batches} batches:", ""]
         lines += [table(header, rows_out), ""]
-    lines += _postgres_rows(header, lookups, batches)
+    lines += _postgres_rows(header, lookups, batches, postgres)
     return "\n".join(lines)
 
 
-def _postgres_rows(header: list[str], lookups: int, batches: int) -> list[str]:
-    if not _installed("asyncpg"):
-        return ["PostgreSQL: asyncpg is not installed (it fills the tables); skipped.", ""]
+def _postgres(running: Any) -> Any:
+    """``running`` (left running afterwards), or a server of its own for the run."""
+    if running is not None:
+        return contextlib.nullcontext(running)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.support.services import Postgres
 
+    return Postgres()
+
+
+def _postgres_rows(header: list[str], lookups: int, batches: int, postgres: Any) -> list[str]:
+    if not _installed("asyncpg"):
+        return ["PostgreSQL: asyncpg is not installed (it fills the tables); skipped.", ""]
     rows_out = []
-    with Postgres() as server:
+    with _postgres(postgres) as server:
         contenders: list[_Contender] = [_Asyncpg(server.url(), False), _Asyncpg(server.url(), True)]
         if _installed("psycopg"):
             contenders += [_Psycopg(server.url(), False), _Psycopg(server.url(), True)]

@@ -47,12 +47,22 @@ class ServeProcess:
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self.port), "--log-level", "warning"]
+            self._port = int(probe.getsockname()[1])
+        args = [sys.executable, "-m", "getgpt", "serve", "--port", str(self._port), "--log-level", "warning"]
         self._proc = subprocess.Popen([*args, *options], env={**os.environ, **env} if env else None)
-        _wait_listening(self.port)
-        if "--workers" in options:
-            every_worker_up(self.port, int(options[options.index("--workers") + 1]))
+        self._workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
+        self._up = False
+
+    @property
+    def port(self) -> int:
+        """Its port, once it listens (and every worker answers): waited for on first use, so
+        servers started one after another boot side by side, as bench.apps.AppProcess's do."""
+        if not self._up:
+            _wait_listening(self._port)
+            if self._workers > 1:
+                every_worker_up(self._port, self._workers)
+            self._up = True
+        return self._port
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by the server and its workers."""
@@ -145,7 +155,9 @@ class _Idle(asyncio.Protocol):
         self.lost = True
 
 
-async def _hold_idle(port: int, count: int, spread: float, measure: object) -> tuple[int, float, int]:
+async def _hold_idle(
+    port: int, count: int, spread: float, measure: object, settle: float
+) -> tuple[int, float, int]:
     loop = asyncio.get_running_loop()
     first = asyncio.Event()
     seen = [0, count]
@@ -161,7 +173,7 @@ async def _hold_idle(port: int, count: int, spread: float, measure: object) -> t
         if delay > 0:
             await asyncio.sleep(delay)
     await asyncio.wait_for(first.wait(), 120)
-    await asyncio.sleep(1.0)  # let the servers settle before reading their memory
+    await asyncio.sleep(settle)  # let the servers settle before reading their memory
     held = measure()  # type: ignore[operator]
     lost = sum(p.lost for p in protocols)
     for protocol in protocols:
@@ -170,13 +182,14 @@ async def _hold_idle(port: int, count: int, spread: float, measure: object) -> t
     return int(held), time.perf_counter() - started, lost
 
 
-def idle_memory(count: int, spread: float) -> str:
+def idle_memory(count: int, spread: float, settle: float = 1.0) -> str:
+    """``settle``: seconds between the last stream's first piece and reading the servers' memory."""
     raise_nofile(count * 2 + 1024)
     # Two pieces 600 s apart: after its first piece each stream stays open and idle.
     with ServeProcess("--workers", "2", "--echo-delay", "600", "--max-streams", str(count * 2)) as server:
         asyncio.run(_warm(server.port))
         before = server.rss()
-        held, wall, lost = asyncio.run(_hold_idle(server.port, count, spread, server.rss))
+        held, wall, lost = asyncio.run(_hold_idle(server.port, count, spread, server.rss, settle))
     growth = held - before
     rows = [
         [
