@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -112,7 +113,12 @@ def test_workers_and_gateway_load_run_and_check_their_contenders() -> None:
     assert "KiB per stream" in workers.idle_memory(40, 0.2, settle=0.0)
     # hey for 0.1 s a target (0.5 s: this part took 2.4 s of CPU, now 1.5).
     load = gateway_load.load(0.1, 1, with_litellm=False)
-    assert "getgpt serve --workers 2" in load and "200:" in load
+    assert "getgpt serve --workers 2" in load
+    # Every target answered every request 200: the statuses column (the last) says nothing else.
+    targets = [line for line in load.splitlines() if line.startswith("|") and "200:" in line]
+    assert len(targets) == 3, load  # the upstream alone, the gateway on two workers and on one
+    for line in targets:
+        assert re.fullmatch(r"200: [\d,]+", line.strip().strip("|").split("|")[-1].strip()), line
 
 
 def test_the_guards_benchmark_runs_and_checks_its_contenders() -> None:
