@@ -31,6 +31,12 @@ HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: " + b"s" * 200 + b"\r\n\r\n"
 # Deadlines are short here so the tests are; the margin absorbs a loaded 2-core machine.
 MARGIN = 2.5
+#: The head timeout against heads trickled a byte a second: one byte at least comes after the head
+#: began (a timer each byte put back would never fire), and the cut comes soon after it.
+HEAD_TIMEOUT = 1.5
+#: The idle timeout: long enough for a crowd of 100 to be connected at once on a loaded machine
+#: before the first is closed, short enough not to be waited for long (it was 1.5 s).
+IDLE_TIMEOUT = 0.8
 #: Seconds /healthz may take under an attack and still count as answering: how fast it answers is
 #: bench's to measure; here, that it does (it went unanswered once the descriptors ran out).
 ANSWER = 10.0
@@ -62,12 +68,12 @@ def crowd(
 
 
 def test_heads_trickled_a_byte_a_second_get_408_at_the_head_timeout() -> None:
-    with getgpt_serve("--head-timeout", "2", "--idle-timeout", "60") as server:
+    with getgpt_serve("--head-timeout", str(HEAD_TIMEOUT), "--idle-timeout", "60") as server:
         with growth(server.process.pid) as grown:
             ended, health = crowd(
                 100,
                 lambda connected: trickle(
-                    server.address, SLOW_HEAD, every=1.0, limit=2 + 3 * MARGIN, connected=connected
+                    server.address, SLOW_HEAD, every=1.0, limit=HEAD_TIMEOUT + 3 * MARGIN, connected=connected
                 ),
                 server,
             )
@@ -77,15 +83,15 @@ def test_heads_trickled_a_byte_a_second_get_408_at_the_head_timeout() -> None:
         assert end.closed, f"still open after {end.seconds:.1f} s"
         assert end.status == 408
         assert b'"code":"head_timeout"' in end.received
-        assert 1.9 <= end.seconds < 2 + MARGIN
+        assert HEAD_TIMEOUT - 0.1 <= end.seconds < HEAD_TIMEOUT + MARGIN
 
 
 def test_connections_that_never_send_a_request_are_closed_at_the_idle_timeout() -> None:
-    with getgpt_serve("--idle-timeout", "1.5", "--head-timeout", "60") as server:
+    with getgpt_serve("--idle-timeout", str(IDLE_TIMEOUT), "--head-timeout", "60") as server:
         with growth(server.process.pid) as grown:
             ended, health = crowd(
                 100,
-                lambda connected: idle(server.address, limit=1.5 + 3 * MARGIN, connected=connected),
+                lambda connected: idle(server.address, limit=IDLE_TIMEOUT + 3 * MARGIN, connected=connected),
                 server,
             )
         assert health < ANSWER
@@ -93,23 +99,23 @@ def test_connections_that_never_send_a_request_are_closed_at_the_idle_timeout() 
     for end in ended:
         assert end.closed, f"still open after {end.seconds:.1f} s"
         assert end.received == b""  # closed quietly: no request, no answer
-        assert 1.4 <= end.seconds < 1.5 + MARGIN
+        assert IDLE_TIMEOUT - 0.1 <= end.seconds < IDLE_TIMEOUT + MARGIN
 
 
 def test_a_kept_alive_connection_is_closed_at_the_idle_timeout_though_it_sends_blank_lines() -> None:
     # Bytes that begin no request (the parser skips blank lines between requests) used to put
     # uvicorn's keep-alive timer back each time: a CRLF a second held the connection for ever.
     with (
-        getgpt_serve("--idle-timeout", "1.5", "--head-timeout", "60") as server,
+        getgpt_serve("--idle-timeout", str(IDLE_TIMEOUT), "--head-timeout", "60") as server,
         growth(server.process.pid) as grown,
     ):
         end = asyncio.run(
-            trickle(server.address, b"\r\n" * 100, every=0.25, limit=1.5 + 3 * MARGIN, start=HEALTH)
+            trickle(server.address, b"\r\n" * 100, every=0.1, limit=IDLE_TIMEOUT + 3 * MARGIN, start=HEALTH)
         )
     assert grown.peak < 8 * MIB, grown
     assert end.closed, f"still open after {end.seconds:.1f} s"
     assert end.status == 200 and end.received.count(b"HTTP/1.1 ") == 1
-    assert 1.4 <= end.seconds < 1.5 + MARGIN
+    assert IDLE_TIMEOUT - 0.1 <= end.seconds < IDLE_TIMEOUT + MARGIN
 
 
 ONE_ENDLESS_LINE = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"a" * (16 << 20) + b"\r\n\r\n"
@@ -243,7 +249,8 @@ def test_with_every_connection_busy_a_newcomer_gets_503_but_healthz_answers() ->
 
 def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout_and_its_slot_freed() -> None:
     text = "The quick brown fox jumps over the lazy dog. " * 40_000  # 1.8 MB: ~60 MB of events
-    with getgpt_serve("--write-timeout", "2") as server, growth(server.process.pid) as grown:
+    # A write timeout of 1 s (it was 2): time enough to see the stream running before it is cut.
+    with getgpt_serve("--write-timeout", "1") as server, growth(server.process.pid) as grown:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(server.address)
@@ -252,9 +259,9 @@ def test_a_client_that_stops_reading_is_dropped_at_the_write_timeout_and_its_slo
             sock.sendall(chat_request(text))
             wait_until(lambda: server.health()["active_streams"] == 1, 5)
             started = time.monotonic()
-            waited = wait_until(lambda: server.health()["active_streams"] == 0, 2 + 3 * MARGIN)
-            assert waited < 2 + MARGIN, waited  # the buffers filled within the first second
-            assert time.monotonic() - sent >= 1.9  # not dropped before the write timeout (2 s)
+            waited = wait_until(lambda: server.health()["active_streams"] == 0, 1 + 3 * MARGIN)
+            assert waited < 1 + MARGIN, waited  # the buffers filled at once
+            assert time.monotonic() - sent >= 0.9  # not dropped before the write timeout (1 s)
             health = server.health()
             assert health["disconnects_total"] == 1  # the stream ended as a client gone
             server.healthz(timeout=ANSWER)

@@ -89,8 +89,12 @@ def test_errors_are_typed_not_exit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def trickling(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultUpstream]:
-    """A server whose reply's head arrives a byte each 0.2 s: only a bound on the head in all ends it."""
-    with FaultUpstream(trickled_head(0.2)) as upstream:
+    """A server whose reply's head arrives a byte each 0.05 s: only a bound on the head in all ends it.
+
+    The bounds given below are 0.2 s: each call is three tries (the client's retries), each cut
+    at the bound, 1.9 s a call where 0.5 s bounds took 2.8 s.
+    """
+    with FaultUpstream(trickled_head(0.05)) as upstream:
         monkeypatch.setenv("GETGPT_BASE_URL", upstream.url)
         yield upstream
 
@@ -98,16 +102,16 @@ def trickling(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultUpstream]:
 def test_the_module_face_takes_a_timeout_as_a_keyword(trickling: FaultUpstream) -> None:
     # It waited 600 s on a trickled head, with no way to say otherwise.
     with pytest.raises(getgpt.Timeout):
-        list(GetGpt._create_completion("gpt-3.5-turbo", HELLO, True, timeout=0.5))
+        list(GetGpt._create_completion("gpt-3.5-turbo", HELLO, True, timeout=0.2))
     with pytest.raises(getgpt.Timeout):
-        ChatCompletion.create("gpt-3.5-turbo", HELLO, timeout=0.5)
+        ChatCompletion.create("gpt-3.5-turbo", HELLO, timeout=0.2)
     assert GetGpt.params == "g4f.Providers.GetGpt supports: (model: str, messages: list, stream: bool)"
 
 
 def test_the_module_face_takes_a_timeout_from_getgpt_timeout(
     trickling: FaultUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GETGPT_TIMEOUT", "0.5")
+    monkeypatch.setenv("GETGPT_TIMEOUT", "0.2")
     with pytest.raises(getgpt.Timeout):
         list(GetGpt._create_completion("gpt-3.5-turbo", HELLO, True))
     for wrong in ("soon", "0", "-1"):

@@ -22,14 +22,15 @@ HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 def test_requests_on_a_kept_alive_connection_within_the_idle_timeout_are_answered() -> None:
-    # Three pauses of 0.8 s: 2.4 s in all, past one idle timeout of 2 s, yet each well within one.
-    with getgpt_serve("--idle-timeout", "2") as server, socket.create_connection(server.address) as sock:
+    # Four pauses of 0.3 s: 1.2 s in all, past one idle timeout of 1 s, yet each well within one
+    # (0.7 s to spare for a loaded machine; the timeout was 2 s, the pauses 0.8 s, three of them).
+    with getgpt_serve("--idle-timeout", "1") as server, socket.create_connection(server.address) as sock:
         sock.settimeout(5)
-        for _ in range(3):
+        for _ in range(4):
             sock.sendall(HEALTH)
             response, extra = read_response(sock)
             assert status_of(response) == 200 and extra == b""
-            time.sleep(0.8)  # the behaviour under test: a client idle between requests
+            time.sleep(0.3)  # the behaviour under test: a client idle between requests
         # Three requests pipelined in one write are each answered, in order.
         sock.sendall(HEALTH * 3)
         extra = b""
@@ -59,8 +60,9 @@ def test_exactly_the_limits_are_accepted() -> None:
 
 
 def test_a_client_pausing_its_reads_for_less_than_the_write_timeout_gets_the_whole_stream() -> None:
+    # Pauses of 0.5 s against a write timeout of 1.5 s: 1 s to spare, as with 1 s against 2 s.
     text = "pause and read. " * 20_000
-    with getgpt_serve("--write-timeout", "2") as server:
+    with getgpt_serve("--write-timeout", "1.5") as server:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(server.address)
@@ -70,7 +72,7 @@ def test_a_client_pausing_its_reads_for_less_than_the_write_timeout_gets_the_who
             deadline = time.monotonic() + 60
             while not received.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
                 assert time.monotonic() < deadline
-                time.sleep(1.0)  # the behaviour under test: reads nothing for a second, then all there is
+                time.sleep(0.5)  # the behaviour under test: reads nothing for a while, then all there is
                 sock.settimeout(0.2)
                 with contextlib.suppress(TimeoutError):
                     while data := sock.recv(1 << 16):

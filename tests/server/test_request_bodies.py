@@ -23,7 +23,9 @@ import httpx
 import pytest
 
 from getgpt.server import ServerConfig, create_app
+from getgpt.server.edge import connections
 from getgpt.server.edge.body import decoded_size
+from getgpt.server.running.serving import connection_settings
 
 from ..support.scripted import Live
 from ..support.serve_process import getgpt_serve
@@ -167,13 +169,20 @@ def test_an_upload_refused_while_still_being_sent_gets_its_answer_not_a_reset() 
     assert b'"code":"body_too_large"' in received
 
 
-def test_the_read_ahead_shows_in_metrics_while_pipelined_requests_wait() -> None:
-    slow = json.dumps({"messages": [{"role": "user", "content": "x" * 400}], "stream": True}).encode()
+def test_the_read_ahead_shows_in_metrics_while_pipelined_requests_wait(live: tuple[Live, str]) -> None:
+    # The first request is a stream the scripted upstream holds ("wait") until the test has read
+    # the metrics: the pipelined requests wait behind it for as long as the test needs to look,
+    # not for as long as an echo paced to outlast the look (5 s) took.
+    script, upstream = live
+    held_stream = json.dumps({"messages": [{"role": "user", "content": "wait"}], "stream": True}).encode()
     request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    request += b"Content-Length: %d\r\n\r\n" % len(slow) + slow
+    request += b"Content-Length: %d\r\n\r\n" % len(held_stream) + held_stream
     health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-    with getgpt_serve("--echo-delay", "0.05") as server, socket.create_connection(server.address) as sock:
-        sock.sendall(request + health * 100)  # answered one at a time, after the slow stream
+    with (
+        getgpt_serve("--backend", "getgpt", "--upstream", upstream) as server,
+        socket.create_connection(server.address) as sock,
+    ):
+        sock.sendall(request + health * 100)  # answered one at a time, after the held stream
 
         def held() -> float:
             found = re.search(
@@ -181,36 +190,49 @@ def test_the_read_ahead_shows_in_metrics_while_pipelined_requests_wait() -> None
             )
             return float(found[1]) if found else -1
 
-        wait_until(lambda: held() == len(health) * 100, 10, "the pipelined requests held")
+        try:
+            wait_until(lambda: held() == len(health) * 100, 10, "the pipelined requests held")
+        finally:
+            script.release.set()
         sock.settimeout(30)
         received = b""
         while received.count(b"HTTP/1.1 200") < 101:
             received += sock.recv(1 << 16)
+        assert b"first" in received and b"second" in received
         wait_until(lambda: held() == 0, 10, "the held bytes taken")
 
 
-def test_a_refused_upload_still_arriving_after_the_linger_is_drained_to_its_end() -> None:
-    # The client takes ~4 s to send its body: the refused connection lingers while bytes keep
-    # coming (it used to close 2 s after the refusal, resetting a client still writing).
+def test_a_refused_upload_still_arriving_after_the_linger_is_drained_to_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client sends its body for ~3 lingers after the refusal, a piece each 1/12 of one: the
+    # refused connection lingers while bytes keep coming (it used to close one linger after the
+    # refusal, resetting a client still writing). The linger is shortened from its 2 s for the
+    # test (0.4 s: the proof is the same, in a fifth of the time), so the server runs here, in a
+    # thread, with the connection bounds getgpt serve gives it.
+    monkeypatch.setattr(connections, "LINGER", 0.4)
     body = b'{"messages":[{"role":"user","content":"' + b"x" * (4 << 20) + b'"}]}'
     head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     head += b"Content-Length: %d\r\n\r\n" % len(body)
-    with (
-        getgpt_serve("--max-body-bytes", str(1 << 20)) as server,
-        socket.create_connection(server.address, timeout=15) as sock,
-    ):
-        sock.sendall(head)
-        sent_all = True
-        for start in range(0, len(body), 256 << 10):
-            try:
-                sock.sendall(body[start : start + (256 << 10)])
-            except ConnectionError:
-                sent_all = False
-                break
-            time.sleep(0.25)  # the behaviour under test: a slow upload, 1 MiB a second
-        received = b""
-        with contextlib.suppress(ConnectionError):
-            while data := sock.recv(65536):
-                received += data
+    config = ServerConfig(max_body_bytes=1 << 20)
+    with serve(**connection_settings(create_app(config), config)) as url:
+        address = ("127.0.0.1", httpx.URL(url).port or 80)
+        with socket.create_connection(address, timeout=15) as sock:
+            sock.sendall(head)
+            sent_all = True
+            started = time.monotonic()
+            for start in range(0, len(body), 128 << 10):
+                try:
+                    sock.sendall(body[start : start + (128 << 10)])
+                except ConnectionError:
+                    sent_all = False
+                    break
+                time.sleep(0.033)  # the behaviour under test: a slow upload, 4 MiB a second
+            sending = time.monotonic() - started
+            received = b""
+            with contextlib.suppress(ConnectionError):
+                while data := sock.recv(65536):
+                    received += data
     assert sent_all, "the server reset the connection while the body was still coming"
+    assert sending > 2 * connections.LINGER  # the body was still coming well after one linger
     assert received.startswith(b"HTTP/1.1 413"), received[:200]

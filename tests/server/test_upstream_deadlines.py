@@ -16,6 +16,12 @@ from ..support.serve_process import ServeProcess, getgpt_serve
 from ..support.servers import wait_until
 
 MARGIN = 2.5
+#: The deadlines configured, in seconds: short, as a deadline that holds proves as much at 0.6 s
+#: as at 3 s, while the upstream's pace (a byte or a comment each 0.1 s) stays far inside the
+#: 30 s per-read timeout that it must beat.
+HEAD_TIMEOUT = 0.6
+MAX_DURATION = 1.0
+PACE = 0.1
 HI = {"messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -60,23 +66,23 @@ def forwarding_to(
 
 @pytest.mark.parametrize("backend", ["openai", "getgpt"])
 def test_an_upstream_trickling_its_head_is_cut_off_at_the_head_timeout(backend: str) -> None:
-    with FaultUpstream(trickled_head(0.5)) as upstream:
-        options = ("--upstream-head-timeout", "2", "--upstream-timeout", "30")
+    with FaultUpstream(trickled_head(PACE)) as upstream:
+        options = ("--upstream-head-timeout", str(HEAD_TIMEOUT), "--upstream-timeout", "30")
         with forwarding_to(upstream, backend, *options) as server:
             started = time.monotonic()
             response = httpx.post(server.url + "v1/chat/completions", json={**HI, "stream": True}, timeout=30)
             elapsed = time.monotonic() - started
             assert response.status_code == 504, response.text
             assert response.json()["error"]["code"] == "upstream_timeout"
-            assert 1.9 <= elapsed < 2 + MARGIN
+            assert HEAD_TIMEOUT - 0.1 <= elapsed < HEAD_TIMEOUT + MARGIN
             assert server.health()["active_streams"] == 0
             assert upstream.hits == 1  # not retried: the deadline is the whole wait
 
 
 @pytest.mark.parametrize("backend", ["openai", "getgpt"])
 def test_an_upstream_reply_that_never_ends_is_cut_off_at_the_max_duration(backend: str) -> None:
-    with FaultUpstream(text_then_comments("partial", 0.5)) as upstream:
-        options = ("--upstream-max-duration", "3", "--upstream-timeout", "30")
+    with FaultUpstream(text_then_comments("partial", PACE)) as upstream:
+        options = ("--upstream-max-duration", str(MAX_DURATION), "--upstream-timeout", "30")
         with forwarding_to(upstream, backend, *options) as server:
             started = time.monotonic()
             with httpx.stream(
@@ -87,18 +93,18 @@ def test_an_upstream_reply_that_never_ends_is_cut_off_at_the_max_duration(backen
             elapsed = time.monotonic() - started
             assert b"partial" in body  # what arrived is kept
             assert b'"error"' in body and body.rstrip().endswith(b"data: [DONE]")
-            assert 2.9 <= elapsed < 3 + MARGIN
+            assert MAX_DURATION - 0.1 <= elapsed < MAX_DURATION + MARGIN
             wait_until(lambda: server.health()["active_streams"] == 0, 2)
             # Not streamed: nothing was sent before the deadline, so it is the whole answer.
             started = time.monotonic()
             whole = httpx.post(server.url + "v1/chat/completions", json=HI, timeout=30)
             assert whole.status_code == 504, whole.text
-            assert 2.9 <= time.monotonic() - started < 3 + MARGIN
+            assert MAX_DURATION - 0.1 <= time.monotonic() - started < MAX_DURATION + MARGIN
 
 
 def test_the_head_timeout_bounds_the_other_forwarded_routes_too() -> None:
-    with FaultUpstream(trickled_head(0.5)) as upstream:
-        options = ("--upstream-head-timeout", "2", "--upstream-timeout", "30")
+    with FaultUpstream(trickled_head(PACE)) as upstream:
+        options = ("--upstream-head-timeout", str(HEAD_TIMEOUT), "--upstream-timeout", "30")
         with forwarding_to(upstream, "openai", *options) as server:
             started = time.monotonic()
             response = httpx.post(
@@ -107,4 +113,4 @@ def test_the_head_timeout_bounds_the_other_forwarded_routes_too() -> None:
             elapsed = time.monotonic() - started
             assert response.status_code == 504, response.text
             assert response.json()["error"]["code"] == "upstream_timeout"
-            assert 1.9 <= elapsed < 2 + MARGIN
+            assert HEAD_TIMEOUT - 0.1 <= elapsed < HEAD_TIMEOUT + MARGIN

@@ -69,7 +69,8 @@ def bomb(coding: str, kind: str) -> Script:
     ``"sse"``: an event stream of blank lines (never an event).
     """
     assert coding in ("gzip", "x-gzip", "deflate") and kind in ("json", "sse")
-    body = _packed(coding, b" " if kind == "json" else b"\n")
+    # x-gzip is gzip by another name: one packing serves both (0.12 s of CPU each).
+    body = _packed("gzip" if coding == "x-gzip" else coding, b" " if kind == "json" else b"\n")
     head = b"HTTP/1.1 200 OK\r\n" + (_JSON if kind == "json" else _SSE)
     head += b"Content-Encoding: %s\r\nContent-Length: %d\r\n\r\n" % (coding.encode(), len(body))
     return _writes(head + body)
