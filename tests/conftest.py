@@ -13,6 +13,7 @@ and the tests within each; every worker shuffles the same way. .ci/run runs the 
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from collections.abc import Iterator
@@ -98,6 +99,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     if named and all(path.is_file() for path in named):
         return 0
     return WORKERS
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What exists once the suite is collected -- every module imported, every test item -- is
+    left out of the cyclic collector's walks from now on (``gc.freeze``, as ``getgpt serve``
+    does for its own: server/running/serving.py): it lives to the end, and every full
+    collection a test's garbage triggers would walk it all again. Measured on tests/client and
+    tests/protocol, 2 workers: 24.2 and 22.5 s of CPU without, 20.5 and 20.5 with."""
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
 
 
 # First: pytest-xdist's own hook (its worker plugin, registered after this conftest and so called
