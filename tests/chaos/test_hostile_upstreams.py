@@ -27,6 +27,7 @@ from ..support.hostile_upstreams import (
     trickled_head,
 )
 from ..support.memory import MIB, growth
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import ServeProcess, getgpt_serve
 
 #: The server's --upstream-timeout: each read (the upstream here answers at once, but its thread
@@ -82,7 +83,7 @@ def through(
     hits = server.hits
     with growth(gateway.process.pid) as grown:
         started = time.monotonic()
-        response = httpx.post(gateway.url + "v1/chat/completions", json=BODY, timeout=60)
+        response = httpx.post(gateway.url + "v1/chat/completions", json=BODY, timeout=60, verify=SSL_CONTEXT)
         seconds = time.monotonic() - started
     gateway.healthz()
     return {

@@ -25,6 +25,7 @@ import pytest
 
 from ..support.faults import CHUNKED_HEAD, PATIENCE, FaultUpstream
 from ..support.memory import MIB, growth, rss_of
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import ServeProcess, getgpt_serve
 from ..support.waiting import wait_until
 
@@ -106,13 +107,15 @@ def non_reading(port: int, body: dict[str, object], count: int) -> Iterator[list
 def slots(server: ServeProcess) -> int:
     """Reply slots held: asked with patience, as a server taking an attack's first burst on a
     loaded machine may take seconds to answer."""
-    return int(httpx.get(server.url + "healthz", timeout=30).json()["active_slots"])
+    return int(httpx.get(server.url + "healthz", timeout=30, verify=SSL_CONTEXT).json()["active_slots"])
 
 
 def read_from_a_reader(server: ServeProcess, least: int) -> int:
     """Bytes of a streamed reply a client that reads got, once it had ``least`` (then it leaves)."""
     got = 0
-    with httpx.stream("POST", server.url + "v1/chat/completions", json=CHAT, timeout=30) as reply:
+    with httpx.stream(
+        "POST", server.url + "v1/chat/completions", json=CHAT, timeout=30, verify=SSL_CONTEXT
+    ) as reply:
         assert reply.status_code == 200
         for data in reply.iter_raw():
             got += len(data)
@@ -178,7 +181,7 @@ def test_the_write_budget_bounds_what_all_slow_clients_hold_while_readers_are_se
             seen: list[str] = []
 
             def held_by_the_budget() -> bool:
-                seen[:] = [httpx.get(server.url + "metrics", timeout=10).text]
+                seen[:] = [httpx.get(server.url + "metrics", timeout=10, verify=SSL_CONTEXT).text]
                 return _write_waits(seen[0]).get("total", 0) > 0
 
             wait_until(held_by_the_budget, 60, "streams held back by the budget, not only their cap")

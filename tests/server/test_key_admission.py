@@ -22,6 +22,7 @@ from getgpt.server.store.ledger import Ledger
 
 from ..support.keystore import make_key, on_db, records, revoke
 from ..support.openai_upstream import ScriptedUpstream
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 from ..support.waiting import wait_until
 
@@ -39,7 +40,7 @@ def send(url: str, route: str, key: str | None, model: str = "text") -> httpx.Re
         body = {"model": model, "input": "hi"}
     else:
         body = {"model": model, "messages": HI, "stream": True}
-    return httpx.post(url + route.lstrip("/"), json=body, headers=headers, timeout=10)
+    return httpx.post(url + route.lstrip("/"), json=body, headers=headers, timeout=10, verify=SSL_CONTEXT)
 
 
 def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -177,7 +178,7 @@ def test_getgpt_api_keys_alone_need_no_database(upstream: ScriptedUpstream, tmp_
     with serve(app) as url:
         assert send(url, ROUTES[0], "only-key").status_code == 200
         refused(send(url, ROUTES[0], "gg-000000000000-" + "A" * 43), 401, "invalid_api_key")
-        assert httpx.get(url + "readyz").json() == {"status": "ready", "redis": "off"}
+        assert httpx.get(url + "readyz", verify=SSL_CONTEXT).json() == {"status": "ready", "redis": "off"}
     assert list(tmp_path.iterdir()) == []
 
 
@@ -189,54 +190,67 @@ def test_a_key_reads_its_own_usage_and_budget_and_no_one_elses(server: tuple[str
         assert send(url, ROUTES[0], key).status_code == 200
     assert send(url, ROUTES[0], other).status_code == 200
     wait_until(lambda: len(records(target)) >= 3, 10)
-    answer = httpx.get(url + "v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
+    answer = httpx.get(
+        url + "v1/usage", headers={"Authorization": f"Bearer {key}"}, verify=SSL_CONTEXT
+    ).json()
     assert answer["key"] == mine.id and answer["name"] == "tester"
     assert [(row["requests"], row["total_tokens"]) for row in answer["data"]] == [(2, 36)]
     assert answer["budget"] == {**answer["budget"], "tokens": 1000, "period": "month", "spent": 36}
-    refused(httpx.get(url + "v1/usage"), 401, "missing_api_key")
+    refused(httpx.get(url + "v1/usage", verify=SSL_CONTEXT), 401, "missing_api_key")
 
 
 def test_the_admin_api_needs_its_key_and_manages_keys_that_work_at_once(server: tuple[str, str]) -> None:
     url, _ = server
     admin = {"Authorization": "Bearer admin-secret"}
-    refused(httpx.get(url + "admin/keys"), 401, "invalid_admin_key")
-    refused(httpx.get(url + "admin/keys", headers={"Authorization": "Bearer admin-secret-no"}), 401,
-            "invalid_admin_key")  # fmt: skip
+    refused(httpx.get(url + "admin/keys", verify=SSL_CONTEXT), 401, "invalid_admin_key")
+    wrong = {"Authorization": "Bearer admin-secret-no"}
+    refused(httpx.get(url + "admin/keys", headers=wrong, verify=SSL_CONTEXT), 401, "invalid_admin_key")
     made = httpx.post(
-        url + "admin/keys", json={"name": "carol", "models": ["text"], "rpm": 100}, headers=admin
+        url + "admin/keys",
+        json={"name": "carol", "models": ["text"], "rpm": 100},
+        headers=admin,
+        verify=SSL_CONTEXT,
     )
     assert made.status_code == 201, made.text
     key, key_id = made.json()["key"], made.json()["id"]
     assert send(url, ROUTES[0], key).status_code == 200
-    listed = httpx.get(url + "admin/keys", headers=admin).json()["data"]
+    listed = httpx.get(url + "admin/keys", headers=admin, verify=SSL_CONTEXT).json()["data"]
     assert any(item["id"] == key_id and item["models"] == ["text"] for item in listed)
     assert all("key" not in item and "hash" not in item for item in listed)
-    bad = httpx.post(url + "admin/keys", json={"name": "x", "colour": "red"}, headers=admin)
+    bad = httpx.post(
+        url + "admin/keys", json={"name": "x", "colour": "red"}, headers=admin, verify=SSL_CONTEXT
+    )
     assert refused(bad, 400, "invalid_request")["param"] == "colour"
-    rotated = httpx.post(url + f"admin/keys/{key_id}/rotate", json={"grace": "1h"}, headers=admin)
+    rotated = httpx.post(
+        url + f"admin/keys/{key_id}/rotate", json={"grace": "1h"}, headers=admin, verify=SSL_CONTEXT
+    )
     assert rotated.status_code == 201 and rotated.json()["rotated_from"] == key_id
     new_key = rotated.json()["key"]
     assert send(url, ROUTES[0], key).status_code == 200  # within its grace
     assert send(url, ROUTES[0], new_key).status_code == 200
-    revoked = httpx.post(url + f"admin/keys/{key_id}/revoke", headers=admin)
+    revoked = httpx.post(url + f"admin/keys/{key_id}/revoke", headers=admin, verify=SSL_CONTEXT)
     assert revoked.json()["status"] == "revoked"
     refused(send(url, ROUTES[0], key), 401, "revoked_api_key")  # this process forgot it at once
-    refused(httpx.get(url + "admin/keys/000000000000", headers=admin), 404, "key_not_found")
-    shown = httpx.get(url + f"admin/keys/{rotated.json()['id']}", headers=admin).json()
+    refused(
+        httpx.get(url + "admin/keys/000000000000", headers=admin, verify=SSL_CONTEXT), 404, "key_not_found"
+    )
+    shown = httpx.get(url + f"admin/keys/{rotated.json()['id']}", headers=admin, verify=SSL_CONTEXT).json()
     assert shown["name"] == "carol" and shown["status"] == "active"
 
     def usage() -> Any:
-        return httpx.get(url + "admin/usage?by=model&since=1h", headers=admin).json()
+        return httpx.get(url + "admin/usage?by=model&since=1h", headers=admin, verify=SSL_CONTEXT).json()
 
     wait_until(lambda: any(row["model"] == "text" and row["requests"] == 3 for row in usage()["data"]), 10)
     assert usage()["by"] == "model"
-    refused(httpx.get(url + "admin/usage?by=colour", headers=admin), 400, "invalid_request")
+    refused(
+        httpx.get(url + "admin/usage?by=colour", headers=admin, verify=SSL_CONTEXT), 400, "invalid_request"
+    )
 
 
 def test_the_admin_api_is_off_without_its_key_and_an_empty_one_is_a_start_up_error(tmp_path: Path) -> None:
     target = str(tmp_path / "getgpt.db")
     with serve(create_app(ServerConfig(db=target))) as url:
-        assert httpx.get(url + "admin/keys").status_code == 404
+        assert httpx.get(url + "admin/keys", verify=SSL_CONTEXT).status_code == 404
     with pytest.raises(ValueError, match="GETGPT_ADMIN_KEY is set but holds no value"):
         ServerConfig.from_env({"GETGPT_ADMIN_KEY": " ", "GETGPT_DB": target})
     with pytest.raises(ValueError, match="admin_key needs db"):
@@ -255,7 +269,7 @@ def test_an_unreachable_database_is_said_by_readyz_and_the_policy_decides(
     target = str(blocker / "getgpt.db")  # under a file: it can never be created
     config = ServerConfig(db=target, db_failure=policy, api_keys=("env-key",))
     with serve(create_app(config)) as url:
-        ready = httpx.get(url + "readyz")
+        ready = httpx.get(url + "readyz", verify=SSL_CONTEXT)
         assert ready.json()["database"] == "unreachable"
         key = "gg-0123456789ab-" + "A" * 43
         refused(send(url, ROUTES[0], key), 503, "database_unavailable")
@@ -273,10 +287,17 @@ def test_a_key_is_read_whatever_the_schemes_case_and_spaces(server: tuple[str, s
     _, key = make_key(target)
     body = {"model": "text", "messages": HI}
     for authorization in (f"Bearer {key}", f"bearer {key}", f"BEARER   {key}"):
-        answer = httpx.post(url + "v1/chat/completions", json=body, headers={"Authorization": authorization})
+        answer = httpx.post(
+            url + "v1/chat/completions",
+            json=body,
+            headers={"Authorization": authorization},
+            verify=SSL_CONTEXT,
+        )
         assert answer.status_code == 200, authorization
     for wrong in (f"Basic {key}", f"Bearer {key}x", f"Bearer {key[:-1]}!", f"Bearer {key[:14]}G{key[15:]}"):
-        answer = httpx.post(url + "v1/chat/completions", json=body, headers={"Authorization": wrong})
+        answer = httpx.post(
+            url + "v1/chat/completions", json=body, headers={"Authorization": wrong}, verify=SSL_CONTEXT
+        )
         assert answer.json()["error"]["code"] == "invalid_api_key", wrong
 
 
@@ -284,14 +305,14 @@ def test_the_openapi_document_has_the_usage_and_admin_routes_exactly_when_they_a
     server: tuple[str, str], tmp_path: Path
 ) -> None:
     url, _ = server
-    paths = httpx.get(url + "openapi.json").json()["paths"]
+    paths = httpx.get(url + "openapi.json", verify=SSL_CONTEXT).json()["paths"]
     one = "/admin/keys/{key_id}"
     admin = {"/admin/keys", one, one + "/revoke", one + "/rotate", "/admin/usage"}
     assert admin | {"/v1/usage"} <= set(paths)
     assert set(paths["/admin/keys"]) == {"get", "post"}
     assert {"403", "429"} <= set(paths["/v1/chat/completions"]["post"]["responses"])
     with serve(create_app(ServerConfig(db=str(tmp_path / "g.db")))) as keys_only:
-        paths = httpx.get(keys_only + "openapi.json").json()["paths"]
+        paths = httpx.get(keys_only + "openapi.json", verify=SSL_CONTEXT).json()["paths"]
         assert "/v1/usage" in paths and not admin & set(paths)
 
 
@@ -305,7 +326,7 @@ def test_a_keyed_request_through_the_gateway_leaves_nothing_for_the_cyclic_colle
     # the reply slot, its charge and the request's scope.
     url, target = server
     _, key = make_key(target)
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, verify=SSL_CONTEXT) as client:
         headers = {"Authorization": f"Bearer {key}"}
 
         def one() -> None:

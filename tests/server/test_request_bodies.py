@@ -27,6 +27,7 @@ from getgpt.server.edge import connections
 from getgpt.server.edge.body import decoded_size
 from getgpt.server.running.serving import connection_settings
 
+from ..support.processes import SSL_CONTEXT
 from ..support.scripted import Live
 from ..support.serve_process import getgpt_serve
 from ..support.servers import serve
@@ -54,7 +55,11 @@ def test_a_20_mb_photo_as_base64_is_accepted_by_default(default_server: str) -> 
     body = json.dumps(photo_request(20)).encode()
     assert len(body) > 26_000_000
     response = httpx.post(
-        default_server + V1, content=body, headers={"content-type": "application/json"}, timeout=60
+        default_server + V1,
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=60,
+        verify=SSL_CONTEXT,
     )
     assert response.status_code == 200, response.text[:300]
     assert response.json()["object"] == "chat.completion"
@@ -67,7 +72,7 @@ def test_an_agent_history_of_1201_messages_is_accepted_by_default(default_server
         messages.append({"role": "assistant" if turn % 2 == 0 else "user", "content": f"done {turn}"})
     assert len(messages) == 1201
     messages.append({"role": "user", "content": "and now?"})
-    response = httpx.post(default_server + V1, json={"messages": messages}, timeout=30)
+    response = httpx.post(default_server + V1, json={"messages": messages}, timeout=30, verify=SSL_CONTEXT)
     assert response.status_code == 200, response.text[:300]
     assert response.json()["choices"][0]["message"]["content"] == "and now?"
 
@@ -85,7 +90,7 @@ def test_the_decoded_size_counts_what_small_items_take() -> None:
 
 
 def _budget_used(url: str) -> float:
-    metrics = httpx.get(url + "metrics", timeout=5).text
+    metrics = httpx.get(url + "metrics", timeout=5, verify=SSL_CONTEXT).text
     found = re.search(r'^getgpt_budget_used_bytes\{budget="bodies"\} (\S+)$', metrics, re.MULTILINE)
     assert found, metrics
     return float(found[1])
@@ -99,19 +104,19 @@ def test_bodies_past_the_budget_are_refused_503_until_it_is_given_back(live: tup
     config = ServerConfig(max_body_bytes=512 << 10, body_budget=1 << 20, backend="getgpt", upstream=upstream)
     held = {"messages": [{"role": "user", "content": "slow " * 60_000}, {"role": "user", "content": "wait"}]}
     with serve(create_app(config)) as url:
-        metrics = httpx.get(url + "metrics", timeout=5).text
+        metrics = httpx.get(url + "metrics", timeout=5, verify=SSL_CONTEXT).text
         assert 'getgpt_budget_limit_bytes{budget="bodies"} 1.048576e+06' in metrics
         results: list[int] = []
 
         def one() -> None:
-            results.append(httpx.post(url + V1, json=held, timeout=60).status_code)
+            results.append(httpx.post(url + V1, json=held, timeout=60, verify=SSL_CONTEXT).status_code)
 
         holders = [threading.Thread(target=one) for _ in range(3)]
         for holder in holders:
             holder.start()
         try:
             wait_until(lambda: _budget_used(url) > 900_000, 20, "three bodies held")
-            refused = httpx.post(url + V1, json=held, timeout=30)
+            refused = httpx.post(url + V1, json=held, timeout=30, verify=SSL_CONTEXT)
         finally:
             script.release.set()
             for holder in holders:
@@ -121,7 +126,7 @@ def test_bodies_past_the_budget_are_refused_503_until_it_is_given_back(live: tup
         assert refused.headers["retry-after"] == "1"
         assert results == [200, 200, 200]
         assert _budget_used(url) == 0
-        again = httpx.post(url + V1, json=held, timeout=60)  # released: answered at once
+        again = httpx.post(url + V1, json=held, timeout=60, verify=SSL_CONTEXT)  # released: answered at once
         assert again.status_code == 200
         assert again.json()["choices"][0]["message"]["content"] == "firstsecond"
 
@@ -132,7 +137,11 @@ def test_a_body_of_many_small_items_that_would_decode_past_the_budget_is_413() -
     body = b'{"messages":[{"role":"user","content":"hi"}],"metadata":' + junk + b"}"
     with serve(create_app(config)) as url:
         response = httpx.post(
-            url + V1, content=body, headers={"content-type": "application/json"}, timeout=30
+            url + V1,
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
+            verify=SSL_CONTEXT,
         )
         assert response.status_code == 413, response.text[:300]
         assert response.json()["error"]["code"] == "body_too_complex"
@@ -186,7 +195,9 @@ def test_the_read_ahead_shows_in_metrics_while_pipelined_requests_wait(live: tup
 
         def held() -> float:
             found = re.search(
-                r"^getgpt_read_ahead_bytes (\S+)$", httpx.get(server.url + "metrics").text, re.M
+                r"^getgpt_read_ahead_bytes (\S+)$",
+                httpx.get(server.url + "metrics", verify=SSL_CONTEXT).text,
+                re.M,
             )
             return float(found[1]) if found else -1
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from ..support.faults import PATIENCE, STREAM_HEAD, FaultUpstream, Script, events
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import ServeProcess, getgpt_serve
 from ..support.servers import wait_until
 
@@ -70,7 +71,12 @@ def test_an_upstream_trickling_its_head_is_cut_off_at_the_head_timeout(backend: 
         options = ("--upstream-head-timeout", str(HEAD_TIMEOUT), "--upstream-timeout", "30")
         with forwarding_to(upstream, backend, *options) as server:
             started = time.monotonic()
-            response = httpx.post(server.url + "v1/chat/completions", json={**HI, "stream": True}, timeout=30)
+            response = httpx.post(
+                server.url + "v1/chat/completions",
+                json={**HI, "stream": True},
+                timeout=30,
+                verify=SSL_CONTEXT,
+            )
             elapsed = time.monotonic() - started
             assert response.status_code == 504, response.text
             assert response.json()["error"]["code"] == "upstream_timeout"
@@ -86,7 +92,11 @@ def test_an_upstream_reply_that_never_ends_is_cut_off_at_the_max_duration(backen
         with forwarding_to(upstream, backend, *options) as server:
             started = time.monotonic()
             with httpx.stream(
-                "POST", server.url + "v1/chat/completions", json={**HI, "stream": True}, timeout=30
+                "POST",
+                server.url + "v1/chat/completions",
+                json={**HI, "stream": True},
+                timeout=30,
+                verify=SSL_CONTEXT,
             ) as response:
                 assert response.status_code == 200
                 body = response.read()
@@ -97,7 +107,7 @@ def test_an_upstream_reply_that_never_ends_is_cut_off_at_the_max_duration(backen
             wait_until(lambda: server.health()["active_streams"] == 0, 2)
             # Not streamed: nothing was sent before the deadline, so it is the whole answer.
             started = time.monotonic()
-            whole = httpx.post(server.url + "v1/chat/completions", json=HI, timeout=30)
+            whole = httpx.post(server.url + "v1/chat/completions", json=HI, timeout=30, verify=SSL_CONTEXT)
             assert whole.status_code == 504, whole.text
             assert MAX_DURATION - 0.1 <= time.monotonic() - started < MAX_DURATION + MARGIN
 
@@ -108,7 +118,10 @@ def test_the_head_timeout_bounds_the_other_forwarded_routes_too() -> None:
         with forwarding_to(upstream, "openai", *options) as server:
             started = time.monotonic()
             response = httpx.post(
-                server.url + "v1/embeddings", json={"model": "m", "input": "hi"}, timeout=30
+                server.url + "v1/embeddings",
+                json={"model": "m", "input": "hi"},
+                timeout=30,
+                verify=SSL_CONTEXT,
             )
             elapsed = time.monotonic() - started
             assert response.status_code == 504, response.text
