@@ -16,9 +16,13 @@ import httpx
 
 from .waiting import wait_until
 
-__all__ = ["process", "stop"]
+__all__ = ["SSL_CONTEXT", "process", "stop"]
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+#: httpx's own default context, built once, for one-off calls (``httpx.get(url, verify=SSL_CONTEXT)``):
+#: without it every such call builds one, reading the CA bundle -- ~27 ms of CPU, much more than a
+#: request on loopback, and a server's start is polled every 10 ms.
+SSL_CONTEXT = httpx.create_ssl_context()
 
 
 def stop(running: subprocess.Popen[bytes], grace: float = 10, sig: int = signal.SIGTERM) -> None:
@@ -61,7 +65,9 @@ def process(
                 if running.poll() is not None:
                     return True  # it will not become ready: stop waiting
                 try:
-                    answered.append(httpx.get(ready_url, timeout=2, headers=headers).is_success)
+                    answered.append(
+                        httpx.get(ready_url, timeout=2, headers=headers, verify=SSL_CONTEXT).is_success
+                    )
                 except httpx.TransportError:
                     return False
                 return answered[-1]

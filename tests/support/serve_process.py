@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from .command import locale_env
-from .processes import stop
+from .processes import SSL_CONTEXT, stop
 from .servers import free_port
 from .waiting import wait_until
 
@@ -69,12 +69,12 @@ class ServeProcess:
     def healthz(self, timeout: float = 2.0) -> float:
         """Seconds a fresh connection took to get ``/healthz`` answered 200; raises if it was not."""
         started = time.monotonic()
-        response = httpx.get(self.url + "healthz", timeout=timeout)
+        response = httpx.get(self.url + "healthz", timeout=timeout, verify=SSL_CONTEXT)
         assert response.status_code == 200, response.text
         return time.monotonic() - started
 
     def health(self) -> dict[str, object]:
-        return dict(httpx.get(self.url + "healthz", timeout=5).json())
+        return dict(httpx.get(self.url + "healthz", timeout=5, verify=SSL_CONTEXT).json())
 
 
 # Sets the limit in the child itself, then runs the command: preexec_fn is not safe in a process
