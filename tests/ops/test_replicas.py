@@ -19,6 +19,7 @@ import httpx
 import getgpt
 
 from ..support.cluster import cluster, envelope_body
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import health, wait_until
 
 KEYS = "k-limit,k-replay,k-drain,k-kill,k-redis,k-back"
@@ -83,7 +84,7 @@ def test_a_request_replayed_to_the_other_replica_is_refused_with_409() -> None:
 
 def _refuses_connections(url: str) -> bool:
     try:
-        httpx.get(url + "readyz", timeout=2)
+        httpx.get(url + "readyz", timeout=2, verify=SSL_CONTEXT)
     except httpx.ConnectError:
         return True
     return False
@@ -176,7 +177,7 @@ def test_a_replica_killed_mid_stream_costs_a_typed_error_with_the_partial_text_a
 
 
 def _readyz(url: str) -> tuple[int, dict[str, str]]:
-    answer = httpx.get(url + "readyz", timeout=5)
+    answer = httpx.get(url + "readyz", timeout=5, verify=SSL_CONTEXT)
     return answer.status_code, answer.json()
 
 

@@ -11,13 +11,16 @@ import httpx
 from getgpt.server import ServerConfig
 
 from ..support.hostile import queued
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import wait_until
 
 
 def _pids(url: str, tries: int) -> set[int]:
     # A new connection each time: the kernel picks a worker per connection.
-    return {int(httpx.get(url + "healthz", timeout=5).json()["pid"]) for _ in range(tries)}
+    return {
+        int(httpx.get(url + "healthz", timeout=5, verify=SSL_CONTEXT).json()["pid"]) for _ in range(tries)
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -40,6 +43,7 @@ def test_two_workers_answer_on_one_port_and_a_killed_worker_is_replaced() -> Non
             httpx.post(
                 server.url + "v1/chat/completions",
                 json={"messages": [{"role": "user", "content": "still here"}]},
+                verify=SSL_CONTEXT,
             ).json()["choices"][0]["message"]["content"]
             == "still here"
         )
