@@ -95,7 +95,7 @@ def _stream_all(url: str, key: str, texts: list[str], started: threading.Barrier
 
     def one(text: str) -> object:
         try:
-            with getgpt.Client(url, max_retries=0, headers=_auth(key)) as client:
+            with getgpt.Client(url, max_retries=0, headers=_auth(key), verify=SSL_CONTEXT) as client:
                 stream = client.stream([{"role": "user", "content": text}])
                 pieces = [next(iter(stream))]
                 started.wait(30)
@@ -142,8 +142,9 @@ def test_sigterm_to_a_streaming_replica_loses_nothing_and_new_requests_go_to_the
 
 
 def test_a_replica_killed_mid_stream_costs_a_typed_error_with_the_partial_text_and_nothing_else() -> None:
+    # Each reply: 12 pieces 0.1 s apart; the kill follows the first piece at once, 1.1 s before the last.
     with (
-        cluster("--echo-delay", "0.2", env={"GETGPT_API_KEYS": KEYS}) as c,
+        cluster("--echo-delay", "0.1", env={"GETGPT_API_KEYS": KEYS}) as c,
         httpx.Client(timeout=10) as client,
     ):
         killed, survivor = c.replicas
