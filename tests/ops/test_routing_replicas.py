@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from ..support.fleet import FleetUpstream, fleet, upstream_state, write_config
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import ServeProcess, getgpt_serve
 from ..support.services import Redis
 from ..support.waiting import wait_until
@@ -21,6 +22,7 @@ def _chat(url: str) -> httpx.Response:
         url + "v1/chat/completions",
         json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
         timeout=30,
+        verify=SSL_CONTEXT,
     )
 
 
@@ -95,13 +97,20 @@ def test_while_redis_is_down_closed_refuses_routed_requests_and_open_serves_them
             assert _by(_chat(closed.url)) == "a"
             redis.stop()
             wait_until(
-                lambda: httpx.get(closed.url + "readyz").status_code == 503, 10, "closed sees Redis gone"
+                lambda: httpx.get(closed.url + "readyz", verify=SSL_CONTEXT).status_code == 503,
+                10,
+                "closed sees Redis gone",
             )
             refused = _chat(closed.url)
             assert (
                 refused.status_code == 503 and refused.json()["error"]["code"] == "shared_state_unavailable"
             )
-            embedded = httpx.post(closed.url + "v1/embeddings", json={"model": "m", "input": "x"})
+            embedded = httpx.post(
+                closed.url + "v1/embeddings", json={"model": "m", "input": "x"}, verify=SSL_CONTEXT
+            )
             assert embedded.status_code == 503
-            wait_until(lambda: httpx.get(open_.url + "readyz").json()["redis"] == "unreachable", 10)
+            wait_until(
+                lambda: httpx.get(open_.url + "readyz", verify=SSL_CONTEXT).json()["redis"] == "unreachable",
+                10,
+            )
             assert _by(_chat(open_.url)) == "a"

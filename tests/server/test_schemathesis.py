@@ -21,6 +21,7 @@ from schemathesis.generation import GenerationMode
 
 from getgpt.server import ServerConfig, create_app
 
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
 
 STATUSES: Counter[int] = Counter()
@@ -62,7 +63,7 @@ def test_no_server_errors(case: schemathesis.Case, server_url: str) -> None:
 
 
 def test_the_server_is_well_after_the_run(server_url: str) -> None:
-    health = httpx.get(server_url + "healthz").json()
+    health = httpx.get(server_url + "healthz", verify=SSL_CONTEXT).json()
     assert health["status"] == "ok"
     assert health["active_streams"] == 0
     assert health["failed_total"] == 0

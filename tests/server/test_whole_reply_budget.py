@@ -24,6 +24,7 @@ from getgpt.server.upstreams.budget import ReplyBudget
 from ..support.faults import FaultUpstream
 from ..support.hostile_upstreams import huge_json
 from ..support.memory import MIB, growth, rss_of
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve
 from ..support.servers import serve, wait_until
 
@@ -51,7 +52,7 @@ def test_a_holding_takes_from_the_budget_and_gives_it_all_back() -> None:
 
 
 def _metric(url: str, name: str) -> float:
-    text = httpx.get(url + "metrics", timeout=5).text
+    text = httpx.get(url + "metrics", timeout=5, verify=SSL_CONTEXT).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and sample.labels.get("budget") == "whole_replies":
@@ -115,14 +116,16 @@ def test_a_reply_that_would_overdraw_the_budget_is_refused_with_503_server_busy(
     assert _metric(url, "getgpt_budget_limit_bytes") == 2 * MIB
     out: list[httpx.Response] = []
     first = threading.Thread(
-        target=lambda: out.append(httpx.post(url + "v1/chat/completions", json=CHAT, timeout=20))
+        target=lambda: out.append(
+            httpx.post(url + "v1/chat/completions", json=CHAT, timeout=20, verify=SSL_CONTEXT)
+        )
     )
     first.start()
     wait_until(
         lambda: _metric(url, "getgpt_budget_used_bytes") >= 700 * KIB, 10, "the first reply held in part"
     )
     # 700 KiB held, 1.5 MiB more would pass the 2 MiB: refused as it arrives, not queued.
-    refused = httpx.post(url + "v1/chat/completions", json=CHAT, timeout=20)
+    refused = httpx.post(url + "v1/chat/completions", json=CHAT, timeout=20, verify=SSL_CONTEXT)
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"]["code"] == "server_busy"
     assert refused.headers["retry-after"] == "1"
@@ -149,7 +152,9 @@ def test_fifty_endless_json_replies_grow_the_server_within_its_budget_and_the_re
             with ThreadPoolExecutor(50) as pool:
                 return list(
                     pool.map(
-                        lambda _: httpx.post(server.url + "v1/chat/completions", json=CHAT, timeout=60),
+                        lambda _: httpx.post(
+                            server.url + "v1/chat/completions", json=CHAT, timeout=60, verify=SSL_CONTEXT
+                        ),
                         range(50),
                     )
                 )
