@@ -14,6 +14,7 @@ import pytest
 import getgpt
 
 from ..support.faults import hanging
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve
 
 
@@ -34,7 +35,9 @@ def test_sigterm_turns_readyz_503_at_once_and_lets_the_stream_in_flight_finish()
     text = "drain me gently " * 3  # 12 pieces 0.15 s apart: about 1.7 s
     with (
         getgpt_serve("--echo-delay", "0.15", "--shutdown-grace", "30", "--log-level", "info") as server,
-        httpx.Client(timeout=5) as kept,  # one kept-alive connection, opened before the signal
+        httpx.Client(
+            timeout=5, verify=SSL_CONTEXT
+        ) as kept,  # one kept-alive connection, opened before the signal
     ):
         assert kept.get(server.url + "readyz").json() == {"status": "ready", "redis": "off"}
         first, out = threading.Event(), []  # type: ignore[var-annotated]
@@ -86,7 +89,7 @@ def test_a_forwarded_stream_that_outlasts_the_grace_period_ends_with_the_shuttin
         getgpt_serve(
             "--backend", "openai", "--upstream", upstream.url + "v1", "--shutdown-grace", "1"
         ) as server,
-        httpx.Client(timeout=20) as client,
+        httpx.Client(timeout=20, verify=SSL_CONTEXT) as client,
     ):
         body = {"model": "text-1", "prompt": "Hello", "stream": True}
         with client.stream("POST", server.url + "v1/completions", json=body) as answer:

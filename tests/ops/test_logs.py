@@ -7,6 +7,7 @@ import re
 
 import httpx
 
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve
 
 SECRET = "текст-который-не-пишут-в-лог 7f3a"
@@ -22,6 +23,7 @@ def test_json_logs_carry_the_request_id_taken_or_made_and_never_the_message_text
             server.url + "v1/chat/completions?api_key=hidden",
             json={"messages": [{"role": "user", "content": SECRET}], "stream": True},
             headers={"X-Request-Id": "req-42.abc"},
+            verify=SSL_CONTEXT,
         )
         assert given.status_code == 200 and f'"content":"{SECRET[:4]}"' in given.text
         assert given.headers["x-request-id"] == "req-42.abc"
@@ -29,11 +31,12 @@ def test_json_logs_carry_the_request_id_taken_or_made_and_never_the_message_text
             server.url + "api/chat/stream",
             json={"signature": "not hex"},
             headers={"X-Request-Id": "x" * 129},
+            verify=SSL_CONTEXT,
         )
         assert made.status_code == 400
         made_id = made.headers["x-request-id"]
         assert re.fullmatch(r"[0-9a-f]{32}", made_id)  # an unusable id is replaced, not echoed
-        other = httpx.get(server.url + "healthz").headers["x-request-id"]
+        other = httpx.get(server.url + "healthz", verify=SSL_CONTEXT).headers["x-request-id"]
         assert re.fullmatch(r"[0-9a-f]{32}", other) and other != made_id
         output = server.output()
     lines = _lines(output)  # every line is JSON
@@ -48,6 +51,6 @@ def test_json_logs_carry_the_request_id_taken_or_made_and_never_the_message_text
 
 def test_text_logs_stay_uvicorns_format() -> None:
     with getgpt_serve("--log-level", "info") as server:
-        httpx.get(server.url + "healthz")
+        httpx.get(server.url + "healthz", verify=SSL_CONTEXT)
         output = server.output()
     assert "INFO:     127.0.0.1:" in output and '"GET /healthz HTTP/1.1" 200' in output

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from getgpt.server import ServerConfig, create_app
 
 from ..support.cluster import envelope_body
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import getgpt_serve
 from ..support.servers import free_port, serve
 from ..support.services import Redis
@@ -29,7 +30,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(url: str, key: str | None = None) -> Samples:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    answer = httpx.get(url + "metrics", headers=headers, timeout=10)
+    answer = httpx.get(url + "metrics", headers=headers, timeout=10, verify=SSL_CONTEXT)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     samples: Samples = {}
@@ -50,6 +51,7 @@ def _chat(url: str, text: str, *, stream: bool = True) -> httpx.Response:
         json={"messages": [{"role": "user", "content": text}], "stream": stream},
         headers={"Authorization": "Bearer k"},
         timeout=10,
+        verify=SSL_CONTEXT,
     )
 
 
@@ -71,21 +73,25 @@ def test_metrics_count_a_known_mix_of_requests_across_two_workers() -> None:
                 url + "api/chat/stream",
                 content=envelope_body(f"envelope {i}"),
                 headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+                verify=SSL_CONTEXT,
             )
             assert answer.status_code == 200
         for _ in range(3):
             bad = httpx.post(
-                url + "v1/chat/completions", json={"messages": []}, headers={"Authorization": "Bearer k"}
+                url + "v1/chat/completions",
+                json={"messages": []},
+                headers={"Authorization": "Bearer k"},
+                verify=SSL_CONTEXT,
             )
             assert bad.status_code in (400, 422)
         bad_status, bad_code = bad.status_code, bad.json()["error"]["code"]
         statuses = [_chat(url, f"more {i}").status_code for i in range(4)]
         assert statuses == [200, 429, 429, 429]
-        pids = {httpx.get(url + "healthz").json()["pid"] for _ in range(12)}
+        pids = {httpx.get(url + "healthz", verify=SSL_CONTEXT).json()["pid"] for _ in range(12)}
         assert len(pids) == 2  # both workers answered some of it
         for _ in range(2):  # the model list takes the key, as chat does
-            assert httpx.get(url + "v1/models").status_code == 401
-        assert httpx.get(url + "no/such/page").status_code == 404
+            assert httpx.get(url + "v1/models", verify=SSL_CONTEXT).status_code == 401
+        assert httpx.get(url + "no/such/page", verify=SSL_CONTEXT).status_code == 404
 
         first, second = scrape(url), scrape(url)
         chat = "/v1/chat/completions"
@@ -153,6 +159,7 @@ def test_tokens_are_counted_from_the_usage_the_upstream_reports(upstream: str) -
             answer = httpx.post(
                 url + "v1/chat/completions",
                 json={"messages": [{"role": "user", "content": "count"}] * messages, "stream": True},
+                verify=SSL_CONTEXT,
             )
             assert answer.status_code == 200 and '"kens"' in answer.text
         samples = scrape(url)
@@ -190,6 +197,7 @@ def test_tokens_are_what_the_backend_reported_in_the_replys_usage() -> None:
                 "stream": True,
                 "stream_options": {"include_usage": True},
             },
+            verify=SSL_CONTEXT,
         )
         usage = next(
             json.loads(line[6:])["usage"]
@@ -204,13 +212,15 @@ def test_tokens_are_what_the_backend_reported_in_the_replys_usage() -> None:
 
 def test_metrics_can_need_their_own_key() -> None:
     with serve(create_app(ServerConfig(metrics_key="scrape-me"))) as url:
-        refused = httpx.get(url + "metrics")
+        refused = httpx.get(url + "metrics", verify=SSL_CONTEXT)
         assert refused.status_code == 401
-        wrong = httpx.get(url + "metrics", headers={"Authorization": "Bearer nope"})
+        wrong = httpx.get(url + "metrics", headers={"Authorization": "Bearer nope"}, verify=SSL_CONTEXT)
         assert wrong.status_code == 401
         assert (
             "getgpt_requests_total"
-            in httpx.get(url + "metrics", headers={"Authorization": "Bearer scrape-me"}).text
+            in httpx.get(
+                url + "metrics", headers={"Authorization": "Bearer scrape-me"}, verify=SSL_CONTEXT
+            ).text
         )
 
 
@@ -219,7 +229,9 @@ def test_forwarded_routes_are_counted_like_the_chat_routes() -> None:
     # Prometheus metrics must say so, as /healthz does (they once counted only the chat routes).
     with serve(create_app(ServerConfig())) as url:
         before = scrape(url)
-        refused = httpx.post(url + "v1/embeddings", json={"input": "x", "model": "m"}, timeout=10)
+        refused = httpx.post(
+            url + "v1/embeddings", json={"input": "x", "model": "m"}, timeout=10, verify=SSL_CONTEXT
+        )
         assert refused.status_code == 400  # the echo backend forwards nothing: said, not ignored
         after = scrape(url)
     reason = refused.json()["error"]["code"]

@@ -49,7 +49,7 @@ def test_a_shared_burst_of_30_admits_exactly_30_of_60_requests_across_two_replic
     options = ("--rate-limit", "0.01", "--rate-burst", "30", "--redis-timeout", "10")
     with (
         cluster(*options, env={"GETGPT_API_KEYS": KEYS}) as c,
-        httpx.Client(timeout=10) as client,
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
     ):
         statuses = [_chat(client, c.nginx.url, "k-limit").status_code for _ in range(60)]
         assert statuses.count(200) == 30
@@ -64,7 +64,7 @@ def test_a_shared_burst_of_30_admits_exactly_30_of_60_requests_across_two_replic
 def test_a_request_replayed_to_the_other_replica_is_refused_with_409() -> None:
     with (
         cluster("--replay-window", "60", env={"GETGPT_API_KEYS": KEYS}) as c,
-        httpx.Client(timeout=10) as client,
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
     ):
         first, second = c.replicas
         body = envelope_body("только один раз")
@@ -115,7 +115,10 @@ def _stream_all(url: str, key: str, texts: list[str], started: threading.Barrier
 def test_sigterm_to_a_streaming_replica_loses_nothing_and_new_requests_go_to_the_other() -> None:
     # Each reply: 12 pieces 0.15 s apart, about 1.7 s; the grace period is far longer.
     options = ("--echo-delay", "0.15", "--shutdown-grace", "30")
-    with cluster(*options, env={"GETGPT_API_KEYS": KEYS}) as c, httpx.Client(timeout=10) as client:
+    with (
+        cluster(*options, env={"GETGPT_API_KEYS": KEYS}) as c,
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
+    ):
         draining, other = c.replicas
         texts = [f"stream {i:02d} " + "x" * 36 for i in range(6)]
         barrier = threading.Barrier(len(texts) + 1)
@@ -149,7 +152,7 @@ def test_a_replica_killed_mid_stream_costs_a_typed_error_with_the_partial_text_a
     # Each reply: 12 pieces 0.1 s apart; the kill follows the first piece at once, 1.1 s before the last.
     with (
         cluster("--echo-delay", "0.1", env={"GETGPT_API_KEYS": KEYS}) as c,
-        httpx.Client(timeout=10) as client,
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
     ):
         killed, survivor = c.replicas
         texts = [f"kill {i} " + "y" * 40 for i in range(2)]
@@ -192,7 +195,7 @@ def test_a_redis_outage_is_handled_as_each_replica_policy_says_and_shared_limits
     policies = (("--redis-failure", "open"), ("--redis-failure", "closed"))
     with (
         cluster(*options, per_replica=policies, env={"GETGPT_API_KEYS": KEYS}) as c,
-        httpx.Client(timeout=10) as client,
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
     ):
         fail_open, fail_closed = c.replicas
         assert _readyz(fail_open.url) == (200, {"status": "ready", "redis": "ok"})
@@ -222,7 +225,7 @@ def test_a_redis_outage_is_handled_as_each_replica_policy_says_and_shared_limits
         # Shared again: 20 requests of a fresh key through both replicas admit exactly its burst of 10.
         # On new connections: one kept idle through the outage may be closed by nginx as it is
         # reused (its keep-alive timeout, on a loaded machine), and a POST is not sent again.
-        with httpx.Client(timeout=10) as fresh:
+        with httpx.Client(timeout=10, verify=SSL_CONTEXT) as fresh:
             try:
                 statuses = [_chat(fresh, c.nginx.url, "k-back").status_code for _ in range(20)]
             except httpx.TransportError as exc:  # seen once on CI, not yet explained: say what nginx saw
@@ -234,7 +237,7 @@ def test_a_redis_outage_is_handled_as_each_replica_policy_says_and_shared_limits
 def test_a_frozen_redis_delays_no_request_beyond_its_short_timeout() -> None:
     with (
         cluster("--rate-limit", "600", "--replay-window", "60", per_replica=((),)) as c,
-        httpx.Client(timeout=10) as client,
+        httpx.Client(timeout=10, verify=SSL_CONTEXT) as client,
     ):
         (replica,) = c.replicas
         os.kill(c.redis.process.pid, signal.SIGSTOP)  # accepts connections, answers nothing

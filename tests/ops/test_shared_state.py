@@ -16,6 +16,7 @@ from getgpt.server.admission.shared_state import SharedRateLimiter, SharedReplay
 from getgpt.server.api_error import ApiError
 
 from ..support.odd_redis import OddRedis, bulk
+from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve, wait_until
 from ..support.services import Redis
 
@@ -153,13 +154,16 @@ def test_a_redis_reply_that_cannot_be_read_counts_as_redis_down(
         )
         with serve(create_app(config)) as url:
             body = {"messages": [{"role": "user", "content": "hi"}]}
-            answers = [httpx.post(url + "v1/chat/completions", json=body, timeout=5) for _ in range(3)]
+            answers = [
+                httpx.post(url + "v1/chat/completions", json=body, timeout=5, verify=SSL_CONTEXT)
+                for _ in range(3)
+            ]
             assert [answer.status_code for answer in answers] == [chat_status] * 3
             if policy == "closed":
                 assert answers[0].json()["error"]["code"] == "shared_state_unavailable"
 
             def readyz() -> tuple[int, str, str]:
-                answer = httpx.get(url + "readyz", timeout=5)
+                answer = httpx.get(url + "readyz", timeout=5, verify=SSL_CONTEXT)
                 return answer.status_code, answer.json()["status"], answer.json()["redis"]
 
             assert readyz() == (*ready, "unusable")
@@ -168,7 +172,10 @@ def test_a_redis_reply_that_cannot_be_read_counts_as_redis_down(
             asked = len(redis.commands)
             wait_until(lambda: len(redis.commands) > asked + 1, 5)
             assert readyz() == (*ready, "unusable")
-            assert httpx.post(url + "v1/chat/completions", json=body, timeout=5).status_code == chat_status
+            assert (
+                httpx.post(url + "v1/chat/completions", json=body, timeout=5, verify=SSL_CONTEXT).status_code
+                == chat_status
+            )
 
 
 def test_unreadable_replies_of_the_shared_twins_raise_for_the_outage_and_good_ones_are_read() -> None:

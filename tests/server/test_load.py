@@ -23,7 +23,7 @@ import pytest
 
 import getgpt
 
-from ..support.processes import process
+from ..support.processes import SSL_CONTEXT, process
 from ..support.servers import free_port, health, wait_until
 
 STREAMS = 1000
@@ -76,7 +76,7 @@ def server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 
 def blocks(url: str) -> int:
-    return int(httpx.get(url + "_test/blocks", timeout=10).text)
+    return int(httpx.get(url + "_test/blocks", timeout=10, verify=SSL_CONTEXT).text)
 
 
 async def _one(url: str, context: ssl.SSLContext, i: int, opened: list[int], all_open: asyncio.Event) -> str:

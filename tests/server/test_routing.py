@@ -26,6 +26,7 @@ import openai
 import getgpt
 
 from ..support.fleet import FleetUpstream, fleet, metric, upstream_state, write_config
+from ..support.processes import SSL_CONTEXT
 from ..support.serve_process import ServeProcess, getgpt_serve
 from ..support.servers import free_port
 from ..support.waiting import wait_until
@@ -33,7 +34,7 @@ from ..support.waiting import wait_until
 PACED = "pieces 10 every 0.02"  # a stream of about 0.2 s: long enough to be cut by a kill
 # One client for the requests the tests send one at a time: httpx.post() builds a client, and its
 # SSL context reads the CA bundle: ~27 ms of CPU a call, most of what a request here costs.
-_http = httpx.Client(timeout=30)
+_http = httpx.Client(timeout=30, verify=SSL_CONTEXT)
 
 
 def _chat(url: str, model: str = "llama3", text: str = "hi there", **fields: Any) -> httpx.Response:
@@ -219,7 +220,7 @@ def test_weights_1_2_3_give_shares_within_3_points_over_300_requests(tmp_path: P
         with getgpt_serve("--config", str(config)) as gateway:
 
             def batch(count: int) -> list[int]:
-                with httpx.Client(timeout=30) as client:
+                with httpx.Client(timeout=30, verify=SSL_CONTEXT) as client:
                     body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
                     return [
                         client.post(gateway.url + "v1/chat/completions", json=body).status_code
@@ -362,7 +363,7 @@ async def _streams_across_a_reload(
         return text, done
 
     limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits, verify=SSL_CONTEXT) as client:
         streams = [asyncio.ensure_future(stream(client)) for _ in range(100)]
         await asyncio.wait_for(all_began.wait(), 30)
         write_config(path, [{"name": "c", "url": ups["c"].v1}])

@@ -6,7 +6,9 @@ tests in different xdist workers never meet:
 - :mod:`.servers` -- ``serve(app)``: an ASGI app under uvicorn in a thread; ``health(url)``.
 - :mod:`.serve_process` -- ``getgpt_serve(*flags)``: every test that starts ``getgpt serve`` goes
   through it; ``run_getgpt(*args)`` for a command that ends by itself.
-- :mod:`.processes` -- ``process(command, ready_url)``: any other program (the LiteLLM proxy).
+- :mod:`.processes` -- ``process(command, ready_url)``: any other program (the LiteLLM proxy);
+  ``SSL_CONTEXT``, which every httpx call and client of the tests is given (``verify=``):
+  httpx builds one for each otherwise, reading the CA bundle (~27 ms of CPU, even for http://).
 - :mod:`.services` -- ``Redis()``, ``Nginx(backends)``, ``Postgres()`` (``create_database()``);
   :mod:`.cluster` -- replicas behind nginx; :mod:`.keystore` -- keys and the ledger of a ``--db``.
 - fakes: :mod:`.scripted` (a GetGpt server), :mod:`.openai_upstream` (an OpenAI-compatible one),
