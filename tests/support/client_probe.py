@@ -24,8 +24,6 @@ from typing import Any
 
 import getgpt
 
-from .processes import SSL_CONTEXT
-
 __all__ = ["complete_one", "probe"]
 
 HI = [{"role": "user", "content": "hi"}]
@@ -59,9 +57,7 @@ def complete_one(kind: str, url: str, **options: Any) -> str:
     if options.pop("via_httpx", False):
         import httpx
 
-        options["http_client"] = (
-            httpx.Client(verify=SSL_CONTEXT) if kind == "sync" else httpx.AsyncClient(verify=SSL_CONTEXT)
-        )
+        options["http_client"] = httpx.Client() if kind == "sync" else httpx.AsyncClient()
     if kind == "sync":
         with getgpt.Client(url, **options) as client:
             return str(client.complete(HI))
