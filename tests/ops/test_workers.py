@@ -17,27 +17,6 @@ from ..support.serve_process import getgpt_serve, run_getgpt
 from ..support.servers import wait_until
 
 
-def _pids(url: str, tries: int) -> set[int]:
-    # A new connection each time: the kernel picks a worker per connection.
-    return {
-        int(httpx.get(url + "healthz", timeout=5, verify=SSL_CONTEXT).json()["pid"]) for _ in range(tries)
-    }
-
-
-def _workers(url: str, count: int = 2) -> set[int]:
-    """The PIDs seen answering at ``url`` once ``count`` workers have: getgpt_serve returns when the
-    first answers, and the other may still be importing. (60 requests in a row used to find both
-    only because each built an SSL context, ~27 ms: slow enough for the second to come up.)"""
-    seen: set[int] = set()
-
-    def all_seen() -> bool:
-        seen.update(_pids(url, 10))
-        return len(seen) >= count
-
-    wait_until(all_seen, 20, f"{count} workers answering")
-    return seen
-
-
 def _dead(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -56,7 +35,7 @@ def _alive(pid: int) -> bool:
 
 def test_two_workers_answer_on_one_port_and_a_killed_worker_is_replaced() -> None:
     with getgpt_serve("--workers", "2", "--log-level", "warning") as server:
-        pids = _workers(server.url)
+        pids = server.workers(2)
         assert len(pids) == 2 and server.process.pid not in pids
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
@@ -64,7 +43,7 @@ def test_two_workers_answer_on_one_port_and_a_killed_worker_is_replaced() -> Non
         # prevent: "meanwhile" begins once it is dead (a zombie until the supervisor reaps it).
         wait_until(lambda: _dead(victim), 10, "the killed worker dead")
         # The supervisor starts another; meanwhile the survivor answers every request.
-        wait_until(lambda: len(_pids(server.url, 20) - {victim}) == 2, 20)
+        wait_until(lambda: len(server.pids(20) - {victim}) == 2, 20)
         assert (
             httpx.post(
                 server.url + "v1/chat/completions",
@@ -78,7 +57,7 @@ def test_two_workers_answer_on_one_port_and_a_killed_worker_is_replaced() -> Non
 
 def test_sigterm_stops_the_supervisor_and_every_worker() -> None:
     with getgpt_serve("--workers", "2", "--log-level", "info") as server:
-        pids = _workers(server.url)
+        pids = server.workers(2)
         assert len(pids) == 2
         os.kill(server.process.pid, signal.SIGTERM)
         assert server.process.wait(20) == 0

@@ -316,6 +316,7 @@ def test_sighup_swaps_the_upstreams_under_100_streams_and_refuses_a_broken_file(
             path, [{"name": "a", "url": ups["a"].v1}, {"name": "b", "url": ups["b"].root, "kind": "getgpt"}]
         )
         with getgpt_serve("--config", str(path), "--workers", "2") as gateway:
+            gateway.workers(2)  # each has its SIGHUP handler: the signal is passed on to both
             results = asyncio.run(_streams_across_a_reload(gateway, path, ups))
             assert len(results) == 100
             for text, done in results:  # none cut: each whole, on the upstream it began on

@@ -76,6 +76,26 @@ class ServeProcess:
     def health(self) -> dict[str, object]:
         return dict(httpx.get(self.url + "healthz", timeout=5, verify=SSL_CONTEXT).json())
 
+    def pids(self, tries: int) -> set[int]:
+        """The worker PIDs that answered ``tries`` requests for ``/healthz``, each on a new
+        connection (the kernel picks a worker a connection)."""
+        return {int(self.health()["pid"]) for _ in range(tries)}  # type: ignore[call-overload]
+
+    def workers(self, count: int, limit: float = 20.0) -> set[int]:
+        """Wait until ``count`` workers of a ``--workers`` server have answered; their PIDs.
+
+        :func:`getgpt_serve` returns once the first answers, and the others may still be
+        importing: a test of what every worker does waits here first. (Requests that each built
+        an SSL context, ~27 ms, used to be slow enough for the second worker to come up.)"""
+        seen: set[int] = set()
+
+        def all_seen() -> bool:
+            seen.update(self.pids(10))
+            return len(seen) >= count
+
+        wait_until(all_seen, limit, f"{count} workers answering")
+        return seen
+
 
 # Sets the limit in the child itself, then runs the command: preexec_fn is not safe in a process
 # that has threads, as the test process has (servers in threads).
