@@ -88,7 +88,7 @@ def test_metrics_count_a_known_mix_of_requests_across_two_workers() -> None:
         bad_status, bad_code = bad.status_code, bad.json()["error"]["code"]
         statuses = [_chat(url, f"more {i}").status_code for i in range(4)]
         assert statuses == [200, 429, 429, 429]
-        assert server.workers(2) == pids  # the same two answered throughout (none replaced)
+        assert server.pids(12) <= pids  # twelve health checks (counted below), by these two alone
         for _ in range(2):  # the model list takes the key, as chat does
             assert httpx.get(url + "v1/models", verify=SSL_CONTEXT).status_code == 401
         assert httpx.get(url + "no/such/page", verify=SSL_CONTEXT).status_code == 404
