@@ -226,11 +226,7 @@ def test_a_redis_outage_is_handled_as_each_replica_policy_says_and_shared_limits
         # On new connections: one kept idle through the outage may be closed by nginx as it is
         # reused (its keep-alive timeout, on a loaded machine), and a POST is not sent again.
         with httpx.Client(timeout=10, verify=SSL_CONTEXT) as fresh:
-            try:
-                statuses = [_chat(fresh, c.nginx.url, "k-back").status_code for _ in range(20)]
-            except httpx.TransportError as exc:  # seen once on CI, not yet explained: say what nginx saw
-                replicas = "\n".join(replica.output()[-2000:] for replica in c.replicas)
-                raise AssertionError(f"{exc!r}; nginx's error log:\n{c.nginx.errors()}\n{replicas}") from exc
+            statuses = [_chat(fresh, c.nginx.url, "k-back").status_code for _ in range(20)]
         assert statuses.count(200) == 10 and statuses.count(429) == 10
 
 

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import httpx
+
 from getgpt.protocol.envelope import encrypt
 from getgpt.protocol.request import build_request, encode
 
@@ -35,7 +37,13 @@ def cluster(
             for own in per_replica
         ]
         nginx = stack.enter_context(Nginx([f"127.0.0.1:{replica.port}" for replica in replicas]))
-        yield Cluster(redis, replicas, nginx)
+        try:
+            yield Cluster(redis, replicas, nginx)
+        except httpx.TransportError as exc:
+            # A connection nginx closed or reset: what nginx and each replica saw says which side
+            # and why (seen on CI twice through nginx, "Server disconnected", not yet explained).
+            outputs = "\n".join(f"replica {r.port}:\n{r.output()[-3000:]}" for r in replicas)
+            raise AssertionError(f"{exc!r}\nnginx's error log:\n{nginx.errors()}\n{outputs}") from exc
 
 
 def envelope_body(text: str) -> bytes:
