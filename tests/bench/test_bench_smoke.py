@@ -132,8 +132,9 @@ def test_the_guards_benchmark_runs_and_checks_its_contenders() -> None:
 
 def test_routing_runs_its_parts_and_the_drill_fails_only_the_streams_live_on_the_killed_upstream() -> None:
     assert "3 upstreams" in routing.decision(200)
-    # hey for 0.1 s a gateway to warm up and 0.1 s a round (1 s and 0.5 s: 5.4 s of CPU, now 2).
-    report = routing.three_vs_one(3, 0.1, 1, warmup=0.1)
+    # hey for 0.5 s a gateway to warm up and 0.5 s a round (1 s and 0.5 s took 5.4 s of CPU): each
+    # run must see replies, and in 0.1 s a loaded machine's hey once sent nothing (above).
+    report = routing.three_vs_one(3, 0.5, 1, warmup=0.5)
     assert "--config, 3 upstreams" in report and "gateway CPU us/req" in report
     # 2 s at 30 requests/s, u3 killed at 0.7 s and back at 1.3 s: ~7 streams u3 took before the
     # kill, ~2 of them live at it (10 chunks 20 ms apart), 18 requests sent while it is down, and
