@@ -69,14 +69,20 @@ def test_a_client_pausing_its_reads_for_less_than_the_write_timeout_gets_the_who
         with sock:
             sock.sendall(chat_request(text))
             received = bytearray()
+            pauses = 0
             deadline = time.monotonic() + 60
             while not received.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
                 assert time.monotonic() < deadline
-                time.sleep(0.5)  # the behaviour under test: reads nothing for a while, then all there is
+                time.sleep(0.5)  # the behaviour under test: reads nothing for a while, then some
+                pauses += 1
+                # At most 4 MiB a turn (of ~16), then pause again: read as fast as the server writes, a
+                # turn would take the whole reply and the test would pause only once.
                 sock.settimeout(0.2)
+                turn = len(received) + (4 << 20)
                 with contextlib.suppress(TimeoutError):
-                    while data := sock.recv(1 << 16):
+                    while len(received) < turn and (data := sock.recv(1 << 16)):
                         received += data
+            assert pauses >= 3, pauses  # the server met a client that stopped reading, again and again
         assert server.health()["disconnects_total"] == 0
     pieces = [json.loads(line[6:]) for line in received.split(b"\n") if line.startswith(b"data: {")]
     assert "".join(p["choices"][0]["delta"].get("content") or "" for p in pieces) == text
