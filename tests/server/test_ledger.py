@@ -17,7 +17,7 @@ import pytest
 from getgpt.server import ServerConfig, create_app
 from getgpt.server.chat.wire import estimate_tokens
 
-from ..support.keystore import make_key, records
+from ..support.keystore import make_key, records, records_of
 from ..support.openai_upstream import USAGE, ScriptedUpstream
 from ..support.processes import SSL_CONTEXT
 from ..support.servers import serve
@@ -65,11 +65,7 @@ def test_the_ledger_matches_a_known_mix_of_requests_token_for_token(
     answers.append(_post(url, key, json.dumps({"model": "text", "input": "hi"}).encode(), "v1/embeddings"))
     assert answers[-1].status_code == 200
     wait_until(lambda: len(records(target)) == 7, 10)
-    # Each row found by its request's id, in the order they were sent: a row is added as its
-    # request settles, after its last byte, so one client's next request can settle first (the
-    # 401 is refused at once and was seen ahead of the 500 before it).
-    by_id = {r.request_id: r for r in records(target)}
-    rows = [by_id[answer.headers["x-request-id"]] for answer in answers]
+    rows = records_of(target, answers)  # the 401, refused at once, was written ahead of the 500
     found = [
         (
             r.key_id,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+
+import httpx
 
 from getgpt.server.store import manage
 from getgpt.server.store.database import Database
@@ -13,7 +15,7 @@ from getgpt.server.store.keys import KeyRecord
 from getgpt.server.store.opening import migrated
 from getgpt.server.store.schema import UsageRecord
 
-__all__ = ["make_key", "on_db", "records", "revoke"]
+__all__ = ["make_key", "on_db", "records", "records_of", "revoke"]
 
 T = TypeVar("T")
 
@@ -50,5 +52,16 @@ def revoke(target: str, key_id: str) -> None:
 
 
 def records(target: str) -> list[UsageRecord]:
-    """Every row of the ledger, oldest first."""
+    """Every row of the ledger, in the order they were written."""
     return on_db(target, lambda db: db.records())
+
+
+def records_of(target: str, answers: Sequence[httpx.Response]) -> list[UsageRecord]:
+    """The ledger's row of each answer (by its ``x-request-id``), in the order of ``answers``.
+
+    A row is written as its request settles, after its reply's last byte: a client's next request,
+    refused at once, can settle and be written ahead of the reply it followed (seen on CI), so the
+    ledger's own order is not the order requests were sent.
+    """
+    by_id = {row.request_id: row for row in records(target)}
+    return [by_id[answer.headers["x-request-id"]] for answer in answers]
