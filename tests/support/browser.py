@@ -40,7 +40,12 @@ WEB = ROOT / "src" / "getgpt" / "web"
 ARTIFACTS = ROOT / "artifacts"
 # Installed by `npm ci` (package.json); .ci/run does it before the tests.
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium-headless-shell: Chromium's headless-only build, without the full browser's UI
+# (the `--headless` of /usr/bin/chromium is that whole browser, drawing offscreen). It renders the
+# page with the same engine and fonts: every test and all 44 baselines pass on either. Measured on
+# this 2-core machine, `pytest tests/web -n 3`: 142 s of CPU in 75 s with /usr/bin/chromium, 70 s
+# in 41 s with the headless shell -- the full browser was 40 % of the whole suite's CPU.
+CHROMIUM = "/usr/bin/chromium-headless-shell"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
