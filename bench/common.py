@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from functools import cache
 from importlib import metadata
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "rss",
     "stop",
     "table",
+    "tls",
     "tree_cpu",
     "tree_pids",
     "tree_rss",
@@ -30,6 +32,16 @@ _LIBRARIES = (
     "getgpt", "httpx", "httpcore", "h11", "msgspec", "orjson", "requests", "httpx-sse", "openai",
     "starlette", "sse-starlette", "uvicorn", "httptools", "uvloop",
 )  # fmt: skip
+
+
+@cache
+def tls() -> Any:
+    """httpx's default TLS context, built once, for the benchmarks' own checks and polls (the
+    contenders are left as their users write them): httpx builds one for every client and every
+    one-off ``httpx.get``, ``http://`` included, reading the CA bundle -- ~27 ms of CPU each."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 def machine() -> str:

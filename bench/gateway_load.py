@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import machine, raise_nofile, stop, table, tree_cpu
+from .common import machine, raise_nofile, stop, table, tls, tree_cpu
 from .emitter import EmitterProcess
 from .stream import expected_text
 from .workers import ServeProcess
@@ -83,7 +83,7 @@ class LiteLLM:
         deadline = time.monotonic() + 180
         while True:
             try:
-                if httpx.get(self.url + "health/liveliness", timeout=2).status_code == 200:
+                if httpx.get(self.url + "health/liveliness", timeout=2, verify=tls()).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -111,7 +111,7 @@ def _check(url: str, headers: dict[str, str]) -> None:
     from getgpt.protocol.reply import ReplyParser
 
     answer = httpx.post(
-        url, content=BODY, headers={"Content-Type": "application/json", **headers}, timeout=30
+        url, content=BODY, headers={"Content-Type": "application/json", **headers}, timeout=30, verify=tls()
     )
     if answer.status_code != 200:
         raise AssertionError(f"{url}: HTTP {answer.status_code}: {answer.text[:200]}")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import machine, percentile, raise_nofile, table
+from .common import machine, percentile, raise_nofile, table, tls
 from .emitter import EmitterProcess
 from .gateway import PATH, _sequence
 from .loadgen import text_of
@@ -129,7 +129,9 @@ def _check(port: int) -> None:
     from getgpt.protocol.reply import ReplyParser
 
     headers = {"Content-Type": "application/json"}
-    answer = httpx.post(f"http://127.0.0.1:{port}/{PATH}", content=BODY, headers=headers, timeout=30)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/{PATH}", content=BODY, headers=headers, timeout=30, verify=tls()
+    )
     if answer.status_code != 200:
         raise AssertionError(f"HTTP {answer.status_code}: {answer.text[:200]}")
     parser = ReplyParser()
@@ -373,7 +375,7 @@ async def _drill_load(port: int, rate: float, seconds: float, events: dict[str, 
 
 async def _sample_metrics(url: str, stop: asyncio.Event, samples: list[tuple[float, float, float]]) -> None:
     """``getgpt_upstream_requests_total`` of u3 (all workers) and of all, every 100 ms."""
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
         while not stop.is_set():
             try:
                 text = (await client.get(url + "metrics")).text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import ssl
 import threading
 from pathlib import Path
@@ -18,12 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 import getgpt
 from getgpt._transports.choose import LeanOrElsewhere
 from getgpt._transports.http11.async_pool import AsyncPool, _Connection
 from getgpt._transports.http11.origin import endpoint
 from getgpt._transports.http11.pool import Pool
+from getgpt._transports.http11.tls import context
 from getgpt._transports.httpx import AsyncHttpxTransport, HttpxTransport
 
 from ..support import sockets
@@ -308,6 +311,33 @@ def test_tls_with_a_trusted_ca(tls: tuple[str, Path]) -> None:
             return str(await client.complete(HI))
 
     assert asyncio.run(main()) == "hi "
+
+
+def test_a_ca_bundle_is_read_once_and_again_when_it_is_replaced(
+    tls: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, ca_file = tls
+    bundle = tmp_path / "ca.pem"
+
+    def install(pem: bytes) -> None:  # as a rotation does it: a new file moved over the old one
+        fresh = tmp_path / "fresh.pem"
+        fresh.write_bytes(pem)
+        os.replace(fresh, bundle)
+
+    install(ca_file.read_bytes())
+    # Two clients trusting one bundle share its context: the file was read once.
+    assert context(str(bundle)) is context(str(bundle))
+    with getgpt.Client(url, verify=str(bundle), max_retries=0) as client:
+        assert client.complete(HI) == "hi "
+    install(trustme.CA().cert_pem.bytes())
+    with (
+        getgpt.Client(url, verify=str(bundle), max_retries=0) as client,
+        pytest.raises(getgpt.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        client.complete(HI)
+    install(ca_file.read_bytes())
+    with getgpt.Client(url, verify=str(bundle), max_retries=0) as client:
+        assert client.complete(HI) == "hi "
 
 
 def test_tls_verification_is_on_by_default(tls: tuple[str, Path]) -> None:

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import openai
 import pytest
 
 from ..support.processes import process
+from ..support.sdk import openai_sdk
 from ..support.servers import free_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "litellm-proxy" / "config.yaml"
@@ -48,7 +48,7 @@ def proxy(served: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
 
 def test_the_proxy_answers_through_the_getgpt_provider(proxy: tuple[str, str]) -> None:
     base_url, key = proxy
-    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    client = openai_sdk(base_url, key, max_retries=0)
     reply = client.chat.completions.create(
         model="gpt-3.5-turbo", messages=[{"role": "user", "content": TEXT}]
     )
@@ -59,7 +59,7 @@ def test_the_proxy_answers_through_the_getgpt_provider(proxy: tuple[str, str]) -
 
 def test_the_proxy_streams_through_the_getgpt_provider(proxy: tuple[str, str]) -> None:
     base_url, key = proxy
-    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    client = openai_sdk(base_url, key, max_retries=0)
     stream = client.chat.completions.create(
         model="gpt-3.5-turbo", messages=[{"role": "user", "content": TEXT}], stream=True
     )

@@ -28,6 +28,7 @@ from getgpt.protocol.envelope import encrypt, seal
 from getgpt.server import ServerConfig, create_app
 
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.servers import serve
 
 LIMIT = 8192
@@ -451,7 +452,7 @@ def test_v1_takes_integral_float_counts(url: str, http: httpx.Client) -> None:
 
 
 def test_the_sdk_sees_a_bad_request_as_its_own_bad_request_error(url: str) -> None:
-    with openai.OpenAI(base_url=url + "v1", api_key="unused", max_retries=0) as sdk:
+    with openai_sdk(url + "v1", max_retries=0) as sdk:
         with pytest.raises(openai.BadRequestError) as caught:
             sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], temperature=5)
         assert caught.value.status_code == 400

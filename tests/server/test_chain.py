@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import openai
 import pytest
 from starlette.types import Receive, Scope, Send
 
@@ -18,6 +17,7 @@ from getgpt.server import ServerConfig, create_app
 
 from ..support.openai_upstream import ScriptedUpstream, completion_of
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.servers import serve
 
 TEXT = 'Цепочка серверов 🔗 works: "quoted" \\ and\nlines'
@@ -49,7 +49,7 @@ def test_project_client_through_the_chain(a: str, b: str) -> None:
 
 
 def test_openai_sdk_through_the_chain(a: str) -> None:
-    with openai.OpenAI(base_url=a + "v1", api_key="x", max_retries=0) as sdk:
+    with openai_sdk(a + "v1", "x", max_retries=0) as sdk:
         stream = sdk.chat.completions.create(
             model="gpt-3.5-turbo",
             messages=[{"role": "user", "content": TEXT}],

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import openai
 import pytest
 from starlette.types import Receive, Scope, Send
 
@@ -22,6 +21,7 @@ from getgpt.protocol.request import build_request, encode
 from getgpt.server import ServerConfig, create_app
 
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.servers import health, serve, wait_until
 
 LONG = "медленно 🐢 " * 40  # 480 characters: 24 s at one character every 50 ms
@@ -86,7 +86,7 @@ def test_raw_socket_closed_mid_body_on_v1_closes_the_upstream(slow_b: str) -> No
 
 def test_openai_sdk_stream_closed_early(slow_b: str) -> None:
     with serve(create_app(ServerConfig(backend="getgpt", upstream=slow_b))) as a:
-        with openai.OpenAI(base_url=a + "v1", api_key="x", max_retries=0) as sdk:
+        with openai_sdk(a + "v1", "x", max_retries=0) as sdk:
             stream = sdk.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": LONG}], stream=True
             )

@@ -21,6 +21,7 @@ from getgpt.server import ServerConfig, create_app
 
 from ..support.openai_upstream import ScriptedUpstream
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.servers import health, serve
 
 HI = [{"role": "user", "content": "Weather in Oslo, and the time there?"}]
@@ -56,7 +57,7 @@ EXTRA = {"top_k": 40, "min_p": 0.05, "chat_template_kwargs": {"enable_thinking":
 
 
 def sdk(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base + "v1", api_key="sk-client", max_retries=0)
+    return openai_sdk(base + "v1", "sk-client", max_retries=0)
 
 
 def ask(base: str, model: str, stream: bool, **params: Any) -> Any:

@@ -14,6 +14,7 @@ import pytest
 
 from ..support.lazy import Lazy
 from ..support.openai_upstream import ScriptedUpstream
+from ..support.sdk import sdk_http_clients
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage
@@ -53,7 +54,9 @@ WANTED = [("get_weather", {"city": "Oslo", "unit": "c"}), ("get_time", {"tz": "E
 
 def chat_model(base: str, model: str, **options: Any) -> ChatOpenAI:
     model_class: type[ChatOpenAI] = langchain_openai.ChatOpenAI
-    return model_class(model=model, base_url=base + "v1", api_key="sk-client", max_retries=0, **options)  # type: ignore[arg-type]
+    return model_class(
+        model=model, base_url=base + "v1", api_key="sk-client", max_retries=0, **sdk_http_clients(), **options
+    )  # type: ignore[arg-type]
 
 
 def calls_of(message: AIMessage) -> list[tuple[str, dict[str, Any]]]:

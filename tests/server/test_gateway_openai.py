@@ -10,6 +10,7 @@ import pytest
 
 from getgpt.server import ServerConfig, create_app
 
+from ..support.sdk import async_openai_sdk, openai_sdk
 from ..support.servers import serve
 
 TEXT = 'Привет, мир! 👋🏽 code: `x = {"a": 1}`\nnext line'
@@ -23,7 +24,7 @@ def url() -> Iterator[str]:
 
 @pytest.fixture
 def client(url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=url + "v1", api_key="unused", max_retries=0) as sdk:
+    with openai_sdk(url + "v1", max_retries=0) as sdk:
         yield sdk
 
 
@@ -90,7 +91,7 @@ def test_sdk_models(client: openai.OpenAI) -> None:
 
 def test_sdk_async_stream(url: str) -> None:
     async def main() -> list[str]:
-        async with openai.AsyncOpenAI(base_url=url + "v1", api_key="unused", max_retries=0) as sdk:
+        async with async_openai_sdk(url + "v1", max_retries=0) as sdk:
 
             async def one(i: int) -> str:
                 stream = await sdk.chat.completions.create(

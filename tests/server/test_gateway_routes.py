@@ -16,6 +16,7 @@ from getgpt.server import ServerConfig, create_app
 from ..support.faults import hanging
 from ..support.openai_upstream import MODELS, ScriptedUpstream
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.servers import health, serve, wait_until
 
 KEY = "sk-gateway-test"
@@ -31,7 +32,7 @@ def gateway(upstream: ScriptedUpstream) -> Iterator[str]:
 
 
 def sdk(base: str, key: str = "sk-client") -> openai.OpenAI:
-    return openai.OpenAI(base_url=base + "v1", api_key=key, max_retries=0)
+    return openai_sdk(base + "v1", key, max_retries=0)
 
 
 def both(upstream: ScriptedUpstream, gateway: str, call: Any) -> tuple[Any, Any]:

@@ -27,6 +27,7 @@ import getgpt
 
 from ..support.fleet import FleetUpstream, fleet, metric, upstream_state, write_config
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.serve_process import ServeProcess, getgpt_serve
 from ..support.servers import free_port
 from ..support.waiting import wait_until
@@ -94,7 +95,7 @@ class _Clients:
             self.results.append((kind, text, error))
 
     def _openai(self) -> None:
-        client = openai.OpenAI(base_url=self.url + "v1", api_key="unused", max_retries=0, timeout=30)
+        client = openai_sdk(self.url + "v1", max_retries=0, timeout=30)
         while not self.stop.is_set():
             text = ""
             try:

@@ -29,6 +29,7 @@ from getgpt.server import ServerConfig, create_app
 from getgpt.server.admission import security
 
 from ..support.processes import SSL_CONTEXT
+from ..support.sdk import openai_sdk
 from ..support.serve_process import getgpt_serve
 from ..support.servers import health, serve, wait_until
 
@@ -92,11 +93,11 @@ def test_either_key_is_accepted_by_the_client_and_the_openai_sdk(keyed: str) -> 
     for key in ("key-one", "key-two"):
         with getgpt.Client(keyed, headers={"Authorization": f"Bearer {key}"}) as client:
             assert client.complete([{"role": "user", "content": "ключ 🔑"}]) == "ключ 🔑"
-    with openai.OpenAI(base_url=keyed + "v1", api_key="key-two", max_retries=0) as sdk:
+    with openai_sdk(keyed + "v1", "key-two", max_retries=0) as sdk:
         reply = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "sdk"}])
         assert reply.choices[0].message.content == "sdk"
     with (
-        openai.OpenAI(base_url=keyed + "v1", api_key="nope", max_retries=0) as sdk,
+        openai_sdk(keyed + "v1", "nope", max_retries=0) as sdk,
         pytest.raises(openai.AuthenticationError),
     ):
         sdk.chat.completions.create(model="m", messages=HI)
@@ -134,7 +135,7 @@ def test_the_model_list_takes_the_key_like_the_chat_routes(keyed: str) -> None:
             ).status_code
             == 200
         )
-    with openai.OpenAI(base_url=keyed + "v1", api_key="key-one", max_retries=0) as sdk:
+    with openai_sdk(keyed + "v1", "key-one", max_retries=0) as sdk:
         assert [model.id for model in sdk.models.list()] == ["gpt-3.5-turbo"]
 
 
