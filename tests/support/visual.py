@@ -79,17 +79,33 @@ class Difference:
 
 
 def compare(actual: Image.Image, baseline: Image.Image) -> tuple[Difference, Image.Image | None]:
-    """The difference between two screenshots, and a picture of it (None when the sizes differ)."""
+    """The difference between two screenshots, and a picture of it when the check fails (None when
+    it passes or the sizes differ)."""
     if actual.size != baseline.size:
         return Difference(0, 0, baseline.width * baseline.height, same_size=False), None
     delta = ImageChops.difference(actual.convert("RGB"), baseline.convert("RGB"))
     red, green, blue = delta.split()
     largest = ImageChops.lighter(ImageChops.lighter(red, green), blue)
     differs = largest.point(lambda value: 255 if value > CHANNEL else 0)
-    blocks = differs.filter(ImageFilter.MinFilter(ERODE))
+    # The erosion, only around what differs (ERODE pixels more each side, so the box's edge erodes
+    # as the whole picture's would): most screenshots differ nowhere or in a few glyphs, and the
+    # filter over a whole page was 2/3 of a comparison's CPU.
+    blocks = Image.new("L", actual.size, 0)
+    where = differs.getbbox()
+    if where is not None:
+        left, top, right, bottom = where
+        box = (
+            max(left - ERODE, 0),
+            max(top - ERODE, 0),
+            min(right + ERODE, actual.width),
+            min(bottom + ERODE, actual.height),
+        )
+        blocks.paste(differs.crop(box).filter(ImageFilter.MinFilter(ERODE)), box[:2])
     difference = Difference(
         pixels=differs.histogram()[255], blocks=blocks.histogram()[255], total=actual.width * actual.height
     )
+    if difference.passes:
+        return difference, None
     picture = Image.composite(
         Image.new("RGB", actual.size, (255, 0, 255)),
         Image.composite(
