@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import getgpt
@@ -87,7 +88,11 @@ def _imports(module: str) -> Iterator[Import]:
                 yield Import(module, source, alias.name, node.lineno, id(node) in guarded)
 
 
-IMPORTS = [found for module in MODULES for found in _imports(module)]
+@cache
+def imports() -> list[Import]:
+    """Every import in the package, read when a test first asks: every test worker collects this
+    module, and reading them all at its import cost each one 0.4 s."""
+    return [found for module in MODULES for found in _imports(module)]
 
 
 def _private(name: str) -> bool:
@@ -100,12 +105,12 @@ def test_the_walk_sees_the_whole_package() -> None:
         "getgpt._transports.choose",
         "getgpt.server.backends.base",
     } <= MODULES.keys()
-    assert len(IMPORTS) > 200
+    assert len(imports()) > 200
 
 
 def test_no_private_name_is_imported_from_outside_its_package() -> None:
     wrong = []
-    for found in IMPORTS:
+    for found in imports():
         if not found.module.startswith(PACKAGE):
             continue
         path = found.module.split(".") + ([found.name] if found.name else [])
@@ -166,7 +171,7 @@ def _layer(module: str) -> str:
 
 def _runtime_imports() -> Iterator[Import]:
     """Every import of getgpt by getgpt but a package's lazy names' mirror (never run)."""
-    for found in IMPORTS:
+    for found in imports():
         if found.module.startswith(PACKAGE) and not (
             found.type_checking and MODULES[found.importer].name == "__init__.py"
         ):
@@ -204,11 +209,11 @@ def test_only_the_client_package_reaches_the_transports() -> None:
 def test_faces_take_the_clients_from_the_client_package() -> None:
     wrong = [
         f"{found.importer}:{found.line} imports {_target(found)}"
-        for found in IMPORTS
+        for found in imports()
         if _layer(found.importer) in FACES and _target(found) in CLIENT_INSIDES
     ]
     assert wrong == []
-    assert any(_layer(f.importer) in FACES and f.module == "getgpt.client" for f in IMPORTS)
+    assert any(_layer(f.importer) in FACES and f.module == "getgpt.client" for f in imports())
 
 
 def _server_part(module: str) -> str | None:
@@ -235,7 +240,7 @@ def test_the_server_parts_import_downward() -> None:
 
 def _graph() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {module: set() for module in MODULES}
-    for found in IMPORTS:
+    for found in imports():
         if found.type_checking and MODULES[found.importer].name == "__init__.py":
             continue  # a package's lazy names' mirror: never imported at run time
         target = found.module
@@ -293,22 +298,24 @@ def test_no_import_circles() -> None:
 
 
 def test_nothing_below_the_chooser_imports_it() -> None:
-    users = {found.importer for found in IMPORTS if found.module == "getgpt._transports.choose"}
+    users = {found.importer for found in imports() if found.module == "getgpt._transports.choose"}
     users |= {
-        found.importer for found in IMPORTS if found.module == "getgpt._transports" and found.name == "choose"
+        found.importer
+        for found in imports()
+        if found.module == "getgpt._transports" and found.name == "choose"
     }
     assert users and not any(user.startswith("getgpt._transports") for user in users)
 
 
 def test_httpcore_and_h11_are_never_imported() -> None:
-    assert [f for f in IMPORTS if f.module.split(".")[0] in ("httpcore", "h11")] == []
+    assert [f for f in imports() if f.module.split(".")[0] in ("httpcore", "h11")] == []
     for path in MODULES.values():
         text = path.read_text()
         assert "import_module(" not in text or "h11" not in text, path
 
 
 def test_no_private_attribute_of_another_library_is_touched() -> None:
-    httpx_users = {found.importer for found in IMPORTS if found.module.split(".")[0] == "httpx"}
+    httpx_users = {found.importer for found in imports() if found.module.split(".")[0] == "httpx"}
     assert "getgpt._transports.httpx" in httpx_users
     wrong = []
     for module in httpx_users:
@@ -403,7 +410,7 @@ def test_the_uvicorn_rule_sees_what_it_forbids(tmp_path: Path) -> None:
 
 
 def test_only_what_uvicorn_documents_is_used() -> None:
-    users = {found.importer for found in IMPORTS if found.module.split(".")[0] == "uvicorn"}
+    users = {found.importer for found in imports() if found.module.split(".")[0] == "uvicorn"}
     assert "getgpt.server.running.serving" in users and "getgpt.server.edge.connections" in users
     wrong = [use for module in sorted(MODULES) for use in _uvicorn_uses(module)]
     assert wrong == []
