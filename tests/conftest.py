@@ -56,11 +56,14 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile("getgpt")
 
 TESTS = Path(__file__).resolve().parent
-#: Workers for a whole-suite run: two more than the 2 cores of the project's machines, as much of
+#: Workers for a whole-suite run: three more than the 2 cores of the project's machines, as much of
 #: the suite waits (deadlines, slow peers) while another test could run. Once the tests' own CPU
 #: fell (2026-12-07: 376 -> 284 s a run), the suite used 1.2 cores on 3 workers: 232 s there
-#: against 215 and 210 s on 4. PYTEST_XDIST_AUTO_NUM_WORKERS or -n N overrides.
-WORKERS = 4
+#: against 215 and 210 s on 4. With the browser on its headless shell and the clients' probes forked
+#: (~240 s of CPU a run), a run's second half idled a third of the time on 4 workers; same tree,
+#: file order: 139-143 s on 4, 131 s on 5, 135 s on 6; random order: 150 s on 4, 146 s on 5.
+#: PYTEST_XDIST_AUTO_NUM_WORKERS or -n N overrides.
+WORKERS = 5
 #: Paths (under tests/) whose tests run on one worker: what they share starts once there; the
 #: first match wins. (Measured with the groups applied -- see the hook below: the page's tests
 #: took 180 s in one Chromium against 319 s spread over three, ungrouped; four workers gave 307 s
