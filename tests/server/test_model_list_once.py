@@ -68,7 +68,9 @@ def test_clients_waiting_on_a_cold_cache_share_one_upstream_request(slow: SlowMo
     config = ServerConfig(backend="openai", upstream=f"http://127.0.0.1:{slow.port}/v1", models_cache_ttl=60)
     app = _Entered(create_app(config))
     with serve(app) as url, ThreadPoolExecutor(20) as pool:
-        waiting = [pool.submit(httpx.get, url + "v1/models", timeout=20, verify=SSL_CONTEXT) for _ in range(20)]
+        waiting = [
+            pool.submit(httpx.get, url + "v1/models", timeout=20, verify=SSL_CONTEXT) for _ in range(20)
+        ]
         # All twenty are in the server, waiting, before the upstream answers anyone.
         wait_until(lambda: app.count == 20 and slow.asked >= 1, 10, "twenty clients waiting")
         slow.let_go()
