@@ -8,7 +8,8 @@ tests in different xdist workers never meet:
   through it; ``run_getgpt(*args)`` for a command that ends by itself.
 - :mod:`.processes` -- ``process(command, ready_url)``: any other program (the LiteLLM proxy);
   ``SSL_CONTEXT``, which every httpx call and client of the tests is given (``verify=``):
-  httpx builds one for each otherwise, reading the CA bundle (~27 ms of CPU, even for http://).
+  httpx builds one for each otherwise, reading the CA bundle (~27 ms of CPU, even for http://);
+  :mod:`.sdk` -- the openai SDK's clients (``openai_sdk(base_url)``) made on that one context.
 - :mod:`.services` -- ``Redis()``, ``Nginx(backends)``, ``Postgres()`` (``create_database()``);
   :mod:`.cluster` -- replicas behind nginx; :mod:`.keystore` -- keys and the ledger of a ``--db``.
 - fakes: :mod:`.scripted` (a GetGpt server), :mod:`.openai_upstream` (an OpenAI-compatible one),
@@ -24,7 +25,7 @@ Waiting -- never a sleep to let something happen:
 
 Driving: :mod:`.hostile` (hostile clients), :mod:`.browser` (the page in Chromium, on the browser's
 own thread), :mod:`.terminal` (the CLI on a pseudo-terminal), :mod:`.command` (``getgpt`` run to
-its end), :mod:`.client_probe` (one request in a process of its own, measured). Measuring:
+its end), :mod:`.client_probe` (one request in a process of its own, forked, measured). Measuring:
 :mod:`.memory` (a process's resident growth), :mod:`.visual` (the page's screenshots against
 reviewed baselines).
 """
