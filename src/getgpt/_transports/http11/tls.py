@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 
 __all__ = ["Verify", "context"]
 
@@ -48,7 +49,7 @@ def _trusting(ca: str) -> ssl.SSLContext:
     kept = _trusted.get(ca)
     if kept is not None and found is not None and kept[0] == identity:
         return kept[1]
-    if found is not None and os.path.isdir(ca):
+    if found is not None and stat.S_ISDIR(found.st_mode):
         made = ssl.create_default_context(capath=ca)
     else:
         made = ssl.create_default_context(cafile=ca)
