@@ -9,8 +9,11 @@ handled as ``--redis-failure`` says.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import select
 import signal
+import socket
 import threading
 import time
 
@@ -18,7 +21,9 @@ import httpx
 
 import getgpt
 
+from ..support import sockets
 from ..support.cluster import cluster, envelope_body
+from ..support.hostile import read_response, status_of
 from ..support.processes import SSL_CONTEXT
 from ..support.servers import health, wait_until
 
@@ -59,6 +64,33 @@ def test_a_shared_burst_of_30_admits_exactly_30_of_60_requests_across_two_replic
         assert all(count > 0 for count in served) and sum(served) == 30
         refused = _chat(client, c.nginx.url, "k-limit")
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+
+
+def test_a_refusal_given_before_the_body_arrives_costs_the_client_no_kept_alive_connection() -> None:
+    # A replica refuses (401, 429, 413) from the head alone. With nginx streaming request bodies
+    # (proxy_request_buffering off) that answer reached the client while its body was still on the
+    # way; nginx said "Connection: keep-alive" and then closed the connection once the body came:
+    # the client's next request on it met "Server disconnected" (three CI failures of the burst
+    # test above). deploy/nginx.conf now takes the whole body before passing a request on.
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer not-a-key\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with (
+        cluster(env={"GETGPT_API_KEYS": KEYS}) as c,
+        socket.create_connection(("127.0.0.1", c.nginx.port), timeout=10) as sock,
+    ):
+        sock.sendall(head)
+        wait_until(lambda: sockets.unread(c.nginx.port, sockets.port_of(sock)) == 0, 10)  # nginx has it
+        # Room for an answer to the head alone to come, as it did: what follows must hold either way.
+        select.select([sock], [], [], 1.0)
+        sock.sendall(body)
+        refused, rest = read_response(sock)
+        assert status_of(refused) == 401 and b"connection: keep-alive" in refused.lower()
+        sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        ready, _ = read_response(sock, rest)
+        assert status_of(ready) == 200
 
 
 def test_a_request_replayed_to_the_other_replica_is_refused_with_409() -> None:

@@ -41,7 +41,8 @@ def cluster(
             yield Cluster(redis, replicas, nginx)
         except httpx.TransportError as exc:
             # A connection nginx closed or reset: what nginx and each replica saw says which side
-            # and why (seen on CI twice through nginx, "Server disconnected", not yet explained).
+            # and why. (Three CI failures, "Server disconnected", were nginx closing a kept-alive
+            # connection after an answer given before the body came: test_replicas has the case.)
             outputs = "\n".join(f"replica {r.port}:\n{r.output()[-3000:]}" for r in replicas)
             raise AssertionError(f"{exc!r}\nnginx's error log:\n{nginx.errors()}\n{outputs}") from exc
 

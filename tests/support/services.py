@@ -99,50 +99,63 @@ class Redis(_Process):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_NGINX_CONF = """
+# The parts of deploy/nginx.conf that decide how a request passes (the request id map, the body
+# limit, the whole "location /" block) are read from it, so the tests run what is shipped. The rest
+# is this machine's: Debian's nginx (1.22) has no "resolve", and there is no Docker DNS here.
+_DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+
+
+def _block(conf: str, opening: str) -> str:
+    """The block of ``conf`` that starts with the line ``opening`` (its braces matched), as text."""
+    start = conf.index(opening)
+    depth = 0
+    for at in range(conf.index("{", start), len(conf)):
+        depth += {"{": 1, "}": -1}.get(conf[at], 0)
+        if depth == 0:
+            return conf[start : at + 1]
+    raise ValueError(f"{opening!r}: no closing brace in {_DEPLOYED}")
+
+
+def _nginx_conf(directory: str, port: int, backends: Sequence[str]) -> str:
+    deployed = _DEPLOYED.read_text()
+    body_limit = next(line.strip() for line in deployed.splitlines() if "client_max_body_size" in line)
+    servers = "\n".join(f"server {backend} max_fails=0;" for backend in backends)
+    return f"""
 worker_processes 1;
 daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
     upstream getgpt {{
-        {servers}
+{servers}
     }}
+{_block(deployed, "map $http_x_request_id")}
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://getgpt;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 3600s;
-            proxy_connect_timeout 2s;
-            proxy_next_upstream error timeout;
-        }}
+        {body_limit}
+{_block(deployed, "location / {")}
     }}
 }}
 """
 
 
 class Nginx(_Process):
-    """nginx in front of ``backends`` (``host:port``), round robin, streaming as deploy.md says."""
+    """nginx in front of ``backends`` (``host:port``), round robin, handling requests as deploy/nginx.conf."""
 
     def __init__(self, backends: Sequence[str]) -> None:
         self.dir = tempfile.mkdtemp(prefix="getgpt-nginx-")
         # Run as root, nginx's worker is nobody: it must reach the temporary files it makes here.
         os.chmod(self.dir, 0o755)
         self.port = free_port()
-        servers = "\n        ".join(f"server {backend} max_fails=0;" for backend in backends)
         conf = Path(self.dir) / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(dir=self.dir, servers=servers, port=self.port))
+        conf.write_text(_nginx_conf(self.dir, self.port, backends))
         self.process = subprocess.Popen(
             [find("nginx"), "-c", str(conf), "-p", self.dir, "-e", f"{self.dir}/error.log"],
             stdout=subprocess.DEVNULL,
