@@ -16,7 +16,6 @@ from bench.loadgen import Stream, chat_body, keepalive_load, text_of
 from bench.stream import expected_text
 
 from bench import (
-    client_stream,
     concurrency,
     gateway,
     gateway_load,
@@ -30,7 +29,12 @@ from bench import (
     workers,
 )
 
+from ..support.lazy import Lazy
 from ..support.services import Postgres
+
+# The client benchmark imports every contender, the openai SDK among them (0.4 s): at its first
+# use, not in every worker that collects this file.
+client_stream = Lazy("bench.client_stream")
 
 
 @pytest.fixture(autouse=True)
