@@ -8,9 +8,6 @@ import dataclasses
 import re
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +19,7 @@ from getgpt.server.config import FLAG_GROUPS, ServerConfig, env_name
 
 from ..support.command import getgpt
 from ..support.processes import SSL_CONTEXT
-from ..support.serve_process import SRC, ServeProcess, getgpt_serve, run_getgpt
+from ..support.serve_process import ServeProcess, getgpt_serve, run_getgpt
 from ..support.servers import free_port, wait_until
 
 
@@ -155,44 +152,18 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
 
 def test_tls_flags_serve_https_and_the_start_log_says_so(certificate: tuple[Path, Path, Path]) -> None:
     chain, key, authority = certificate
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "getgpt",
-            "serve",
-            "--port",
-            str(port),
-            "--tls-certfile",
-            str(chain),
-            "--tls-keyfile",
-            str(key),
-        ],
-        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        base = f"https://127.0.0.1:{port}/"
-        trusting = ssl.create_default_context(cafile=str(authority))  # one, for every poll
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                answer = httpx.get(base + "healthz", verify=trusting, timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "getgpt serve did not start"
-                time.sleep(0.05)
-        assert answer.status_code == 200
+    trusting = ssl.create_default_context(cafile=str(authority))
+    tls = ("--tls-certfile", str(chain), "--tls-keyfile", str(key))
+    with getgpt_serve(*tls, tls=trusting) as server:
+        # getgpt_serve waited for /healthz over https, trusting only the test's authority.
+        assert server.url.startswith("https://")
+        assert httpx.get(server.url + "healthz", verify=trusting, timeout=5).status_code == 200
         with pytest.raises(httpx.TransportError):
             httpx.get(
-                f"http://127.0.0.1:{port}/healthz", timeout=2, verify=SSL_CONTEXT
+                f"http://127.0.0.1:{server.port}/healthz", timeout=2, verify=SSL_CONTEXT
             )  # no plain HTTP on that port
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=15)
-    assert f"getgpt serve: the chat page: {base}".encode() in output
+        output = server.stop()
+    assert f"getgpt serve: the chat page: {server.url}" in output
 
 
 def test_tls_files_that_do_not_make_a_pair_are_refused_at_start(certificate: tuple[Path, Path, Path]) -> None:

@@ -18,6 +18,7 @@ hard), as set in the child before it starts.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,10 +42,13 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 class ServeProcess:
     """A running ``getgpt serve``: its address, its process, what it has printed so far."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, log: Path, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.process = process
         self.port = port
-        self.url = f"http://127.0.0.1:{port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
+        self.verify = tls or SSL_CONTEXT  # what its own requests below trust
         self._log = log
 
     @property
@@ -69,12 +73,12 @@ class ServeProcess:
     def healthz(self, timeout: float = 2.0) -> float:
         """Seconds a fresh connection took to get ``/healthz`` answered 200; raises if it was not."""
         started = time.monotonic()
-        response = httpx.get(self.url + "healthz", timeout=timeout, verify=SSL_CONTEXT)
+        response = httpx.get(self.url + "healthz", timeout=timeout, verify=self.verify)
         assert response.status_code == 200, response.text
         return time.monotonic() - started
 
     def health(self) -> dict[str, object]:
-        return dict(httpx.get(self.url + "healthz", timeout=5, verify=SSL_CONTEXT).json())
+        return dict(httpx.get(self.url + "healthz", timeout=5, verify=self.verify).json())
 
     def pids(self, tries: int) -> set[int]:
         """The worker PIDs that answered ``tries`` requests for ``/healthz``, each on a new
@@ -129,7 +133,11 @@ def run_getgpt(
 
 
 def _start(
-    args: tuple[str, ...], environment: dict[str, str], open_files: int | None, log: Path
+    args: tuple[str, ...],
+    environment: dict[str, str],
+    open_files: int | None,
+    log: Path,
+    tls: ssl.SSLContext | None,
 ) -> ServeProcess:
     port = free_port()
     with log.open("wb") as sink:
@@ -140,7 +148,7 @@ def _start(
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    return ServeProcess(process, port, log)
+    return ServeProcess(process, port, log, tls)
 
 
 def _answers(server: ServeProcess) -> bool:
@@ -155,9 +163,16 @@ def _answers(server: ServeProcess) -> bool:
 
 @contextmanager
 def getgpt_serve(
-    *args: str, env: dict[str, str] | None = None, open_files: int | None = None, start_within: float = 20
+    *args: str,
+    env: dict[str, str] | None = None,
+    open_files: int | None = None,
+    start_within: float = 20,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[ServeProcess]:
     """Start ``getgpt serve ARGS`` and wait until ``/healthz`` answers; stop it afterwards.
+
+    ``tls``: ARGS make it serve https (``--tls-certfile``, ``--tls-keyfile``), and this context
+    trusts its certificate: ``server.url`` is https, and the polls and requests here use it.
 
     A port another process took between :func:`free_port` and the bind (tests run in several
     processes at once) is a new try on another port, not a failure.
@@ -165,7 +180,7 @@ def getgpt_serve(
     environment = locale_env({"PYTHONPATH": str(SRC), **(env or {})})
     with tempfile.TemporaryDirectory() as tmp:
         for attempt in range(3):
-            server = _start(args, environment, open_files, Path(tmp) / f"serve-{attempt}.log")
+            server = _start(args, environment, open_files, Path(tmp) / f"serve-{attempt}.log", tls)
             try:
                 wait_until(lambda s=server: _answers(s), start_within, "getgpt serve answering /healthz")
             except BaseException:
