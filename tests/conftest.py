@@ -127,7 +127,9 @@ def pytest_configure(config: pytest.Config) -> None:
 #: made since the freeze below -- LiteLLM, LangChain and the rest imported by the tests that use
 #: them, each worker's caches -- and those were 75 % of the collector's time. Measured over whole
 #: runs (5 workers, a gc.callbacks timer): 19.6 s in the collector at (700, 10, 10), 8.9 s at
-#: (700, 10, 100); the younger generations, cheap and what keeps memory flat, are as before.
+#: (700, 10, 100); the younger generations, cheap and what keeps memory flat, are as before. Whole
+#: runs with and without this and the collection change above, back to back in turn, did not
+#: differ beyond the host's noise (143 / 143 s, 146 / 147 s: bench/RESULTS.md section 20).
 COLLECTOR = (700, 10, 100)
 
 
