@@ -44,7 +44,7 @@ def server() -> Iterator[tuple[str, list[ChatRequest]]]:
 
 
 def test_demo_runs_the_main_job() -> None:
-    result = getgpt("demo", "hi")
+    result = getgpt("demo", "hi", fresh=True)  # a new interpreter, as a user runs it (the rest: forks)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hi\n"
     assert "echo backend" in result.stderr
@@ -52,7 +52,7 @@ def test_demo_runs_the_main_job() -> None:
 
 
 def test_demo_default_message_with_cyrillic_and_emoji() -> None:
-    result = getgpt("demo", "--delay", "0")
+    result = getgpt("demo", "--delay", "0", fresh=True)  # the output's encoding is set at start
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Hello from getgpt! Привет! 👋\n"
 

@@ -88,7 +88,8 @@ def test_a_taken_port_is_said_before_anything_starts_with_the_flag_to_change_it(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_getgpt("serve", "--port", str(port))
+        # A fresh interpreter, as a user starts it (the other tests here fork one: support/forkserver.py).
+        result = run_getgpt("serve", "--port", str(port), fresh=True)
     assert result.returncode == 1
     assert result.stderr == (
         f"getgpt: error: cannot listen on 127.0.0.1:{port}: address already in use: another server "
@@ -98,7 +99,7 @@ def test_a_taken_port_is_said_before_anything_starts_with_the_flag_to_change_it(
 
 
 def test_the_start_log_names_the_backend_and_where_the_page_and_the_apis_are() -> None:
-    with getgpt_serve() as server:
+    with getgpt_serve(fresh=True) as server:  # a fresh interpreter, as a user starts it
         log = _wait(server)
     base = f"http://127.0.0.1:{server.port}/"
     assert "getgpt serve: the echo backend (offline: each reply repeats the last user message)" in log

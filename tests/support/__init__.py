@@ -5,7 +5,8 @@ tests in different xdist workers never meet:
 
 - :mod:`.servers` -- ``serve(app)``: an ASGI app under uvicorn in a thread; ``health(url)``.
 - :mod:`.serve_process` -- ``getgpt_serve(*flags)``: every test that starts ``getgpt serve`` goes
-  through it; ``run_getgpt(*args)`` for a command that ends by itself.
+  through it; ``run_getgpt(*args)`` for a command that ends by itself. Both fork the command from
+  the worker's :mod:`.forkserver` (a process that has imported it once) unless told ``fresh``.
 - :mod:`.processes` -- ``process(command, ready_url)``: any other program (the LiteLLM proxy);
   ``SSL_CONTEXT``, which every httpx call and client of the tests is given (``verify=``):
   httpx builds one for each otherwise, reading the CA bundle (~27 ms of CPU, even for http://);
@@ -25,7 +26,7 @@ Waiting -- never a sleep to let something happen:
 
 Driving: :mod:`.hostile` (hostile clients), :mod:`.browser` (the page in Chromium, on the browser's
 own thread), :mod:`.terminal` (the CLI on a pseudo-terminal), :mod:`.command` (``getgpt`` run to
-its end), :mod:`.client_probe` (one request in a process of its own, forked, measured). Measuring:
+its end, forked too), :mod:`.client_probe` (one request in a process of its own, forked, measured). Measuring:
 :mod:`.memory` (a process's resident growth), :mod:`.visual` (the page's screenshots against
 reviewed baselines).
 """

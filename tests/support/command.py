@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from .forkserver import run_forked
+
 __all__ = ["getgpt", "locale_env"]
 
 _LOCALE = ("LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES")
@@ -18,8 +20,12 @@ def locale_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def getgpt(
-    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60, fresh: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """``getgpt ARGS`` run to its end with ``stdin`` as its input: a fork of the worker's fork server
+    (support/forkserver.py), or with ``fresh`` a new interpreter, as a user starts it."""
+    if not fresh:
+        return run_forked(args, env=locale_env(env), stdin=stdin, timeout=timeout)
     return subprocess.run(
         [sys.executable, "-m", "getgpt", *args],
         input=stdin,

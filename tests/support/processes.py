@@ -11,12 +11,13 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
 from .waiting import wait_until
 
-__all__ = ["SSL_CONTEXT", "process", "stop"]
+__all__ = ["SSL_CONTEXT", "Running", "process", "stop"]
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 #: httpx's own default context, built once, for one-off calls (``httpx.get(url, verify=SSL_CONTEXT)``):
@@ -25,7 +26,17 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 SSL_CONTEXT = httpx.create_ssl_context()
 
 
-def stop(running: subprocess.Popen[bytes], grace: float = 10, sig: int = signal.SIGTERM) -> None:
+class Running(Protocol):
+    """A process started by a test: a :class:`subprocess.Popen`, or a fork server's child
+    (:class:`.forkserver.Forked`)."""
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
+def stop(running: Running, grace: float = 10, sig: int = signal.SIGTERM) -> None:
     """``sig`` (SIGTERM), then SIGKILL if it has not ended within ``grace`` seconds."""
     if running.poll() is None:
         running.send_signal(sig)
