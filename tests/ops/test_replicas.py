@@ -119,9 +119,12 @@ def _refuses_connections(url: str) -> bool:
         httpx.get(url + "readyz", timeout=2, verify=SSL_CONTEXT)
     except httpx.ConnectError:
         return True
-    except httpx.ReadError:
-        # Reset: taken into the accept queue just as the replica closed its socket. Seen once
-        # polls stopped building an SSL context each (~27 ms): look again until it refuses.
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        # The poll's connection met the replica's closing listener half-way. Reset: the kernel had
+        # queued it as the socket closed (seen once polls stopped building an SSL context each,
+        # ~27 ms). Closed unanswered: asyncio had accepted it, and the server closed before the
+        # connection's transport was made (asyncio's Server._attach then refuses it and the socket
+        # is dropped; seen once `getgpt serve` starts were forked). Not yet refused: look again.
         return False
     return False
 
