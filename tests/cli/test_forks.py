@@ -5,6 +5,7 @@ behaves as :class:`subprocess.Popen` does."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 import signal
@@ -72,3 +73,16 @@ def test_a_forked_server_is_signalled_waited_for_and_polled_as_a_popen_is() -> N
         assert process.wait(10) == -signal.SIGKILL
         assert process.poll() == -signal.SIGKILL  # and stays so: reaped once
         stop(process)  # a process that has ended is left as it is
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["forked", "fresh"])
+def test_a_server_holds_its_output_file_as_stdout_and_stderr_only(fresh: bool) -> None:
+    with getgpt_serve(fresh=fresh) as server:
+        fds = Path(f"/proc/{server.process.pid}/fd")
+        output = (fds / "1").readlink()
+        on_it = set()
+        for fd in fds.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a connection's socket closed meanwhile
+                if fd.readlink() == output:
+                    on_it.add(fd.name)
+        assert on_it == {"1", "2"}

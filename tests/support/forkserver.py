@@ -232,17 +232,25 @@ def _become(spec: dict[str, Any]) -> None:
         limit = int(spec["open_files"])
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     if spec["stdin"] is not None:
-        os.dup2(os.open(spec["stdin"], os.O_RDONLY), 0)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    out = os.open(spec["stdout"], flags, 0o644)
-    os.dup2(out, 1)
+        _open_onto(spec["stdin"], os.O_RDONLY, 0)
+    written = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     if spec["stderr"] == spec["stdout"]:
-        os.dup2(out, 2)
+        _open_onto(spec["stdout"], written, 1, 2)
     else:
-        os.dup2(os.open(spec["stderr"], flags, 0o644), 2)
+        _open_onto(spec["stdout"], written, 1)
+        _open_onto(spec["stderr"], written, 2)
     sys.argv = ["getgpt", *spec["args"]]
     runpy.run_module("getgpt", run_name="__main__", alter_sys=True)
     raise SystemExit(0)
+
+
+def _open_onto(path: str, flags: int, *targets: int) -> None:
+    """The file at ``path`` opened as each of the descriptors ``targets``, and as nothing else: a
+    fresh process started with it as its output has no other descriptor on it."""
+    fd = os.open(path, flags, 0o644)
+    for target in targets:
+        os.dup2(fd, target)
+    os.close(fd)
 
 
 def _serve() -> None:
