@@ -14,7 +14,8 @@ from pathlib import Path
 from getgpt.server.store.schema import UsageRecord
 
 from ..support.keystore import on_db, records
-from ..support.serve_process import SRC, run_getgpt
+from ..support.processes import SRC
+from ..support.serve_process import run_getgpt
 
 
 def _json(*args: str) -> object:

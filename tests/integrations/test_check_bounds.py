@@ -16,7 +16,7 @@ from getgpt.checks.http import MAX_BODY, HttpFailure, Target, fetch
 
 from ..support.faults import PATIENCE, FaultUpstream
 from ..support.hostile_upstreams import comments_forever, trickled_head
-from ..support.serve_process import SRC
+from ..support.processes import SRC
 
 
 def test_a_trickled_head_fails_the_fetch_at_its_head_deadline() -> None:

@@ -41,13 +41,14 @@ import getgpt
 __all__ = ["complete_one", "probe"]
 
 HI = [{"role": "user", "content": "hi"}]
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class _Forker:
     """The worker's forking process: a request's spec in, one JSON line out."""
 
     def __init__(self) -> None:
+        from .processes import SRC  # here: this file is also the forking process's script
+
         # The package the tests run: the one on PYTHONPATH when it is set, else this tree's.
         env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(SRC)}
         self.process = subprocess.Popen(

@@ -49,7 +49,6 @@ from typing import IO, Any
 
 __all__ = ["Forked", "fork_getgpt", "run_forked"]
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 #: What a ``getgpt serve`` start imports (``python -X importtime -m getgpt serve``: everything
 #: over 0.3 ms, top level), and the admin commands' module. One missing here is imported by the
 #: child that needs it: slower, never wrong.
@@ -126,6 +125,7 @@ class _ForkServer:
         # tests' own (support/command.py), whatever the locale the suite runs under. (Imported
         # here: this file is also the fork server's script, outside the tests' package.)
         from .command import locale_env
+        from .processes import SRC
 
         env = locale_env({"PYTHONPATH": str(SRC)})
         self.process = subprocess.Popen(

@@ -33,13 +33,11 @@ import httpx
 
 from .command import locale_env
 from .forkserver import Forked, fork_getgpt, run_forked
-from .processes import SSL_CONTEXT, stop
+from .processes import SRC, SSL_CONTEXT, stop
 from .servers import free_port
 from .waiting import wait_until
 
 __all__ = ["ServeProcess", "getgpt_serve", "run_getgpt"]
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class ServeProcess:
