@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import socket
 import ssl
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,56 @@ def test_async_pool_does_not_reuse_an_idle_connection_whose_transport_is_closing
             assert upstream.hits == 2
     finally:
         script.close.set()
+
+
+class _ResetsEachNewConnection:
+    """An event loop (mixed into asyncio's or uvloop's) on which the server resets each new
+    connection the moment it is made: its listener accepts it and closes it with SO_LINGER 0 (an
+    RST), and the loop runs until it has seen the reset, before ``create_connection`` returns.
+    That is what a server killed with the connection in its listen queue does, with the reset
+    landing in the one gap the client has: between its connect and its first write."""
+
+    listener: socket.socket
+
+    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await super().create_connection(*args, **kwargs)  # type: ignore[misc]
+        accepted, _ = self.listener.accept()
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        accepted.close()  # on loopback the RST is there when close returns
+        for _ in range(1000):  # a turn of the loop polls the socket and sees it
+            if transport.is_closing():
+                break
+            await asyncio.sleep(0)
+        assert transport.is_closing(), "the loop never saw the reset"
+        return transport, protocol
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_new_connection_reset_before_the_request_is_written_is_a_connect_error_at_once(kind: str) -> None:
+    # Found as a gateway's 500 "the backend failed" when an upstream was killed (CI, stop 29):
+    # uvloop raised RuntimeError writing to the closed transport, and asyncio dropped the write,
+    # so the request waited out its timeout for a head. Either way no other upstream was tried;
+    # a ConnectError is what a forwarding backend fails over on, and a client may retry (nothing
+    # was sent).
+    import uvloop
+
+    base = asyncio.SelectorEventLoop if kind == "asyncio" else uvloop.Loop
+    loop_class = type("ResettingLoop", (_ResetsEachNewConnection, base), {})
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        loop_class.listener = listener
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+        async def main() -> BaseException:
+            async with getgpt.AsyncClient(url, max_retries=0, timeout=5) as client:
+                with pytest.raises(getgpt.GetGptError) as raised:
+                    await client.complete(HI)
+                return raised.value
+
+        with asyncio.Runner(loop_factory=loop_class) as runner:
+            error = runner.run(main())
+    # (Before: asyncio's a Timeout, 5 s later; uvloop's a RuntimeError.)
+    assert isinstance(error, getgpt.ConnectError), repr(error)
+    assert "before the request was sent" in str(error) and url in str(error)
 
 
 def test_connection_close_is_honoured() -> None:

@@ -161,11 +161,12 @@ def test_an_upstream_killed_mid_run_costs_only_its_live_streams_and_comes_back_a
             # Back within health-interval (1 s) of its return, give or take a probe's own time.
             wait_until(lambda: upstream_state(gateway.url, "c")["state"] == "healthy", 1.0 + 2.0, "c back")
             wait_until(lambda: ups["c"].counts()["chat"] >= 2, 20, "c serving again")
+            served_log = gateway.output()
         failed = [(kind, text, error) for kind, text, error in clients.results if error is not None]
         # No request that had not begun its reply failed: each failure was a stream live on c at
         # the kill, cut after its first piece (its partial text says who began it).
         shown = "\n".join(repr((kind, text, str(error)[:300])) for kind, text, error in failed)
-        assert all(text.startswith("c says ") for _, text, _ in failed), shown
+        assert all(text.startswith("c says ") for _, text, _ in failed), f"{shown}\n{served_log}"
         assert len(failed) <= 8  # at most one live stream per client
         assert clients.served("openai") >= 10 and clients.served("getgpt") >= 10
         for kind, text, error in clients.results:

@@ -52,6 +52,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.reader: ResponseReader | None = None
         self.error: BaseException | None = None
         self.closed = False
+        #: Why the connection was lost (None: closed cleanly, or not lost).
+        self.lost: BaseException | None = None
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -93,6 +95,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost = exc
         reader = self.reader
         if reader is not None and self.error is None:
             try:
@@ -115,6 +118,20 @@ class _Connection(asyncio.BufferedProtocol):
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
+
+    def refuse_if_lost(self, url: str) -> None:
+        """A :class:`ConnectError` if the connection is gone before a request is written on it.
+
+        A new connection can be reset between the connect and the first write -- by a server
+        killed with it still in its listen queue -- and the loop may close the transport in that
+        gap (the hop out of ``wait_for``). Written to anyway, uvloop raised RuntimeError (a
+        gateway's "the backend failed" instead of trying the next upstream) and asyncio dropped
+        the bytes, so the request waited out its head timeout (25 in 300, tests/client/
+        test_resets.py)."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            why = detail(self.lost) if self.lost is not None else "the server closed it"
+            raise ConnectError(f"connection to {url} failed before the request was sent: {why}")
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -234,6 +251,7 @@ class AsyncPool(PoolBase[_Connection]):
         timeouts = self.timeouts
         write_error: WriteFailed | None = None
         try:
+            conn.refuse_if_lost(url)
             transport.write(data)
             try:
                 await conn.drain(within(timeouts.write, whole), url)
@@ -337,6 +355,7 @@ async def _open_tunnel(conn: _Connection, where: Endpoint, url: str) -> None:
     proxy = where.proxy.url
     reader = conn.reader = ResponseReader(proxy)
     try:
+        conn.refuse_if_lost(proxy)
         conn.transport.write(where.connect_request())
         while not reader.head_done:
             if conn.error is not None:
