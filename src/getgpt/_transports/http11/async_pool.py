@@ -28,12 +28,12 @@ _PAUSE_AT = 64 << 10
 _READ = 64 << 10
 
 
-def _has_news(transport: asyncio.BaseTransport) -> bool:
+def _has_news(transport: asyncio.BaseTransport | None) -> bool:
     """Whether an idle connection's socket has something to read: the server closed it (or sent
     what nobody asked for) and the loop has not run its callback yet. Found when a request was
     sent on a connection closed a moment before, in the same turn of the loop that resumed the
     caller (tests/client/test_lean_path.py); poll, not select, which fails past descriptor 1023."""
-    sock = transport.get_extra_info("socket")
+    sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return False
     if not hasattr(select, "poll"):  # Windows: select takes sockets of any number there
@@ -119,6 +119,13 @@ class _Connection(asyncio.BufferedProtocol):
         if drained is not None and not drained.done():
             drained.set_result(None)
 
+    @property
+    def gone(self) -> bool:
+        """Closed, or its transport closing: uvloop closes a transport on a reset at once and
+        calls connection_lost on a later turn of the loop, so ``closed`` alone can lag."""
+        transport = self.transport
+        return self.closed or transport is None or transport.is_closing()
+
     def refuse_if_lost(self, url: str) -> None:
         """A :class:`ConnectError` if the connection is gone before a request is written on it.
 
@@ -126,10 +133,9 @@ class _Connection(asyncio.BufferedProtocol):
         killed with it still in its listen queue -- and the loop may close the transport in that
         gap (the hop out of ``wait_for``). Written to anyway, uvloop raised RuntimeError (a
         gateway's "the backend failed" instead of trying the next upstream) and asyncio dropped
-        the bytes, so the request waited out its head timeout (25 in 300, tests/client/
-        test_resets.py)."""
-        transport = self.transport
-        if self.closed or transport is None or transport.is_closing():
+        the bytes, so the request waited out its head timeout (tests/client/test_lean_path.py,
+        test_a_new_connection_reset_before_the_request_is_written_...)."""
+        if self.gone:
             why = detail(self.lost) if self.lost is not None else "the server closed it"
             raise ConnectError(f"connection to {url} failed before the request was sent: {why}")
 
@@ -280,14 +286,9 @@ class AsyncPool(PoolBase[_Connection]):
             if conn.loop is not loop:
                 continue  # opened under another event loop (an earlier asyncio.run): unusable here
             if (
-                conn.closed
-                or time.monotonic() - conn.idle_since > keepalive
-                or conn.transport is None
-                # Closed, though its protocol has not heard yet: uvloop closes a transport on a
-                # reset at once and calls connection_lost on a later turn; a write then raised
-                # RuntimeError (found by bench.routing's failover drill).
-                or conn.transport.is_closing()
-                or _has_news(conn.transport)
+                # Gone, perhaps before its protocol has heard: a write then raised RuntimeError
+                # under uvloop (found by bench.routing's failover drill).
+                conn.gone or time.monotonic() - conn.idle_since > keepalive or _has_news(conn.transport)
             ):
                 if conn.transport is not None:
                     conn.transport.close()
